@@ -1,0 +1,374 @@
+//! The backend specification: Rust types for QEMU's QAPI `ChardevBackend`
+//! union (qapi/char.json), field names exactly as QEMU spells them on the
+//! wire, so a `chardev-add`/`chardev-change` argument deserializes as-is.
+//!
+//! The types are plain data: they describe a backend, they do not open one.
+//! [`crate::backend::open`] turns a spec into a live backend.
+
+use serde::{Deserialize, Serialize};
+
+/// Options every backend accepts (QAPI `ChardevCommon`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChardevCommon {
+    /// Copy every byte the frontend writes to this file as well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logfile: Option<String>,
+    /// Append to `logfile` instead of truncating it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logappend: Option<bool>,
+    /// qchar extension: size in bytes of the replay buffer that keeps the
+    /// newest output produced while no peer is connected (off when absent).
+    #[serde(rename = "x-backlog", default, skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<u64>,
+}
+
+/// `file` backend (QAPI `ChardevFile`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChardevFile {
+    /// Common options.
+    #[serde(flatten)]
+    pub common: ChardevCommon,
+    /// File to read input from (none: the backend has no input).
+    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    /// File the output goes to.
+    pub out: String,
+    /// Open `out` for appending instead of truncating it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub append: Option<bool>,
+}
+
+/// A host device path: `pipe`, `serial` and `parallel` (QAPI `ChardevHostdev`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChardevHostdev {
+    /// Common options.
+    #[serde(flatten)]
+    pub common: ChardevCommon,
+    /// The device or pipe path.
+    pub device: String,
+}
+
+/// `socket` backend (QAPI `ChardevSocket`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChardevSocket {
+    /// Common options.
+    #[serde(flatten)]
+    pub common: ChardevCommon,
+    /// Address to listen on (server) or connect to (client).
+    pub addr: SocketAddressLegacy,
+    /// TLS credentials object id (not supported by qchar; refused).
+    #[serde(rename = "tls-creds", default, skip_serializing_if = "Option::is_none")]
+    pub tls_creds: Option<String>,
+    /// TLS authorization object id (not supported by qchar; refused).
+    #[serde(rename = "tls-authz", default, skip_serializing_if = "Option::is_none")]
+    pub tls_authz: Option<String>,
+    /// Listen instead of connecting (QEMU's default: true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<bool>,
+    /// A server waits for its first client before start-up goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<bool>,
+    /// Set TCP_NODELAY.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodelay: Option<bool>,
+    /// Speak telnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telnet: Option<bool>,
+    /// Speak tn3270 (not supported by qchar; refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tn3270: Option<bool>,
+    /// Speak websocket (server only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub websocket: Option<bool>,
+    /// Client: seconds between reconnection attempts (0: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect: Option<i64>,
+    /// Client: milliseconds between reconnection attempts (newer QEMU).
+    #[serde(rename = "reconnect-ms", default, skip_serializing_if = "Option::is_none")]
+    pub reconnect_ms: Option<i64>,
+}
+
+/// `udp` backend (QAPI `ChardevUdp`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChardevUdp {
+    /// Common options.
+    #[serde(flatten)]
+    pub common: ChardevCommon,
+    /// Where datagrams are sent.
+    pub remote: SocketAddressLegacy,
+    /// Local address to bind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<SocketAddressLegacy>,
+}
+
+/// `mux` backend (QAPI `ChardevMux`): in QMP terms a mux wraps another
+/// chardev by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChardevMux {
+    /// Common options.
+    #[serde(flatten)]
+    pub common: ChardevCommon,
+    /// Id of the chardev underneath.
+    pub chardev: String,
+}
+
+/// `stdio` backend (QAPI `ChardevStdio`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChardevStdio {
+    /// Common options.
+    #[serde(flatten)]
+    pub common: ChardevCommon,
+    /// Let Ctrl-C and friends raise signals (QEMU's default: true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<bool>,
+}
+
+/// `ringbuf`/`memory` backend (QAPI `ChardevRingbuf`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChardevRingbuf {
+    /// Common options.
+    #[serde(flatten)]
+    pub common: ChardevCommon,
+    /// Capacity in bytes, a power of two (QEMU's default: 65536).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+}
+
+/// Backends with only the common options (`null`, `pty`): QAPI `ChardevCommon`
+/// used as a variant.
+pub type ChardevDummy = ChardevCommon;
+
+/// The backend union (QAPI `ChardevBackend`), as `{"type": T, "data": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "kebab-case")]
+pub enum ChardevBackend {
+    /// Output to a file, input optionally from another.
+    File(ChardevFile),
+    /// A host tty.
+    Serial(ChardevHostdev),
+    /// A host parallel port (not supported by qchar; refused).
+    Parallel(ChardevHostdev),
+    /// A named pipe pair (`PATH.in`/`PATH.out`) or a single FIFO.
+    Pipe(ChardevHostdev),
+    /// Unix or TCP stream socket.
+    Socket(ChardevSocket),
+    /// UDP datagrams.
+    Udp(ChardevUdp),
+    /// A new pseudo-terminal.
+    Pty(ChardevDummy),
+    /// Discards output, never has input.
+    Null(ChardevDummy),
+    /// Several frontends sharing another chardev.
+    Mux(ChardevMux),
+    /// qchar's standard input and output.
+    Stdio(ChardevStdio),
+    /// A ring buffer read by `ringbuf-read`.
+    Ringbuf(ChardevRingbuf),
+    /// Old name of `ringbuf`.
+    Memory(ChardevRingbuf),
+}
+
+/// A socket address in QEMU's legacy (flat union with `data`) form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "kebab-case")]
+pub enum SocketAddressLegacy {
+    /// TCP or UDP over IPv4/IPv6.
+    Inet(InetSocketAddress),
+    /// A unix domain socket.
+    Unix(UnixSocketAddress),
+    /// AF_VSOCK (not supported by qchar; refused).
+    Vsock(VsockSocketAddress),
+    /// A file descriptor passed by name (not supported by qchar; refused).
+    Fd(StringWrapper),
+}
+
+/// QAPI `InetSocketAddress`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InetSocketAddress {
+    /// Host name or address.
+    pub host: String,
+    /// Port number or service name, a string as in QEMU.
+    pub port: String,
+    /// Don't resolve names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numeric: Option<bool>,
+    /// Try ports `port..=to` until one is free (server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<u16>,
+    /// Restrict to IPv4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<bool>,
+    /// Restrict to IPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<bool>,
+    /// Enable SO_KEEPALIVE.
+    #[serde(rename = "keep-alive", default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive: Option<bool>,
+}
+
+/// QAPI `UnixSocketAddress`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnixSocketAddress {
+    /// Filesystem path, or the name in the abstract namespace.
+    pub path: String,
+    /// Use the abstract namespace.
+    #[serde(rename = "abstract", default, skip_serializing_if = "Option::is_none")]
+    pub abstract_: Option<bool>,
+    /// With `abstract`: the address length covers only the name (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tight: Option<bool>,
+}
+
+/// QAPI `VsockSocketAddress`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VsockSocketAddress {
+    /// Context id.
+    pub cid: String,
+    /// Port.
+    pub port: String,
+}
+
+/// QAPI `String` wrapper.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StringWrapper {
+    /// The string.
+    pub str: String,
+}
+
+/// What `chardev-add`/`chardev-change` return (QAPI `ChardevReturn`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChardevReturn {
+    /// Path of the pty slave, when the new backend is a pty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pty: Option<String>,
+}
+
+/// One entry of `query-chardev` (QAPI `ChardevInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChardevInfo {
+    /// The chardev's id.
+    pub label: String,
+    /// The backend described as QEMU prints it (`file`, `pty:/dev/pts/3`,
+    /// `unix:/p,server=on`...).
+    pub filename: String,
+    /// Whether a frontend has it open.
+    #[serde(rename = "frontend-open")]
+    pub frontend_open: bool,
+}
+
+/// One entry of `query-chardev-backends` (QAPI `ChardevBackendInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChardevBackendInfo {
+    /// Backend type name.
+    pub name: String,
+}
+
+impl ChardevBackend {
+    /// The QAPI type name (`"file"`, `"socket"`...).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ChardevBackend::File(_) => "file",
+            ChardevBackend::Serial(_) => "serial",
+            ChardevBackend::Parallel(_) => "parallel",
+            ChardevBackend::Pipe(_) => "pipe",
+            ChardevBackend::Socket(_) => "socket",
+            ChardevBackend::Udp(_) => "udp",
+            ChardevBackend::Pty(_) => "pty",
+            ChardevBackend::Null(_) => "null",
+            ChardevBackend::Mux(_) => "mux",
+            ChardevBackend::Stdio(_) => "stdio",
+            ChardevBackend::Ringbuf(_) => "ringbuf",
+            ChardevBackend::Memory(_) => "memory",
+        }
+    }
+
+    /// The options common to every backend.
+    pub fn common(&self) -> &ChardevCommon {
+        match self {
+            ChardevBackend::File(f) => &f.common,
+            ChardevBackend::Serial(h) | ChardevBackend::Parallel(h) | ChardevBackend::Pipe(h) => {
+                &h.common
+            }
+            ChardevBackend::Socket(s) => &s.common,
+            ChardevBackend::Udp(u) => &u.common,
+            ChardevBackend::Pty(c) | ChardevBackend::Null(c) => c,
+            ChardevBackend::Mux(m) => &m.common,
+            ChardevBackend::Stdio(s) => &s.common,
+            ChardevBackend::Ringbuf(r) | ChardevBackend::Memory(r) => &r.common,
+        }
+    }
+
+    /// Mutable access to the common options.
+    pub fn common_mut(&mut self) -> &mut ChardevCommon {
+        match self {
+            ChardevBackend::File(f) => &mut f.common,
+            ChardevBackend::Serial(h) | ChardevBackend::Parallel(h) | ChardevBackend::Pipe(h) => {
+                &mut h.common
+            }
+            ChardevBackend::Socket(s) => &mut s.common,
+            ChardevBackend::Udp(u) => &mut u.common,
+            ChardevBackend::Pty(c) | ChardevBackend::Null(c) => c,
+            ChardevBackend::Mux(m) => &mut m.common,
+            ChardevBackend::Stdio(s) => &mut s.common,
+            ChardevBackend::Ringbuf(r) | ChardevBackend::Memory(r) => &mut r.common,
+        }
+    }
+}
+
+/// The backend type names qchar can open, in the order `query-chardev-backends`
+/// lists them.
+pub const SUPPORTED_BACKENDS: &[&str] = &[
+    "file", "serial", "pipe", "socket", "udp", "pty", "null", "mux", "stdio", "ringbuf", "memory",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_backend_round_trips_with_qemu_field_names() {
+        let json = r#"{"type":"file","data":{"in":"/i","out":"/o","append":true}}"#;
+        let b: ChardevBackend = serde_json::from_str(json).unwrap();
+        match &b {
+            ChardevBackend::File(f) => {
+                assert_eq!(f.input.as_deref(), Some("/i"));
+                assert_eq!(f.out, "/o");
+                assert_eq!(f.append, Some(true));
+            }
+            other => panic!("wrong variant {other:?}"),
+        }
+        assert_eq!(serde_json::to_string(&b).unwrap(), json);
+    }
+
+    #[test]
+    fn socket_backend_parses_qemu_example() {
+        let json = r#"{"type":"socket","data":{"addr":{"type":"unix","data":{"path":"/tmp/c.sock"}},"server":true,"wait":false}}"#;
+        let b: ChardevBackend = serde_json::from_str(json).unwrap();
+        let ChardevBackend::Socket(s) = b else { panic!("not a socket") };
+        assert_eq!(s.server, Some(true));
+        assert_eq!(s.wait, Some(false));
+        assert!(matches!(s.addr, SocketAddressLegacy::Unix(ref u) if u.path == "/tmp/c.sock"));
+    }
+
+    #[test]
+    fn unknown_field_is_refused() {
+        let json = r#"{"type":"socket","data":{"addr":{"type":"unix","data":{"path":"/p","bogus":1}}}}"#;
+        assert!(serde_json::from_str::<ChardevBackend>(json).is_err());
+    }
+
+    #[test]
+    fn pty_return_and_info_use_qemu_names() {
+        let r = ChardevReturn { pty: Some("/dev/pts/4".into()) };
+        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"pty":"/dev/pts/4"}"#);
+        let i = ChardevInfo { label: "s".into(), filename: "null".into(), frontend_open: true };
+        assert_eq!(
+            serde_json::to_string(&i).unwrap(),
+            r#"{"label":"s","filename":"null","frontend-open":true}"#
+        );
+    }
+}
