@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod opts;
 pub mod spec;
 
 pub use error::{ChardevError, Result};
