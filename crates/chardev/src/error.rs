@@ -24,8 +24,9 @@ pub enum ChardevError {
     /// `change` of a chardev whose frontend cannot follow a backend change.
     #[error("Chardev user does not support chardev hotswap")]
     HotswapUnsupported,
-    /// The frontend refused the new backend; the old one stays.
-    #[error("Chardev '{id}' change failed: {reason}")]
+    /// The frontend refused the new backend; the old one stays. QEMU's text
+    /// does not carry the reason; it is logged.
+    #[error("Chardev '{id}' change failed")]
     ChangeRefused {
         /// The chardev.
         id: String,
@@ -65,7 +66,10 @@ pub enum ChardevError {
 impl ChardevError {
     /// Wraps an OS error with QEMU-style context.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        ChardevError::Io { context: context.into(), source }
+        ChardevError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 

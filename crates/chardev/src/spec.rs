@@ -85,7 +85,11 @@ pub struct ChardevSocket {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconnect: Option<i64>,
     /// Client: milliseconds between reconnection attempts (newer QEMU).
-    #[serde(rename = "reconnect-ms", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "reconnect-ms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reconnect_ms: Option<i64>,
 }
 
@@ -204,7 +208,11 @@ pub struct InetSocketAddress {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<bool>,
     /// Enable SO_KEEPALIVE.
-    #[serde(rename = "keep-alive", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "keep-alive",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_alive: Option<bool>,
 }
 
@@ -349,7 +357,9 @@ mod tests {
     fn socket_backend_parses_qemu_example() {
         let json = r#"{"type":"socket","data":{"addr":{"type":"unix","data":{"path":"/tmp/c.sock"}},"server":true,"wait":false}}"#;
         let b: ChardevBackend = serde_json::from_str(json).unwrap();
-        let ChardevBackend::Socket(s) = b else { panic!("not a socket") };
+        let ChardevBackend::Socket(s) = b else {
+            panic!("not a socket")
+        };
         assert_eq!(s.server, Some(true));
         assert_eq!(s.wait, Some(false));
         assert!(matches!(s.addr, SocketAddressLegacy::Unix(ref u) if u.path == "/tmp/c.sock"));
@@ -357,15 +367,25 @@ mod tests {
 
     #[test]
     fn unknown_field_is_refused() {
-        let json = r#"{"type":"socket","data":{"addr":{"type":"unix","data":{"path":"/p","bogus":1}}}}"#;
+        let json =
+            r#"{"type":"socket","data":{"addr":{"type":"unix","data":{"path":"/p","bogus":1}}}}"#;
         assert!(serde_json::from_str::<ChardevBackend>(json).is_err());
     }
 
     #[test]
     fn pty_return_and_info_use_qemu_names() {
-        let r = ChardevReturn { pty: Some("/dev/pts/4".into()) };
-        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"pty":"/dev/pts/4"}"#);
-        let i = ChardevInfo { label: "s".into(), filename: "null".into(), frontend_open: true };
+        let r = ChardevReturn {
+            pty: Some("/dev/pts/4".into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"pty":"/dev/pts/4"}"#
+        );
+        let i = ChardevInfo {
+            label: "s".into(),
+            filename: "null".into(),
+            frontend_open: true,
+        };
         assert_eq!(
             serde_json::to_string(&i).unwrap(),
             r#"{"label":"s","filename":"null","frontend-open":true}"#

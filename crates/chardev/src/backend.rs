@@ -1,0 +1,201 @@
+//! The one trait every backend implements, and the table that opens a
+//! backend from its [`ChardevBackend`] spec.
+//!
+//! Backends are poll-based so the chardev I/O task can drive any of them
+//! the same way, and so a backend can be swapped between two polls without
+//! any task holding a borrow of it. They never see the frontend: input goes
+//! out through [`Backend::poll_event`], output comes in through
+//! [`Backend::poll_write`]; buffering, logging, replay and hotswap live in
+//! [`crate::chardev`], once for all backends.
+
+use std::io;
+use std::task::{Context, Poll};
+
+use crate::error::{ChardevError, Result};
+use crate::spec::ChardevBackend;
+
+mod fdio;
+mod file;
+mod null;
+mod pipe;
+mod pty;
+mod ringbuf;
+mod stdio;
+#[allow(dead_code)] // line settings: used by the host serial backend (issue 3)
+pub(crate) mod tty;
+
+pub use ringbuf::RingBuf;
+
+/// Something a backend reports to its chardev.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendEvent {
+    /// `n` bytes of input were placed at the start of the buffer.
+    Input(usize),
+    /// A peer connected (socket client, pty slave opened).
+    Opened,
+    /// The peer went away. All its input was reported before this.
+    Closed,
+    /// The peer sent a break (telnet IAC BREAK, tty break).
+    Break,
+}
+
+/// Parity setting of a serial line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Parity {
+    /// No parity bit.
+    #[default]
+    None,
+    /// Odd parity.
+    Odd,
+    /// Even parity.
+    Even,
+    /// Parity bit always 1.
+    Mark,
+    /// Parity bit always 0.
+    Space,
+}
+
+/// Line parameters a UART programs (QEMU's `QEMUSerialSetParams`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SerialParams {
+    /// Bits per second.
+    pub speed: u32,
+    /// Parity.
+    pub parity: Parity,
+    /// Data bits, 5 to 8.
+    pub data_bits: u8,
+    /// Stop bits, 1 or 2.
+    pub stop_bits: u8,
+}
+
+impl Default for SerialParams {
+    fn default() -> Self {
+        SerialParams {
+            speed: 9600,
+            parity: Parity::None,
+            data_bits: 8,
+            stop_bits: 1,
+        }
+    }
+}
+
+/// Modem line bits, numbered as Linux's `TIOCM_*`.
+pub mod modem {
+    /// Data terminal ready (output).
+    pub const DTR: u32 = 0x002;
+    /// Request to send (output).
+    pub const RTS: u32 = 0x004;
+    /// Clear to send (input).
+    pub const CTS: u32 = 0x020;
+    /// Data carrier detect (input).
+    pub const CAR: u32 = 0x040;
+    /// Ring indicator (input).
+    pub const RNG: u32 = 0x080;
+    /// Data set ready (input).
+    pub const DSR: u32 = 0x100;
+}
+
+/// Serial-line requests a frontend makes of its backend (QEMU's
+/// `CHR_IOCTL_SERIAL_*`). Backends without a tty ignore them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SerialIoctl {
+    /// Apply speed, parity, data and stop bits.
+    SetParams(SerialParams),
+    /// Start (true) or stop (false) sending a break.
+    SetBreak(bool),
+    /// Read the modem lines.
+    GetModem,
+    /// Set the output modem lines (DTR, RTS).
+    SetModem(u32),
+}
+
+/// Answer to a [`SerialIoctl`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoctlReply {
+    /// Applied.
+    Done,
+    /// The modem lines, for [`SerialIoctl::GetModem`].
+    Modem(u32),
+    /// This backend has no serial line; nothing was done.
+    Unsupported,
+}
+
+/// A live backend: where a chardev's bytes go and come from.
+pub trait Backend: Send {
+    /// Polls for the next event. Input is read into `buf`, never more than
+    /// `buf.len()` bytes; with an empty `buf` the backend must not consume
+    /// input and reports only connection changes.
+    fn poll_event(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<BackendEvent>;
+
+    /// Offers output. Returns how many leading bytes of `data` the backend
+    /// took; the rest stay queued for the next call (or for the next backend
+    /// after a change). A backend with no peer may take and drop bytes, as
+    /// QEMU does. `Err` means the bytes could not be delivered and are lost.
+    fn poll_write(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>>;
+
+    /// Whether a peer is connected (always true for files, null, ringbuf).
+    fn is_open(&self) -> bool {
+        true
+    }
+
+    /// The backend as `query-chardev` prints it (`file`, `pty:/dev/pts/3`...).
+    fn filename(&self) -> String;
+
+    /// The pty slave path, for `ChardevReturn`.
+    fn pty_path(&self) -> Option<String> {
+        None
+    }
+
+    /// A serial-line request; the default ignores it.
+    fn ioctl(&mut self, _req: SerialIoctl) -> Result<IoctlReply> {
+        Ok(IoctlReply::Unsupported)
+    }
+
+    /// The ring buffer, for `ringbuf-read`/`ringbuf-write`.
+    fn as_ringbuf(&mut self) -> Option<&mut RingBuf> {
+        None
+    }
+
+    /// Whether output written while no peer is connected would be dropped;
+    /// only such backends fill the replay buffer (`x-backlog`).
+    fn drops_output_when_closed(&self) -> bool {
+        false
+    }
+}
+
+/// Opens the backend a spec describes. Called with the registry's runtime
+/// entered, so tokio I/O objects can be registered. `id` is the chardev's id,
+/// used in messages.
+pub fn open(id: &str, spec: &ChardevBackend) -> Result<Box<dyn Backend>> {
+    match spec {
+        ChardevBackend::Null(_) => Ok(Box::new(null::NullBackend)),
+        ChardevBackend::File(f) => Ok(Box::new(file::FileBackend::open(f)?)),
+        ChardevBackend::Ringbuf(r) | ChardevBackend::Memory(r) => {
+            Ok(Box::new(ringbuf::RingbufBackend::new(r.size)?))
+        }
+        ChardevBackend::Pipe(p) => Ok(Box::new(pipe::PipeBackend::open(&p.device)?)),
+        ChardevBackend::Pty(_) => Ok(Box::new(pty::PtyBackend::open(id)?)),
+        ChardevBackend::Stdio(s) => Ok(Box::new(stdio::StdioBackend::open(
+            s.signal.unwrap_or(true),
+        )?)),
+        ChardevBackend::Parallel(_) => Err(ChardevError::UnknownDriver("parallel".into())),
+        ChardevBackend::Socket(_)
+        | ChardevBackend::Udp(_)
+        | ChardevBackend::Serial(_)
+        | ChardevBackend::Mux(_) => Err(ChardevError::Unsupported(format!(
+            "chardev '{id}': backend '{}' is not available yet",
+            spec.type_name()
+        ))),
+    }
+}
+
+/// Checks a spec for what can be refused before anything is opened, so a
+/// change that cannot succeed leaves no trace.
+pub fn validate(spec: &ChardevBackend) -> Result<()> {
+    match spec {
+        ChardevBackend::Ringbuf(r) | ChardevBackend::Memory(r) => {
+            ringbuf::check_size(r.size).map(|_| ())
+        }
+        _ => Ok(()),
+    }
+}

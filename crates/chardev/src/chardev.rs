@@ -1,0 +1,703 @@
+//! One chardev: its backend, its frontends, its output queue, and the I/O
+//! task that moves bytes between them. This is also where a backend change
+//! happens ([`Chardev::swap`]): read it to know what happens to bytes then.
+//!
+//! Locking: `state` is held only for short, non-blocking backend calls and
+//! never while a frontend handler runs, so handlers may call back into the
+//! chardev (ioctl, write) or the registry (change, add) freely.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use crate::backend::{Backend, BackendEvent, IoctlReply, SerialIoctl};
+use crate::error::{ChardevError, Result};
+use crate::frontend::{CharFrontend, ChardevEvent, FrontendHandlers};
+use crate::iothread::IoThread;
+use crate::outq::OutQueue;
+use crate::registry::{Listeners, RegistryEvent};
+use crate::spec::ChardevBackend;
+
+/// How many bytes one backend read may deliver.
+const READ_CHUNK: usize = 4096;
+/// How many bytes one backend write is offered.
+const WRITE_CHUNK: usize = 64 * 1024;
+/// Rounds of work before the task yields to other chardevs.
+const ROUNDS_PER_POLL: usize = 64;
+
+/// Counters kept per chardev, readable at any time.
+#[derive(Debug, Default)]
+pub struct ChardevStats {
+    /// Bytes the backends took from the frontends.
+    pub bytes_out: AtomicU64,
+    /// Bytes delivered to the frontends.
+    pub bytes_in: AtomicU64,
+    /// Bytes lost to backend write errors (a full disk, say).
+    pub bytes_lost: AtomicU64,
+    /// Backend changes applied.
+    pub changes: AtomicU64,
+}
+
+/// A frontend's place on a chardev.
+struct FeSlot {
+    gen: u64,
+    handlers: Option<Box<dyn FrontendHandlers>>,
+    hotswap: bool,
+    fe_open: bool,
+    /// Owes the handlers an `Opened` event (they arrived on an open backend).
+    owe_open: bool,
+}
+
+/// Newest output kept while no peer is connected (`x-backlog`).
+struct Backlog {
+    buf: VecDeque<u8>,
+    cap: usize,
+}
+
+impl Backlog {
+    fn keep(&mut self, data: &[u8]) {
+        let data = &data[data.len().saturating_sub(self.cap)..];
+        let over = (self.buf.len() + data.len()).saturating_sub(self.cap);
+        self.buf.drain(..over);
+        self.buf.extend(data);
+    }
+}
+
+/// A backend with what came with it: its spec, its log file, its backlog.
+pub(crate) struct Installed {
+    pub(crate) backend: Box<dyn Backend>,
+    pub(crate) spec: ChardevBackend,
+    pub(crate) logfile: Option<std::fs::File>,
+}
+
+pub(crate) struct State {
+    inst: Installed,
+    backlog: Option<Backlog>,
+    /// The open state last reported to the frontends.
+    be_open: bool,
+    frontends: Vec<Option<FeSlot>>,
+    /// Several frontends may attach (mux=on).
+    multi: bool,
+    focus: usize,
+    next_gen: u64,
+    removed: bool,
+    /// A handler of this chardev is running on the I/O thread right now.
+    in_handler: bool,
+    /// A change asked for from inside a handler, applied when it returns.
+    pending: Option<Installed>,
+    /// First write error was logged; later ones are only counted.
+    write_error_logged: bool,
+}
+
+/// See the module documentation.
+pub(crate) struct Chardev {
+    pub(crate) id: String,
+    pub(crate) io: Arc<IoThread>,
+    pub(crate) out: OutQueue,
+    state: Mutex<State>,
+    waker: Mutex<Option<Waker>>,
+    listeners: Arc<Listeners>,
+    pub(crate) stats: ChardevStats,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Chardev {
+    pub(crate) fn new(
+        id: String,
+        io: Arc<IoThread>,
+        inst: Installed,
+        multi: bool,
+        out_cap: usize,
+        listeners: Arc<Listeners>,
+    ) -> Arc<Chardev> {
+        let be_open = inst.backend.is_open();
+        let backlog = backlog_for(&inst.spec);
+        Arc::new(Chardev {
+            id,
+            io,
+            out: OutQueue::new(out_cap),
+            state: Mutex::new(State {
+                inst,
+                backlog,
+                be_open,
+                frontends: Vec::new(),
+                multi,
+                focus: 0,
+                next_gen: 1,
+                removed: false,
+                in_handler: false,
+                pending: None,
+                write_error_logged: false,
+            }),
+            waker: Mutex::new(None),
+            listeners,
+            stats: ChardevStats::default(),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Spawns the I/O task of this chardev.
+    pub(crate) fn start(self: &Arc<Self>) {
+        let cd = self.clone();
+        self.io.handle().spawn(async move {
+            std::future::poll_fn(|cx| cd.poll_task(cx)).await;
+        });
+    }
+
+    /// Wakes the I/O task.
+    pub(crate) fn kick(&self) {
+        if let Some(w) = lock(&self.waker).as_ref() {
+            w.wake_by_ref();
+        }
+    }
+
+    // ----- frontends -------------------------------------------------------
+
+    /// Attaches a new frontend.
+    pub(crate) fn attach(self: &Arc<Self>) -> Result<CharFrontend> {
+        let mut st = self.state();
+        if st.removed {
+            return Err(ChardevError::DoesNotExist(self.id.clone()));
+        }
+        let used = st.frontends.iter().filter(|f| f.is_some()).count();
+        if used > 0 && !st.multi {
+            return Err(ChardevError::InUse(self.id.clone()));
+        }
+        if used >= crate::MAX_MUX_FRONTENDS {
+            return Err(ChardevError::Invalid(format!(
+                "too many uses of multiplexed chardev '{}'",
+                self.id
+            )));
+        }
+        let gen = st.next_gen;
+        st.next_gen += 1;
+        let slot = FeSlot {
+            gen,
+            handlers: None,
+            hotswap: false,
+            fe_open: false,
+            owe_open: false,
+        };
+        let tag = match st.frontends.iter().position(|f| f.is_none()) {
+            Some(i) => {
+                st.frontends[i] = Some(slot);
+                i
+            }
+            None => {
+                st.frontends.push(Some(slot));
+                st.frontends.len() - 1
+            }
+        };
+        Ok(CharFrontend {
+            cd: self.clone(),
+            tag,
+            gen,
+        })
+    }
+
+    pub(crate) fn is_current(&self, tag: usize, gen: u64) -> bool {
+        matches!(self.state().frontends.get(tag), Some(Some(s)) if s.gen == gen)
+    }
+
+    pub(crate) fn set_handlers(&self, tag: usize, gen: u64, h: Option<Box<dyn FrontendHandlers>>) {
+        let mut st = self.state();
+        let be_open = st.be_open;
+        if let Some(Some(slot)) = st.frontends.get_mut(tag) {
+            if slot.gen == gen {
+                slot.hotswap = h.as_ref().is_some_and(|h| h.supports_hotswap());
+                slot.fe_open = h.is_some();
+                slot.owe_open = h.is_some() && be_open;
+                slot.handlers = h;
+            }
+        }
+        drop(st);
+        self.kick();
+    }
+
+    pub(crate) fn set_fe_open(&self, tag: usize, gen: u64, open: bool) {
+        if let Some(Some(slot)) = self.state().frontends.get_mut(tag) {
+            if slot.gen == gen {
+                slot.fe_open = open;
+            }
+        }
+    }
+
+    pub(crate) fn detach(&self, tag: usize, gen: u64) {
+        let mut st = self.state();
+        if matches!(st.frontends.get(tag), Some(Some(s)) if s.gen == gen) {
+            st.frontends[tag] = None;
+            if st.focus == tag {
+                st.focus = st.frontends.iter().position(|f| f.is_some()).unwrap_or(0);
+            }
+        }
+    }
+
+    /// Whether any frontend is attached.
+    pub(crate) fn has_frontend(&self) -> bool {
+        self.state().frontends.iter().any(|f| f.is_some())
+    }
+
+    /// Whether a frontend is attached that cannot follow a change.
+    pub(crate) fn blocks_hotswap(&self) -> bool {
+        self.state().frontends.iter().flatten().any(|f| !f.hotswap)
+    }
+
+    pub(crate) fn frontend_open(&self) -> bool {
+        self.state().frontends.iter().flatten().any(|f| f.fe_open)
+    }
+
+    pub(crate) fn be_open(&self) -> bool {
+        self.state().be_open
+    }
+
+    pub(crate) fn filename(&self) -> String {
+        self.state().inst.backend.filename()
+    }
+
+    pub(crate) fn spec(&self) -> ChardevBackend {
+        self.state().inst.spec.clone()
+    }
+
+    pub(crate) fn ioctl(&self, req: SerialIoctl) -> Result<IoctlReply> {
+        self.state().inst.backend.ioctl(req)
+    }
+
+    /// Runs `f` with the handlers of frontend `tag` taken out of the slot,
+    /// with no lock held. Returns None if there is no such frontend or its
+    /// handlers are already running (a re-entrant call).
+    fn with_handlers<R>(
+        self: &Arc<Self>,
+        tag: usize,
+        f: impl FnOnce(&mut dyn FrontendHandlers, &CharFrontend) -> R,
+    ) -> Option<R> {
+        let (mut h, gen) = {
+            let mut st = self.state();
+            let slot = st.frontends.get_mut(tag)?.as_mut()?;
+            let h = slot.handlers.take()?;
+            let gen = slot.gen;
+            st.in_handler = true;
+            (h, gen)
+        };
+        let fe = CharFrontend {
+            cd: self.clone(),
+            tag,
+            gen,
+        };
+        let r = f(h.as_mut(), &fe);
+        let mut st = self.state();
+        st.in_handler = false;
+        if let Some(Some(slot)) = st.frontends.get_mut(tag) {
+            if slot.gen == gen && slot.handlers.is_none() {
+                slot.handlers = Some(h);
+            }
+        }
+        Some(r)
+    }
+
+    fn tags(&self) -> Vec<usize> {
+        let st = self.state();
+        (0..st.frontends.len())
+            .filter(|&i| st.frontends[i].is_some())
+            .collect()
+    }
+
+    /// Sends `ev` to every frontend.
+    fn broadcast(self: &Arc<Self>, ev: ChardevEvent) {
+        for tag in self.tags() {
+            self.with_handlers(tag, |h, _| h.event(ev));
+        }
+    }
+
+    fn focus(&self) -> usize {
+        self.state().focus
+    }
+
+    // ----- the I/O task ----------------------------------------------------
+
+    fn poll_task(self: &Arc<Self>, cx: &mut Context<'_>) -> Poll<()> {
+        {
+            let mut w = lock(&self.waker);
+            match w.as_ref() {
+                Some(old) if old.will_wake(cx.waker()) => {}
+                _ => *w = Some(cx.waker().clone()),
+            }
+        }
+        for _ in 0..ROUNDS_PER_POLL {
+            if self.state().removed {
+                return Poll::Ready(());
+            }
+            let mut progress = self.deliver_owed_opens();
+            let pending = self.state().pending.take();
+            if let Some(inst) = pending {
+                if let Err(e) = self.swap(inst) {
+                    log::error!("{e}");
+                }
+                progress = true;
+            }
+            progress |= self.pump_input(cx);
+            progress |= self.pump_output(cx);
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        // Plenty of work: let the other chardevs run, then come back.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn deliver_owed_opens(self: &Arc<Self>) -> bool {
+        let owed: Vec<usize> = {
+            let mut st = self.state();
+            let mut v = Vec::new();
+            for (i, s) in st.frontends.iter_mut().enumerate() {
+                if let Some(s) = s {
+                    if s.owe_open && s.handlers.is_some() {
+                        s.owe_open = false;
+                        v.push(i);
+                    }
+                }
+            }
+            v
+        };
+        for &tag in &owed {
+            self.with_handlers(tag, |h, _| h.event(ChardevEvent::Opened));
+        }
+        !owed.is_empty()
+    }
+
+    fn pump_input(self: &Arc<Self>, cx: &mut Context<'_>) -> bool {
+        let focus = self.focus();
+        let room = self.with_handlers(focus, |h, _| h.can_read()).unwrap_or(0);
+        let mut buf = [0u8; READ_CHUNK];
+        let want = room.min(READ_CHUNK);
+        let ev = match self.state().inst.backend.poll_event(cx, &mut buf[..want]) {
+            Poll::Ready(ev) => ev,
+            Poll::Pending => return false,
+        };
+        match ev {
+            BackendEvent::Input(n) => {
+                let n = n.min(want);
+                self.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                self.with_handlers(focus, |h, _| h.read(&buf[..n]));
+            }
+            BackendEvent::Opened => {
+                let was = std::mem::replace(&mut self.state().be_open, true);
+                if !was {
+                    self.listeners.emit(&RegistryEvent::Opened(self.id.clone()));
+                }
+                self.broadcast(ChardevEvent::Opened);
+            }
+            BackendEvent::Closed => {
+                let was = std::mem::replace(&mut self.state().be_open, false);
+                if was {
+                    self.listeners.emit(&RegistryEvent::Closed(self.id.clone()));
+                    self.broadcast(ChardevEvent::Closed);
+                }
+            }
+            BackendEvent::Break => {
+                self.with_handlers(focus, |h, _| h.event(ChardevEvent::Break));
+            }
+        }
+        true
+    }
+
+    /// Offers queued output to the backend until it is all taken or the
+    /// backend would block. Returns whether anything moved.
+    fn pump_output(self: &Arc<Self>, cx: &mut Context<'_>) -> bool {
+        let mut progress = self.replay_backlog(cx);
+        let mut chunk = Vec::with_capacity(WRITE_CHUNK.min(self.out.len().max(64)));
+        let mut wake_writers = false;
+        loop {
+            self.out.peek(&mut chunk, WRITE_CHUNK);
+            if chunk.is_empty() {
+                if self.out.park(cx.waker()) {
+                    break;
+                }
+                continue;
+            }
+            let taken = {
+                let mut st = self.state();
+                self.offer(&mut st, cx, &chunk)
+            };
+            match taken {
+                Some(n) => {
+                    wake_writers |= self.out.consume(n);
+                    progress = true;
+                }
+                None => break,
+            }
+        }
+        if wake_writers {
+            for tag in self.tags() {
+                self.with_handlers(tag, |h, _| h.write_ready());
+            }
+        }
+        progress
+    }
+
+    /// Offers `chunk` to the installed backend (or to the backlog while no
+    /// peer is there). Returns how many bytes left the queue, None if the
+    /// backend would block.
+    fn offer(&self, st: &mut State, cx: &mut Context<'_>, chunk: &[u8]) -> Option<usize> {
+        if !st.inst.backend.is_open() && st.inst.backend.drops_output_when_closed() {
+            if let Some(b) = st.backlog.as_mut() {
+                b.keep(chunk);
+                return Some(chunk.len());
+            }
+        }
+        match st.inst.backend.poll_write(cx, chunk) {
+            Poll::Ready(Ok(n)) => {
+                let n = n.min(chunk.len());
+                if let Some(log) = st.inst.logfile.as_mut() {
+                    let _ = log.write_all(&chunk[..n]);
+                }
+                self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                Some(n)
+            }
+            Poll::Ready(Err(e)) => {
+                if !st.write_error_logged {
+                    st.write_error_logged = true;
+                    log::error!("chardev '{}': write failed, output lost: {e}", self.id);
+                }
+                self.stats
+                    .bytes_lost
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                Some(chunk.len())
+            }
+            Poll::Pending => None,
+        }
+    }
+
+    /// Sends the backlog to a peer that has connected.
+    fn replay_backlog(&self, cx: &mut Context<'_>) -> bool {
+        let mut st = self.state();
+        let st = &mut *st;
+        let Some(b) = st.backlog.as_mut() else {
+            return false;
+        };
+        if b.buf.is_empty() || !st.inst.backend.is_open() {
+            return false;
+        }
+        let mut progress = false;
+        while !b.buf.is_empty() {
+            let (front, _) = b.buf.as_slices();
+            match st.inst.backend.poll_write(cx, front) {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    b.buf.drain(..n.min(front.len()));
+                    progress = true;
+                }
+                Poll::Ready(Err(_)) => {
+                    b.buf.clear();
+                    break;
+                }
+                _ => break,
+            }
+        }
+        progress
+    }
+
+    /// Moves queued output into the current backend as far as it takes it
+    /// without waiting, so that bytes written before a change leave through
+    /// the old backend where it can take them.
+    fn flush_now(&self) {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut chunk = Vec::new();
+        loop {
+            self.out.peek(&mut chunk, WRITE_CHUNK);
+            if chunk.is_empty() {
+                return;
+            }
+            let taken = {
+                let mut st = self.state();
+                self.offer(&mut st, &mut cx, &chunk)
+            };
+            match taken {
+                Some(n) if n > 0 => {
+                    self.out.consume(n);
+                }
+                _ => return,
+            }
+        }
+    }
+
+    // ----- backend change --------------------------------------------------
+
+    /// Whether a change asked for now must wait until the running handler of
+    /// this chardev returns (the change came from inside it).
+    pub(crate) fn must_defer(&self) -> bool {
+        self.io.on_io_thread() && self.state().in_handler
+    }
+
+    /// Queues a change to be applied when the running handler returns.
+    pub(crate) fn defer(&self, inst: Installed) -> Result<()> {
+        let mut st = self.state();
+        if st.pending.is_some() {
+            return Err(ChardevError::Invalid(format!(
+                "Chardev '{}' change already in progress",
+                self.id
+            )));
+        }
+        st.pending = Some(inst);
+        Ok(())
+    }
+
+    /// Replaces the backend. Runs on the I/O thread. Output queued before
+    /// the call goes to the old backend as far as it takes it now, the rest
+    /// to the new one. The frontends see CLOSED if the old backend was open
+    /// and the new one is not, then `backend_changed`; if one refuses, the
+    /// old backend is put back, its connection untouched, and they see OPENED
+    /// again if they had seen CLOSED.
+    pub(crate) fn swap(self: &Arc<Self>, new: Installed) -> Result<()> {
+        debug_assert!(self.io.on_io_thread());
+        self.flush_now();
+        let new_open = new.backend.is_open();
+        let (old, old_open, old_backlog) = {
+            let mut st = self.state();
+            let new_backlog = backlog_for(&new.spec);
+            let old = std::mem::replace(&mut st.inst, new);
+            let old_backlog = std::mem::replace(&mut st.backlog, new_backlog);
+            (old, st.be_open, old_backlog)
+        };
+        let closed_sent = old_open && !new_open;
+        if closed_sent {
+            self.state().be_open = false;
+            self.broadcast(ChardevEvent::Closed);
+        }
+        let mut refused = None;
+        for tag in self.tags() {
+            match self.with_handlers(tag, |h, fe| h.backend_changed(fe)) {
+                Some(Err(reason)) => {
+                    refused = Some(reason);
+                    break;
+                }
+                _ => continue,
+            }
+        }
+        if let Some(reason) = refused {
+            let rejected = {
+                let mut st = self.state();
+                st.backlog = old_backlog;
+                std::mem::replace(&mut st.inst, old)
+            };
+            drop(rejected);
+            if closed_sent {
+                self.state().be_open = true;
+                self.broadcast(ChardevEvent::Opened);
+            }
+            self.kick();
+            log::error!(
+                "chardev '{}': frontend refused the new backend: {reason}",
+                self.id
+            );
+            return Err(ChardevError::ChangeRefused {
+                id: self.id.clone(),
+                reason,
+            });
+        }
+        // The old backend's descriptors close here, after the new one is in.
+        drop(old);
+        self.stats.changes.fetch_add(1, Ordering::Relaxed);
+        if new_open {
+            self.state().be_open = true;
+            self.broadcast(ChardevEvent::Opened);
+        }
+        let filename = self.filename();
+        self.listeners.emit(&RegistryEvent::Changed {
+            id: self.id.clone(),
+            filename,
+        });
+        self.kick();
+        Ok(())
+    }
+
+    /// Replaces the backend of a chardev no frontend uses.
+    pub(crate) fn replace_unused(&self, new: Installed) {
+        let mut st = self.state();
+        st.be_open = new.backend.is_open();
+        st.backlog = backlog_for(&new.spec);
+        let old = std::mem::replace(&mut st.inst, new);
+        drop(st);
+        drop(old);
+        self.stats.changes.fetch_add(1, Ordering::Relaxed);
+        self.kick();
+    }
+
+    /// Marks the chardev removed and closes its backend now. Runs on the I/O
+    /// thread.
+    pub(crate) fn remove(&self) -> Result<()> {
+        let mut st = self.state();
+        if st.frontends.iter().any(|f| f.is_some()) {
+            return Err(ChardevError::Busy(self.id.clone()));
+        }
+        st.removed = true;
+        let spec = st.inst.spec.clone();
+        let old = std::mem::replace(
+            &mut st.inst,
+            Installed {
+                backend: Box::new(Removed),
+                spec,
+                logfile: None,
+            },
+        );
+        drop(st);
+        drop(old);
+        self.kick();
+        Ok(())
+    }
+
+    /// Delivers a break to the focused frontend, as if the backend got one.
+    pub(crate) fn send_break(self: &Arc<Self>) {
+        let focus = self.focus();
+        self.with_handlers(focus, |h, _| h.event(ChardevEvent::Break));
+    }
+
+    /// Runs `f` on the ring buffer, after moving queued output into it.
+    pub(crate) fn with_ringbuf<R>(
+        &self,
+        f: impl FnOnce(&mut crate::backend::RingBuf) -> R,
+    ) -> Result<R> {
+        self.flush_now();
+        let mut st = self.state();
+        match st.inst.backend.as_ringbuf() {
+            Some(r) => Ok(f(r)),
+            None => Err(ChardevError::NotRingbuf(self.id.clone())),
+        }
+    }
+
+    /// Drops every frontend's handlers, breaking the reference cycles
+    /// handlers that hold their own handle create. Used at shutdown.
+    pub(crate) fn clear_frontends(&self) {
+        let slots = std::mem::take(&mut self.state().frontends);
+        drop(slots);
+    }
+}
+
+fn backlog_for(spec: &ChardevBackend) -> Option<Backlog> {
+    spec.common().backlog.filter(|&n| n > 0).map(|n| Backlog {
+        buf: VecDeque::new(),
+        cap: n.min(crate::MAX_BACKLOG as u64) as usize,
+    })
+}
+
+/// Stands in for the backend of a removed chardev until its task ends.
+struct Removed;
+
+impl Backend for Removed {
+    fn poll_event(&mut self, _cx: &mut Context<'_>, _buf: &mut [u8]) -> Poll<BackendEvent> {
+        Poll::Pending
+    }
+    fn poll_write(&mut self, _cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(Ok(data.len()))
+    }
+    fn filename(&self) -> String {
+        "removed".into()
+    }
+}

@@ -1,0 +1,194 @@
+//! The bounded output queue between a chardev's frontends and its backend.
+//!
+//! This is where bytes live while a backend changes: writers (any thread)
+//! append here and never touch a backend; only the I/O thread takes bytes
+//! out, and only as many as the current backend accepted. A byte is thus
+//! either taken by the old backend before a change or still here for the new
+//! one: none is lost, repeated or reordered by a change.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::task::Waker;
+
+use crate::error::{ChardevError, Result};
+
+/// Default capacity of a chardev's output queue.
+pub const DEFAULT_OUT_CAPACITY: usize = 64 * 1024;
+
+struct Inner {
+    buf: VecDeque<u8>,
+    /// The I/O task, parked waiting for output.
+    waker: Option<Waker>,
+    /// A write came back short; frontends want `write_ready`.
+    short: bool,
+}
+
+/// See the module documentation.
+pub(crate) struct OutQueue {
+    inner: Mutex<Inner>,
+    room: Condvar,
+    cap: usize,
+}
+
+impl OutQueue {
+    /// An empty queue of `cap` bytes.
+    pub(crate) fn new(cap: usize) -> OutQueue {
+        OutQueue {
+            inner: Mutex::new(Inner {
+                buf: VecDeque::with_capacity(cap.min(4096)),
+                waker: None,
+                short: false,
+            }),
+            room: Condvar::new(),
+            cap,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Bytes that fit now.
+    pub(crate) fn free(&self) -> usize {
+        self.cap - self.lock().buf.len()
+    }
+
+    /// Bytes queued.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().buf.len()
+    }
+
+    /// Appends what fits and wakes the I/O task if it sleeps.
+    pub(crate) fn push(&self, data: &[u8]) -> usize {
+        let mut g = self.lock();
+        let n = (self.cap - g.buf.len()).min(data.len());
+        g.buf.extend(&data[..n]);
+        if n < data.len() {
+            g.short = true;
+        }
+        let w = if n > 0 { g.waker.take() } else { None };
+        drop(g);
+        if let Some(w) = w {
+            w.wake();
+        }
+        n
+    }
+
+    /// Appends all of `data`, waiting for room. Up to `cap` bytes are
+    /// appended in one piece. On the I/O thread, waiting would deadlock, so
+    /// there it fails if the bytes do not fit at once.
+    pub(crate) fn push_all(&self, data: &[u8], on_io_thread: bool) -> Result<()> {
+        let mut rest = data;
+        let mut g = self.lock();
+        while !rest.is_empty() {
+            let want = rest.len().min(self.cap);
+            if self.cap - g.buf.len() < want {
+                if on_io_thread {
+                    return Err(ChardevError::Invalid(
+                        "write_all on the chardev I/O thread with a full output buffer".into(),
+                    ));
+                }
+                if let Some(w) = g.waker.take() {
+                    drop(g);
+                    w.wake();
+                    g = self.lock();
+                    continue;
+                }
+                g = self.room.wait(g).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            g.buf.extend(&rest[..want]);
+            rest = &rest[want..];
+            if let Some(w) = g.waker.take() {
+                drop(g);
+                w.wake();
+                g = self.lock();
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies up to `max` bytes from the front into `out` (cleared first).
+    pub(crate) fn peek(&self, out: &mut Vec<u8>, max: usize) {
+        out.clear();
+        let g = self.lock();
+        let (a, b) = g.buf.as_slices();
+        let n1 = a.len().min(max);
+        out.extend_from_slice(&a[..n1]);
+        let n2 = b.len().min(max - n1);
+        out.extend_from_slice(&b[..n2]);
+    }
+
+    /// Drops `n` bytes from the front (the backend took them). Returns true
+    /// when a writer had come back short and should hear of the room.
+    pub(crate) fn consume(&self, n: usize) -> bool {
+        let mut g = self.lock();
+        let n = n.min(g.buf.len());
+        g.buf.drain(..n);
+        self.room.notify_all();
+        if n > 0 && g.short {
+            g.short = false;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Parks the I/O task: stores its waker if the queue is empty. Returns
+    /// false (nothing stored) if there are bytes to take.
+    pub(crate) fn park(&self, waker: &Waker) -> bool {
+        let mut g = self.lock();
+        if g.buf.is_empty() {
+            match &g.waker {
+                Some(w) if w.will_wake(waker) => {}
+                _ => g.waker = Some(waker.clone()),
+            }
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_takes_what_fits_and_flags_short_writes() {
+        let q = OutQueue::new(4);
+        assert_eq!(q.push(b"abcdef"), 4);
+        assert_eq!(q.push(b"x"), 0);
+        let mut v = Vec::new();
+        q.peek(&mut v, 3);
+        assert_eq!(v, b"abc");
+        assert!(q.consume(3), "a short writer must hear of the room");
+        assert!(!q.consume(1));
+        assert_eq!(q.free(), 4);
+    }
+
+    #[test]
+    fn push_all_waits_for_room_made_by_another_thread() {
+        let q = std::sync::Arc::new(OutQueue::new(8));
+        q.push(b"12345678");
+        let q2 = q.clone();
+        let t = std::thread::spawn(move || q2.push_all(b"abcdefgh", false));
+        let mut v = Vec::new();
+        let mut got = Vec::new();
+        while got.len() < 16 {
+            q.peek(&mut v, 3);
+            got.extend_from_slice(&v);
+            q.consume(v.len());
+            std::thread::yield_now();
+        }
+        t.join().unwrap().unwrap();
+        assert_eq!(got, b"12345678abcdefgh");
+    }
+
+    #[test]
+    fn push_all_on_the_io_thread_fails_instead_of_deadlocking() {
+        let q = OutQueue::new(4);
+        q.push(b"1234");
+        assert!(q.push_all(b"x", true).is_err());
+    }
+}

@@ -1,0 +1,374 @@
+//! The set of chardevs by id, with QEMU's add / change / remove / query
+//! semantics and messages. A registry owns one I/O thread that drives all of
+//! its chardevs.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::backend;
+use crate::chardev::{Chardev, Installed};
+use crate::error::{ChardevError, Result};
+use crate::frontend::CharFrontend;
+use crate::iothread::IoThread;
+use crate::outq::DEFAULT_OUT_CAPACITY;
+use crate::spec::{ChardevBackend, ChardevInfo, ChardevMux, ChardevReturn};
+
+/// Something that happened to a chardev, for observers such as a QMP
+/// monitor that turns them into events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryEvent {
+    /// A chardev was added.
+    Added(String),
+    /// A chardev was removed.
+    Removed(String),
+    /// A chardev's backend was changed; `filename` describes the new one.
+    Changed {
+        /// The chardev.
+        id: String,
+        /// The new backend as `query-chardev` prints it.
+        filename: String,
+    },
+    /// A chardev's backend got a peer.
+    Opened(String),
+    /// A chardev's backend lost its peer.
+    Closed(String),
+    /// A mux user typed the quit escape (Ctrl-a x).
+    QuitRequested(String),
+}
+
+type Listener = Arc<dyn Fn(&RegistryEvent) + Send + Sync>;
+
+/// Registered observers of [`RegistryEvent`]s.
+#[derive(Default)]
+pub(crate) struct Listeners(Mutex<Vec<Listener>>);
+
+impl Listeners {
+    /// Calls every observer, with no lock held.
+    pub(crate) fn emit(&self, ev: &RegistryEvent) {
+        let list: Vec<Listener> = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for l in list {
+            l(ev);
+        }
+    }
+}
+
+/// A snapshot of a chardev's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatsSnapshot {
+    /// Bytes the backends took from the frontends.
+    pub bytes_out: u64,
+    /// Bytes delivered to the frontends.
+    pub bytes_in: u64,
+    /// Bytes lost to backend write errors.
+    pub bytes_lost: u64,
+    /// Backend changes applied.
+    pub changes: u64,
+    /// Bytes waiting in the output queue.
+    pub queued: u64,
+}
+
+struct Map {
+    by_id: HashMap<String, (u64, Arc<Chardev>)>,
+    seq: u64,
+}
+
+struct Inner {
+    io: Arc<IoThread>,
+    map: Mutex<Map>,
+    listeners: Arc<Listeners>,
+    out_cap: usize,
+}
+
+/// The chardevs of one process (or one VM), by id. Cheap to clone.
+///
+/// ```
+/// use qchar_chardev::{Registry, spec::{ChardevBackend, ChardevRingbuf}};
+/// let reg = Registry::new().unwrap();
+/// reg.add("log", ChardevBackend::Ringbuf(ChardevRingbuf::default())).unwrap();
+/// let fe = reg.attach("log").unwrap();
+/// fe.write_all(b"hello").unwrap();
+/// assert_eq!(reg.ringbuf_read("log", 100).unwrap(), b"hello");
+/// reg.shutdown();
+/// ```
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+impl Registry {
+    /// A registry with its I/O thread, and output queues of the default size.
+    pub fn new() -> Result<Registry> {
+        Registry::with_out_capacity(DEFAULT_OUT_CAPACITY)
+    }
+
+    /// A registry whose chardevs buffer up to `cap` bytes of output each.
+    pub fn with_out_capacity(cap: usize) -> Result<Registry> {
+        Ok(Registry {
+            inner: Arc::new(Inner {
+                io: Arc::new(IoThread::start()?),
+                map: Mutex::new(Map {
+                    by_id: HashMap::new(),
+                    seq: 0,
+                }),
+                listeners: Arc::new(Listeners::default()),
+                out_cap: cap.max(1),
+            }),
+        })
+    }
+
+    fn map(&self) -> MutexGuard<'_, Map> {
+        self.inner.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<Chardev>> {
+        self.map().by_id.get(id).map(|(_, c)| c.clone())
+    }
+
+    /// Whether `id` is registered.
+    pub fn contains(&self, id: &str) -> bool {
+        self.map().by_id.contains_key(id)
+    }
+
+    /// Observes chardev events. The callback runs on the thread where the
+    /// event happened (often the I/O thread) and must not block.
+    pub fn subscribe(&self, f: impl Fn(&RegistryEvent) + Send + Sync + 'static) {
+        self.inner
+            .listeners
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::new(f));
+    }
+
+    /// Opens a backend and what comes with it, on the calling thread with
+    /// the runtime entered.
+    fn open(&self, id: &str, spec: &ChardevBackend) -> Result<Installed> {
+        backend::validate(spec)?;
+        let _rt = self.inner.io.handle().enter();
+        let common = spec.common();
+        let logfile = match &common.logfile {
+            Some(path) => {
+                let mut o = OpenOptions::new();
+                o.create(true);
+                if common.logappend.unwrap_or(false) {
+                    o.append(true);
+                } else {
+                    o.write(true).truncate(true);
+                }
+                Some(
+                    o.open(path)
+                        .map_err(|e| ChardevError::io(format!("Could not open '{path}'"), e))?,
+                )
+            }
+            None => None,
+        };
+        let backend = match spec {
+            ChardevBackend::Mux(m) => self.open_mux(id, m)?,
+            _ => backend::open(id, spec)?,
+        };
+        Ok(Installed {
+            backend,
+            spec: spec.clone(),
+            logfile,
+        })
+    }
+
+    fn open_mux(&self, id: &str, m: &ChardevMux) -> Result<Box<dyn backend::Backend>> {
+        let _ = (id, m);
+        Err(ChardevError::Unsupported(
+            "mux chardevs are not available yet".into(),
+        ))
+    }
+
+    /// Adds chardev `id` with a new backend (QMP `chardev-add`).
+    pub fn add(&self, id: &str, spec: ChardevBackend) -> Result<ChardevReturn> {
+        self.add_inner(id, spec, false)
+    }
+
+    fn add_inner(&self, id: &str, spec: ChardevBackend, multi: bool) -> Result<ChardevReturn> {
+        if self.contains(id) {
+            return Err(ChardevError::AlreadyExists(id.to_string()));
+        }
+        let inst = self.open(id, &spec)?;
+        let ret = ChardevReturn {
+            pty: inst.backend.pty_path(),
+        };
+        let multi = multi || matches!(spec, ChardevBackend::Mux(_));
+        let cd = Chardev::new(
+            id.to_string(),
+            self.inner.io.clone(),
+            inst,
+            multi,
+            self.inner.out_cap,
+            self.inner.listeners.clone(),
+        );
+        {
+            let mut map = self.map();
+            if map.by_id.contains_key(id) {
+                return Err(ChardevError::AlreadyExists(id.to_string()));
+            }
+            map.seq += 1;
+            let seq = map.seq;
+            map.by_id.insert(id.to_string(), (seq, cd.clone()));
+        }
+        cd.start();
+        self.inner
+            .listeners
+            .emit(&RegistryEvent::Added(id.to_string()));
+        Ok(ret)
+    }
+
+    /// Changes the backend of chardev `id` while its frontend keeps running
+    /// (QMP `chardev-change`). See [`crate`] docs for the guarantees.
+    pub fn change(&self, id: &str, spec: ChardevBackend) -> Result<ChardevReturn> {
+        let cd = self
+            .get(id)
+            .ok_or_else(|| ChardevError::DoesNotExist(id.to_string()))?;
+        if let ChardevBackend::Mux(m) = cd.spec() {
+            // Better than QEMU: the change goes under the mux, whose frontends,
+            // focus and settings all stay.
+            if matches!(spec, ChardevBackend::Mux(_)) {
+                return Err(ChardevError::Invalid(
+                    "Mux device hotswap not supported yet".into(),
+                ));
+            }
+            return self.change(&m.chardev, spec);
+        }
+        if matches!(spec, ChardevBackend::Mux(_)) {
+            return Err(ChardevError::Invalid(
+                "Mux device hotswap not supported yet".into(),
+            ));
+        }
+        if cd.has_frontend() && cd.blocks_hotswap() {
+            return Err(ChardevError::HotswapUnsupported);
+        }
+        let inst = self.open(id, &spec)?;
+        let ret = ChardevReturn {
+            pty: inst.backend.pty_path(),
+        };
+        if cd.must_defer() {
+            // Asked from inside one of this chardev's own handlers (a monitor
+            // on it): apply once the handler returns, so what it writes now
+            // leaves through the old backend and nothing it holds goes stale.
+            cd.defer(inst)?;
+            return Ok(ret);
+        }
+        let cd2 = cd.clone();
+        self.inner.io.run(move || {
+            if !cd2.has_frontend() {
+                cd2.replace_unused(inst);
+                Ok(())
+            } else if cd2.blocks_hotswap() {
+                Err(ChardevError::HotswapUnsupported)
+            } else {
+                cd2.swap(inst)
+            }
+        })??;
+        if !cd.has_frontend() {
+            let filename = cd.filename();
+            self.inner.listeners.emit(&RegistryEvent::Changed {
+                id: id.to_string(),
+                filename,
+            });
+        }
+        Ok(ret)
+    }
+
+    /// Removes chardev `id` (QMP `chardev-remove`); refused while a frontend
+    /// uses it.
+    pub fn remove(&self, id: &str) -> Result<()> {
+        let cd = self
+            .get(id)
+            .ok_or_else(|| ChardevError::NotFound(id.to_string()))?;
+        let cd2 = cd.clone();
+        self.inner.io.run(move || cd2.remove())??;
+        self.map().by_id.remove(id);
+        self.inner
+            .listeners
+            .emit(&RegistryEvent::Removed(id.to_string()));
+        Ok(())
+    }
+
+    /// `query-chardev`: every chardev, in the order they were added.
+    pub fn query(&self) -> Vec<ChardevInfo> {
+        let mut all: Vec<(u64, Arc<Chardev>)> = self.map().by_id.values().cloned().collect();
+        all.sort_by_key(|(seq, _)| *seq);
+        all.into_iter()
+            .map(|(_, cd)| ChardevInfo {
+                label: cd.id.clone(),
+                filename: cd.filename(),
+                frontend_open: cd.frontend_open(),
+            })
+            .collect()
+    }
+
+    /// The spec of chardev `id`'s current backend.
+    pub fn backend_spec(&self, id: &str) -> Option<ChardevBackend> {
+        self.get(id).map(|cd| cd.spec())
+    }
+
+    /// Attaches a frontend to chardev `id` (what a device does at realize).
+    pub fn attach(&self, id: &str) -> Result<CharFrontend> {
+        self.get(id)
+            .ok_or_else(|| ChardevError::DoesNotExist(id.to_string()))?
+            .attach()
+    }
+
+    /// `chardev-send-break`: the frontend sees a break, as if the backend
+    /// received one.
+    pub fn send_break(&self, id: &str) -> Result<()> {
+        let cd = self
+            .get(id)
+            .ok_or_else(|| ChardevError::NotFound(id.to_string()))?;
+        self.inner.io.run(move || cd.send_break())
+    }
+
+    /// `ringbuf-write`: appends to a ringbuf chardev's ring.
+    pub fn ringbuf_write(&self, id: &str, data: &[u8]) -> Result<()> {
+        let cd = self
+            .get(id)
+            .ok_or_else(|| ChardevError::NotFound(id.to_string()))?;
+        let data = data.to_vec();
+        self.inner
+            .io
+            .run(move || cd.with_ringbuf(|r| r.write(&data)))?
+    }
+
+    /// `ringbuf-read`: takes up to `max` bytes from a ringbuf chardev.
+    pub fn ringbuf_read(&self, id: &str, max: usize) -> Result<Vec<u8>> {
+        let cd = self
+            .get(id)
+            .ok_or_else(|| ChardevError::NotFound(id.to_string()))?;
+        self.inner
+            .io
+            .run(move || cd.with_ringbuf(|r| r.read(max)))?
+    }
+
+    /// Counters of chardev `id`.
+    pub fn stats(&self, id: &str) -> Option<StatsSnapshot> {
+        self.get(id).map(|cd| StatsSnapshot {
+            bytes_out: cd.stats.bytes_out.load(Ordering::Relaxed),
+            bytes_in: cd.stats.bytes_in.load(Ordering::Relaxed),
+            bytes_lost: cd.stats.bytes_lost.load(Ordering::Relaxed),
+            changes: cd.stats.changes.load(Ordering::Relaxed),
+            queued: cd.out.len() as u64,
+        })
+    }
+
+    /// Ids in the order they were added.
+    pub fn ids(&self) -> Vec<String> {
+        self.query().into_iter().map(|i| i.label).collect()
+    }
+
+    /// Stops the I/O thread and closes every backend. Frontends' handlers
+    /// are dropped first, breaking cycles through handles they hold.
+    pub fn shutdown(&self) {
+        let all: Vec<Arc<Chardev>> = self.map().by_id.drain().map(|(_, (_, c))| c).collect();
+        for cd in &all {
+            cd.clear_frontends();
+        }
+        self.inner.io.shutdown();
+    }
+}
