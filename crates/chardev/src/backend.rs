@@ -37,6 +37,10 @@ pub enum BackendEvent {
     Closed,
     /// The peer sent a break (telnet IAC BREAK, tty break).
     Break,
+    /// Mux only: move the input focus to the next frontend (Ctrl-a c).
+    MuxFocusNext,
+    /// Mux only: the user asked to quit (Ctrl-a x).
+    QuitRequested,
 }
 
 /// Parity setting of a serial line.

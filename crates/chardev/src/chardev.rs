@@ -89,6 +89,8 @@ pub(crate) struct State {
     pending: Option<Installed>,
     /// First write error was logged; later ones are only counted.
     write_error_logged: bool,
+    /// A mux focus change to announce from the I/O task.
+    focus_to: Option<usize>,
 }
 
 /// See the module documentation.
@@ -133,6 +135,7 @@ impl Chardev {
                 in_handler: false,
                 pending: None,
                 write_error_logged: false,
+                focus_to: None,
             }),
             waker: Mutex::new(None),
             listeners,
@@ -209,6 +212,7 @@ impl Chardev {
 
     pub(crate) fn set_handlers(&self, tag: usize, gen: u64, h: Option<Box<dyn FrontendHandlers>>) {
         let mut st = self.state();
+        let st = &mut *st;
         let be_open = st.be_open;
         if let Some(Some(slot)) = st.frontends.get_mut(tag) {
             if slot.gen == gen {
@@ -216,9 +220,13 @@ impl Chardev {
                 slot.fe_open = h.is_some();
                 slot.owe_open = h.is_some() && be_open;
                 slot.handlers = h;
+                if st.multi && slot.fe_open {
+                    // As in QEMU, a frontend that registers on a mux takes
+                    // the focus; the events go out from the I/O task.
+                    st.focus_to = Some(tag);
+                }
             }
         }
-        drop(st);
         self.kick();
     }
 
@@ -354,6 +362,10 @@ impl Chardev {
     }
 
     fn deliver_owed_opens(self: &Arc<Self>) -> bool {
+        let focus_to = self.state().focus_to.take();
+        if let Some(tag) = focus_to {
+            self.set_focus(tag);
+        }
         let owed: Vec<usize> = {
             let mut st = self.state();
             let mut v = Vec::new();
@@ -370,7 +382,7 @@ impl Chardev {
         for &tag in &owed {
             self.with_handlers(tag, |h, _| h.event(ChardevEvent::Opened));
         }
-        !owed.is_empty()
+        focus_to.is_some() || !owed.is_empty()
     }
 
     fn pump_input(self: &Arc<Self>, cx: &mut Context<'_>) -> bool {
@@ -405,8 +417,34 @@ impl Chardev {
             BackendEvent::Break => {
                 self.with_handlers(focus, |h, _| h.event(ChardevEvent::Break));
             }
+            BackendEvent::MuxFocusNext => {
+                let next = {
+                    let st = self.state();
+                    let n = st.frontends.len();
+                    (1..=n)
+                        .map(|k| (focus + k) % n)
+                        .find(|&i| st.frontends[i].is_some())
+                };
+                if let Some(next) = next {
+                    self.set_focus(next);
+                }
+            }
+            BackendEvent::QuitRequested => {
+                self.listeners
+                    .emit(&RegistryEvent::QuitRequested(self.id.clone()));
+            }
         }
         true
+    }
+
+    /// Gives the input focus of a mux to frontend `tag`: the old holder sees
+    /// MUX_OUT, the new one MUX_IN.
+    fn set_focus(self: &Arc<Self>, tag: usize) {
+        let old = std::mem::replace(&mut self.state().focus, tag);
+        if old != tag {
+            self.with_handlers(old, |h, _| h.event(ChardevEvent::MuxOut));
+        }
+        self.with_handlers(tag, |h, _| h.event(ChardevEvent::MuxIn));
     }
 
     /// Offers queued output to the backend until it is all taken or the
