@@ -6,8 +6,14 @@
 //! key/value syntax with `,,` escapes, the implied first key `backend`, the
 //! first `id` winning while every other key's last value wins, the accepted
 //! boolean, number and size spellings, the defaults QEMU fills into the QAPI
-//! structs, and the error texts (each [`OptsError`]'s `Display` is exactly
-//! what QEMU prints after `-chardev STRING: `).
+//! structs, and the error texts: for every mistake QEMU also refuses, an
+//! [`OptsError`]'s `Display` is exactly what QEMU prints after
+//! `-chardev STRING: `. Deprecation warnings are available through
+//! [`parse_chardev_with_warnings`].
+//!
+//! `memory` parses to [`ChardevBackend::Memory`] (QEMU stores it as a ringbuf
+//! but reports the `memory` name), and QEMU-only backends (`vc`, `msmouse`,
+//! ...) are refused as unknown drivers.
 //!
 //! The parser does what QEMU does while *parsing*. Checks QEMU makes when it
 //! *opens* a backend (ringbuf size a power of two, `reconnect` on a server,
@@ -122,9 +128,11 @@ pub enum OptsError {
     /// `socket` with `host=` but no `port=`.
     #[error("chardev: socket: no port given")]
     SocketNoPort,
-    /// `socket` with none of `path=`, `fd=`, `host=`: QEMU falls back to an
-    /// fd address without a number and fails with this text (trailing space
-    /// included) when opening; qchar refuses it while parsing.
+    /// `socket` with none of `path=`, `fd=`, `host=`. QEMU 7.2 turns this
+    /// into an fd address without a number: a client then fails to open
+    /// with this text (trailing space included), a server even starts
+    /// listening on nothing. qchar cannot open fd addresses, so it refuses
+    /// both while parsing, with QEMU's text.
     #[error("Unable to parse FD number ")]
     SocketNoAddress,
     /// `socket` with both `delay=` and `nodelay=` (a bare `nodelay` counts
@@ -1215,7 +1223,7 @@ mod tests {
             ChardevBackend::File(f) => f.out,
             other => panic!("{other:?}"),
         };
-        assert_eq!(out("file,id=f,path=/tmp/a,,b"), "/tmp/a,b");
+        assert_eq!(out("file,id=f,path=/srv/a,,b"), "/srv/a,b");
         assert_eq!(out("file,id=f,path=x,,,,y"), "x,,y");
         assert_eq!(out("file,id=f,path=x,,"), "x,");
         assert_eq!(out("file,path=,,,id=f"), ",");
@@ -2093,7 +2101,7 @@ mod tests {
 
     const VALID: &[&str] = &[
         "null,id=a",
-        "file,id=f,path=/tmp/a,,b,append=on,input-path=/i,logfile=/l,logappend=off",
+        "file,id=f,path=/srv/a,,b,append=on,input-path=/i,logfile=/l,logappend=off",
         "socket,id=s,path=/p,server,nowait,nodelay,abstract,notight",
         "socket,id=s,host=::1,port=4444,to=4450,ipv4=on,reconnect=3,reconnect-ms=5,telnet=on",
         "udp,id=u,host=h,port=1,localaddr=l,localport=2,ipv6=on",
