@@ -36,13 +36,29 @@ fn build(guest_dir: &Path, out_dir: &Path, name: &str, assembler: &str, linker: 
         .arg(&object)
         .arg(&source));
     run(Command::new(linker)
-        .args(["-m", "elf_i386", "-Ttext=0x7c00", "-e", "_start", "--oformat", "binary"])
+        .args([
+            "-m",
+            "elf_i386",
+            "-Ttext=0x7c00",
+            "-e",
+            "_start",
+            "--oformat",
+            "binary",
+        ])
         .arg("-o")
         .arg(&image)
         .arg(&object));
     let bytes = std::fs::read(&image).expect("reading the built guest image");
-    assert_eq!(bytes.len(), 512, "{name}.img must be exactly one 512-byte sector");
-    assert_eq!(&bytes[510..], &[0x55, 0xaa], "{name}.img lacks the boot signature");
+    assert_eq!(
+        bytes.len(),
+        512,
+        "{name}.img must be exactly one 512-byte sector"
+    );
+    assert_eq!(
+        &bytes[510..],
+        &[0x55, 0xaa],
+        "{name}.img lacks the boot signature"
+    );
 }
 
 fn main() {
@@ -57,7 +73,10 @@ fn main() {
         println!("cargo:rerun-if-changed={}", guest_dir.join(inc).display());
     }
     for name in GUESTS {
-        println!("cargo:rerun-if-changed={}", guest_dir.join(format!("{name}.s")).display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            guest_dir.join(format!("{name}.s")).display()
+        );
         build(&guest_dir, &out_dir, name, &assembler, &linker);
     }
 }

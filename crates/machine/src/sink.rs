@@ -106,7 +106,12 @@ impl CaptureSink {
     }
 
     fn notify_ready(&self) {
-        if let Some(cb) = self.on_ready.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(cb) = self
+            .on_ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             cb();
         }
     }

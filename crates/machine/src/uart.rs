@@ -565,7 +565,11 @@ impl Regs {
                     // Reading IIR while it reports THRE acknowledges it.
                     self.thr_ipending = false;
                 }
-                let fifo = if self.fifo_enabled { IIR_FIFO_ENABLED } else { 0 };
+                let fifo = if self.fifo_enabled {
+                    IIR_FIFO_ENABLED
+                } else {
+                    0
+                };
                 id | fifo
             }
             LCR => self.lcr,
@@ -688,7 +692,9 @@ pub struct Uart {
 
 impl std::fmt::Debug for Uart {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Uart").field("regs", &self.regs).finish_non_exhaustive()
+        f.debug_struct("Uart")
+            .field("regs", &self.regs)
+            .finish_non_exhaustive()
     }
 }
 
@@ -1072,7 +1078,10 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             })
             .collect();
-        assert_eq!(parities, vec![LineParity::Odd, LineParity::Mark, LineParity::Space]);
+        assert_eq!(
+            parities,
+            vec![LineParity::Odd, LineParity::Mark, LineParity::Space]
+        );
     }
 
     #[test]
@@ -1100,12 +1109,18 @@ mod tests {
     fn modem_control_becomes_ioctl() {
         let (u, sink, _) = uart();
         u.pio_write(MCR, MCR_DTR | MCR_RTS | MCR_OUT2);
-        assert_eq!(sink.take_controls(), vec![SerialControl::SetModem(TIOCM_DTR | TIOCM_RTS)]);
+        assert_eq!(
+            sink.take_controls(),
+            vec![SerialControl::SetModem(TIOCM_DTR | TIOCM_RTS)]
+        );
         // OUT2 alone changes nothing on the line.
         u.pio_write(MCR, MCR_DTR | MCR_RTS);
         assert!(sink.take_controls().is_empty());
         u.pio_write(MCR, MCR_RTS);
-        assert_eq!(sink.take_controls(), vec![SerialControl::SetModem(TIOCM_RTS)]);
+        assert_eq!(
+            sink.take_controls(),
+            vec![SerialControl::SetModem(TIOCM_RTS)]
+        );
         // Loopback cuts the outputs off the line.
         u.pio_write(MCR, MCR_RTS | MCR_LOOP);
         assert_eq!(sink.take_controls(), vec![SerialControl::SetModem(0)]);
@@ -1138,7 +1153,11 @@ mod tests {
         while u.pio_read(LSR) & LSR_DR != 0 {
             got.push(u.pio_read(RBR));
             if got.len() < RX_FIFO_SIZE {
-                assert_eq!(sink.accept_input_calls(), 0, "no accept_input before drained");
+                assert_eq!(
+                    sink.accept_input_calls(),
+                    0,
+                    "no accept_input before drained"
+                );
             }
         }
         assert_eq!(got, &data[..RX_FIFO_SIZE]);
@@ -1264,7 +1283,10 @@ mod tests {
     fn reapply_sends_programmed_settings_only() {
         let (u, sink, _) = uart();
         u.reapply_line_settings().unwrap();
-        assert!(sink.take_controls().is_empty(), "nothing programmed, nothing sent");
+        assert!(
+            sink.take_controls().is_empty(),
+            "nothing programmed, nothing sent"
+        );
         program_115200_8n1(&u);
         u.pio_write(MCR, MCR_DTR);
         sink.take_controls();

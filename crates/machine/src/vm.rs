@@ -1,0 +1,808 @@
+//! The KVM virtual machine: guest memory, the in-kernel interrupt
+//! controllers (8259 PICs and IOAPIC), one vCPU started in real mode at
+//! 0000:7c00 as a PC BIOS hands over to a boot sector, and the thread that
+//! runs it.
+//!
+//! Life cycle: [`Machine::new`] creates the VM, [`Machine::load_boot_image`]
+//! and [`Machine::add_serial`] furnish it, [`Machine::start`] spawns the vCPU
+//! thread and returns a [`VmHandle`] (cloneable, for the monitor) to pause,
+//! resume, quit and query it.
+//!
+//! How the vCPU thread is made to stop: a requester sets the wanted state in
+//! [`RunControl`], then sends the vCPU thread a signal ([`kick_signal`]). The
+//! handler sets `kvm_run.immediate_exit`, so `KVM_RUN` returns `EINTR` even if
+//! the signal landed just before the thread entered it. The thread then
+//! passes [`RunControl::gate`], where the request takes effect.
+//!
+//! How `cli; hlt` is seen: with the in-kernel irqchip, KVM handles HLT itself
+//! and the vCPU just sleeps in the kernel. A watchdog thread therefore kicks
+//! the vCPU when it has not come out of `KVM_RUN` for [`IDLE_KICK_INTERVAL`];
+//! the vCPU thread then reads its MP state and flags, and ends the run if it
+//! is halted with interrupts disabled (nothing could ever wake it).
+
+use std::cell::Cell;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use kvm_bindings::{kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_HALTED};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use thiserror::Error;
+
+use crate::bus::{BusError, PioBus, PioDevice};
+use crate::runstate::{ExitReason, Gate, RunControl, RunState};
+use crate::serial::{ComPort, SerialPort};
+use crate::uart::{IrqLine, SerialSink};
+
+/// Guest memory when none is asked for (QEMU's `-m` default).
+pub const DEFAULT_MEM_SIZE: u64 = 128 << 20;
+/// Smallest guest memory accepted: the real-mode first megabyte.
+pub const MIN_MEM_SIZE: u64 = 1 << 20;
+/// Largest guest memory accepted (one slot below the 32-bit MMIO hole).
+pub const MAX_MEM_SIZE: u64 = 3 << 30;
+/// Where the boot image goes and where the vCPU starts (0000:7c00).
+pub const BOOT_ADDR: u64 = 0x7c00;
+/// Initial SP (SS=0): just below the boot sector, as BIOSes leave it.
+pub const BOOT_STACK: u64 = 0x7c00;
+/// End of conventional memory: the boot image must fit below it.
+pub const BOOT_IMAGE_LIMIT: u64 = 0x9_fc00;
+/// How long the vCPU may stay inside `KVM_RUN` without an exit before the
+/// watchdog kicks it to check for `cli; hlt`.
+pub const IDLE_KICK_INTERVAL: Duration = Duration::from_millis(100);
+/// Highest IRQ line of the PICs.
+pub const MAX_ISA_IRQ: u32 = 15;
+
+/// Address KVM uses for the real-mode TSS on Intel hosts (three pages just
+/// below the BIOS area, as other VMMs place it).
+const TSS_ADDR: usize = 0xfffb_d000;
+/// Local APIC register offsets in `kvm_lapic_state.regs`.
+const APIC_LVT0: usize = 0x350;
+const APIC_LVT1: usize = 0x360;
+/// LVT delivery modes.
+const APIC_MODE_EXTINT: u32 = 0x7;
+const APIC_MODE_NMI: u32 = 0x4;
+/// RFLAGS: the always-one bit, and the interrupt flag.
+const RFLAGS_RESERVED: u64 = 0x2;
+const RFLAGS_IF: u64 = 0x200;
+
+/// Errors of the VM module.
+#[derive(Debug, Error)]
+pub enum VmError {
+    /// `/dev/kvm` cannot be opened (no KVM on this host, or no permission).
+    #[error("KVM is not available: {0}")]
+    KvmUnavailable(#[source] kvm_ioctls::Error),
+    /// A KVM ioctl failed.
+    #[error("KVM {op} failed: {source}")]
+    Kvm {
+        /// The operation.
+        op: &'static str,
+        /// The error.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// Guest memory size out of range.
+    #[error("guest memory size {0} bytes is out of range (1 MiB .. 3 GiB)")]
+    MemorySize(u64),
+    /// Mapping guest memory failed.
+    #[error("cannot map {size} bytes of guest memory: {source}")]
+    MemoryMap {
+        /// Bytes asked for.
+        size: u64,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The boot image is empty or does not fit.
+    #[error("boot image: {0}")]
+    BootImage(String),
+    /// A serial port's IRQ is not an ISA IRQ.
+    #[error("IRQ {0} is out of range (0..=15)")]
+    BadIrq(u32),
+    /// A device's ports collide with another's.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// The vCPU thread could not be created.
+    #[error("cannot start the vCPU thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// The request needs a machine that has not ended.
+    #[error("the machine has shut down")]
+    ShutDown,
+}
+
+fn kvm_err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
+    move |source| VmError::Kvm { op, source }
+}
+
+/// Settings of a machine (QEMU `-m`, `-S`, boot drive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MachineConfig {
+    /// Guest RAM in bytes, rounded up to 4 KiB.
+    pub mem_size: u64,
+    /// DL at boot: the BIOS drive number (0x00 first floppy, 0x80 first disk).
+    pub boot_drive: u8,
+    /// Start in `prelaunch` and wait for [`VmHandle::resume`] (QEMU `-S`).
+    pub start_paused: bool,
+}
+
+impl Default for MachineConfig {
+    fn default() -> Self {
+        MachineConfig {
+            mem_size: DEFAULT_MEM_SIZE,
+            boot_drive: 0x00,
+            start_paused: false,
+        }
+    }
+}
+
+/// Whether this host can run a machine (`/dev/kvm` opens).
+pub fn kvm_available() -> bool {
+    Kvm::new().is_ok()
+}
+
+/// Anonymous host memory that backs guest RAM.
+struct GuestMemory {
+    ptr: NonNull<u8>,
+    size: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; it is only touched
+// through `&mut self` methods (before the vCPU runs) or by KVM on behalf of
+// the guest, so moving or sharing the owner across threads is sound.
+unsafe impl Send for GuestMemory {}
+// SAFETY: as above; `&self` gives no access to the bytes.
+unsafe impl Sync for GuestMemory {}
+
+impl GuestMemory {
+    fn new(size: usize) -> Result<GuestMemory, VmError> {
+        // SAFETY: an anonymous private mapping with no address hint aliases
+        // no existing Rust object; the result is checked before use.
+        let addr = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(VmError::MemoryMap {
+                size: size as u64,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        let ptr = NonNull::new(addr.cast::<u8>()).ok_or(VmError::MemoryMap {
+            size: size as u64,
+            source: std::io::Error::other("mmap returned NULL"),
+        })?;
+        Ok(GuestMemory { ptr, size })
+    }
+
+    /// Copies `data` to guest-physical `addr` (bounds-checked).
+    ///
+    /// # Safety
+    /// No vCPU of the VM may be running and no other thread may access the
+    /// memory during the call (the `Machine` before `start` guarantees both).
+    unsafe fn write(&self, addr: u64, data: &[u8]) -> Result<(), VmError> {
+        let fits = addr
+            .checked_add(data.len() as u64)
+            .is_some_and(|end| end <= self.size as u64);
+        if !fits {
+            return Err(VmError::BootImage(format!(
+                "{} bytes at {addr:#x} do not fit in guest memory",
+                data.len()
+            )));
+        }
+        // SAFETY: `addr..addr+len` lies inside the mapping (checked above),
+        // the source is a distinct Rust slice, and the caller guarantees
+        // nothing else touches guest memory meanwhile.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.ptr.as_ptr().add(addr as usize),
+                data.len(),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for GuestMemory {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`size` are exactly the mapping made in `new`, unmapped
+        // once here; no vCPU runs any more (the owner outlives the vCPU).
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.size);
+        }
+    }
+}
+
+/// The VM file descriptor together with the memory it maps. Field order
+/// matters: the VM (and with it the memory slot) goes before the memory.
+struct VmCore {
+    fd: VmFd,
+    memory: GuestMemory,
+}
+
+/// An ISA IRQ line into the in-kernel PIC/IOAPIC.
+struct KvmIrqLine {
+    core: Arc<VmCore>,
+    irq: u32,
+}
+
+impl IrqLine for KvmIrqLine {
+    fn set_level(&self, level: bool) {
+        if let Err(e) = self.core.fd.set_irq_line(self.irq, level) {
+            log::warn!("KVM_IRQ_LINE {} -> {level}: {e}", self.irq);
+        }
+    }
+}
+
+/// A machine being put together: VM, memory and vCPU exist, nothing runs.
+pub struct Machine {
+    config: MachineConfig,
+    vcpu: VcpuFd,
+    /// Size of the vCPU's kvm_run mapping.
+    run_size: usize,
+    core: Arc<VmCore>,
+    bus: PioBus,
+    serials: Vec<Arc<SerialPort>>,
+    image_loaded: bool,
+}
+
+impl std::fmt::Debug for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Machine")
+            .field("config", &self.config)
+            .field("bus", &self.bus)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Machine {
+    /// Creates the VM: memory, in-kernel irqchip, one vCPU in real mode at
+    /// 0000:7c00 with DL = boot drive. Fails with
+    /// [`VmError::KvmUnavailable`] where `/dev/kvm` cannot be opened.
+    pub fn new(config: MachineConfig) -> Result<Machine, VmError> {
+        if !(MIN_MEM_SIZE..=MAX_MEM_SIZE).contains(&config.mem_size) {
+            return Err(VmError::MemorySize(config.mem_size));
+        }
+        let mem_size = (config.mem_size + 0xfff) & !0xfff;
+        let kvm = Kvm::new().map_err(VmError::KvmUnavailable)?;
+        let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+        let memory = GuestMemory::new(mem_size as usize)?;
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: 0,
+            memory_size: mem_size,
+            userspace_addr: memory.ptr.as_ptr() as u64,
+        };
+        // SAFETY: the region is a live mapping of `mem_size` bytes owned by
+        // `memory`, which is kept (in `VmCore`) until after the VM fd closes.
+        unsafe { vm.set_user_memory_region(region) }
+            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        let run_size = kvm
+            .get_vcpu_mmap_size()
+            .map_err(kvm_err("KVM_GET_VCPU_MMAP_SIZE"))?;
+        vm.set_tss_address(TSS_ADDR)
+            .map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
+        vm.create_irq_chip()
+            .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
+        let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+
+        let cpuid = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+        vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
+
+        // Let the 8259's INTR reach the CPU: LINT0 as ExtINT, LINT1 as NMI
+        // (what a BIOS programs for virtual-wire mode).
+        let mut lapic = vcpu.get_lapic().map_err(kvm_err("KVM_GET_LAPIC"))?;
+        set_lvt_mode(&mut lapic.regs, APIC_LVT0, APIC_MODE_EXTINT);
+        set_lvt_mode(&mut lapic.regs, APIC_LVT1, APIC_MODE_NMI);
+        vcpu.set_lapic(&lapic).map_err(kvm_err("KVM_SET_LAPIC"))?;
+
+        let mut sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
+        for seg in [
+            &mut sregs.cs,
+            &mut sregs.ds,
+            &mut sregs.es,
+            &mut sregs.fs,
+            &mut sregs.gs,
+            &mut sregs.ss,
+        ] {
+            seg.base = 0;
+            seg.selector = 0;
+        }
+        vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
+        let mut regs = vcpu.get_regs().map_err(kvm_err("KVM_GET_REGS"))?;
+        regs.rip = BOOT_ADDR;
+        regs.rsp = BOOT_STACK;
+        regs.rflags = RFLAGS_RESERVED;
+        regs.rdx = u64::from(config.boot_drive);
+        vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))?;
+
+        Ok(Machine {
+            config,
+            vcpu,
+            run_size,
+            core: Arc::new(VmCore { fd: vm, memory }),
+            bus: PioBus::new(),
+            serials: Vec::new(),
+            image_loaded: false,
+        })
+    }
+
+    /// The configuration it was made with.
+    pub fn config(&self) -> MachineConfig {
+        self.config
+    }
+
+    /// Loads a raw boot image at 0000:7c00. The whole image is loaded (a boot
+    /// sector plus, optionally, the sectors after it, contiguous in memory:
+    /// there are no BIOS disk services to load them later), up to the end of
+    /// conventional memory (0x9fc00). A sector without the 0x55AA signature
+    /// is loaded all the same, with a warning.
+    pub fn load_boot_image(&mut self, image: &[u8]) -> Result<(), VmError> {
+        if image.is_empty() {
+            return Err(VmError::BootImage("the image is empty".into()));
+        }
+        if image.len() as u64 > BOOT_IMAGE_LIMIT - BOOT_ADDR {
+            return Err(VmError::BootImage(format!(
+                "{} bytes do not fit between 0x7c00 and 0x9fc00",
+                image.len()
+            )));
+        }
+        if image.len() < 512 || image[510..512] != [0x55, 0xaa] {
+            log::warn!("boot image has no 0x55AA boot signature; booting it anyway");
+        }
+        // SAFETY: the vCPU only runs after `start`, which consumes `self`,
+        // and IRQ lines (the only other holders of the core) never touch
+        // guest memory.
+        unsafe { self.core.memory.write(BOOT_ADDR, image) }?;
+        self.image_loaded = true;
+        Ok(())
+    }
+
+    /// Puts a device on the port-I/O bus.
+    pub fn add_pio_device(
+        &mut self,
+        base: u16,
+        len: u16,
+        device: Arc<dyn PioDevice>,
+    ) -> Result<(), VmError> {
+        self.bus.insert(base, len, device)?;
+        Ok(())
+    }
+
+    /// An IRQ line into the in-kernel interrupt controllers.
+    pub fn irq_line(&self, irq: u32) -> Result<Arc<dyn IrqLine>, VmError> {
+        if irq > MAX_ISA_IRQ {
+            return Err(VmError::BadIrq(irq));
+        }
+        Ok(Arc::new(KvmIrqLine {
+            core: self.core.clone(),
+            irq,
+        }))
+    }
+
+    /// Adds a 16550A at `port` whose output and control requests go to
+    /// `sink` (a [`crate::serial::ChardevSink`] for a chardev, or a test sink).
+    /// Input reaches it through the returned port's `Uart`.
+    pub fn add_serial(
+        &mut self,
+        port: ComPort,
+        sink: Arc<dyn SerialSink>,
+    ) -> Result<Arc<SerialPort>, VmError> {
+        let irq = self.irq_line(port.irq)?;
+        let serial = Arc::new(SerialPort::new(port, sink, irq));
+        self.bus
+            .insert(port.iobase, crate::uart::UART_PORTS, serial.clone())?;
+        self.serials.push(serial.clone());
+        Ok(serial)
+    }
+
+    /// Adds a 16550A at `port` attached to a chardev frontend (QEMU
+    /// `-serial chardev:ID` or `-device isa-serial,chardev=ID,...`): registers
+    /// the UART's handlers on `fe` and marks the frontend open.
+    pub fn add_serial_chardev(
+        &mut self,
+        port: ComPort,
+        fe: qchar_chardev::CharFrontend,
+    ) -> Result<Arc<SerialPort>, VmError> {
+        let sink = Arc::new(crate::serial::ChardevSink::new(fe.clone()));
+        let serial = self.add_serial(port, sink)?;
+        serial.attach_frontend(&fe);
+        Ok(serial)
+    }
+
+    /// The serial ports added so far.
+    pub fn serial_ports(&self) -> &[Arc<SerialPort>] {
+        &self.serials
+    }
+
+    /// Spawns the vCPU thread (and its idle watchdog). The machine runs at
+    /// once, or waits in `prelaunch` if configured so.
+    pub fn start(self) -> Result<VmHandle, VmError> {
+        if !self.image_loaded {
+            log::warn!("starting a machine without a boot image");
+        }
+        install_kick_handler();
+        let control = Arc::new(RunControl::new(self.config.start_paused));
+        let shared = Arc::new(VcpuShared::default());
+        let core = self.core.clone();
+        let mut runner = VcpuRunner {
+            vcpu: self.vcpu,
+            run_size: self.run_size,
+            bus: self.bus,
+            control: control.clone(),
+            shared: shared.clone(),
+            _core: core,
+        };
+        let vcpu_thread = std::thread::Builder::new()
+            .name("qchar-vcpu0".into())
+            .spawn(move || runner.run())
+            .map_err(VmError::Thread)?;
+        let watchdog = {
+            let control = control.clone();
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("qchar-vcpu-watch".into())
+                .spawn(move || watchdog(&control, &shared))
+                .map_err(VmError::Thread)?
+        };
+        Ok(VmHandle {
+            inner: Arc::new(HandleInner {
+                control,
+                shared,
+                threads: Mutex::new(vec![vcpu_thread, watchdog]),
+                serials: self.serials,
+            }),
+        })
+    }
+}
+
+/// Sets an LVT entry's delivery mode and unmasks it.
+fn set_lvt_mode(regs: &mut [std::os::raw::c_char; 1024], offset: usize, mode: u32) {
+    let mut bytes = [0u8; 4];
+    for (b, r) in bytes.iter_mut().zip(&regs[offset..offset + 4]) {
+        *b = *r as u8;
+    }
+    let mut value = u32::from_le_bytes(bytes);
+    // Bits 10:8 delivery mode, bit 16 mask.
+    value = (value & !0x0001_0700) | (mode << 8);
+    for (r, b) in regs[offset..offset + 4].iter_mut().zip(value.to_le_bytes()) {
+        *r = b as std::os::raw::c_char;
+    }
+}
+
+/// What the vCPU thread and the kickers share.
+#[derive(Default)]
+struct VcpuShared {
+    /// Exits from KVM_RUN so far (the watchdog's progress measure).
+    exits: AtomicU64,
+    /// The vCPU thread is inside (or about to enter) KVM_RUN.
+    in_guest: AtomicBool,
+    /// The vCPU thread's pthread id while it runs; `None` once it ended, so a
+    /// kick never targets a finished thread.
+    thread: Mutex<Option<libc::pthread_t>>,
+}
+
+impl VcpuShared {
+    fn kick(&self) {
+        let guard = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tid) = *guard {
+            // SAFETY: `tid` belongs to the vCPU thread, which clears it under
+            // this mutex before it returns, so the thread is alive here; the
+            // signal has a handler installed (`install_kick_handler`).
+            let rc = unsafe { libc::pthread_kill(tid, kick_signal()) };
+            if rc != 0 {
+                log::warn!("kicking the vCPU thread failed: errno {rc}");
+            }
+        }
+    }
+}
+
+/// The signal used to kick a vCPU thread out of `KVM_RUN` (SIGRTMIN + 4;
+/// qchar uses it for nothing else).
+pub fn kick_signal() -> libc::c_int {
+    libc::SIGRTMIN() + 4
+}
+
+thread_local! {
+    /// This thread's `kvm_run.immediate_exit`, for the kick handler.
+    static IMMEDIATE_EXIT: Cell<*mut u8> = const { Cell::new(ptr::null_mut()) };
+}
+
+extern "C" fn on_kick(_signal: libc::c_int) {
+    // A const-initialised thread-local without destructor is a plain TLS
+    // read: async-signal-safe.
+    let flag = IMMEDIATE_EXIT.with(|c| c.get());
+    if !flag.is_null() {
+        // SAFETY: the pointer is set by the vCPU thread to its own live
+        // kvm_run mapping and cleared before that mapping goes away; this
+        // handler runs on that same thread (pthread_kill targets it).
+        unsafe { ptr::write_volatile(flag, 1) };
+    }
+}
+
+fn install_kick_handler() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value;
+        // the handler only does an async-signal-safe volatile store. No
+        // SA_RESTART, so KVM_RUN returns EINTR.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_kick as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            action.sa_flags = 0;
+            if libc::sigaction(kick_signal(), &action, ptr::null_mut()) != 0 {
+                log::error!(
+                    "cannot install the vCPU kick handler: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    });
+}
+
+/// Kicks the vCPU when it has made no exit for a while, so a guest asleep in
+/// `cli; hlt` inside the kernel is noticed.
+fn watchdog(control: &RunControl, shared: &VcpuShared) {
+    let mut last = u64::MAX;
+    while control.wait_exit(Some(IDLE_KICK_INTERVAL)).is_none() {
+        let exits = shared.exits.load(Ordering::SeqCst);
+        if shared.in_guest.load(Ordering::SeqCst) && exits == last {
+            shared.kick();
+        }
+        last = exits;
+    }
+}
+
+/// What the vCPU thread owns.
+struct VcpuRunner {
+    vcpu: VcpuFd,
+    run_size: usize,
+    bus: PioBus,
+    control: Arc<RunControl>,
+    shared: Arc<VcpuShared>,
+    /// Keeps VM and memory alive while the vCPU runs.
+    _core: Arc<VmCore>,
+}
+
+/// One exit, decoded without holding the borrow of the vCPU.
+enum Step {
+    Io,
+    Continue,
+    Interrupted,
+    End(ExitReason),
+}
+
+impl VcpuRunner {
+    fn run(&mut self) {
+        {
+            let mut t = self.shared.thread.lock().unwrap_or_else(|e| e.into_inner());
+            // SAFETY: pthread_self has no preconditions.
+            *t = Some(unsafe { libc::pthread_self() });
+        }
+        let flag: *mut u8 = &mut self.vcpu.get_kvm_run().immediate_exit;
+        IMMEDIATE_EXIT.with(|c| c.set(flag));
+
+        let reason = self.run_loop(flag);
+
+        IMMEDIATE_EXIT.with(|c| c.set(ptr::null_mut()));
+        *self.shared.thread.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.shared.in_guest.store(false, Ordering::SeqCst);
+        log::debug!("vCPU ended: {reason:?}");
+        self.control.finish(reason);
+    }
+
+    fn run_loop(&mut self, flag: *mut u8) -> ExitReason {
+        loop {
+            self.shared.in_guest.store(false, Ordering::SeqCst);
+            if self.control.gate() == Gate::Quit {
+                return ExitReason::Quit;
+            }
+            self.shared.in_guest.store(true, Ordering::SeqCst);
+            let step = match self.vcpu.run() {
+                Ok(VcpuExit::IoIn(..)) | Ok(VcpuExit::IoOut(..)) => Step::Io,
+                Ok(VcpuExit::MmioRead(_, data)) => {
+                    // Nothing is mapped outside RAM: a floating bus.
+                    data.fill(0xff);
+                    Step::Continue
+                }
+                Ok(VcpuExit::MmioWrite(..)) => Step::Continue,
+                Ok(VcpuExit::Hlt) => Step::End(ExitReason::Halted),
+                Ok(VcpuExit::Shutdown) => Step::End(ExitReason::GuestShutdown),
+                Ok(VcpuExit::SystemEvent(kind, _)) => {
+                    log::info!("guest system event {kind}");
+                    Step::End(ExitReason::GuestShutdown)
+                }
+                Ok(VcpuExit::Intr) | Ok(VcpuExit::IrqWindowOpen) => Step::Continue,
+                Ok(VcpuExit::FailEntry(reason, cpu)) => Step::End(ExitReason::Error(format!(
+                    "KVM_EXIT_FAIL_ENTRY: hardware entry failure reason {reason:#x} on cpu {cpu}"
+                ))),
+                Ok(VcpuExit::InternalError) => Step::End(ExitReason::Error(
+                    "KVM_EXIT_INTERNAL_ERROR (emulation failure)".into(),
+                )),
+                Ok(other) => Step::End(ExitReason::Error(format!("unexpected KVM exit {other:?}"))),
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    Step::Interrupted
+                }
+                Err(e) => Step::End(ExitReason::Error(format!("KVM_RUN: {e}"))),
+            };
+            self.shared.exits.fetch_add(1, Ordering::SeqCst);
+            match step {
+                Step::Io => self.handle_io(),
+                Step::Continue => {}
+                Step::Interrupted => {
+                    // SAFETY: `flag` points into this vCPU's kvm_run mapping,
+                    // alive for the whole loop; volatile because the signal
+                    // handler writes it too.
+                    unsafe { ptr::write_volatile(flag, 0) };
+                    if self.halted_for_good() {
+                        return ExitReason::Halted;
+                    }
+                }
+                Step::End(reason) => return reason,
+            }
+        }
+    }
+
+    /// HLT with IF clear: nothing but an NMI (which this machine never
+    /// sends) could wake the vCPU.
+    fn halted_for_good(&self) -> bool {
+        let halted = matches!(self.vcpu.get_mp_state(), Ok(s) if s.mp_state == KVM_MP_STATE_HALTED);
+        halted && matches!(self.vcpu.get_regs(), Ok(r) if r.rflags & RFLAGS_IF == 0)
+    }
+
+    /// Port I/O: decodes kvm_run.io itself, because string I/O needs the
+    /// access size and repeat count that `VcpuExit` folds together.
+    fn handle_io(&mut self) {
+        let run_size = self.run_size;
+        let run = self.vcpu.get_kvm_run();
+        // SAFETY: this is only called right after KVM_RUN returned
+        // KVM_EXIT_IO, which makes `io` the valid member of the union.
+        let io = unsafe { run.__bindgen_anon_1.io };
+        let size = usize::from(io.size);
+        let len = size * io.count as usize;
+        let offset = io.data_offset as usize;
+        // The data area lies inside the kvm_run mapping (one page or more);
+        // refuse anything else rather than trusting it blindly.
+        if offset < std::mem::size_of::<kvm_bindings::kvm_run>()
+            || offset + len > run_size
+            || len == 0
+        {
+            log::warn!("ignoring malformed I/O exit (offset {offset}, len {len})");
+            return;
+        }
+        let base = (run as *mut kvm_bindings::kvm_run).cast::<u8>();
+        // SAFETY: KVM places `count * size` data bytes at `data_offset` inside
+        // the vCPU's kvm_run mapping (checked against the struct end and the
+        // mapping size above); nothing else references them
+        // until the next KVM_RUN.
+        let data = unsafe { std::slice::from_raw_parts_mut(base.add(offset), len) };
+        if u32::from(io.direction) == kvm_bindings::KVM_EXIT_IO_IN {
+            self.bus.read(io.port, size, data);
+        } else {
+            self.bus.write(io.port, size, data);
+        }
+    }
+}
+
+struct HandleInner {
+    control: Arc<RunControl>,
+    shared: Arc<VcpuShared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    serials: Vec<Arc<SerialPort>>,
+}
+
+/// A started machine. Cheap to clone; every clone controls the same VM.
+/// Dropping the last clone of a machine that still runs does not stop it:
+/// call [`VmHandle::quit`].
+#[derive(Clone)]
+pub struct VmHandle {
+    inner: Arc<HandleInner>,
+}
+
+impl std::fmt::Debug for VmHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VmHandle")
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+/// How long a pause waits between kicks for the vCPU to confirm.
+const PAUSE_RETRY: Duration = Duration::from_millis(50);
+
+impl VmHandle {
+    /// The run state (QMP `query-status`).
+    pub fn status(&self) -> RunState {
+        self.inner.control.state()
+    }
+
+    /// Stops the vCPU (QMP `stop`); returns once it executes no more guest
+    /// code. Devices keep taking input meanwhile; the guest sees it after
+    /// [`VmHandle::resume`]. A machine still in `prelaunch` stays there.
+    pub fn pause(&self) -> Result<(), VmError> {
+        if !self.inner.control.request_pause() {
+            return Err(VmError::ShutDown);
+        }
+        loop {
+            self.inner.shared.kick();
+            if self.inner.control.wait_parked(PAUSE_RETRY) {
+                return Ok(());
+            }
+            if self.status().is_final() {
+                return Err(VmError::ShutDown);
+            }
+        }
+    }
+
+    /// Lets the vCPU run again (QMP `cont`), also out of `prelaunch`.
+    pub fn resume(&self) -> Result<(), VmError> {
+        if self.inner.control.request_run() {
+            Ok(())
+        } else {
+            Err(VmError::ShutDown)
+        }
+    }
+
+    /// Ends the run (QMP `quit`) and waits for the vCPU thread to finish.
+    /// Returns why the run ended (which is not `Quit` if the guest got there
+    /// first).
+    pub fn quit(&self) -> ExitReason {
+        self.inner.control.request_quit();
+        loop {
+            self.inner.shared.kick();
+            if let Some(reason) = self.inner.control.wait_exit(Some(PAUSE_RETRY)) {
+                self.join();
+                return reason;
+            }
+        }
+    }
+
+    /// Waits for the run to end.
+    pub fn wait(&self) -> ExitReason {
+        let reason = self
+            .inner
+            .control
+            .wait_exit(None)
+            .unwrap_or_else(|| ExitReason::Error("run ended without a reason".into()));
+        self.join();
+        reason
+    }
+
+    /// Waits at most `timeout` for the run to end.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<ExitReason> {
+        let reason = self.inner.control.wait_exit(Some(timeout))?;
+        self.join();
+        Some(reason)
+    }
+
+    /// Why the run ended, if it has.
+    pub fn exit_reason(&self) -> Option<ExitReason> {
+        self.inner.control.exit_reason()
+    }
+
+    /// The machine's serial ports, in the order they were added.
+    pub fn serial_ports(&self) -> &[Arc<SerialPort>] {
+        &self.inner.serials
+    }
+
+    fn join(&self) {
+        let threads =
+            std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
+            if t.join().is_err() {
+                log::error!("a vCPU thread panicked");
+            }
+        }
+    }
+}
