@@ -236,7 +236,7 @@ fn string(tok: &[u8]) -> Result<Vec<u8>, Vec<u8>> {
                             cp = match hex4(&tok[(p + 2).min(tok.len())..]) {
                                 Some(trail @ 0xDC00..=0xDFFF) => {
                                     p += 6;
-                                    Some(0x1_0000 + ((lead & 0x3FF) << 10) | (trail & 0x3FF))
+                                    Some((0x1_0000 + ((lead & 0x3FF) << 10)) | (trail & 0x3FF))
                                 }
                                 _ => None,
                             };

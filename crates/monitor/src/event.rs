@@ -1,0 +1,97 @@
+//! Events: `{"event": NAME, "data": {...}, "timestamp": {...}}` sent to
+//! every QMP monitor that has completed capabilities negotiation.
+//!
+//! Besides QEMU's own events (`STOP`, `RESUME`, `SHUTDOWN`), qchar emits
+//! these, with names QEMU never uses (clients must ignore unknown events):
+//! - `X_QCHAR_CHARDEV_ADDED` `{"id": ID}`: a chardev was added;
+//! - `X_QCHAR_CHARDEV_REMOVED` `{"id": ID}`: a chardev was removed;
+//! - `X_QCHAR_CHARDEV_CHANGED` `{"id": ID, "filename": F}`: a chardev's
+//!   backend was replaced (`F` as `query-chardev` prints it);
+//! - `X_QCHAR_CHARDEV_OPENED` / `X_QCHAR_CHARDEV_CLOSED` `{"id": ID}`: a
+//!   chardev's backend got / lost its peer (a socket client connected or
+//!   went away).
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::json::{Dict, Value};
+
+/// Something that accepts event lines (a monitor's output).
+pub trait EventSink: Send + Sync {
+    /// One complete event line, `\r\n` included. Sinks that have not
+    /// negotiated capabilities drop it.
+    fn send_event(&self, line: &[u8]);
+}
+
+/// Fan-out of events to monitors. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct EventBus {
+    sinks: Arc<Mutex<Vec<Weak<dyn EventSink>>>>,
+}
+
+impl EventBus {
+    /// A bus with no monitors yet.
+    pub fn new() -> EventBus {
+        EventBus::default()
+    }
+
+    /// Adds a sink; it is dropped from the bus once it is freed.
+    pub fn register(&self, sink: Weak<dyn EventSink>) {
+        let mut s = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        s.retain(|w| w.strong_count() > 0);
+        s.push(sink);
+    }
+
+    /// Sends event `name` with optional `data` to every sink.
+    pub fn emit(&self, name: &str, data: Option<Dict>) {
+        let line = event_line(name, data, SystemTime::now());
+        let sinks: Vec<Arc<dyn EventSink>> = self
+            .sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for s in sinks {
+            s.send_event(&line);
+        }
+    }
+}
+
+/// Serializes an event as QEMU does (member order included).
+pub fn event_line(name: &str, data: Option<Dict>, now: SystemTime) -> Vec<u8> {
+    let t = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let ts = crate::dict! { "seconds" => t.as_secs() as i64, "microseconds" => t.subsec_micros() as i64 };
+    let mut d = Dict::new();
+    d.insert("timestamp", Value::Dict(ts));
+    d.insert("event", Value::str(name));
+    if let Some(data) = data {
+        d.insert("data", Value::Dict(data));
+    }
+    let mut line = Value::Dict(d).to_json();
+    line.extend_from_slice(b"\r\n");
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn layout_matches_qemu() {
+        // As QEMU 7.2 printed it for `quit`.
+        let t = UNIX_EPOCH + Duration::new(1795586673, 833553000);
+        let line = event_line("SHUTDOWN", Some(crate::vm::shutdown_quit_data()), t);
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            "{\"timestamp\": {\"seconds\": 1795586673, \"microseconds\": 833553}, \"event\": \"SHUTDOWN\", \
+             \"data\": {\"guest\": false, \"reason\": \"host-qmp-quit\"}}\r\n"
+        );
+        let line = event_line("RESUME", None, t);
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            "{\"timestamp\": {\"seconds\": 1795586673, \"microseconds\": 833553}, \"event\": \"RESUME\"}\r\n"
+        );
+    }
+}

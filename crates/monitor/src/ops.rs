@@ -1,0 +1,70 @@
+//! The chardev operations QMP and HMP commands need, as a trait so the
+//! command layer can be tested without the real registry. The binary uses
+//! the implementation for [`qchar_chardev::registry::Registry`].
+
+use qchar_chardev::registry::Registry;
+use qchar_chardev::spec::{ChardevBackend, ChardevInfo, ChardevReturn, SUPPORTED_BACKENDS};
+use qchar_chardev::ChardevError;
+
+/// Registry operations used by the monitors. Error `Display` texts are
+/// QEMU's (see [`ChardevError`]).
+pub trait ChardevOps: Send + Sync {
+    /// `chardev-add`.
+    fn add(&self, id: &str, backend: ChardevBackend) -> Result<ChardevReturn, ChardevError>;
+    /// `chardev-change`.
+    fn change(&self, id: &str, backend: ChardevBackend) -> Result<ChardevReturn, ChardevError>;
+    /// `chardev-remove`.
+    fn remove(&self, id: &str) -> Result<(), ChardevError>;
+    /// `query-chardev`.
+    fn query(&self) -> Vec<ChardevInfo>;
+    /// `chardev-send-break`.
+    fn send_break(&self, id: &str) -> Result<(), ChardevError>;
+    /// `ringbuf-write`.
+    fn ringbuf_write(&self, id: &str, data: &[u8]) -> Result<(), ChardevError>;
+    /// `ringbuf-read`.
+    fn ringbuf_read(&self, id: &str, max: usize) -> Result<Vec<u8>, ChardevError>;
+    /// `query-chardev-backends`.
+    fn backends(&self) -> Vec<String> {
+        SUPPORTED_BACKENDS.iter().map(|s| s.to_string()).collect()
+    }
+    /// HMP `chardev-add`: an option string (`ringbuf,id=r0,size=4096`);
+    /// `Err` is QEMU's text.
+    fn add_opts(&self, opts: &str) -> Result<ChardevReturn, String>;
+    /// HMP `chardev-change ID OPTS`: parses OPTS (which has no id) into a
+    /// backend; `Err` is QEMU's text.
+    fn parse_backend(&self, id: &str, opts: &str) -> Result<ChardevBackend, String>;
+}
+
+impl ChardevOps for Registry {
+    fn add(&self, id: &str, backend: ChardevBackend) -> Result<ChardevReturn, ChardevError> {
+        Registry::add(self, id, backend)
+    }
+    fn change(&self, id: &str, backend: ChardevBackend) -> Result<ChardevReturn, ChardevError> {
+        Registry::change(self, id, backend)
+    }
+    fn remove(&self, id: &str) -> Result<(), ChardevError> {
+        Registry::remove(self, id)
+    }
+    fn query(&self) -> Vec<ChardevInfo> {
+        Registry::query(self)
+    }
+    fn send_break(&self, id: &str) -> Result<(), ChardevError> {
+        Registry::send_break(self, id)
+    }
+    fn ringbuf_write(&self, id: &str, data: &[u8]) -> Result<(), ChardevError> {
+        Registry::ringbuf_write(self, id, data)
+    }
+    fn ringbuf_read(&self, id: &str, max: usize) -> Result<Vec<u8>, ChardevError> {
+        Registry::ringbuf_read(self, id, max)
+    }
+    fn add_opts(&self, opts: &str) -> Result<ChardevReturn, String> {
+        let o = qchar_chardev::opts::parse_chardev(opts).map_err(|e| e.to_string())?;
+        // `mux=on` is not honoured here: the registry adds plain chardevs.
+        Registry::add(self, &o.id, o.backend).map_err(|e| e.to_string())
+    }
+    fn parse_backend(&self, id: &str, opts: &str) -> Result<ChardevBackend, String> {
+        let o = qchar_chardev::opts::parse_chardev(&format!("{opts},id={id}"))
+            .map_err(|e| e.to_string())?;
+        Ok(o.backend)
+    }
+}

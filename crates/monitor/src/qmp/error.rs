@@ -1,0 +1,53 @@
+//! QMP errors: what goes into `{"error": {"class": ..., "desc": ...}}`.
+
+use thiserror::Error;
+
+use crate::json::{JsonError, Value};
+
+/// A command or protocol error, with QEMU's class and text.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum QmpError {
+    /// QEMU's `GenericError`: almost everything.
+    #[error("{0}")]
+    Generic(String),
+    /// QEMU's `CommandNotFound`.
+    #[error("{0}")]
+    CommandNotFound(String),
+    /// Malformed JSON input (class `GenericError`).
+    #[error(transparent)]
+    Json(#[from] JsonError),
+}
+
+impl QmpError {
+    /// A `GenericError`.
+    pub fn generic(desc: impl Into<String>) -> QmpError {
+        QmpError::Generic(desc.into())
+    }
+
+    /// The QAPI error class name.
+    pub fn class(&self) -> &'static str {
+        match self {
+            QmpError::CommandNotFound(_) => "CommandNotFound",
+            _ => "GenericError",
+        }
+    }
+
+    /// The `desc` text as bytes (a JSON error may quote invalid UTF-8).
+    pub fn desc_bytes(&self) -> Vec<u8> {
+        match self {
+            QmpError::Json(e) => e.message_bytes(),
+            QmpError::Generic(s) | QmpError::CommandNotFound(s) => s.as_bytes().to_vec(),
+        }
+    }
+
+    /// The `{"class": ..., "desc": ...}` object.
+    pub fn to_value(&self) -> Value {
+        let mut d = crate::json::Dict::new();
+        d.insert("class", Value::str(self.class()));
+        d.insert("desc", Value::Str(self.desc_bytes()));
+        Value::Dict(d)
+    }
+}
+
+/// Result of a QMP command.
+pub type QmpResult<T> = std::result::Result<T, QmpError>;

@@ -1,0 +1,263 @@
+//! A QAPI-style input visitor: reads command arguments out of a JSON object
+//! member by member, in schema order, and fails with the exact texts of
+//! QEMU 7.2's QObject input visitor (`Parameter 'backend.data.out' is
+//! missing`, `Invalid parameter type for 'id', expected: string`...).
+//!
+//! Paths: members of nested objects are named `outer.inner`, list elements
+//! `list[0]`. Like QEMU, enum and integer-range errors name the member
+//! without its path, and members that were never visited are reported after
+//! all expected ones, by [`ObjVisitor::finish`].
+
+use crate::json::{utf8, Dict, Value};
+
+use super::error::{QmpError, QmpResult};
+
+/// Visits the members of one JSON object.
+#[derive(Debug)]
+pub struct ObjVisitor<'a> {
+    dict: &'a Dict,
+    prefix: String,
+    visited: Vec<&'a [u8]>,
+}
+
+/// Every JSON type name QEMU uses in `expected: ...`.
+fn type_error(path: &str, expected: &str) -> QmpError {
+    QmpError::generic(format!(
+        "Invalid parameter type for '{path}', expected: {expected}"
+    ))
+}
+
+impl<'a> ObjVisitor<'a> {
+    /// Visits `dict`, the top-level arguments object.
+    pub fn new(dict: &'a Dict) -> ObjVisitor<'a> {
+        ObjVisitor {
+            dict,
+            prefix: String::new(),
+            visited: Vec::new(),
+        }
+    }
+
+    /// The full name of member `name`, as QEMU prints it.
+    pub fn path(&self, name: &str) -> String {
+        format!("{}{}", self.prefix, name)
+    }
+
+    fn take(&mut self, name: &str) -> Option<&'a Value> {
+        let dict: &'a Dict = self.dict;
+        let (k, v) = dict.iter().find(|(k, _)| *k == name.as_bytes())?;
+        self.visited.push(k);
+        Some(v)
+    }
+
+    fn missing(&self, name: &str) -> QmpError {
+        QmpError::generic(format!("Parameter '{}' is missing", self.path(name)))
+    }
+
+    /// A mandatory string member (modified UTF-8 bytes, as sent).
+    pub fn req_bytes(&mut self, name: &str) -> QmpResult<Vec<u8>> {
+        self.opt_bytes(name)?.ok_or_else(|| self.missing(name))
+    }
+
+    /// An optional string member (modified UTF-8 bytes, as sent).
+    pub fn opt_bytes(&mut self, name: &str) -> QmpResult<Option<Vec<u8>>> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Value::Str(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(type_error(&self.path(name), "string")),
+        }
+    }
+
+    /// A mandatory string member.
+    pub fn req_str(&mut self, name: &str) -> QmpResult<String> {
+        Ok(utf8::to_string_lossy(&self.req_bytes(name)?))
+    }
+
+    /// An optional string member.
+    pub fn opt_str(&mut self, name: &str) -> QmpResult<Option<String>> {
+        Ok(self.opt_bytes(name)?.map(|b| utf8::to_string_lossy(&b)))
+    }
+
+    /// An optional boolean member.
+    pub fn opt_bool(&mut self, name: &str) -> QmpResult<Option<bool>> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(type_error(&self.path(name), "boolean")),
+        }
+    }
+
+    /// A mandatory `int` (int64) member.
+    pub fn req_int(&mut self, name: &str) -> QmpResult<i64> {
+        self.opt_int(name)?.ok_or_else(|| self.missing(name))
+    }
+
+    /// An optional `int` (int64) member. Numbers that are not exactly an
+    /// int64 are a type error, as in QEMU.
+    pub fn opt_int(&mut self, name: &str) -> QmpResult<Option<i64>> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Value::Int(i)) => Ok(Some(*i)),
+            Some(_) => Err(type_error(&self.path(name), "integer")),
+        }
+    }
+
+    /// An optional `uint64` member. Like QEMU, negative int64 values are
+    /// accepted (wrapping) for backward compatibility.
+    pub fn opt_u64(&mut self, name: &str) -> QmpResult<Option<u64>> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Value::Int(i)) => Ok(Some(*i as u64)),
+            Some(Value::UInt(u)) => Ok(Some(*u)),
+            Some(_) => Err(QmpError::generic(format!(
+                "Parameter '{}' expects uint64",
+                self.path(name)
+            ))),
+        }
+    }
+
+    /// An optional `uint16` member.
+    pub fn opt_u16(&mut self, name: &str) -> QmpResult<Option<u16>> {
+        match self.opt_u64(name)? {
+            None => Ok(None),
+            Some(v) => u16::try_from(v)
+                .map(Some)
+                .map_err(|_| QmpError::generic(format!("Parameter '{name}' expects uint16_t"))),
+        }
+    }
+
+    /// A mandatory enum member; returns the index of the value in `values`.
+    pub fn req_enum(&mut self, name: &str, values: &[&str]) -> QmpResult<usize> {
+        self.opt_enum(name, values)?
+            .ok_or_else(|| self.missing(name))
+    }
+
+    /// An optional enum member.
+    pub fn opt_enum(&mut self, name: &str, values: &[&str]) -> QmpResult<Option<usize>> {
+        match self.opt_bytes(name)? {
+            None => Ok(None),
+            Some(s) => enum_index(name, &s, values).map(Some),
+        }
+    }
+
+    /// An optional list of enum values (`qmp_capabilities`'s `enable`).
+    pub fn opt_enum_list(&mut self, name: &str, values: &[&str]) -> QmpResult<Option<Vec<usize>>> {
+        let Some(v) = self.take(name) else {
+            return Ok(None);
+        };
+        let Value::List(items) = v else {
+            return Err(type_error(&self.path(name), "array"));
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let Value::Str(s) = item else {
+                return Err(type_error(&format!("{}[{i}]", self.path(name)), "string"));
+            };
+            // QEMU names list elements "null" in this message.
+            out.push(enum_index("null", s, values)?);
+        }
+        Ok(Some(out))
+    }
+
+    /// A mandatory object member, visited by the returned visitor.
+    pub fn req_obj(&mut self, name: &str) -> QmpResult<ObjVisitor<'a>> {
+        match self.take(name) {
+            None => Err(self.missing(name)),
+            Some(Value::Dict(d)) => Ok(ObjVisitor {
+                dict: d,
+                prefix: format!("{}.", self.path(name)),
+                visited: Vec::new(),
+            }),
+            Some(_) => Err(type_error(&self.path(name), "object")),
+        }
+    }
+
+    /// An optional object member.
+    pub fn opt_obj(&mut self, name: &str) -> QmpResult<Option<ObjVisitor<'a>>> {
+        if self.dict.contains(name) {
+            self.req_obj(name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Fails with `Parameter '...' is unexpected` for the first member that
+    /// was not visited (QEMU's order among several is its hash table's; we
+    /// use the order QEMU prints the object in).
+    pub fn finish(self) -> QmpResult<()> {
+        for (k, _) in self.dict.iter_qemu_order() {
+            if !self.visited.contains(&k) {
+                let name = utf8::to_string_lossy(k);
+                return Err(QmpError::generic(format!(
+                    "Parameter '{}' is unexpected",
+                    self.path(&name)
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn enum_index(name: &str, s: &[u8], values: &[&str]) -> QmpResult<usize> {
+    values
+        .iter()
+        .position(|v| v.as_bytes() == s)
+        .ok_or_else(|| {
+            QmpError::generic(format!(
+                "Parameter '{name}' does not accept value '{}'",
+                utf8::to_string_lossy(s)
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::JsonStreamer;
+
+    fn dict(s: &str) -> Dict {
+        match JsonStreamer::default().feed(s.as_bytes()).pop() {
+            Some(Ok(Value::Dict(d))) => d,
+            other => panic!("not an object: {other:?}"),
+        }
+    }
+
+    fn err(r: QmpResult<impl std::fmt::Debug>) -> String {
+        r.expect_err("should fail").to_string()
+    }
+
+    #[test]
+    fn texts_match_qemu() {
+        let d = dict(r#"{"id":1,"b":{"n":"x","e":"bogus","u":70000,"f":1.5,"l":[1]}}"#);
+        let mut v = ObjVisitor::new(&d);
+        assert_eq!(
+            err(v.req_str("id")),
+            "Invalid parameter type for 'id', expected: string"
+        );
+        assert_eq!(err(v.req_str("nope")), "Parameter 'nope' is missing");
+        let mut b = v.req_obj("b").unwrap();
+        assert_eq!(
+            err(b.req_int("n")),
+            "Invalid parameter type for 'b.n', expected: integer"
+        );
+        assert_eq!(
+            err(b.req_enum("e", &["a"])),
+            "Parameter 'e' does not accept value 'bogus'"
+        );
+        assert_eq!(err(b.opt_u16("u")), "Parameter 'u' expects uint16_t");
+        assert_eq!(err(b.opt_u16("f")), "Parameter 'b.f' expects uint64");
+        assert_eq!(
+            err(b.opt_enum_list("l", &["oob"])),
+            "Invalid parameter type for 'b.l[0]', expected: string"
+        );
+        assert_eq!(
+            err(b.req_obj("missing")),
+            "Parameter 'b.missing' is missing"
+        );
+        b.finish().unwrap();
+        v.finish().unwrap();
+        let d = dict(r#"{"a":"x","extra":true}"#);
+        let mut v = ObjVisitor::new(&d);
+        v.req_str("a").unwrap();
+        assert_eq!(err(v.finish()), "Parameter 'extra' is unexpected");
+    }
+}
