@@ -16,13 +16,19 @@ use crate::spec::ChardevBackend;
 
 mod fdio;
 mod file;
+pub(crate) mod mux;
+mod net;
 mod null;
 mod pipe;
 mod pty;
 mod ringbuf;
+mod serial;
+mod socket;
 mod stdio;
-#[allow(dead_code)] // line settings: used by the host serial backend (issue 3)
+mod telnet;
 pub(crate) mod tty;
+mod udp;
+mod websocket;
 
 pub use ringbuf::RingBuf;
 
@@ -183,12 +189,13 @@ pub fn open(id: &str, spec: &ChardevBackend) -> Result<Box<dyn Backend>> {
             s.signal.unwrap_or(true),
         )?)),
         ChardevBackend::Parallel(_) => Err(ChardevError::UnknownDriver("parallel".into())),
-        ChardevBackend::Socket(_)
-        | ChardevBackend::Udp(_)
-        | ChardevBackend::Serial(_)
-        | ChardevBackend::Mux(_) => Err(ChardevError::Unsupported(format!(
-            "chardev '{id}': backend '{}' is not available yet",
-            spec.type_name()
+        ChardevBackend::Socket(s) => Ok(Box::new(socket::SocketBackend::open(id, s)?)),
+        ChardevBackend::Udp(u) => Ok(Box::new(udp::UdpBackend::open(u)?)),
+        ChardevBackend::Serial(h) => Ok(Box::new(serial::SerialBackend::open(&h.device)?)),
+        // Needs the registry (the base chardev): see `Registry::open_mux`.
+        ChardevBackend::Mux(m) => Err(ChardevError::Invalid(format!(
+            "chardev '{id}': mux over '{}' must be opened by the registry",
+            m.chardev
         ))),
     }
 }
@@ -200,6 +207,7 @@ pub fn validate(spec: &ChardevBackend) -> Result<()> {
         ChardevBackend::Ringbuf(r) | ChardevBackend::Memory(r) => {
             ringbuf::check_size(r.size).map(|_| ())
         }
+        ChardevBackend::Socket(s) => socket::validate(s),
         _ => Ok(()),
     }
 }

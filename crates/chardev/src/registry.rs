@@ -12,6 +12,7 @@ use crate::chardev::{Chardev, Installed};
 use crate::error::{ChardevError, Result};
 use crate::frontend::CharFrontend;
 use crate::iothread::IoThread;
+use crate::opts::ChardevOptions;
 use crate::outq::DEFAULT_OUT_CAPACITY;
 use crate::spec::{ChardevBackend, ChardevInfo, ChardevMux, ChardevReturn};
 
@@ -175,11 +176,36 @@ impl Registry {
         })
     }
 
+    /// A mux backend: attaches to the base chardev as its frontend.
     fn open_mux(&self, id: &str, m: &ChardevMux) -> Result<Box<dyn backend::Backend>> {
-        let _ = (id, m);
-        Err(ChardevError::Unsupported(
-            "mux chardevs are not available yet".into(),
-        ))
+        let _ = id;
+        let base = self
+            .get(&m.chardev)
+            .ok_or_else(|| ChardevError::Invalid(format!("mux: base chardev {} not found", m.chardev)))?;
+        let fe = base.attach()?;
+        Ok(Box::new(backend::mux::MuxBackend::new(fe)))
+    }
+
+    /// Adds a chardev from parsed `-chardev` options. With `mux=on` this
+    /// makes `ID-base` with the backend and `ID` multiplexing it, as QEMU.
+    pub fn add_options(&self, opts: &ChardevOptions) -> Result<ChardevReturn> {
+        if !opts.mux {
+            return self.add(&opts.id, opts.backend.clone());
+        }
+        if self.contains(&opts.id) {
+            return Err(ChardevError::AlreadyExists(opts.id.clone()));
+        }
+        let base = format!("{}-base", opts.id);
+        let ret = self.add(&base, opts.backend.clone())?;
+        let mux = ChardevBackend::Mux(ChardevMux {
+            common: Default::default(),
+            chardev: base.clone(),
+        });
+        if let Err(e) = self.add_inner(&opts.id, mux, true) {
+            let _ = self.remove(&base);
+            return Err(e);
+        }
+        Ok(ret)
     }
 
     /// Adds chardev `id` with a new backend (QMP `chardev-add`).

@@ -1,0 +1,144 @@
+//! `udp`: output as datagrams to `remote`, input from datagrams that come
+//! from it (the socket is connected, as QEMU's), bound to `local` if given.
+//! Always open; `query-chardev` calls it `udp`.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::task::{Context, Poll};
+
+use super::net::{self, RawAddr, SockIo};
+use super::{Backend, BackendEvent};
+use crate::error::{ChardevError, Result};
+use crate::spec::{ChardevUdp, InetSocketAddress, SocketAddressLegacy};
+
+/// Largest datagram sent: a QEMU peer reads datagrams into 4 KiB and would
+/// cut longer ones.
+const MAX_DATAGRAM: usize = 4096;
+/// Largest datagram received.
+const RX_CAP: usize = 65536;
+
+/// The `udp` backend.
+pub(crate) struct UdpBackend {
+    io: SockIo,
+    /// The last datagram, delivered as the frontend takes it.
+    rx: Vec<u8>,
+    rx_pos: usize,
+}
+
+fn inet(a: &SocketAddressLegacy) -> Result<&InetSocketAddress> {
+    match a {
+        SocketAddressLegacy::Inet(i) => Ok(i),
+        _ => Err(ChardevError::Unsupported(
+            "udp chardevs take inet addresses only".into(),
+        )),
+    }
+}
+
+fn resolve(i: &InetSocketAddress, passive: bool) -> Result<Vec<std::net::SocketAddr>> {
+    net::resolve(
+        &i.host,
+        &i.port,
+        libc::SOCK_DGRAM,
+        passive,
+        i.ipv4.unwrap_or(false),
+        i.ipv6.unwrap_or(false),
+    )
+    .map_err(|m| {
+        ChardevError::Invalid(format!(
+            "address resolution failed for {}:{}: {m}",
+            i.host, i.port
+        ))
+    })
+}
+
+impl UdpBackend {
+    /// Creates the socket, binds `local`, connects to `remote`.
+    pub(crate) fn open(spec: &ChardevUdp) -> Result<UdpBackend> {
+        let remote = inet(&spec.remote)?;
+        let remotes = resolve(remote, false)?;
+        let Some(dest) = remotes.first().copied() else {
+            return Err(ChardevError::Invalid(format!(
+                "address resolution failed for {}:{}: no address",
+                remote.host, remote.port
+            )));
+        };
+        let local = match &spec.local {
+            Some(l) => {
+                let l = inet(l)?;
+                let all = resolve(l, true)?;
+                // Same family as the remote end.
+                all.iter()
+                    .find(|a| a.is_ipv4() == dest.is_ipv4())
+                    .or(all.first())
+                    .copied()
+            }
+            None => None,
+        };
+        let ra = RawAddr::inet(&dest);
+        let fd = net::socket(ra.family(), libc::SOCK_DGRAM, false)
+            .map_err(|e| ChardevError::io("Failed to create socket", e))?;
+        if let Some(l) = local {
+            let _ = net::setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
+            net::bind(fd.as_raw_fd(), &RawAddr::inet(&l))
+                .map_err(|e| ChardevError::io("Failed to bind socket", e))?;
+        }
+        net::connect(fd.as_raw_fd(), &ra).map_err(|e| {
+            ChardevError::io(
+                format!("Failed to connect to '{}:{}'", remote.host, remote.port),
+                e,
+            )
+        })?;
+        let io = SockIo::new(fd).map_err(|e| ChardevError::io("Failed to create socket", e))?;
+        Ok(UdpBackend {
+            io,
+            rx: Vec::new(),
+            rx_pos: 0,
+        })
+    }
+}
+
+impl Backend for UdpBackend {
+    fn poll_event(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<BackendEvent> {
+        if buf.is_empty() {
+            return Poll::Pending;
+        }
+        loop {
+            if self.rx_pos < self.rx.len() {
+                let n = (self.rx.len() - self.rx_pos).min(buf.len());
+                buf[..n].copy_from_slice(&self.rx[self.rx_pos..self.rx_pos + n]);
+                self.rx_pos += n;
+                return Poll::Ready(BackendEvent::Input(n));
+            }
+            self.rx.resize(RX_CAP, 0);
+            self.rx_pos = 0;
+            let r = self.io.poll_recv(cx, &mut self.rx);
+            let n = match r {
+                Poll::Ready(Ok(n)) => n,
+                // ICMP errors from earlier sends (nobody listening) and the
+                // like: a datagram socket carries on.
+                Poll::Ready(Err(_)) => 0,
+                Poll::Pending => {
+                    self.rx.clear();
+                    return Poll::Pending;
+                }
+            };
+            self.rx.truncate(n);
+        }
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let data = &data[..data.len().min(MAX_DATAGRAM)];
+        match self.io.poll_send(cx, data) {
+            Poll::Ready(Ok(n)) => Poll::Ready(Ok(n)),
+            Poll::Ready(Err(e)) if net::is_transient(&e) => Poll::Pending,
+            // Nobody listening (ECONNREFUSED) and other per-datagram errors:
+            // the datagram is lost, as with QEMU.
+            Poll::Ready(Err(_)) => Poll::Ready(Ok(data.len())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn filename(&self) -> String {
+        "udp".into()
+    }
+}
