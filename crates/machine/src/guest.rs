@@ -98,6 +98,22 @@ pub fn escape_echo(bytes: &[u8]) -> String {
     s
 }
 
+/// Names of the built-in guests, for a command line.
+pub const BUILTIN_NAMES: &[&str] = &["demo", "irq-demo"];
+
+/// A built-in guest by name: `demo` (counts forever), `demo:N` (stops after
+/// line N), `irq-demo`.
+pub fn builtin_image(name: &str) -> Option<Vec<u8>> {
+    match name {
+        "demo" => Some(DEMO_IMAGE.to_vec()),
+        "irq-demo" => Some(IRQ_DEMO_IMAGE.to_vec()),
+        _ => {
+            let n = name.strip_prefix("demo:")?.parse::<u32>().ok()?;
+            Some(demo_image(Some(n)).to_vec())
+        }
+    }
+}
+
 /// Writes an image to `path` (for `qchar -drive file=...` or a test).
 pub fn write_image(path: &Path, image: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, image)
@@ -121,6 +137,18 @@ mod tests {
         let image = demo_image(Some(1234));
         assert_eq!(demo_line_limit(&image), Some(1234));
         assert_eq!(demo_line_limit(IRQ_DEMO_IMAGE), None);
+    }
+
+    #[test]
+    fn builtins() {
+        assert_eq!(builtin_image("demo").as_deref(), Some(&DEMO_IMAGE[..]));
+        assert_eq!(
+            builtin_image("irq-demo").as_deref(),
+            Some(&IRQ_DEMO_IMAGE[..])
+        );
+        assert_eq!(demo_line_limit(&builtin_image("demo:7").unwrap()), Some(7));
+        assert!(builtin_image("demo:x").is_none());
+        assert!(builtin_image("nope").is_none());
     }
 
     #[test]

@@ -227,19 +227,50 @@ struct VmCore {
     memory: GuestMemory,
 }
 
-/// An ISA IRQ line into the in-kernel PIC/IOAPIC.
-struct KvmIrqLine {
+/// One ISA IRQ pin of the in-kernel PIC/IOAPIC, possibly shared by several
+/// devices (COM1 and COM3 both use IRQ 4): the pin is the OR of its
+/// sources' levels, so one device lowering its output does not hide
+/// another's request.
+struct SharedIrq {
     core: Arc<VmCore>,
     irq: u32,
+    /// Bit `n` set: source `n` asserts the line.
+    sources: Mutex<u64>,
+}
+
+impl SharedIrq {
+    fn set(&self, source: u32, level: bool) {
+        let mut levels = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let before = *levels != 0;
+        if level {
+            *levels |= 1 << source;
+        } else {
+            *levels &= !(1 << source);
+        }
+        let after = *levels != 0;
+        if before != after {
+            // Still under the lock, so pin changes reach KVM in order.
+            if let Err(e) = self.core.fd.set_irq_line(self.irq, after) {
+                log::warn!("KVM_IRQ_LINE {} -> {after}: {e}", self.irq);
+            }
+        }
+    }
+}
+
+/// One device's connection to a [`SharedIrq`].
+struct KvmIrqLine {
+    pin: Arc<SharedIrq>,
+    source: u32,
 }
 
 impl IrqLine for KvmIrqLine {
     fn set_level(&self, level: bool) {
-        if let Err(e) = self.core.fd.set_irq_line(self.irq, level) {
-            log::warn!("KVM_IRQ_LINE {} -> {level}: {e}", self.irq);
-        }
+        self.pin.set(self.source, level);
     }
 }
+
+/// Most devices that may share one IRQ pin.
+const MAX_IRQ_SOURCES: u32 = 64;
 
 /// A machine being put together: VM, memory and vCPU exist, nothing runs.
 pub struct Machine {
@@ -251,6 +282,8 @@ pub struct Machine {
     bus: PioBus,
     serials: Vec<Arc<SerialPort>>,
     image_loaded: bool,
+    /// IRQ pins handed out so far, with their number of sources.
+    irqs: Vec<(Arc<SharedIrq>, u32)>,
 }
 
 impl std::fmt::Debug for Machine {
@@ -334,6 +367,7 @@ impl Machine {
             bus: PioBus::new(),
             serials: Vec::new(),
             image_loaded: false,
+            irqs: Vec::new(),
         })
     }
 
@@ -379,14 +413,36 @@ impl Machine {
         Ok(())
     }
 
-    /// An IRQ line into the in-kernel interrupt controllers.
-    pub fn irq_line(&self, irq: u32) -> Result<Arc<dyn IrqLine>, VmError> {
+    /// A new device's connection to ISA IRQ `irq` of the in-kernel
+    /// interrupt controllers. Several devices may share an IRQ: the pin is
+    /// asserted while any of them asserts it.
+    pub fn irq_line(&mut self, irq: u32) -> Result<Arc<dyn IrqLine>, VmError> {
         if irq > MAX_ISA_IRQ {
             return Err(VmError::BadIrq(irq));
         }
+        let slot = match self.irqs.iter().position(|(pin, _)| pin.irq == irq) {
+            Some(i) => i,
+            None => {
+                self.irqs.push((
+                    Arc::new(SharedIrq {
+                        core: self.core.clone(),
+                        irq,
+                        sources: Mutex::new(0),
+                    }),
+                    0,
+                ));
+                self.irqs.len() - 1
+            }
+        };
+        let (pin, count) = &mut self.irqs[slot];
+        if *count >= MAX_IRQ_SOURCES {
+            return Err(VmError::BadIrq(irq));
+        }
+        let source = *count;
+        *count += 1;
         Ok(Arc::new(KvmIrqLine {
-            core: self.core.clone(),
-            irq,
+            pin: pin.clone(),
+            source,
         }))
     }
 
@@ -580,6 +636,7 @@ enum Step {
     Io,
     Continue,
     Interrupted,
+    InternalError,
     End(ExitReason),
 }
 
@@ -649,9 +706,21 @@ impl VcpuRunner {
                         return ExitReason::Halted;
                     }
                 }
+                Step::InternalError => return ExitReason::Error(self.internal_error()),
                 Step::End(reason) => return reason,
             }
         }
+    }
+
+    /// Describes a KVM_EXIT_INTERNAL_ERROR (its suberror says what KVM could
+    /// not do, e.g. 1 = instruction emulation failed).
+    fn internal_error(&mut self) -> String {
+        let run = self.vcpu.get_kvm_run();
+        // SAFETY: only called right after KVM_RUN returned
+        // KVM_EXIT_INTERNAL_ERROR, which makes `internal` the valid member.
+        let suberror = unsafe { run.__bindgen_anon_1.internal.suberror };
+        let rip = self.vcpu.get_regs().map(|r| r.rip).unwrap_or(u64::MAX);
+        format!("KVM_EXIT_INTERNAL_ERROR suberror {suberror} at rip {rip:#x}")
     }
 
     /// HLT with IF clear: nothing but an NMI (which this machine never
