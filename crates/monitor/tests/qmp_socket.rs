@@ -1,0 +1,328 @@
+//! QMP over real unix sockets: the recorded QEMU 7.2 conversation, the
+//! Python `qemu.qmp` client, many clients, slow readers and hotswap.
+
+mod common;
+#[path = "data/qemu72.rs"]
+mod qemu72;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{mask_timestamps, Client, Harness};
+
+#[test]
+fn recorded_qemu_conversation_over_a_socket() {
+    let mut h = Harness::qemu_compatible();
+    let Some(path) = h.qmp_socket("mon0") else {
+        return;
+    };
+    let mut c = Client::connect(&path);
+    assert_eq!(
+        String::from_utf8_lossy(&c.line()),
+        String::from_utf8_lossy(qemu72::GREETING)
+    );
+    let mut failures = Vec::new();
+    for (input, want) in qemu72::CONVERSATION {
+        let n = want.windows(2).filter(|w| w == b"\r\n").count();
+        let got = mask_timestamps(&c.cmd_lines(input, n));
+        if got != *want {
+            failures.push(format!(
+                "input {:?}\n  qemu:  {:?}\n  qchar: {:?}",
+                String::from_utf8_lossy(input),
+                String::from_utf8_lossy(want),
+                String::from_utf8_lossy(&got)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn python_qemu_qmp_client_works_unchanged() {
+    let mut h = Harness::new();
+    let Some(path) = h.qmp_socket("mon0") else {
+        return;
+    };
+    let script = r#"
+import asyncio, sys
+from qemu.qmp import QMPClient
+async def main(path):
+    qmp = QMPClient('qchar-test')
+    await qmp.connect(path)
+    print('status', (await qmp.execute('query-status'))['status'])
+    await qmp.execute('chardev-add', {'id': 'rb', 'backend': {'type': 'ringbuf', 'data': {'size': 64}}})
+    await qmp.execute('ringbuf-write', {'device': 'rb', 'data': 'hi there'})
+    print('read', await qmp.execute('ringbuf-read', {'device': 'rb', 'size': 64}))
+    try:
+        await qmp.execute('chardev-remove', {'id': 'nope'})
+    except Exception as e:
+        print('error', e)
+    await qmp.execute('cont')
+    print('status', (await qmp.execute('query-status'))['status'])
+    await qmp.disconnect()
+asyncio.run(main(sys.argv[1]))
+"#;
+    let out = match Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&path)
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => return eprintln!("SKIP: python3 unavailable: {e}"),
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("No module named 'qemu'") {
+        return eprintln!("SKIP: python module qemu.qmp not installed");
+    }
+    assert!(out.status.success(), "python failed: {stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "status prelaunch\nread hi there\nerror Chardev 'nope' not found\nstatus running\n"
+    );
+}
+
+#[test]
+fn sequential_reconnects_renegotiate_each_time() {
+    let mut h = Harness::new();
+    let Some(path) = h.qmp_socket("mon0") else {
+        return;
+    };
+    for i in 0..100 {
+        let mut c = Client::connect(&path);
+        // Before negotiation, as in QEMU, only qmp_capabilities exists.
+        let g = c.line_str();
+        assert!(g.starts_with("{\"QMP\""), "greeting {i}: {g}");
+        assert_eq!(
+            c.cmd(&format!("{{\"execute\":\"query-status\",\"id\":{i}}}")),
+            format!(
+                "{{\"id\": {i}, \"error\": {{\"class\": \"CommandNotFound\", \"desc\": \
+                 \"Expecting capabilities negotiation with 'qmp_capabilities'\"}}}}\r\n"
+            )
+        );
+        assert_eq!(
+            c.cmd("{\"execute\":\"qmp_capabilities\"}"),
+            "{\"return\": {}}\r\n"
+        );
+        assert!(c
+            .cmd("{\"execute\":\"query-status\"}")
+            .starts_with("{\"return\": {\"status\""));
+    }
+}
+
+#[test]
+fn hundred_concurrent_monitors() {
+    let mut h = Harness::new();
+    let mut paths = Vec::new();
+    for i in 0..100 {
+        let Some(p) = h.qmp_socket(&format!("mon{i}")) else {
+            return;
+        };
+        paths.push(p);
+    }
+    let threads: Vec<_> = paths
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(&p);
+                c.handshake();
+                let add = format!(
+                    "{{\"execute\":\"chardev-add\",\"arguments\":{{\"id\":\"rb{i}\",\"backend\":{{\"type\":\"ringbuf\",\"data\":{{}}}}}}}}"
+                );
+                // Other monitors' chardev-add events may arrive first.
+                c.send(add.as_bytes());
+                loop {
+                    let l = c.line_str();
+                    if !l.contains("\"event\"") {
+                        assert_eq!(l, "{\"return\": {}}\r\n");
+                        break;
+                    }
+                }
+                let w = format!("{{\"execute\":\"ringbuf-write\",\"arguments\":{{\"device\":\"rb{i}\",\"data\":\"m{i}\"}}}}");
+                c.send(w.as_bytes());
+                let r = format!("{{\"execute\":\"ringbuf-read\",\"arguments\":{{\"device\":\"rb{i}\",\"size\":10}},\"id\":{i}}}");
+                c.send(r.as_bytes());
+                let mut replies = Vec::new();
+                while replies.len() < 2 {
+                    let l = c.line_str();
+                    if !l.contains("\"event\"") {
+                        replies.push(l);
+                    }
+                }
+                assert_eq!(replies[0], "{\"return\": {}}\r\n");
+                assert_eq!(replies[1], format!("{{\"return\": \"m{i}\", \"id\": {i}}}\r\n"));
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+}
+
+#[test]
+fn client_that_never_reads_does_not_hurt_others() {
+    let mut h = Harness::new();
+    let Some(p1) = h.qmp_socket("slow") else {
+        return;
+    };
+    let Some(p2) = h.qmp_socket("fast") else {
+        return;
+    };
+    let mut slow = Client::connect(&p1);
+    slow.handshake();
+    slow.w
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    // Flood without reading: input stops being read once output backs up,
+    // so our writes eventually block (time out).
+    let req = b"{\"execute\":\"query-version\"}".repeat(1000);
+    let mut sent = 0usize;
+    for _ in 0..2000 {
+        use std::io::Write;
+        match slow.w.write(&req) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    assert!(sent < req.len() * 2000, "the monitor never pushed back");
+    // Others are served meanwhile.
+    let mut fast = Client::connect(&p2);
+    fast.handshake();
+    assert!(fast
+        .cmd("{\"execute\":\"query-status\"}")
+        .starts_with("{\"return\""));
+    drop(slow);
+    // And the slow monitor's chardev recovers for a new client.
+    let mut again = Client::connect(&p1);
+    again.handshake();
+    assert!(again
+        .cmd("{\"execute\":\"query-version\"}")
+        .starts_with("{\"return\""));
+}
+
+#[test]
+fn chardev_change_of_own_chardev_answers_on_old_backend() {
+    let mut h = Harness::new();
+    let Some(p1) = h.qmp_socket("mon0") else {
+        return;
+    };
+    let Some(p_watch) = h.qmp_socket("watch") else {
+        return;
+    };
+    let mut watch = Client::connect(&p_watch);
+    watch.handshake();
+    let mut c = Client::connect(&p1);
+    c.handshake();
+    let p2 = h.path("new.sock");
+    let change = format!(
+        "{{\"execute\":\"chardev-change\",\"arguments\":{{\"id\":\"mon0\",\"backend\":{{\"type\":\"socket\",\"data\":{{\"addr\":{{\"type\":\"unix\",\"data\":{{\"path\":\"{}\"}}}},\"server\":true,\"wait\":false}}}}}},\"id\":\"sw\"}}",
+        p2.display()
+    );
+    assert_eq!(c.cmd(&change), "{\"return\": {}, \"id\": \"sw\"}\r\n");
+    // The old backend is gone after the reply.
+    assert!(c.at_eof());
+    // Other monitors hear about it.
+    let ev = loop {
+        let l = watch.line_str();
+        if l.contains("X_QCHAR_CHARDEV_CHANGED") {
+            break l;
+        }
+    };
+    assert!(ev.contains("\"id\": \"mon0\""), "{ev}");
+    // A client of the new backend is a new connection: greeting, negotiation.
+    let mut c2 = Client::connect(&p2);
+    c2.handshake();
+    assert!(c2
+        .cmd("{\"execute\":\"query-status\"}")
+        .starts_with("{\"return\""));
+}
+
+#[test]
+fn live_comparison_with_qemu() {
+    use std::io::{BufRead, Read};
+    let qemu = "qemu-system-x86_64";
+    if Command::new(qemu).arg("--version").output().is_err() {
+        return eprintln!("SKIP: {qemu} not installed");
+    }
+    let mut h = Harness::qemu_compatible();
+    let Some(ours) = h.qmp_socket("mon0") else {
+        return;
+    };
+    let qsock = h.path("qemu.sock");
+    let mut child = Command::new(qemu)
+        .args(["-nodefaults", "-display", "none", "-S", "-qmp"])
+        .arg(format!("unix:{},server=on,wait=off", qsock.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn qemu");
+    let steps: &[&[u8]] = &[
+        b"{\"execute\":\"query-status\",\"id\":[1]}",
+        b"{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]}}",
+        b"{]\n",
+        b"{\"execute\":\"qmp_capabilities\"}",
+        b"{\"exec-oob\":\"query-status\",\"id\":{\"x\":0.5}}",
+        b"{\"execute\":\"chardev-add\",\"arguments\":{\"id\":\"r\",\"backend\":{\"type\":\"ringbuf\",\"data\":{\"size\":8}}}}",
+        b"{\"execute\":\"ringbuf-write\",\"arguments\":{\"device\":\"r\",\"data\":\"\\u00e9\\u0000abcdefgh\"}}",
+        b"{\"execute\":\"ringbuf-read\",\"arguments\":{\"device\":\"r\",\"size\":100}}",
+        b"{\"execute\":\"ringbuf-read\",\"arguments\":{\"device\":\"r\",\"size\":100,\"format\":\"base64\"}}",
+        b"{\"execute\":\"chardev-add\",\"arguments\":{\"id\":\"r\",\"backend\":{\"type\":\"file\",\"data\":{\"out\":1}}},\"id\":\"x\"}",
+        b"{\"execute\":\"stop\"}",
+        b"{\"execute\":\"cont\"}",
+        b"{\"execute\":\"query-status\"}",
+    ];
+    let mut ours = Client::connect(&ours);
+    let mut theirs = Client::connect(&qsock);
+    let mut g_ours = ours.line();
+    let g_theirs = theirs.line();
+    // The version differs only if the installed QEMU is not 7.2.22.
+    if g_ours != g_theirs {
+        eprintln!(
+            "note: greetings differ (other QEMU build): {:?}",
+            String::from_utf8_lossy(&g_theirs)
+        );
+        g_ours.clear();
+    }
+    for s in steps {
+        theirs.send(s);
+        ours.send(s);
+        std::thread::sleep(Duration::from_millis(200));
+        let read_all = |c: &mut Client| {
+            c.r.get_ref()
+                .set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                // Drain what the BufReader already holds first.
+                let have = c.r.buffer().to_vec();
+                if !have.is_empty() {
+                    buf.extend_from_slice(&have);
+                    c.r.consume(have.len());
+                    continue;
+                }
+                match c.r.get_mut().read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            mask_timestamps(&buf)
+        };
+        let a = read_all(&mut theirs);
+        let b = read_all(&mut ours);
+        assert_eq!(
+            String::from_utf8_lossy(&b),
+            String::from_utf8_lossy(&a),
+            "step {:?}",
+            String::from_utf8_lossy(s)
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
