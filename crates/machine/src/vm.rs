@@ -684,9 +684,7 @@ impl VcpuRunner {
                 Ok(VcpuExit::FailEntry(reason, cpu)) => Step::End(ExitReason::Error(format!(
                     "KVM_EXIT_FAIL_ENTRY: hardware entry failure reason {reason:#x} on cpu {cpu}"
                 ))),
-                Ok(VcpuExit::InternalError) => Step::End(ExitReason::Error(
-                    "KVM_EXIT_INTERNAL_ERROR (emulation failure)".into(),
-                )),
+                Ok(VcpuExit::InternalError) => Step::InternalError,
                 Ok(other) => Step::End(ExitReason::Error(format!("unexpected KVM exit {other:?}"))),
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     Step::Interrupted
