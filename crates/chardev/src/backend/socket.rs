@@ -433,6 +433,9 @@ impl Conn {
                     // Nothing after a close frame counts.
                     self.rx.clear();
                     self.rx_pos = 0;
+                }
+                if self.tx_pos < self.tx.len() {
+                    // A pong or close frame: out now, or when writable.
                     let _ = self.flush_tx(cx);
                 }
                 if !self.proto.telnet && r.produced > 0 {
