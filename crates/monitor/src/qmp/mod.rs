@@ -18,4 +18,4 @@ pub use monitor::{QmpMonitor, QmpOptions};
 pub use session::QmpSession;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -23,6 +23,8 @@ mod ringbuf;
 mod run_state;
 mod send_break;
 
+pub(crate) use ringbuf::{read_bytes as ringbuf_read_bytes, ringbuf_error};
+
 /// What the commands act on; shared by every monitor of a process.
 pub struct QmpEnv {
     /// The chardev registry.

@@ -1,0 +1,142 @@
+//! The HMP monitor as a chardev frontend (`-mon chardev=ID,mode=readline`,
+//! `-monitor DEV`): banner and `(qemu) ` prompt when a peer connects, line
+//! editing with QEMU's echo, command output, the prompt again. Supports
+//! hotswap like the QMP monitor (the line being edited survives).
+
+use std::sync::Arc;
+
+use qchar_chardev::registry::Registry;
+use qchar_chardev::{CharFrontend, ChardevError, ChardevEvent, FrontendHandlers};
+
+use super::readline::Readline;
+use crate::output::{Shared, DEFAULT_OUTPUT_CAP, INPUT_PAUSE_THRESHOLD};
+use crate::qmp::cmd::QmpEnv;
+
+const PROMPT: &[u8] = b"(qemu) ";
+
+/// A running HMP monitor.
+pub struct HmpMonitor {
+    fe: CharFrontend,
+}
+
+impl HmpMonitor {
+    /// Starts an HMP monitor on chardev `id`.
+    pub fn attach(
+        registry: &Registry,
+        id: &str,
+        env: Arc<QmpEnv>,
+    ) -> Result<HmpMonitor, ChardevError> {
+        Ok(HmpMonitor::on_frontend(registry.attach(id)?, env))
+    }
+
+    /// Starts an HMP monitor on an attached frontend.
+    pub fn on_frontend(fe: CharFrontend, env: Arc<QmpEnv>) -> HmpMonitor {
+        let shared = Shared::new(DEFAULT_OUTPUT_CAP);
+        shared.out().set_frontend(fe.clone());
+        let h = HmpHandlers {
+            rl: Readline::new(),
+            env,
+            shared,
+            fe: fe.clone(),
+            quit: false,
+            swap_keeps_peer: false,
+        };
+        fe.set_handlers(Box::new(h));
+        HmpMonitor { fe }
+    }
+
+    /// Stops the monitor and releases its chardev.
+    pub fn detach(self) {
+        self.fe.clear_handlers();
+        self.fe.detach();
+    }
+}
+
+struct HmpHandlers {
+    rl: Readline,
+    env: Arc<QmpEnv>,
+    shared: Arc<Shared>,
+    fe: CharFrontend,
+    quit: bool,
+    swap_keeps_peer: bool,
+}
+
+impl FrontendHandlers for HmpHandlers {
+    fn can_read(&mut self) -> usize {
+        let mut out = self.shared.out();
+        if self.quit {
+            return 0;
+        }
+        if out.held() > INPUT_PAUSE_THRESHOLD {
+            out.input_paused = true;
+            0
+        } else {
+            4096
+        }
+    }
+
+    fn read(&mut self, data: &[u8]) {
+        self.swap_keeps_peer = false;
+        for &b in data {
+            if self.quit {
+                return;
+            }
+            let mut echo = Vec::new();
+            let line = self.rl.feed(b, &mut echo);
+            self.shared.out().push(echo);
+            if let Some(line) = line {
+                let line = crate::json::utf8::to_string_lossy(&line);
+                let o = super::run_line(&self.env, &line);
+                let mut text = super::crlf(&o.text).into_bytes();
+                if o.quit {
+                    self.quit = true;
+                } else {
+                    text.extend_from_slice(PROMPT);
+                    self.rl.prompt_shown();
+                }
+                self.shared.out().push(text);
+            }
+        }
+    }
+
+    fn event(&mut self, event: ChardevEvent) {
+        match event {
+            ChardevEvent::Opened => {
+                if std::mem::take(&mut self.swap_keeps_peer) {
+                    return;
+                }
+                self.rl = Readline::new();
+                let v = &self.env.version;
+                let banner = format!(
+                    "QEMU {}.{}.{} monitor - type 'help' for more information\r\n(qemu) ",
+                    v.major, v.minor, v.micro
+                );
+                self.shared.out().push(banner.into_bytes());
+            }
+            ChardevEvent::Closed => {
+                self.swap_keeps_peer = false;
+                self.shared.out().clear();
+            }
+            _ => {}
+        }
+    }
+
+    fn supports_hotswap(&self) -> bool {
+        true
+    }
+
+    fn backend_changed(&mut self, fe: &CharFrontend) -> Result<(), String> {
+        self.swap_keeps_peer = fe.is_open();
+        Ok(())
+    }
+
+    fn write_ready(&mut self) {
+        let mut out = self.shared.out();
+        out.flush();
+        if out.input_paused && out.held() <= INPUT_PAUSE_THRESHOLD {
+            out.input_paused = false;
+            drop(out);
+            self.fe.accept_input();
+        }
+    }
+}

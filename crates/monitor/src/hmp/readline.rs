@@ -1,0 +1,268 @@
+//! A line editor that echoes exactly what QEMU 7.2's monitor readline
+//! echoes, byte for byte: after every input byte, if the line changed, the
+//! cursor goes back to the start (`ESC [ D` per column), the whole line is
+//! printed and cleared to the end (`ESC [ K`); then the cursor is moved to
+//! its place.
+//!
+//! Keys: printable bytes insert; Backspace (8, 127); Ctrl-A/Ctrl-E (start,
+//! end); Ctrl-D (delete); `ESC [ A`/`B` (history), `C`/`D` (right, left),
+//! `ESC [ 1~`/`4~` (home, end), `ESC [ 3~` (delete), `ESC O H`/`F`; CR or LF
+//! ends the line.
+
+/// History entries kept, as in QEMU.
+const HISTORY_MAX: usize = 64;
+/// Longest line, as in QEMU's buffer.
+const LINE_MAX: usize = 4095;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Esc {
+    Norm,
+    Start,
+    Csi,
+    Ss3,
+}
+
+/// Line editor state.
+#[derive(Debug)]
+pub struct Readline {
+    buf: Vec<u8>,
+    cursor: usize,
+    shown: Vec<u8>,
+    shown_cursor: usize,
+    esc: Esc,
+    esc_param: u32,
+    history: Vec<Vec<u8>>,
+    /// Position while browsing history (`history.len()` = the new line).
+    hist_pos: Option<usize>,
+}
+
+impl Default for Readline {
+    fn default() -> Self {
+        Readline::new()
+    }
+}
+
+impl Readline {
+    /// An empty editor.
+    pub fn new() -> Readline {
+        Readline {
+            buf: Vec::new(),
+            cursor: 0,
+            shown: Vec::new(),
+            shown_cursor: 0,
+            esc: Esc::Norm,
+            esc_param: 0,
+            history: Vec::new(),
+            hist_pos: None,
+        }
+    }
+
+    /// A new prompt was printed: nothing of the line is on screen.
+    pub fn prompt_shown(&mut self) {
+        self.shown.clear();
+        self.shown_cursor = 0;
+        self.esc = Esc::Norm;
+    }
+
+    /// Commands entered so far, oldest first.
+    pub fn history(&self) -> &[Vec<u8>] {
+        &self.history
+    }
+
+    /// Feeds one byte; appends the echo to `echo`; returns a completed line.
+    pub fn feed(&mut self, b: u8, echo: &mut Vec<u8>) -> Option<Vec<u8>> {
+        match self.esc {
+            Esc::Norm => match b {
+                b'\r' | b'\n' => {
+                    let line = std::mem::take(&mut self.buf);
+                    self.cursor = 0;
+                    self.add_history(&line);
+                    echo.extend_from_slice(b"\r\n");
+                    self.shown.clear();
+                    self.shown_cursor = 0;
+                    return Some(line);
+                }
+                1 => self.cursor = 0,
+                5 => self.cursor = self.buf.len(),
+                4 => self.delete(),
+                8 | 127 if self.cursor > 0 => {
+                    self.cursor -= 1;
+                    self.delete();
+                }
+                27 => self.esc = Esc::Start,
+                0x20..=0x7E | 0x80..=0xFF if self.buf.len() < LINE_MAX => {
+                    self.buf.insert(self.cursor, b);
+                    self.cursor += 1;
+                }
+                _ => {}
+            },
+            Esc::Start => {
+                self.esc = match b {
+                    b'[' => {
+                        self.esc_param = 0;
+                        Esc::Csi
+                    }
+                    b'O' => Esc::Ss3,
+                    _ => Esc::Norm,
+                }
+            }
+            Esc::Csi => match b {
+                b'0'..=b'9' => {
+                    self.esc_param = self
+                        .esc_param
+                        .saturating_mul(10)
+                        .saturating_add((b - b'0') as u32)
+                }
+                _ => {
+                    self.esc = Esc::Norm;
+                    match b {
+                        b'A' => self.history_step(true),
+                        b'B' => self.history_step(false),
+                        b'C' => self.cursor = (self.cursor + 1).min(self.buf.len()),
+                        b'D' => self.cursor = self.cursor.saturating_sub(1),
+                        b'~' => match self.esc_param {
+                            1 => self.cursor = 0,
+                            3 => self.delete(),
+                            4 => self.cursor = self.buf.len(),
+                            _ => {}
+                        },
+                        _ => {}
+                    }
+                }
+            },
+            Esc::Ss3 => {
+                self.esc = Esc::Norm;
+                match b {
+                    b'H' => self.cursor = 0,
+                    b'F' => self.cursor = self.buf.len(),
+                    _ => {}
+                }
+            }
+        }
+        self.refresh(echo);
+        None
+    }
+
+    fn delete(&mut self) {
+        if self.cursor < self.buf.len() {
+            self.buf.remove(self.cursor);
+        }
+    }
+
+    fn add_history(&mut self, line: &[u8]) {
+        self.hist_pos = None;
+        if line.is_empty() {
+            return;
+        }
+        // QEMU moves a repeated entry to the end instead of duplicating it.
+        if let Some(i) = self.history.iter().position(|h| h == line) {
+            let h = self.history.remove(i);
+            self.history.push(h);
+            return;
+        }
+        if self.history.len() == HISTORY_MAX {
+            self.history.remove(0);
+        }
+        self.history.push(line.to_vec());
+    }
+
+    fn history_step(&mut self, back: bool) {
+        let n = self.history.len();
+        let pos = self.hist_pos.unwrap_or(n);
+        let new = if back {
+            if pos == 0 {
+                return;
+            }
+            pos - 1
+        } else {
+            if pos >= n {
+                return;
+            }
+            pos + 1
+        };
+        self.hist_pos = Some(new);
+        self.buf = if new < n {
+            self.history[new].clone()
+        } else {
+            Vec::new()
+        };
+        self.cursor = self.buf.len();
+    }
+
+    fn refresh(&mut self, echo: &mut Vec<u8>) {
+        if self.buf != self.shown {
+            for _ in 0..self.shown_cursor {
+                echo.extend_from_slice(b"\x1b[D");
+            }
+            echo.extend_from_slice(&self.buf);
+            echo.extend_from_slice(b"\x1b[K");
+            self.shown = self.buf.clone();
+            self.shown_cursor = self.buf.len();
+        }
+        if self.cursor != self.shown_cursor {
+            let (seq, n) = if self.cursor > self.shown_cursor {
+                (b"\x1b[C", self.cursor - self.shown_cursor)
+            } else {
+                (b"\x1b[D", self.shown_cursor - self.cursor)
+            };
+            for _ in 0..n {
+                echo.extend_from_slice(seq);
+            }
+            self.shown_cursor = self.cursor;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn typed(rl: &mut Readline, input: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let mut echo = Vec::new();
+        let mut lines = Vec::new();
+        for &b in input {
+            if let Some(l) = rl.feed(b, &mut echo) {
+                lines.push(l);
+                rl.prompt_shown();
+            }
+        }
+        (echo, lines)
+    }
+
+    #[test]
+    fn echo_matches_qemu() {
+        // Recorded from QEMU 7.2's monitor on a socket.
+        let mut rl = Readline::new();
+        let (echo, lines) = typed(&mut rl, b"stop\r");
+        assert_eq!(
+            echo,
+            b"s\x1b[K\x1b[Dst\x1b[K\x1b[D\x1b[Dsto\x1b[K\x1b[D\x1b[D\x1b[Dstop\x1b[K\r\n"
+        );
+        assert_eq!(lines, [b"stop".to_vec()]);
+        let (echo, lines) = typed(&mut rl, b"abc\x7f\x7fx\r");
+        assert_eq!(
+            echo,
+            b"a\x1b[K\x1b[Dab\x1b[K\x1b[D\x1b[Dabc\x1b[K\x1b[D\x1b[D\x1b[Dab\x1b[K\x1b[D\x1b[Da\x1b[K\x1b[Dax\x1b[K\r\n"
+        );
+        assert_eq!(lines, [b"ax".to_vec()]);
+        let _ = typed(&mut rl, b"info status\r");
+        let (echo, lines) = typed(&mut rl, b"info\x1b[A\r");
+        assert_eq!(
+            echo,
+            b"i\x1b[K\x1b[Din\x1b[K\x1b[D\x1b[Dinf\x1b[K\x1b[D\x1b[D\x1b[Dinfo\x1b[K\x1b[D\x1b[D\x1b[D\x1b[Dinfo status\x1b[K\r\n"
+        );
+        assert_eq!(lines, [b"info status".to_vec()]);
+    }
+
+    #[test]
+    fn cursor_keys_edit_in_the_middle() {
+        let mut rl = Readline::new();
+        let (_, lines) = typed(&mut rl, b"ac\x1b[Db\x01X\x05Y\r");
+        assert_eq!(lines, [b"XabcY".to_vec()]);
+        let (_, lines) = typed(&mut rl, b"\x1b[A\x1b[A\r");
+        assert_eq!(lines, [b"XabcY".to_vec()]);
+        // Down past the newest entry gives an empty line.
+        let (_, lines) = typed(&mut rl, b"\x1b[A\x1b[B\r");
+        assert_eq!(lines, [Vec::<u8>::new()]);
+    }
+}
