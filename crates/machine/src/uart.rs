@@ -9,6 +9,13 @@
 //! and break events shown in LSR.BI. It keeps `vm-superio`'s 64-byte RX FIFO
 //! bound.
 //!
+//! FIFOs: the receive FIFO holds [`RX_FIFO_SIZE`] bytes whether or not FCR
+//! enabled FIFO mode (a guest reading RBR byte by byte while LSR.DR is set
+//! sees no difference, and the chardev is throttled less often). The
+//! transmit side follows FCR: [`TX_FIFO_SIZE`] bytes in FIFO mode, a single
+//! holding register otherwise. LSR.THRE and LSR.TEMT are set only when the
+//! sink has taken every byte.
+//!
 //! The model does no I/O of its own. Everything leaves through the
 //! [`SerialSink`] it is given (in qchar: the chardev's `CharFrontend`) and the
 //! [`IrqLine`] it raises. It is driven from two sides:
