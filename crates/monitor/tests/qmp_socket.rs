@@ -255,13 +255,15 @@ fn live_comparison_with_qemu() {
         return;
     };
     let qsock = h.path("qemu.sock");
-    let mut child = Command::new(qemu)
-        .args(["-nodefaults", "-display", "none", "-S", "-qmp"])
-        .arg(format!("unix:{},server=on,wait=off", qsock.display()))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn qemu");
+    let _child = KillOnDrop(
+        Command::new(qemu)
+            .args(["-nodefaults", "-display", "none", "-S", "-qmp"])
+            .arg(format!("unix:{},server=on,wait=off", qsock.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn qemu"),
+    );
     let steps: &[&[u8]] = &[
         b"{\"execute\":\"query-status\",\"id\":[1]}",
         b"{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]}}",
@@ -323,6 +325,14 @@ fn live_comparison_with_qemu() {
             String::from_utf8_lossy(s)
         );
     }
-    let _ = child.kill();
-    let _ = child.wait();
+}
+
+/// Kills the QEMU child even when an assertion fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
