@@ -9,9 +9,9 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::task::{Context, Poll};
 
-use super::fdio::{self, FdIo};
+use super::fdio::FdIo;
 use super::{tty, Backend, BackendEvent, IoctlReply, SerialIoctl, SerialParams};
-use crate::error::{ChardevError, Result};
+use crate::error::Result;
 
 /// The `serial` backend.
 pub(crate) struct SerialBackend {
@@ -48,8 +48,11 @@ impl SerialBackend {
                 },
             );
         }
-        let dev =
-            fdio::wrap(fd).map_err(|e| ChardevError::io(format!("Could not open '{path}'"), e))?;
+        // Devices that cannot be polled (/dev/null) are used directly.
+        let dev = match fd.try_clone().and_then(FdIo::new) {
+            Ok(polled) => polled,
+            Err(_) => FdIo::plain(fd),
+        };
         Ok(SerialBackend {
             dev,
             is_tty,
