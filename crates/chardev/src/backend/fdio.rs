@@ -31,6 +31,18 @@ impl FdIo {
         FdIo::Plain(fd)
     }
 
+    /// Registers the descriptor with the reactor afresh (through a
+    /// duplicate). Tokio keeps a hang-up as a final state; a pty master
+    /// whose slave was closed and has been opened again needs this, or it
+    /// stays "readable" forever and reads spin on EAGAIN.
+    pub(crate) fn refresh(&mut self) -> io::Result<()> {
+        if let FdIo::Polled(a) = self {
+            let dup = a.get_ref().try_clone()?;
+            *self = FdIo::new(dup)?;
+        }
+        Ok(())
+    }
+
     /// The raw descriptor, for ioctls.
     pub(crate) fn raw(&self) -> RawFd {
         match self {

@@ -96,6 +96,10 @@ impl PtyBackend {
         if !self.connected && !slave_closed(self.master.raw()) {
             self.connected = true;
             self.timer = None;
+            // Clear the hang-up the reactor latched while no slave was open.
+            if let Err(e) = self.master.refresh() {
+                log::warn!("pty {}: cannot re-register the master: {e}", self.path);
+            }
         }
         self.connected
     }
