@@ -95,7 +95,7 @@ impl RawAddr {
     }
 
     /// The address as a std one, for inet families.
-    pub(crate) fn to_inet(&self) -> Option<SocketAddr> {
+    pub(crate) fn as_inet(&self) -> Option<SocketAddr> {
         match self.family() {
             libc::AF_INET => {
                 // SAFETY: the family says the storage holds a sockaddr_in.
@@ -220,7 +220,7 @@ pub(crate) fn resolve(
                 );
             }
             ra.len = ai.ai_addrlen;
-            if let Some(sa) = ra.to_inet() {
+            if let Some(sa) = ra.as_inet() {
                 if !out.contains(&sa) {
                     out.push(sa);
                 }

@@ -753,7 +753,7 @@ impl SocketBackend {
         let (Ok(l), Ok(p)) = (net::local_addr(fd), net::peer_addr(fd)) else {
             return "unknown".into();
         };
-        match (l.to_inet(), p.to_inet()) {
+        match (l.as_inet(), p.as_inet()) {
             (Some(l), Some(p)) => format!(
                 "{}:{}{srv} <-> {}",
                 self.proto_name,
@@ -940,7 +940,7 @@ fn listen_inet(
                 .map_err(|e| ChardevError::io("Failed to listen on socket", e))?;
             let bound = net::local_addr(raw)
                 .ok()
-                .and_then(|a| a.to_inet())
+                .and_then(|a| a.as_inet())
                 .unwrap_or(sa);
             let io =
                 SockIo::new(fd).map_err(|e| ChardevError::io("Failed to listen on socket", e))?;
