@@ -1,0 +1,236 @@
+//! The local backends over real files, FIFOs and ptys.
+
+mod support;
+
+use std::io::{Read, Write};
+
+use qchar_chardev::spec::{ChardevBackend, ChardevCommon, ChardevHostdev};
+use qchar_chardev::{ChardevEvent, Registry};
+use support::*;
+
+/// Opens a pty slave in raw mode, as a terminal program would set it up
+/// (Linux resets a pty's settings when its last opener closes).
+fn open_raw(path: &str) -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    // SAFETY: tcgetattr/cfmakeraw/tcsetattr work on a termios we own and a
+    // descriptor that stays open for the calls.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        assert_eq!(libc::tcgetattr(f.as_raw_fd(), &mut t), 0);
+        libc::cfmakeraw(&mut t);
+        assert_eq!(libc::tcsetattr(f.as_raw_fd(), libc::TCSANOW, &t), 0);
+    }
+    f
+}
+
+fn pty_spec() -> ChardevBackend {
+    ChardevBackend::Pty(ChardevCommon::default())
+}
+
+#[test]
+fn pty_is_usable_without_a_slave_and_talks_once_one_opens() {
+    let reg = Registry::new().unwrap();
+    let path = reg.add("p", pty_spec()).unwrap().pty.unwrap();
+    let fe = reg.attach("p").unwrap();
+    let (rec, seen) = Recorder::new(true);
+    fe.set_handlers(Box::new(rec));
+    // No slave: writes are taken (and dropped, as QEMU does), nothing blocks.
+    for _ in 0..100 {
+        fe.write_all(&[b'z'; 1024]).unwrap();
+    }
+    wait_until("dropped output drained", || {
+        reg.stats("p").unwrap().queued == 0
+    });
+    assert!(!fe.is_open());
+
+    let mut slave = open_raw(&path);
+    wait_until("OPENED after the slave opens", || {
+        seen.lock().unwrap().events.contains(&ChardevEvent::Opened)
+    });
+    fe.write_all(b"to slave").unwrap();
+    let mut buf = [0u8; 8];
+    slave.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"to slave", "raw mode: bytes arrive unaltered");
+    slave.write_all(b"from slave\n").unwrap();
+    wait_until("input from the slave", || {
+        seen.lock().unwrap().input == b"from slave\n"
+    });
+    drop(slave);
+    wait_until("CLOSED when the slave goes", || {
+        seen.lock().unwrap().events.contains(&ChardevEvent::Closed)
+    });
+    // And again: a second opener is noticed too.
+    let _slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    wait_until("OPENED again", || {
+        seen.lock()
+            .unwrap()
+            .events
+            .iter()
+            .filter(|e| **e == ChardevEvent::Opened)
+            .count()
+            == 2
+    });
+    reg.shutdown();
+}
+
+#[test]
+fn pty_backlog_replays_output_made_before_the_slave_opened() {
+    let reg = Registry::new().unwrap();
+    let spec = ChardevBackend::Pty(ChardevCommon {
+        backlog: Some(8),
+        ..Default::default()
+    });
+    let path = reg.add("p", spec).unwrap().pty.unwrap();
+    let fe = reg.attach("p").unwrap();
+    fe.write_all(b"0123456789abcdef").unwrap();
+    wait_until("output parked in the backlog", || {
+        reg.stats("p").unwrap().queued == 0
+    });
+    let mut slave = open_raw(&path);
+    let mut buf = [0u8; 8];
+    slave.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"89abcdef", "the newest 8 bytes, in order");
+    reg.shutdown();
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.to_string_lossy().as_bytes()).unwrap();
+    // SAFETY: mkfifo reads the NUL-terminated path only.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+#[test]
+fn pipe_pair_carries_both_directions() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("p");
+    mkfifo(&dir.path().join("p.in"));
+    mkfifo(&dir.path().join("p.out"));
+    let reg = Registry::new().unwrap();
+    let spec = ChardevBackend::Pipe(ChardevHostdev {
+        device: base.to_string_lossy().into_owned(),
+        ..Default::default()
+    });
+    reg.add("p", spec).unwrap();
+    assert_eq!(reg.query()[0].filename, "pipe");
+    let fe = reg.attach("p").unwrap();
+    let (rec, seen) = Recorder::new(true);
+    fe.set_handlers(Box::new(rec));
+    let mut to_qchar = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("p.in"))
+        .unwrap();
+    let mut from_qchar = std::fs::File::open(dir.path().join("p.out")).unwrap();
+    to_qchar.write_all(b"in").unwrap();
+    wait_until("pipe input", || seen.lock().unwrap().input == b"in");
+    fe.write_all(b"out").unwrap();
+    let mut buf = [0u8; 3];
+    from_qchar.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"out");
+    reg.shutdown();
+}
+
+#[test]
+fn pipe_without_fifos_is_refused_with_qemus_text() {
+    let reg = Registry::new().unwrap();
+    let spec = ChardevBackend::Pipe(ChardevHostdev {
+        device: "/nonexistent/p".into(),
+        ..Default::default()
+    });
+    let e = reg.add("p", spec).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Could not open '/nonexistent/p': No such file or directory"
+    );
+    assert!(reg.query().is_empty());
+    reg.shutdown();
+}
+
+#[test]
+fn file_input_is_read_then_closed_at_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::write(&input, b"typed").unwrap();
+    let reg = Registry::new().unwrap();
+    reg.add("f", file_in_spec(&dir.path().join("out"), &input))
+        .unwrap();
+    let fe = reg.attach("f").unwrap();
+    let (rec, seen) = Recorder::new(true);
+    fe.set_handlers(Box::new(rec));
+    wait_until("input then CLOSED", || {
+        let s = seen.lock().unwrap();
+        s.input == b"typed" && s.events.contains(&ChardevEvent::Closed)
+    });
+    reg.shutdown();
+}
+
+#[test]
+fn file_append_keeps_old_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::write(&out, b"old ").unwrap();
+    let reg = Registry::new().unwrap();
+    let spec = ChardevBackend::File(qchar_chardev::spec::ChardevFile {
+        out: out.to_string_lossy().into_owned(),
+        append: Some(true),
+        ..Default::default()
+    });
+    reg.add("f", spec).unwrap();
+    reg.attach("f").unwrap().write_all(b"new").unwrap();
+    wait_until("appended", || read(&out) == b"old new");
+    // Without append the file is truncated.
+    reg.add("g", file_spec(&out)).unwrap();
+    wait_until("truncated", || read(&out).is_empty());
+    reg.shutdown();
+}
+
+#[test]
+fn ringbuf_size_is_checked_and_oldest_bytes_overwritten() {
+    let reg = Registry::new().unwrap();
+    let e = reg.add("r", ringbuf_spec(1000)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "size of ringbuf chardev must be power of two"
+    );
+    assert!(reg.query().is_empty());
+    reg.add("r", ringbuf_spec(8)).unwrap();
+    let fe = reg.attach("r").unwrap();
+    fe.write_all(b"0123456789").unwrap();
+    assert_eq!(reg.ringbuf_read("r", 100).unwrap(), b"23456789");
+    reg.ringbuf_write("r", b"xy").unwrap();
+    assert_eq!(reg.ringbuf_read("r", 1).unwrap(), b"x");
+    assert_eq!(reg.ringbuf_read("r", 1).unwrap(), b"y");
+    reg.add("n", ChardevBackend::Null(ChardevCommon::default()))
+        .unwrap();
+    assert_eq!(
+        reg.ringbuf_read("n", 1).unwrap_err().to_string(),
+        "n is not a ringbuf device"
+    );
+    reg.shutdown();
+}
+
+#[test]
+fn add_and_remove_leave_no_descriptor_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new().unwrap();
+    // Warm up lazily created runtime descriptors first.
+    reg.add("w", pty_spec()).unwrap();
+    reg.remove("w").unwrap();
+    let before = fd_count();
+    for i in 0..200 {
+        reg.add("x", pty_spec()).unwrap();
+        reg.change("x", file_spec(&dir.path().join(format!("f{}", i % 3))))
+            .unwrap();
+        reg.remove("x").unwrap();
+    }
+    wait_until("descriptors back to start", || fd_count() <= before);
+    reg.shutdown();
+}
