@@ -166,6 +166,10 @@ pub trait Backend: Send {
         None
     }
 
+    /// Drops the current peer, if the backend has one (a socket client);
+    /// QEMU's `qemu_chr_fe_disconnect`. The default does nothing.
+    fn disconnect(&mut self) {}
+
     /// Whether output written while no peer is connected would be dropped;
     /// only such backends fill the replay buffer (`x-backlog`).
     fn drops_output_when_closed(&self) -> bool {

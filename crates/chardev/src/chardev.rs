@@ -274,6 +274,11 @@ impl Chardev {
         self.state().inst.spec.clone()
     }
 
+    pub(crate) fn disconnect_peer(&self) {
+        self.state().inst.backend.disconnect();
+        self.kick();
+    }
+
     pub(crate) fn ioctl(&self, req: SerialIoctl) -> Result<IoctlReply> {
         self.state().inst.backend.ioctl(req)
     }

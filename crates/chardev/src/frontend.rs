@@ -142,6 +142,12 @@ impl CharFrontend {
         self.cd.be_open()
     }
 
+    /// Drops the backend's current peer (a socket client), e.g. one that
+    /// stopped reading; a server backend then waits for the next client.
+    pub fn disconnect(&self) {
+        self.cd.disconnect_peer();
+    }
+
     /// Bytes that `write` would take right now.
     pub fn free_space(&self) -> usize {
         self.cd.out.free()
