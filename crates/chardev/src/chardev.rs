@@ -604,7 +604,17 @@ impl Chardev {
         let new_open = new.backend.is_open();
         let (old, old_open, old_backlog) = {
             let mut st = self.state();
-            let new_backlog = backlog_for(&new.spec);
+            let mut new_backlog = backlog_for(&new.spec);
+            // Output kept for a peer that never came is not lost by a change:
+            // it waits for the new backend's peer instead, ahead of the queue.
+            if let Some(kept) = st.backlog.as_ref().filter(|b| !b.buf.is_empty()) {
+                let nb = new_backlog.get_or_insert_with(|| Backlog {
+                    buf: VecDeque::new(),
+                    cap: kept.cap,
+                });
+                let carried: Vec<u8> = kept.buf.iter().copied().collect();
+                nb.keep(&carried);
+            }
             let old = std::mem::replace(&mut st.inst, new);
             let old_backlog = std::mem::replace(&mut st.backlog, new_backlog);
             (old, st.be_open, old_backlog)

@@ -179,9 +179,9 @@ impl Registry {
     /// A mux backend: attaches to the base chardev as its frontend.
     fn open_mux(&self, id: &str, m: &ChardevMux) -> Result<Box<dyn backend::Backend>> {
         let _ = id;
-        let base = self
-            .get(&m.chardev)
-            .ok_or_else(|| ChardevError::Invalid(format!("mux: base chardev {} not found", m.chardev)))?;
+        let base = self.get(&m.chardev).ok_or_else(|| {
+            ChardevError::Invalid(format!("mux: base chardev {} not found", m.chardev))
+        })?;
         let fe = base.attach()?;
         Ok(Box::new(backend::mux::MuxBackend::new(fe)))
     }

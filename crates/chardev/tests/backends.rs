@@ -234,3 +234,28 @@ fn add_and_remove_leave_no_descriptor_behind() {
     wait_until("descriptors back to start", || fd_count() <= before);
     reg.shutdown();
 }
+
+#[test]
+fn backlog_survives_a_change_and_reaches_the_next_peer() {
+    let reg = Registry::new().unwrap();
+    let spec = ChardevBackend::Pty(ChardevCommon {
+        backlog: Some(64),
+        ..Default::default()
+    });
+    reg.add("p", spec).unwrap();
+    let fe = reg.attach("p").unwrap();
+    let (rec, _seen) = Recorder::new(true);
+    fe.set_handlers(Box::new(rec));
+    fe.write_all(b"kept for later ").unwrap();
+    wait_until("output parked in the backlog", || {
+        reg.stats("p").unwrap().queued == 0
+    });
+    // Change to another pty without a backlog of its own: the kept bytes
+    // move with the change and reach whoever opens the new slave.
+    let path = reg.change("p", pty_spec()).unwrap().pty.unwrap();
+    let mut slave = open_raw(&path);
+    let mut buf = [0u8; 15];
+    slave.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"kept for later ");
+    reg.shutdown();
+}
