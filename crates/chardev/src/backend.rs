@@ -16,6 +16,8 @@ use crate::spec::ChardevBackend;
 
 mod fdio;
 mod file;
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod mux;
 mod net;
 mod null;
