@@ -388,6 +388,14 @@ impl Registry {
         self.query().into_iter().map(|i| i.label).collect()
     }
 
+    /// Returns once the I/O thread has finished the work it was doing when
+    /// called: a frontend handler running then (a monitor executing `quit`)
+    /// has returned and queued what it wrote. A process that exits on a
+    /// monitor's request calls this before waiting for output to drain.
+    pub fn sync(&self) -> Result<()> {
+        self.inner.io.run(|| ())
+    }
+
     /// Stops the I/O thread and closes every backend. Frontends' handlers
     /// are dropped first, breaking cycles through handles they hold.
     pub fn shutdown(&self) {
