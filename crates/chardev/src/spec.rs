@@ -66,7 +66,8 @@ pub struct ChardevSocket {
     /// Listen instead of connecting (QEMU's default: true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<bool>,
-    /// A server waits for its first client before start-up goes on.
+    /// A server waits for its first client before start-up goes on
+    /// (absent: no, QMP's default; the `-chardev` parser sets it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<bool>,
     /// Set TCP_NODELAY.

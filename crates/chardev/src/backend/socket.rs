@@ -685,7 +685,9 @@ impl SocketBackend {
             _ => unreachable!("refused by validate"),
         }
         if server {
-            if spec.wait.unwrap_or(true) {
+            // Absent `wait` is QMP's default, false; `-chardev` spells out
+            // its own default (true for a server).
+            if spec.wait.unwrap_or(false) {
                 log::info!("QEMU waiting for connection on: {}", b.disconnected);
                 b.accept_blocking()?;
             }
