@@ -687,6 +687,11 @@ impl Chardev {
     /// thread.
     pub(crate) fn remove(&self) -> Result<()> {
         let mut st = self.state();
+        if st.removed {
+            // Another remove got here first; the id may already name a new
+            // chardev, which this call must not touch.
+            return Err(ChardevError::NotFound(self.id.clone()));
+        }
         if st.frontends.iter().any(|f| f.is_some()) {
             return Err(ChardevError::Busy(self.id.clone()));
         }
