@@ -16,6 +16,13 @@ pub struct Seen {
     pub write_ready: usize,
 }
 
+impl Seen {
+    /// How many times `e` was seen.
+    pub fn count(&self, e: ChardevEvent) -> usize {
+        self.events.iter().filter(|&&x| x == e).count()
+    }
+}
+
 /// A frontend that records everything and can be told to refuse changes.
 pub struct Recorder {
     pub seen: Arc<Mutex<Seen>>,
@@ -104,4 +111,11 @@ pub fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count())
         .unwrap_or(0)
+}
+
+/// Serialises the tests of one test binary that count descriptors
+/// ([`fd_count`] is per process): hold the guard for the whole test.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
