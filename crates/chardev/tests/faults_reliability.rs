@@ -716,8 +716,10 @@ fn changes_to_backends_that_fail_to_open_leave_the_old_one_delivering() {
     // A bad pipe: `bad.in` exists, `bad.out` and `bad` do not.
     mkfifo(&d.join("bad.in"));
     let no = |p: &Path| format!("{}: No such file or directory", p.display());
-    let mut with_log = ChardevCommon::default();
-    with_log.logfile = Some(missing.join("log").to_string_lossy().into_owned());
+    let with_log = ChardevCommon {
+        logfile: Some(missing.join("log").to_string_lossy().into_owned()),
+        ..Default::default()
+    };
     let failing: Vec<(ChardevBackend, String)> = vec![
         (
             file_spec(&missing.join("out.log")),
