@@ -333,8 +333,11 @@ fn peer_leaves_mid_stream_backlog_keeps_the_rest(kind: Kind) {
     closer.shutdown();
     let (first, last) = contiguous(&drain.finish());
     assert_eq!(last, N - 1);
+    // Records after `at_close` were queued once the close was seen; record
+    // `at_close` itself may have been queued just before (the counter moves
+    // after `write_all` returns) and gone into the dead connection.
     assert!(
-        first <= at_close,
+        first <= at_close + 1,
         "records written after the first client left were lost: the second \
          client starts at {first}, {at_close} had been written at the close"
     );
@@ -449,6 +452,9 @@ fn reconnecting_client_follows_a_server_that_comes_and_goes(kind: Kind) {
     let path = dir.path().join("srv.sock");
     let port = quiet_port();
     let reg = Registry::new().unwrap();
+    // Counted before the chardev exists: its retries hold a socket now and
+    // then, so the comparison is made after it is removed.
+    let before = fd_count();
     let events = Arc::new(Mutex::new(Vec::new()));
     let ev = events.clone();
     reg.subscribe(move |e| match e {
@@ -467,7 +473,6 @@ fn reconnecting_client_follows_a_server_that_comes_and_goes(kind: Kind) {
     let disconnected = filename(&reg, "c");
     assert!(disconnected.starts_with("disconnected:"), "{disconnected}");
     let (fe, seen) = attach(&reg, "c");
-    let before = fd_count();
     let mut upstream = Vec::new();
     for round in 0..ROUNDS {
         let server = TestServer::listen(kind, &path, port);
@@ -508,7 +513,8 @@ fn reconnecting_client_follows_a_server_that_comes_and_goes(kind: Kind) {
         })
         .collect();
     assert_eq!(*events.lock().unwrap(), pairs);
-    // Retries in flight hold a socket for a moment only.
+    fe.detach();
+    reg.remove("c").unwrap();
     descriptors_back(before);
     reg.shutdown();
 }
@@ -548,7 +554,7 @@ fn numbered_server(dir: &Path, n: usize) -> ChardevBackend {
 }
 
 fn op_number(filename: &str) -> usize {
-    let i = filename.find("/op").expect("a numbered backend") + 3;
+    let i = filename.rfind("/op").expect("a numbered backend") + 3;
     filename[i..i + 5].parse().unwrap()
 }
 

@@ -218,3 +218,17 @@ pub fn mask_timestamps(b: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// Open descriptors of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Serialises the tests of one test binary that count descriptors
+/// ([`fd_count`] is per process): hold the guard for the whole test.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
