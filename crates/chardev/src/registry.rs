@@ -310,7 +310,12 @@ impl Registry {
             .ok_or_else(|| ChardevError::NotFound(id.to_string()))?;
         let cd2 = cd.clone();
         self.inner.io.run(move || cd2.remove())??;
-        self.map().by_id.remove(id);
+        let mut map = self.map();
+        // Only the chardev this call removed: the id may name a new one by now.
+        if map.by_id.get(id).is_some_and(|(_, c)| Arc::ptr_eq(c, &cd)) {
+            map.by_id.remove(id);
+        }
+        drop(map);
         self.inner
             .listeners
             .emit(&RegistryEvent::Removed(id.to_string()));
