@@ -1,0 +1,239 @@
+//! Process-level duties, as QEMU does them: `-daemonize` (detach once set
+//! up, the parent exiting 0 only when the daemon is ready), `-pidfile`
+//! (locked while the process lives, removed at exit), and the signals that
+//! end the process (SIGINT, SIGTERM, SIGHUP).
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use qchar_chardev::error::os_message;
+
+use crate::vmctl::{Cause, ExitSignal};
+
+/// The signals that end the process.
+const TERM_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// The daemon side of `-daemonize`: tells the waiting parent that set-up
+/// went well.
+pub struct Daemon {
+    ready: File,
+}
+
+/// Detaches from the terminal as QEMU's `-daemonize` does: the calling
+/// process waits until the daemon reports it is ready, then exits 0 (or 1
+/// if the daemon failed first). Returns in the daemon, a grandchild in a
+/// new session. Must be called while the process has a single thread.
+pub fn daemonize() -> io::Result<Daemon> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 returned two fresh descriptors nobody else owns.
+    let (rd, wr) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    // SAFETY: the process is single-threaded here (documented contract), so
+    // the child may go on running Rust code after fork.
+    match unsafe { libc::fork() } {
+        -1 => return Err(io::Error::last_os_error()),
+        0 => {}
+        _ => {
+            drop(wr);
+            let mut rd = rd;
+            let mut status = [1u8];
+            let ok = matches!(rd.read(&mut status), Ok(1)) && status[0] == 0;
+            // SAFETY: _exit ends the process without running Rust code that
+            // could touch state shared with the child.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+    }
+    drop(rd);
+    // SAFETY: setsid has no memory-safety preconditions.
+    if unsafe { libc::setsid() } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // A second fork so the daemon is not a session leader and never gets a
+    // controlling terminal back.
+    // SAFETY: still single-threaded.
+    match unsafe { libc::fork() } {
+        -1 => return Err(io::Error::last_os_error()),
+        0 => {}
+        // SAFETY: as above; the grandchild holds the pipe.
+        _ => unsafe { libc::_exit(0) },
+    }
+    // SAFETY: plain libc calls on integers and static handlers.
+    unsafe {
+        libc::umask(0o027);
+        libc::signal(libc::SIGTSTP, libc::SIG_IGN);
+        libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+        libc::signal(libc::SIGTTIN, libc::SIG_IGN);
+    }
+    Ok(Daemon { ready: wr })
+}
+
+impl Daemon {
+    /// Set-up is complete: moves to `/`, points stdin, stdout and stderr
+    /// at `/dev/null`, and lets the parent exit 0.
+    pub fn ready(mut self) -> io::Result<()> {
+        std::env::set_current_dir("/")?;
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")?;
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors, which the process
+            // owns; `null` stays valid for the call.
+            if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        self.ready.write_all(&[0])
+    }
+}
+
+/// A `-pidfile`, locked and kept open while the process lives.
+pub struct PidFile {
+    /// Absolute path, to remove it after a `chdir`.
+    path: PathBuf,
+    _file: File,
+}
+
+/// Holds the pid file until exit.
+static PIDFILE: Mutex<Option<PidFile>> = Mutex::new(None);
+
+/// Writes the pid file as QEMU does: created 0600, locked (a second
+/// instance fails), truncated, `PID\n`. `Err` is QEMU's text after
+/// `cannot create PID file: `.
+pub fn write_pidfile(path: &str) -> Result<(), String> {
+    loop {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| format!("Could not create '{path}': {}", os_message(&e)))?;
+        let ino = file
+            .metadata()
+            .map_err(|e| format!("Cannot stat file: {}", os_message(&e)))?;
+        // SAFETY: lockf on a descriptor `file` owns.
+        if unsafe { libc::lockf(file.as_raw_fd(), libc::F_TLOCK, 0) } < 0 {
+            return Err(format!(
+                "Cannot lock pid file: {}",
+                os_message(&io::Error::last_os_error())
+            ));
+        }
+        // The file may have been replaced between open and lock by another
+        // instance cleaning up: lock the one on disk.
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(path) {
+            Ok(m) if m.ino() == ino.ino() && m.dev() == ino.dev() => {}
+            _ => continue,
+        }
+        file.set_len(0)
+            .map_err(|e| format!("Failed to truncate pid file: {}", os_message(&e)))?;
+        (&file)
+            .write_all(format!("{}\n", std::process::id()).as_bytes())
+            .map_err(|e| format!("Failed to write pid file: {}", os_message(&e)))?;
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| PathBuf::from(path));
+        *PIDFILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(PidFile { path, _file: file });
+        return Ok(());
+    }
+}
+
+/// Removes the pid file (at exit).
+pub fn remove_pidfile() {
+    if let Some(p) = PIDFILE.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let _ = std::fs::remove_file(&p.path);
+    }
+}
+
+fn term_sigset() -> libc::sigset_t {
+    // SAFETY: a zeroed sigset_t is then initialised by sigemptyset.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        for s in TERM_SIGNALS {
+            libc::sigaddset(&mut set, s);
+        }
+    }
+    set
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (and every
+/// thread it creates later): call before any thread exists. The vCPU kick
+/// signal is left alone.
+pub fn block_term_signals() {
+    let set = term_sigset();
+    // SAFETY: `set` is initialised; the old mask is not wanted.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+}
+
+/// Starts the thread that turns a terminating signal into [`Cause::Signal`].
+pub fn watch_signals(exit: Arc<ExitSignal>) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("qchar-signals".into())
+        .spawn(move || {
+            let set = term_sigset();
+            loop {
+                // SAFETY: a zeroed siginfo_t is a valid output buffer.
+                let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+                // SAFETY: `set` and `info` are valid for the call.
+                let signo = unsafe { libc::sigwaitinfo(&set, &mut info) };
+                if signo < 0 {
+                    continue;
+                }
+                // SAFETY: for signals sent by kill(2) and the terminal the
+                // kernel fills the sender fields (0 for the kernel).
+                let pid = unsafe { info.si_pid() };
+                if !SETUP_DONE.load(Ordering::SeqCst) {
+                    crate::report::error(&signal_message(signo, pid));
+                    remove_pidfile();
+                    std::process::exit(0);
+                }
+                exit.post(Cause::Signal { signo, pid });
+            }
+        })
+        .map(|_| ())
+}
+
+/// QEMU's message for a terminating signal (after `PROG: `).
+pub fn signal_message(signo: i32, pid: i32) -> String {
+    if pid <= 0 {
+        return format!("terminating on signal {signo}");
+    }
+    let name = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .and_then(|b| {
+            let first = b.split(|&c| c == 0).next()?.to_vec();
+            (!first.is_empty()).then(|| String::from_utf8_lossy(&first).into_owned())
+        })
+        .unwrap_or_else(|| "<unknown process>".into());
+    format!("terminating on signal {signo} from pid {pid} ({name})")
+}
+
+/// Sets the process name (`-name ...,process=NAME`), as `ps -o comm`
+/// shows it.
+pub fn set_process_name(name: &str) {
+    if let Ok(c) = CString::new(name) {
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16
+        // bytes (the kernel truncates), which `c` is.
+        unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr() as libc::c_ulong, 0, 0, 0) };
+    }
+}
+
+/// Set-up has finished: from now on a terminating signal is handled by
+/// `main` (before, the signal thread ends the process itself, so that Ctrl-C
+/// works while a server socket waits for its first client).
+pub fn setup_done() {
+    SETUP_DONE.store(true, Ordering::SeqCst);
+}
+
+static SETUP_DONE: AtomicBool = AtomicBool::new(false);

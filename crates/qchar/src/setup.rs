@@ -1,0 +1,528 @@
+//! From a [`Config`] to a running process: the chardev registry, the
+//! machine and its serial ports, the monitors. Steps run in the order QEMU
+//! 7.2 creates the same things, so the first failure is the one QEMU would
+//! report, worded as QEMU words it:
+//!
+//! 1. `-chardev` chardevs and the chardevs of `-monitor`/`-qmp`, in command
+//!    line order (the default monitor's last);
+//! 2. the boot image;
+//! 3. the machine (KVM);
+//! 4. the monitors (`-mon`, `-monitor`, `-qmp`, default);
+//! 5. the `-serial` chardevs (`mon:` ones get their HMP now);
+//! 6. the UARTs: one per `-serial` up to four (COM1..COM4), then every
+//!    `-device isa-serial`;
+//! 7. the vCPU starts (in `prelaunch` with `-S`).
+//!
+//! Without `/dev/kvm` (or without a boot image) `-S` still gives working
+//! monitors and UARTs; the machine is made by `cont`, which fails with the
+//! reason until it can be.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use qchar_chardev::opts::ChardevOptions;
+use qchar_chardev::registry::RegistryEvent;
+use qchar_chardev::{CharFrontend, ChardevError, Registry};
+use qchar_machine::bus::PioBus;
+use qchar_machine::serial::ChardevSink;
+use qchar_machine::uart::{ControlReply, NoIrq, SerialControl, SerialSink, UartError, UART_PORTS};
+use qchar_machine::vm::{BOOT_ADDR, BOOT_IMAGE_LIMIT, MAX_ISA_IRQ};
+use qchar_machine::{
+    guest, ComPort, ExitReason, Machine, MachineConfig, SerialPort, VmError, VmHandle,
+};
+use qchar_monitor::event::EventBus;
+use qchar_monitor::hmp::HmpMonitor;
+use qchar_monitor::qmp::{monitor::forward_registry_events, QmpEnv, QmpMonitor, QmpOptions};
+use qchar_monitor::vm::shutdown_quit_data;
+
+use crate::cli::{uses_stdio, Config, Diag, ImageSource, IsaSerial, Line, MonMode, SerialSource};
+use crate::report;
+use crate::vmctl::{shutdown_data, Cause, ExitSignal, Launcher, VmCtl};
+
+/// Most ISA serial ports (QEMU's `MAX_ISA_SERIAL_PORTS`).
+const MAX_ISA_SERIAL: usize = 4;
+
+/// A set-up process.
+pub struct Running {
+    /// The chardevs.
+    pub reg: Registry,
+    /// The guest, as the monitors see it.
+    pub vmctl: Arc<VmCtl>,
+    /// Where the reasons to exit arrive.
+    pub exit: Arc<ExitSignal>,
+    /// The monitors, kept for the life of the process.
+    _monitors: Vec<Monitor>,
+    /// UARTs made without a machine (`-S` without KVM or image), kept too.
+    _placeholders: Vec<Arc<SerialPort>>,
+}
+
+/// A started monitor (held, never looked at: it lives on its chardev).
+#[allow(dead_code)]
+pub enum Monitor {
+    /// QMP.
+    Qmp(QmpMonitor),
+    /// HMP.
+    Hmp(HmpMonitor),
+}
+
+/// A serial port to put on the machine.
+struct PortPlan {
+    loc: Option<String>,
+    port: ComPort,
+    fe: Option<CharFrontend>,
+}
+
+/// A serial sink for a UART without chardev (`-device isa-serial` without
+/// `chardev=`): output is dropped, there is never input.
+struct NullSink;
+
+impl SerialSink for NullSink {
+    fn write(&self, data: &[u8]) -> usize {
+        data.len()
+    }
+    fn control(&self, _request: SerialControl) -> Result<ControlReply, UartError> {
+        Ok(ControlReply::Unsupported)
+    }
+    fn accept_input(&self) {}
+}
+
+fn diag(loc: Option<&str>, text: impl Into<String>) -> anyhow::Error {
+    Diag::at(loc, text).into()
+}
+
+/// Opens a chardev from parsed options (with `mux=on`: `ID-base` and the
+/// mux `ID`), printing QEMU's pty line.
+fn add_chardev(reg: &Registry, o: &ChardevOptions, loc: Option<&str>) -> Result<(), ChardevError> {
+    report::set_location(loc);
+    let r = reg.add_options(o);
+    report::set_location(None);
+    let ret = r?;
+    if let Some(pty) = ret.pty {
+        let label = if o.mux {
+            format!("{}-base", o.id)
+        } else {
+            o.id.clone()
+        };
+        eprintln!("char device redirected to {pty} (label {label})");
+    }
+    Ok(())
+}
+
+/// The boot image, read (or taken from the built-ins) and cut to what the
+/// real-mode load area holds.
+fn load_image(cfg: &Config) -> Result<Option<(Vec<u8>, u8)>> {
+    let mut found: Option<(Vec<u8>, u8)> = None;
+    for d in &cfg.drives {
+        let (source, drive) = d.spec.clone()?;
+        let loc = Some(d.loc.as_str());
+        let mut image = match &source {
+            ImageSource::File(path) => std::fs::read(path).map_err(|e| {
+                diag(
+                    loc,
+                    format!(
+                        "Could not open '{path}': {}",
+                        qchar_chardev::error::os_message(&e)
+                    ),
+                )
+            })?,
+            ImageSource::Builtin(name) => guest::builtin_image(name).ok_or_else(|| {
+                diag(
+                    loc,
+                    format!("unknown built-in image '{name}' (built-ins: demo, demo:N, irq-demo)"),
+                )
+            })?,
+        };
+        if let Some(w) = &d.probe_warning {
+            report::print(w);
+        }
+        if found.is_some() {
+            return Err(diag(
+                loc,
+                "qchar boots a single drive and has no other disks",
+            ));
+        }
+        if image.is_empty() {
+            return Err(diag(loc, "the image is empty"));
+        }
+        // A BIOS would load one sector; the machine loads what fits below
+        // 0x9fc00, so larger images (a padded floppy) are cut.
+        image.truncate((BOOT_IMAGE_LIMIT - BOOT_ADDR) as usize);
+        found = Some((image, drive));
+    }
+    Ok(found)
+}
+
+/// QEMU's two lines for a missing `/dev/kvm`.
+fn kvm_diag(e: &VmError) -> Diag {
+    let reason = match e {
+        VmError::KvmUnavailable(k) => {
+            qchar_chardev::error::os_message(&std::io::Error::from_raw_os_error(k.errno()))
+        }
+        other => other.to_string(),
+    };
+    Diag {
+        lines: vec![
+            Line::Plain(format!("Could not access KVM kernel module: {reason}")),
+            Line::Msg {
+                loc: None,
+                text: format!("failed to initialize kvm: {reason}"),
+            },
+        ],
+    }
+}
+
+/// What `cont` says when KVM is missing.
+fn kvm_cont_error(e: &VmError) -> String {
+    match e {
+        VmError::KvmUnavailable(k) => format!(
+            "Could not access KVM kernel module (/dev/kvm): {}",
+            qchar_chardev::error::os_message(&std::io::Error::from_raw_os_error(k.errno()))
+        ),
+        other => other.to_string(),
+    }
+}
+
+const NO_IMAGE: &str = "no boot image: qchar has no BIOS; give a raw boot sector with \
+-drive file=IMG,format=raw,if=floppy, -fda IMG or -hda IMG (file=builtin:demo for the demo guest)";
+
+/// Builds a machine, loads `image`, puts the ports on it and starts it.
+fn build_machine(
+    mcfg: MachineConfig,
+    image: &[u8],
+    ports: &[PortPlan],
+) -> Result<VmHandle, (Option<String>, VmError)> {
+    let mut m = Machine::new(mcfg).map_err(|e| (None, e))?;
+    m.load_boot_image(image).map_err(|e| (None, e))?;
+    for p in ports {
+        let r = match &p.fe {
+            Some(fe) => m.add_serial_chardev(p.port, fe.clone()),
+            None => m.add_serial(p.port, Arc::new(NullSink)),
+        };
+        r.map_err(|e| (p.loc.clone(), e))?;
+    }
+    m.start().map_err(|e| (None, e))
+}
+
+/// Sets everything up. Errors are [`Diag`]s where QEMU has a text.
+pub fn setup(cfg: &Config, exit: Arc<ExitSignal>) -> Result<Running> {
+    if cfg.nographic_daemonize {
+        return Err(diag(None, "-nographic cannot be used with -daemonize"));
+    }
+    let reg = Registry::new().context("cannot start the chardev I/O thread")?;
+    let events = EventBus::new();
+    forward_registry_events(&reg, events.clone());
+    {
+        // Ctrl-a x on a mux: QEMU 7.2 reports it as a QMP quit.
+        let events = events.clone();
+        let exit = exit.clone();
+        reg.subscribe(move |ev| {
+            if let RegistryEvent::QuitRequested(_) = ev {
+                if !exit.is_posted() {
+                    events.emit("SHUTDOWN", Some(shutdown_quit_data()));
+                }
+                exit.post(Cause::Quit);
+            }
+        });
+    }
+    match setup_on(cfg, &reg, &events, &exit) {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            reg.shutdown();
+            Err(e)
+        }
+    }
+}
+
+fn setup_on(
+    cfg: &Config,
+    reg: &Registry,
+    events: &EventBus,
+    exit: &Arc<ExitSignal>,
+) -> Result<Running> {
+    // 1. Chardevs.
+    for c in &cfg.chardevs {
+        let loc = c.loc.as_deref();
+        let o = c.options.clone()?;
+        if cfg.daemonize && uses_stdio(&o) {
+            return Err(diag(loc, "cannot use stdio with -daemonize"));
+        }
+        add_chardev(reg, &o, loc).map_err(|e| diag(loc, e.to_string()))?;
+    }
+
+    // 2. Boot image.
+    let image = load_image(cfg)?;
+
+    // 3. Machine.
+    let boot_drive = image.as_ref().map(|(_, d)| *d).unwrap_or(0);
+    let mcfg = MachineConfig {
+        mem_size: cfg.mem_size,
+        boot_drive,
+        start_paused: cfg.start_paused,
+    };
+    let mut machine = None;
+    let mut pending_reason: Option<String> = None;
+    match &image {
+        None if !cfg.start_paused => return Err(diag(None, NO_IMAGE)),
+        None => pending_reason = Some(NO_IMAGE.to_string()),
+        Some(_) => match Machine::new(mcfg) {
+            Ok(m) => machine = Some(m),
+            Err(e @ VmError::KvmUnavailable(_)) if cfg.start_paused => {
+                pending_reason = Some(kvm_cont_error(&e));
+            }
+            Err(e @ VmError::KvmUnavailable(_)) => return Err(kvm_diag(&e).into()),
+            Err(e) => return Err(diag(None, e.to_string())),
+        },
+    }
+    if let (Some(m), Some((img, _))) = (machine.as_mut(), &image) {
+        m.load_boot_image(img)
+            .map_err(|e| diag(cfg.drives.first().map(|d| d.loc.as_str()), e.to_string()))?;
+    }
+
+    // The monitors' view of the guest: in prelaunch until the machine
+    // starts (or, without one, until `cont` makes it).
+    let vmctl = VmCtl::new(events.clone(), exit.clone());
+    let env = Arc::new(QmpEnv {
+        chardevs: Arc::new(reg.clone()),
+        vm: vmctl.clone(),
+        version: Default::default(),
+        events: events.clone(),
+    });
+
+    // 4. Monitors.
+    let mut monitors = Vec::new();
+    for m in &cfg.monitors {
+        let loc = m.loc.as_deref();
+        let (label, mode) = m.spec.clone()?;
+        if !reg.contains(&label) {
+            return Err(diag(loc, format!("chardev \"{label}\" not found")));
+        }
+        let mon = match mode {
+            MonMode::Readline => HmpMonitor::attach(reg, &label, env.clone()).map(Monitor::Hmp),
+            MonMode::Control => QmpMonitor::attach(reg, &label, env.clone(), QmpOptions::default())
+                .map(Monitor::Qmp),
+        }
+        .map_err(|e| diag(loc, e.to_string()))?;
+        monitors.push(mon);
+    }
+
+    // 5. Serial chardevs.
+    let mut serial_hds: Vec<(Option<String>, String)> = Vec::new();
+    for s in &cfg.serials {
+        let loc = s.loc.as_deref();
+        let connect = format!(
+            "could not connect serial device to character backend '{}'",
+            s.dev
+        );
+        match s.source.clone()? {
+            SerialSource::New { options, monitor } => {
+                if cfg.daemonize && uses_stdio(&options) {
+                    return Err(Diag::at(loc, "cannot use stdio with -daemonize")
+                        .then(loc, connect)
+                        .into());
+                }
+                add_chardev(reg, &options, loc)
+                    .map_err(|e| Diag::at(loc, e.to_string()).then(loc, connect.clone()))?;
+                if monitor {
+                    let hmp = HmpMonitor::attach(reg, &options.id, env.clone())
+                        .map_err(|e| diag(loc, e.to_string()))?;
+                    monitors.push(Monitor::Hmp(hmp));
+                }
+                serial_hds.push((s.loc.clone(), options.id.clone()));
+            }
+            SerialSource::Existing(id) => {
+                if !reg.contains(&id) {
+                    return Err(diag(loc, connect));
+                }
+                serial_hds.push((s.loc.clone(), id));
+            }
+        }
+    }
+
+    // 6. UARTs.
+    let mut ports = Vec::new();
+    let mut isa_index = 0usize;
+    for (loc, id) in serial_hds.iter().take(MAX_ISA_SERIAL) {
+        let fe = reg
+            .attach(id)
+            .map_err(|e| diag(loc.as_deref(), e.to_string()))?;
+        let port = ComPort::standard(isa_index).expect("index below MAX_ISA_SERIAL");
+        isa_index += 1;
+        ports.push(PortPlan {
+            loc: loc.clone(),
+            port,
+            fe: Some(fe),
+        });
+    }
+    for d in &cfg.devices {
+        let loc = Some(d.loc.as_str());
+        let spec: IsaSerial = d.spec.clone()?;
+        let index = spec.index.map(|i| i as usize).unwrap_or(isa_index);
+        if index >= MAX_ISA_SERIAL {
+            return Err(diag(
+                loc,
+                format!("Max. supported number of ISA serial ports is {MAX_ISA_SERIAL}."),
+            ));
+        }
+        let std = ComPort::standard(index).expect("index checked");
+        let iobase = spec.iobase.unwrap_or(u32::from(std.iobase));
+        let irq = spec.irq.unwrap_or(std.irq);
+        if iobase + u32::from(UART_PORTS) > 0x1_0000 {
+            return Err(diag(
+                loc,
+                format!("iobase {iobase:#x} is out of range: the UART needs 8 ports below 0x10000"),
+            ));
+        }
+        if irq > MAX_ISA_IRQ {
+            return Err(diag(
+                loc,
+                format!("irq {irq} is out of range: ISA IRQs are 0..={MAX_ISA_IRQ}"),
+            ));
+        }
+        isa_index += 1;
+        let fe = match &spec.chardev {
+            None => None,
+            Some(id) if !reg.contains(id) => {
+                return Err(diag(
+                    loc,
+                    format!("Property 'serial.chardev' can't find value '{id}'"),
+                ))
+            }
+            Some(id) => Some(reg.attach(id).map_err(|e| {
+                diag(
+                    loc,
+                    format!("Property 'serial.chardev' can't take value '{id}': {e}"),
+                )
+            })?),
+        };
+        ports.push(PortPlan {
+            loc: d.loc.clone().into(),
+            port: ComPort::new(iobase as u16, irq),
+            fe,
+        });
+    }
+
+    // 7. Start.
+    let mut placeholders = Vec::new();
+    match machine {
+        Some(mut m) => {
+            for p in &ports {
+                let r = match &p.fe {
+                    Some(fe) => m.add_serial_chardev(p.port, fe.clone()),
+                    None => m.add_serial(p.port, Arc::new(NullSink)),
+                };
+                r.map_err(|e| diag(p.loc.as_deref(), e.to_string()))?;
+            }
+            let vm = m.start().map_err(|e| diag(None, e.to_string()))?;
+            vmctl.set_started(vm);
+        }
+        None => {
+            // UARTs that work (input, output, hotswap) while the machine
+            // does not exist yet; `cont` builds the machine around the same
+            // frontends.
+            let mut bus = PioBus::new();
+            for p in &ports {
+                let sink: Arc<dyn SerialSink> = match &p.fe {
+                    Some(fe) => Arc::new(ChardevSink::new(fe.clone())),
+                    None => Arc::new(NullSink),
+                };
+                let sp = Arc::new(SerialPort::new(p.port, sink, Arc::new(NoIrq)));
+                bus.insert(p.port.iobase, UART_PORTS, sp.clone())
+                    .map_err(|e| diag(p.loc.as_deref(), e.to_string()))?;
+                if let Some(fe) = &p.fe {
+                    sp.attach_frontend(fe);
+                }
+                placeholders.push(sp);
+            }
+            let reason = pending_reason.unwrap_or_default();
+            let image = image.map(|(i, _)| i);
+            let launcher: Launcher = Box::new(move || {
+                let Some(image) = &image else {
+                    return Err(reason.clone());
+                };
+                let mcfg = MachineConfig {
+                    start_paused: false,
+                    ..mcfg
+                };
+                build_machine(mcfg, image, &ports).map_err(|(_, e)| match e {
+                    e @ VmError::KvmUnavailable(_) => kvm_cont_error(&e),
+                    e => e.to_string(),
+                })
+            });
+            vmctl.set_launcher(launcher);
+        }
+    }
+    Ok(Running {
+        reg: reg.clone(),
+        vmctl,
+        exit: exit.clone(),
+        _monitors: monitors,
+        _placeholders: placeholders,
+    })
+}
+
+/// Ends the process in order after `cause`: QEMU's message and `SHUTDOWN`
+/// event, the vCPU stopped, output (a monitor's last reply, the guest's last
+/// line) flushed as far as peers take it, backends closed (the terminal
+/// restored), the pid file removed. Returns the exit status.
+pub fn teardown(running: Running, cause: Cause) -> i32 {
+    match &cause {
+        Cause::Signal { signo, pid } => {
+            report::error(&crate::process::signal_message(*signo, *pid));
+            running
+                .vmctl
+                .emit_shutdown(shutdown_data(false, "host-signal"));
+        }
+        Cause::Quit => {}
+        Cause::Guest(ExitReason::Halted) => running
+            .vmctl
+            .emit_shutdown(shutdown_data(true, "guest-shutdown")),
+        Cause::Guest(ExitReason::GuestShutdown) => running
+            .vmctl
+            .emit_shutdown(shutdown_data(true, "guest-reset")),
+        Cause::Guest(_) => {}
+    }
+    running.vmctl.halt_guest();
+    drain(&running.reg);
+    running.reg.shutdown();
+    crate::process::remove_pidfile();
+    0
+}
+
+/// Waits until every chardev's queued output has left, as long as it keeps
+/// leaving: gives up after [`DRAIN_STALL`] without progress or
+/// [`DRAIN_MAX`] in all (a peer that does not read).
+fn drain(reg: &Registry) {
+    // A monitor's handler that is running (the `quit` being answered) queues
+    // its reply before this returns.
+    let _ = reg.sync();
+    let start = Instant::now();
+    let mut best = u64::MAX;
+    let mut since = start;
+    loop {
+        let queued: u64 = reg
+            .ids()
+            .iter()
+            .filter_map(|id| reg.stats(id))
+            .map(|s| s.queued)
+            .sum();
+        if queued == 0 {
+            return;
+        }
+        let now = Instant::now();
+        if queued < best {
+            best = queued;
+            since = now;
+        }
+        if now - since > DRAIN_STALL || now - start > DRAIN_MAX {
+            log::debug!("exiting with {queued} bytes of output not taken");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// How long output may make no progress before the exit stops waiting.
+const DRAIN_STALL: Duration = Duration::from_millis(500);
+/// Longest wait for output at exit.
+const DRAIN_MAX: Duration = Duration::from_secs(5);

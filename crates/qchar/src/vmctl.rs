@@ -1,0 +1,234 @@
+//! The monitors' view of the guest ([`VmControl`] on top of the machine's
+//! [`VmHandle`]), with QEMU's `STOP`/`RESUME`/`SHUTDOWN` events, and the
+//! one place where every reason to end the process is posted
+//! ([`ExitSignal`]).
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use qchar_machine::{ExitReason, RunState as MachineState, VmHandle};
+use qchar_monitor::event::EventBus;
+use qchar_monitor::json::Dict;
+use qchar_monitor::vm::{shutdown_quit_data, RunState, VmControl};
+
+/// Why the process ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// QMP/HMP `quit`, or Ctrl-a x on a mux. The `SHUTDOWN` event has
+    /// been sent.
+    Quit,
+    /// The guest ended its run.
+    Guest(ExitReason),
+    /// SIGINT, SIGTERM or SIGHUP, with the sender's pid (0: the terminal
+    /// or the kernel).
+    Signal {
+        /// The signal number.
+        signo: i32,
+        /// Who sent it.
+        pid: i32,
+    },
+}
+
+/// The first reason to exit, posted from any thread, waited for by `main`.
+#[derive(Default)]
+pub struct ExitSignal {
+    cause: Mutex<Option<Cause>>,
+    posted: Condvar,
+}
+
+impl ExitSignal {
+    /// A signal nobody has posted yet.
+    pub fn new() -> Arc<ExitSignal> {
+        Arc::new(ExitSignal::default())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Cause>> {
+        self.cause.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Posts `cause` unless another came first. Returns whether it was the
+    /// first.
+    pub fn post(&self, cause: Cause) -> bool {
+        let mut c = self.lock();
+        if c.is_some() {
+            return false;
+        }
+        *c = Some(cause);
+        self.posted.notify_all();
+        true
+    }
+
+    /// Whether a cause has been posted.
+    pub fn is_posted(&self) -> bool {
+        self.lock().is_some()
+    }
+
+    /// Waits for the first cause.
+    pub fn wait(&self) -> Cause {
+        let mut c = self.lock();
+        loop {
+            if let Some(cause) = c.clone() {
+                return cause;
+            }
+            c = self.posted.wait(c).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Builds and starts the machine later (`cont` after `-S` where the
+/// machine could not be made at start-up). `Err` is the text `cont` fails
+/// with.
+pub type Launcher = Box<dyn FnMut() -> Result<VmHandle, String> + Send>;
+
+enum Guest {
+    /// Not created yet: `cont` calls the launcher (none yet: set-up is
+    /// still going on).
+    Pending(Option<Launcher>),
+    /// Created and started (possibly still in `prelaunch`).
+    Started(VmHandle),
+}
+
+/// [`VmControl`] for qchar's machine.
+pub struct VmCtl {
+    guest: Mutex<Guest>,
+    events: EventBus,
+    exit: Arc<ExitSignal>,
+}
+
+/// QEMU's `SHUTDOWN` event data.
+pub fn shutdown_data(guest: bool, reason: &str) -> Dict {
+    qchar_monitor::dict! { "guest" => guest, "reason" => reason }
+}
+
+impl VmCtl {
+    /// A control without machine yet (in `prelaunch`).
+    pub fn new(events: EventBus, exit: Arc<ExitSignal>) -> Arc<VmCtl> {
+        Arc::new(VmCtl {
+            guest: Mutex::new(Guest::Pending(None)),
+            events,
+            exit,
+        })
+    }
+
+    /// The machine will be made by `launcher` on the first `cont`.
+    pub fn set_launcher(&self, launcher: Launcher) {
+        *self.lock() = Guest::Pending(Some(launcher));
+    }
+
+    /// The machine is started.
+    pub fn set_started(&self, vm: VmHandle) {
+        watch(&vm, &self.exit);
+        *self.lock() = Guest::Started(vm);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Guest> {
+        self.guest.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The machine, once started.
+    pub fn handle(&self) -> Option<VmHandle> {
+        match &*self.lock() {
+            Guest::Started(vm) => Some(vm.clone()),
+            Guest::Pending(_) => None,
+        }
+    }
+
+    /// Stops the vCPU for good (at exit); returns once it has.
+    pub fn halt_guest(&self) {
+        if let Some(vm) = self.handle() {
+            vm.quit();
+        }
+    }
+
+    /// Sends `SHUTDOWN` with `data`.
+    pub fn emit_shutdown(&self, data: Dict) {
+        self.events.emit("SHUTDOWN", Some(data));
+    }
+}
+
+/// Posts the guest's end to `exit` when it comes.
+fn watch(vm: &VmHandle, exit: &Arc<ExitSignal>) {
+    let vm = vm.clone();
+    let exit = exit.clone();
+    let spawned = std::thread::Builder::new()
+        .name("qchar-guest-wait".into())
+        .spawn(move || match vm.wait() {
+            // As QEMU: the error is reported, the machine stays in
+            // `internal-error` and the monitors keep working.
+            ExitReason::Error(e) => crate::report::error(&format!("KVM error: {e}")),
+            reason => {
+                exit.post(Cause::Guest(reason));
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!("cannot watch the guest: {e}");
+    }
+}
+
+fn map_state(s: MachineState) -> RunState {
+    match s {
+        MachineState::Prelaunch => RunState::Prelaunch,
+        MachineState::Running => RunState::Running,
+        MachineState::Paused => RunState::Paused,
+        MachineState::Shutdown => RunState::Shutdown,
+        MachineState::InternalError => RunState::InternalError,
+    }
+}
+
+impl VmControl for VmCtl {
+    fn status(&self) -> RunState {
+        match &*self.lock() {
+            Guest::Pending(_) => RunState::Prelaunch,
+            Guest::Started(vm) => map_state(vm.status()),
+        }
+    }
+
+    fn stop(&self) {
+        let vm = match &*self.lock() {
+            Guest::Started(vm) => vm.clone(),
+            Guest::Pending(_) => return,
+        };
+        // A machine in prelaunch stays there, without an event (QEMU).
+        if vm.status() == MachineState::Running && vm.pause().is_ok() {
+            self.events.emit("STOP", None);
+        }
+    }
+
+    fn cont(&self) -> Result<(), String> {
+        let mut guest = self.lock();
+        match &mut *guest {
+            Guest::Started(vm) => match vm.status() {
+                MachineState::Running => Ok(()),
+                MachineState::Shutdown | MachineState::InternalError => {
+                    Err("Resetting the Virtual Machine is required".into())
+                }
+                MachineState::Prelaunch | MachineState::Paused => {
+                    vm.resume()
+                        .map_err(|_| "Resetting the Virtual Machine is required".to_string())?;
+                    drop(guest);
+                    self.events.emit("RESUME", None);
+                    Ok(())
+                }
+            },
+            Guest::Pending(launch) => {
+                let launch = launch
+                    .as_mut()
+                    .ok_or_else(|| "the machine is not set up yet".to_string())?;
+                let vm = launch()?;
+                watch(&vm, &self.exit);
+                *guest = Guest::Started(vm);
+                drop(guest);
+                self.events.emit("RESUME", None);
+                Ok(())
+            }
+        }
+    }
+
+    fn quit(&self) {
+        // The reply is written after this returns; `main` waits for it
+        // before the process exits.
+        if !self.exit.is_posted() {
+            self.emit_shutdown(shutdown_quit_data());
+        }
+        self.exit.post(Cause::Quit);
+    }
+}
