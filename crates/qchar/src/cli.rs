@@ -743,6 +743,9 @@ impl Scan {
                     d.id = Some(p.value.clone());
                 }
                 "bus" => {
+                    if p.value.starts_with("pci") {
+                        return Err(at("Device 'isa-serial' can't go on PCI bus".into()));
+                    }
                     if p.value != "isa.0" {
                         return Err(at(format!("Bus '{}' not found", p.value)));
                     }
