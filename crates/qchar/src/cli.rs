@@ -250,6 +250,9 @@ pub struct DriveReq {
     pub spec: Result<(ImageSource, u8), Diag>,
     /// QEMU's warning about a format it had to probe.
     pub probe_warning: Option<Diag>,
+    /// An error QEMU reports once the image is open (an option the format
+    /// does not take).
+    pub after_open: Option<Diag>,
 }
 
 /// Everything to set up a run.
@@ -771,6 +774,7 @@ impl Scan {
         let mut bus = "ide".to_string();
         let mut index = 0u64;
         let mut problem = None;
+        let mut late = None;
         for p in qemuopts::split(value, None) {
             let err = |t: String| Some(Diag::at(Some(loc), t));
             match p.key.as_str() {
@@ -795,12 +799,20 @@ impl Scan {
                     }
                 }
                 "id" => {}
+                // QEMU opens the image before it finds options the format
+                // does not take.
                 k => {
-                    problem = problem.or(err(format!(
+                    late = late.or(err(format!(
                         "Block format 'raw' does not support the option '{k}'"
                     )))
                 }
             }
+        }
+        if let Some(f) = format.as_deref().filter(|f| *f != "raw") {
+            late = late.or(Some(Diag::at(
+                Some(loc),
+                format!("qchar supports format=raw only, not format={f}"),
+            )));
         }
         let spec = (|| {
             if let Some(p) = problem {
@@ -845,12 +857,6 @@ impl Scan {
                     "A block device must be specified for \"file\"",
                 ));
             };
-            if let Some(f) = format.as_deref().filter(|f| *f != "raw") {
-                return Err(Diag::at(
-                    Some(loc),
-                    format!("qchar supports format=raw only, not format={f}"),
-                ));
-            }
             Ok((image_source(&file), drive))
         })();
         let probe_warning = match (&spec, &format) {
@@ -861,6 +867,7 @@ impl Scan {
             loc: loc.to_string(),
             spec,
             probe_warning,
+            after_open: late,
         });
     }
 
@@ -875,6 +882,7 @@ impl Scan {
             loc: loc.to_string(),
             spec: Ok((source, drive)),
             probe_warning,
+            after_open: None,
         });
     }
 

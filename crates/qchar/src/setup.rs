@@ -104,7 +104,8 @@ fn add_chardev(reg: &Registry, o: &ChardevOptions, loc: Option<&str>) -> Result<
         } else {
             o.id.clone()
         };
-        eprintln!("char device redirected to {pty} (label {label})");
+        // On stdout, as QEMU 7.2 prints it.
+        println!("char device redirected to {pty} (label {label})");
     }
     Ok(())
 }
@@ -133,6 +134,9 @@ fn load_image(cfg: &Config) -> Result<Option<(Vec<u8>, u8)>> {
                 )
             })?,
         };
+        if let Some(e) = &d.after_open {
+            return Err(e.clone().into());
+        }
         if let Some(w) = &d.probe_warning {
             report::print(w);
         }
@@ -263,7 +267,8 @@ fn setup_on(
     let mut machine = None;
     let mut pending_reason: Option<String> = None;
     match &image {
-        None if !cfg.start_paused => return Err(diag(None, NO_IMAGE)),
+        // Reported when the machine would start (QEMU would boot its BIOS
+        // and report the later problems first).
         None => pending_reason = Some(NO_IMAGE.to_string()),
         Some(_) => match Machine::new(mcfg) {
             Ok(m) => machine = Some(m),
@@ -415,6 +420,9 @@ fn setup_on(
             }
             let vm = m.start().map_err(|e| diag(None, e.to_string()))?;
             vmctl.set_started(vm);
+        }
+        None if !cfg.start_paused => {
+            return Err(diag(None, pending_reason.unwrap_or_default()));
         }
         None => {
             // UARTs that work (input, output, hotswap) while the machine

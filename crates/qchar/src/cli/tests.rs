@@ -621,8 +621,15 @@ fn drives() {
         Ok((ImageSource::Builtin("demo".into()), 0x00))
     );
     let one = |d: &str| deferred(&cfg(&["-drive", d]).drives[0].spec);
+    let late = |d: &str| {
+        cfg(&["-drive", d]).drives[0]
+            .after_open
+            .as_ref()
+            .map(|d| d.render("PROG"))
+            .unwrap_or_default()
+    };
     assert_eq!(
-        one("file=a,format=raw,if=floppy,bogus=1"),
+        late("file=a,format=raw,if=floppy,bogus=1"),
         "PROG: -drive file=a,format=raw,if=floppy,bogus=1: Block format 'raw' does not support the option 'bogus'\n"
     );
     assert_eq!(
@@ -641,7 +648,7 @@ fn drives() {
         one("file=a,format=raw,if=ide,index=9"),
         "PROG: -drive file=a,format=raw,if=ide,index=9: machine type does not support if=ide,bus=4,unit=1\n"
     );
-    assert!(one("file=a,format=qcow2").contains("qchar supports format=raw only"));
+    assert!(late("file=a,format=qcow2").contains("qchar supports format=raw only"));
     assert!(one("file=a,if=virtio").contains("qchar supports if=floppy and if=ide only"));
     assert!(one("file=a,if=floppy,index=1").contains("index=0"));
     assert!(one("file=a,media=cdrom").contains("media=cdrom"));
