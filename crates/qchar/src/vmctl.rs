@@ -4,6 +4,7 @@
 //! ([`ExitSignal`]).
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use qchar_machine::{ExitReason, RunState as MachineState, VmHandle};
 use qchar_monitor::event::EventBus;
@@ -164,6 +165,21 @@ fn watch(vm: &VmHandle, exit: &Arc<ExitSignal>) {
     }
 }
 
+/// Returns once the vCPU thread has taken up a `cont` (QEMU's `cont`
+/// answers with the machine running), or after [`RESUME_WAIT`] at most.
+fn wait_running(vm: &VmHandle) {
+    let start = Instant::now();
+    while matches!(vm.status(), MachineState::Prelaunch | MachineState::Paused)
+        && start.elapsed() < RESUME_WAIT
+    {
+        std::thread::sleep(Duration::from_micros(50));
+    }
+}
+
+/// Longest `cont` waits for the vCPU thread (it is woken at once; this only
+/// bounds a machine under heavy load).
+const RESUME_WAIT: Duration = Duration::from_secs(1);
+
 fn map_state(s: MachineState) -> RunState {
     match s {
         MachineState::Prelaunch => RunState::Prelaunch,
@@ -204,6 +220,7 @@ impl VmControl for VmCtl {
                 MachineState::Prelaunch | MachineState::Paused => {
                     vm.resume()
                         .map_err(|_| "Resetting the Virtual Machine is required".to_string())?;
+                    wait_running(vm);
                     drop(guest);
                     self.events.emit("RESUME", None);
                     Ok(())
@@ -214,6 +231,7 @@ impl VmControl for VmCtl {
                     .as_mut()
                     .ok_or_else(|| "the machine is not set up yet".to_string())?;
                 let vm = launch()?;
+                wait_running(&vm);
                 watch(&vm, &self.exit);
                 *guest = Guest::Started(vm);
                 drop(guest);

@@ -335,7 +335,7 @@ pub fn check_demo_stream(data: &[u8]) -> (u64, Vec<String>) {
     while !rest.is_empty() {
         let Some(end) = rest.find("\r\n") else {
             // Only a prefix of the next expected line may trail.
-            let want = qchar_machine::guest::demo_line(next);
+            let want = format!("{}\r\n", qchar_machine::guest::demo_line(next));
             let echo_prefix = qchar_machine::guest::ECHO_PREFIX;
             assert!(
                 want.starts_with(rest)

@@ -1,0 +1,554 @@
+//! The built binary as a process: QMP over unix sockets (greeting,
+//! `query-chardev` against QEMU 7.2's for the same command lines), `-S` and
+//! `cont`, `stop`, `quit`, the guest's own end, signals, `-pidfile`,
+//! `-daemonize`, a pty chardev, and life without `/dev/kvm`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{
+    argv, chardevs_masked, kvm_or_skip, p, qemu_available, tempdir, wait_until, Proc, Qmp,
+};
+use serde_json::{json, Value};
+
+/// Command lines whose `query-chardev` was recorded from QEMU 7.2 (sorted
+/// by label, test directory as `$D`, pty numbers as `N`). Each has its QMP
+/// monitor on `$D/a`.
+fn recorded() -> Vec<(&'static str, Vec<(&'static str, &'static str, bool)>)> {
+    vec![
+        (
+            "-nodefaults -display none -S -qmp unix:$D/a,server=on,wait=off \
+             -monitor unix:$D/b,server=on,wait=off",
+            vec![
+                ("compat_monitor0", "unix:$D/a,server=on", true),
+                ("compat_monitor1", "disconnected:unix:$D/b,server=on", true),
+            ],
+        ),
+        (
+            "-nodefaults -display none -S -chardev socket,id=x,path=$D/a,server=on,wait=off \
+             -qmp chardev:x -monitor unix:$D/b,server=on,wait=off \
+             -serial mon:unix:$D/c,server=on,wait=off",
+            vec![
+                ("compat_monitor1", "disconnected:unix:$D/b,server=on", true),
+                ("serial0", "mux", true),
+                ("serial0-base", "disconnected:unix:$D/c,server=on", true),
+                ("x", "unix:$D/a,server=on", true),
+            ],
+        ),
+        (
+            "-nodefaults -display none -S -qmp unix:$D/a,server=on,wait=off -serial null \
+             -serial file:$D/f.log -chardev ringbuf,id=r -device isa-serial,chardev=r \
+             -chardev pty,id=p -chardev null,id=unused",
+            vec![
+                ("compat_monitor0", "unix:$D/a,server=on", true),
+                ("p", "pty:/dev/pts/N", false),
+                ("r", "ringbuf", true),
+                ("serial0", "null", true),
+                ("serial1", "file", true),
+                ("unused", "null", false),
+            ],
+        ),
+        (
+            "-nodefaults -display none -S -qmp unix:$D/a,server=on,wait=off -serial null \
+             -serial null -serial null -serial null -serial pty",
+            vec![
+                ("compat_monitor0", "unix:$D/a,server=on", true),
+                ("serial0", "null", true),
+                ("serial1", "null", true),
+                ("serial2", "null", true),
+                ("serial3", "null", true),
+                // A fifth -serial gets its chardev but no UART.
+                ("serial4", "pty:/dev/pts/N", false),
+            ],
+        ),
+    ]
+}
+
+/// Runs `program` with `line`, returns the greeting and the masked
+/// `query-chardev`, then quits it.
+fn query(program: &str, line: &str) -> (Value, Vec<(String, String, bool)>, String) {
+    let dir = tempdir();
+    let mut proc = Proc::spawn_program(program, &argv(line, dir.path()), dir.path());
+    let mut q = Qmp::connect(&p(dir.path(), "a"));
+    let list = q.cmd("query-chardev", Value::Null);
+    let masked = chardevs_masked(&list, dir.path());
+    q.cmd("quit", Value::Null);
+    let st = proc.wait();
+    assert!(st.success(), "{program} {line}: {st:?}\n{}", proc.stderr());
+    let out = common::mask_pts(&proc.stdout());
+    (q.greeting.clone(), masked, out)
+}
+
+fn owned(v: &[(&str, &str, bool)]) -> Vec<(String, String, bool)> {
+    v.iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), *c))
+        .collect()
+}
+
+#[test]
+fn query_chardev_matches_qemu() {
+    for (line, want) in recorded() {
+        let (greeting, got, stdout) = query(common::qchar_bin(), line);
+        assert_eq!(got, owned(&want), "qchar {line}");
+        assert_eq!(
+            greeting["QMP"]["version"]["qemu"],
+            json!({"micro": 0, "minor": 2, "major": 7})
+        );
+        assert_eq!(greeting["QMP"]["capabilities"], json!(["oob"]));
+        assert!(greeting["QMP"]["version"]["package"]
+            .as_str()
+            .unwrap()
+            .starts_with("qchar "));
+        // pty chardevs announce themselves on stdout, as in QEMU.
+        for (label, filename, _) in &want {
+            if filename.starts_with("pty:") {
+                let line = format!("char device redirected to /dev/pts/N (label {label})");
+                assert!(stdout.contains(&line), "{line} not in {stdout:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn query_chardev_of_live_qemu() {
+    if !qemu_available() {
+        eprintln!("skipping query_chardev_of_live_qemu: qemu-system-x86_64 is not installed");
+        return;
+    }
+    for (line, want) in recorded() {
+        let (_, from_qemu, qemu_out) = query("qemu-system-x86_64", line);
+        assert_eq!(from_qemu, owned(&want), "QEMU changed? {line}");
+        let (_, from_qchar, qchar_out) = query(common::qchar_bin(), line);
+        assert_eq!(from_qchar, from_qemu, "{line}");
+        assert_eq!(qchar_out, qemu_out, "stdout of {line}");
+    }
+}
+
+/// The defaults differ where qchar lacks what QEMU uses: `vc` consoles
+/// become `null`, and there is no parallel port.
+#[test]
+fn defaults_without_display() {
+    let dir = tempdir();
+    let mut proc = Proc::qchar(
+        &argv(
+            "-display none -S -qmp unix:$D/a,server=on,wait=off",
+            dir.path(),
+        ),
+        dir.path(),
+    );
+    let mut q = Qmp::connect(&p(dir.path(), "a"));
+    let got = chardevs_masked(&q.cmd("query-chardev", Value::Null), dir.path());
+    // QEMU 7.2: parallel0 "vc", serial0 "vc", compat_monitor0 the QMP.
+    assert_eq!(
+        got,
+        owned(&[
+            ("compat_monitor0", "unix:$D/a,server=on", true),
+            ("serial0", "null", true),
+        ])
+    );
+    q.cmd("quit", Value::Null);
+    assert!(proc.wait().success());
+}
+
+fn console_lines(path: &Path) -> u64 {
+    let data = std::fs::read(path).unwrap_or_default();
+    common::check_demo_stream(&data).0
+}
+
+#[test]
+fn prelaunch_cont_stop_quit() {
+    if !kvm_or_skip("prelaunch_cont_stop_quit") {
+        return;
+    }
+    let dir = tempdir();
+    let log = p(dir.path(), "console.log");
+    let mut proc = Proc::qchar(
+        &argv(
+            "-nodefaults -display none -S -chardev file,id=con,path=$D/console.log \
+             -serial chardev:con -qmp unix:$D/a,server=on,wait=off -fda builtin:demo",
+            dir.path(),
+        ),
+        dir.path(),
+    );
+    let mut q = Qmp::connect(&p(dir.path(), "a"));
+    assert_eq!(
+        q.cmd("query-status", Value::Null),
+        json!({"status": "prelaunch", "singlestep": false, "running": false})
+    );
+    // A vCPU that never ran printed nothing.
+    assert_eq!(std::fs::read(&log).unwrap().len(), 0);
+    q.cmd("stop", Value::Null);
+    assert_eq!(q.cmd("query-status", Value::Null)["status"], "prelaunch");
+    assert!(q.events.is_empty(), "stop in prelaunch sends no event");
+    q.cmd("cont", Value::Null);
+    assert_eq!(q.event_names(), vec!["RESUME"]);
+    assert_eq!(
+        q.cmd("query-status", Value::Null),
+        json!({"status": "running", "singlestep": false, "running": true})
+    );
+    wait_until("the guest printing", || console_lines(&log) >= 20);
+    q.cmd("stop", Value::Null);
+    assert_eq!(q.event_names(), vec!["RESUME", "STOP"]);
+    assert_eq!(q.cmd("query-status", Value::Null)["status"], "paused");
+    q.cmd("cont", Value::Null);
+    q.cmd("cont", Value::Null); // running already: no event
+    assert_eq!(q.event_names(), vec!["RESUME", "STOP", "RESUME"]);
+    let before = console_lines(&log);
+    wait_until("more lines after cont", || {
+        console_lines(&log) > before + 10
+    });
+    // quit: SHUTDOWN comes before the reply, then the connection closes.
+    let r = q.execute(json!({"execute": "quit"}));
+    assert_eq!(r, json!({"return": {}}));
+    let shutdown = q.events.last().unwrap();
+    assert_eq!(shutdown["event"], "SHUTDOWN");
+    assert_eq!(
+        shutdown["data"],
+        json!({"guest": false, "reason": "host-qmp-quit"})
+    );
+    assert!(q.read_to_end().is_empty());
+    let st = proc.wait();
+    assert!(st.success(), "{st:?}: {}", proc.stderr());
+    assert_eq!(proc.stderr(), "");
+    // Everything printed reached the file, in order.
+    assert!(console_lines(&log) > before + 10);
+}
+
+#[test]
+fn guest_halt_ends_the_process() {
+    if !kvm_or_skip("guest_halt_ends_the_process") {
+        return;
+    }
+    let dir = tempdir();
+    let log = p(dir.path(), "console.log");
+    let mut proc = Proc::qchar(
+        &argv(
+            "-nodefaults -display none -S -chardev file,id=con,path=$D/console.log \
+             -serial chardev:con -qmp unix:$D/a,server=on,wait=off \
+             -drive file=builtin:demo:2000,format=raw,if=floppy",
+            dir.path(),
+        ),
+        dir.path(),
+    );
+    let mut q = Qmp::connect(&p(dir.path(), "a"));
+    q.cmd("cont", Value::Null);
+    let ev = q.wait_event("SHUTDOWN");
+    assert_eq!(
+        ev["data"],
+        json!({"guest": true, "reason": "guest-shutdown"})
+    );
+    let st = proc.wait();
+    assert!(st.success(), "{st:?}: {}", proc.stderr());
+    let data = std::fs::read(&log).unwrap();
+    assert_eq!(common::check_demo_stream(&data).0, 2000);
+    assert!(data.ends_with(b"qchar-demo 0000002000\r\n"));
+}
+
+#[test]
+fn sigterm_ends_cleanly_with_qemus_message() {
+    let dir = tempdir();
+    let mut proc = Proc::qchar(
+        &argv(
+            "-nodefaults -display none -S -qmp unix:$D/a,server=on,wait=off -pidfile $D/q.pid",
+            dir.path(),
+        ),
+        dir.path(),
+    );
+    let mut q = Qmp::connect(&p(dir.path(), "a"));
+    q.cmd("query-status", Value::Null);
+    // SAFETY: kill on a child we started and have not reaped.
+    assert_eq!(unsafe { libc::kill(proc.pid() as i32, libc::SIGTERM) }, 0);
+    let ev = q.wait_event("SHUTDOWN");
+    assert_eq!(ev["data"], json!({"guest": false, "reason": "host-signal"}));
+    let st = proc.wait();
+    assert!(st.success(), "{st:?}");
+    let me = std::process::id();
+    let name = std::fs::read(format!("/proc/{me}/cmdline")).unwrap();
+    let name = String::from_utf8_lossy(name.split(|&b| b == 0).next().unwrap()).into_owned();
+    assert_eq!(
+        proc.stderr(),
+        format!("qchar: terminating on signal 15 from pid {me} ({name})\n")
+    );
+    assert!(!p(dir.path(), "q.pid").exists(), "pid file removed");
+}
+
+#[test]
+fn pidfile_locked_and_removed() {
+    let dir = tempdir();
+    let pidfile = p(dir.path(), "q.pid");
+    let mut first = Proc::qchar(
+        &argv(
+            "-nodefaults -display none -S -qmp unix:$D/a,server=on,wait=off -pidfile $D/q.pid",
+            dir.path(),
+        ),
+        dir.path(),
+    );
+    let mut q = Qmp::connect(&p(dir.path(), "a"));
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap(),
+        format!("{}\n", first.pid())
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&pidfile).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // A second instance with the same pid file is refused as by QEMU.
+    let mut second = Proc::qchar(
+        &argv("-nodefaults -display none -S -pidfile $D/q.pid", dir.path()),
+        dir.path(),
+    );
+    assert_eq!(second.wait().code(), Some(1));
+    assert_eq!(
+        second.stderr(),
+        "qchar: cannot create PID file: Cannot lock pid file: Resource temporarily unavailable\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap(),
+        format!("{}\n", first.pid())
+    );
+    q.cmd("quit", Value::Null);
+    assert!(first.wait().success());
+    assert!(!pidfile.exists());
+}
+
+#[test]
+fn daemonize_detaches_once_ready() {
+    let dir = tempdir();
+    let pidfile = p(dir.path(), "q.pid");
+    let mut parent = Proc::qchar(
+        &argv(
+            "-nodefaults -display none -S -daemonize -pidfile $D/q.pid \
+             -qmp unix:$D/a,server=on,wait=off -chardev ringbuf,id=r",
+            dir.path(),
+        ),
+        dir.path(),
+    );
+    // The parent exits 0 only once the daemon is set up: the socket is
+    // there and the pid file written by then.
+    assert!(parent.wait().success(), "{}", parent.stderr());
+    assert!(p(dir.path(), "a").exists());
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(pid as u32, parent.pid());
+    // A new session, not its leader; working directory "/".
+    // SAFETY: getsid on a pid reads nothing of ours.
+    let sid = unsafe { libc::getsid(pid) };
+    assert!(sid > 0 && sid != pid && sid != unsafe { libc::getsid(0) });
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
+        Path::new("/")
+    );
+    let mut q = Qmp::connect(&p(dir.path(), "a"));
+    let labels: Vec<String> = chardevs_masked(&q.cmd("query-chardev", Value::Null), dir.path())
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(labels, vec!["compat_monitor0", "r"]);
+    q.cmd("quit", Value::Null);
+    wait_until("the daemon to exit", || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.contains(") Z "))
+                .unwrap_or(true)
+    });
+    wait_until("the pid file to go", || !pidfile.exists());
+}
+
+#[test]
+fn daemonize_reports_setup_errors_through_the_parent() {
+    let dir = tempdir();
+    let mut parent = Proc::qchar(
+        &argv(
+            "-nodefaults -display none -S -daemonize -chardev file,id=c,path=$D/no/such/dir",
+            dir.path(),
+        ),
+        dir.path(),
+    );
+    assert_eq!(parent.wait().code(), Some(1));
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(
+        parent.stderr(),
+        format!(
+            "qchar: -chardev file,id=c,path={d}/no/such/dir: Could not open '{d}/no/such/dir': No such file or directory\n"
+        )
+    );
+}
+
+#[test]
+fn pty_chardev_is_announced_and_usable() {
+    let dir = tempdir();
+    let mut proc = Proc::qchar(
+        &argv(
+            "-nodefaults -display none -S -qmp unix:$D/a,server=on,wait=off -chardev pty,id=p",
+            dir.path(),
+        ),
+        dir.path(),
+    );
+    let mut q = Qmp::connect(&p(dir.path(), "a"));
+    let out = proc.stdout();
+    let path = out
+        .strip_prefix("char device redirected to ")
+        .and_then(|s| s.strip_suffix(" (label p)\n"))
+        .unwrap_or_else(|| panic!("stdout: {out:?}"))
+        .to_string();
+    let list = q.cmd("query-chardev", Value::Null);
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["label"] == "p" && c["filename"] == format!("pty:{path}")));
+    // It is a terminal.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: isatty only inspects the descriptor.
+    assert_eq!(unsafe { libc::isatty(f.as_raw_fd()) }, 1);
+    q.cmd("quit", Value::Null);
+    assert!(proc.wait().success());
+}
+
+/// Runs qchar where `/dev` is an empty tmpfs (a private mount namespace),
+/// so `/dev/kvm` is absent for real. Skipped where namespaces are not
+/// allowed.
+fn without_kvm(dir: &Path, line: &str) -> Option<Proc> {
+    let ok = Command::new("unshare")
+        .args(["-m", "sh", "-c", "mount -t tmpfs none /dev"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("skipping: cannot make a mount namespace without /dev/kvm (unshare -m)");
+        return None;
+    }
+    let script = format!(
+        "mount -t tmpfs none /dev && exec {} {}",
+        common::qchar_bin(),
+        argv(line, dir).join(" ")
+    );
+    Some(Proc::spawn_program(
+        "unshare",
+        &["-m".into(), "sh".into(), "-c".into(), script],
+        dir,
+    ))
+}
+
+#[test]
+fn no_kvm_start_fails_like_qemu() {
+    let dir = tempdir();
+    let Some(mut proc) = without_kvm(dir.path(), "-nodefaults -fda builtin:demo") else {
+        return;
+    };
+    assert_eq!(proc.wait().code(), Some(1));
+    assert_eq!(
+        proc.stderr(),
+        "Could not access KVM kernel module: No such file or directory\n\
+         qchar: failed to initialize kvm: No such file or directory\n"
+    );
+}
+
+#[test]
+fn no_kvm_with_s_keeps_a_working_monitor() {
+    let dir = tempdir();
+    let Some(mut proc) = without_kvm(
+        dir.path(),
+        "-nodefaults -S -chardev file,id=con,path=$D/c.log -serial chardev:con \
+         -qmp unix:$D/a,server=on,wait=off -fda builtin:demo",
+    ) else {
+        return;
+    };
+    let mut q = Qmp::connect(&p(dir.path(), "a"));
+    assert_eq!(q.cmd("query-status", Value::Null)["status"], "prelaunch");
+    let r = q.execute(json!({"execute": "cont"}));
+    assert_eq!(
+        r,
+        json!({"error": {"class": "GenericError",
+            "desc": "Could not access KVM kernel module (/dev/kvm): No such file or directory"}})
+    );
+    // Chardev management works: the console moves (the UART exists).
+    let out = p(dir.path(), "d.log");
+    q.cmd(
+        "chardev-change",
+        json!({"id": "con", "backend": {"type": "file", "data": {"out": out.to_str().unwrap()}}}),
+    );
+    q.cmd(
+        "chardev-add",
+        json!({"id": "extra", "backend": {"type": "null", "data": {}}}),
+    );
+    let got = chardevs_masked(&q.cmd("query-chardev", Value::Null), dir.path());
+    assert_eq!(
+        got,
+        owned(&[
+            ("compat_monitor0", "unix:$D/a,server=on", true),
+            ("con", "file", true),
+            ("extra", "null", false),
+        ])
+    );
+    q.cmd("quit", Value::Null);
+    assert!(proc.wait().success());
+}
+
+#[test]
+fn no_image_without_s_is_refused_with_s_cont_fails() {
+    let dir = tempdir();
+    let mut proc = Proc::qchar(&argv("-nodefaults", dir.path()), dir.path());
+    assert_eq!(proc.wait().code(), Some(1));
+    assert!(proc
+        .stderr()
+        .starts_with("qchar: no boot image: qchar has no BIOS"));
+
+    let mut proc = Proc::qchar(
+        &argv(
+            "-nodefaults -S -qmp unix:$D/a,server=on,wait=off",
+            dir.path(),
+        ),
+        dir.path(),
+    );
+    let mut q = Qmp::connect(&p(dir.path(), "a"));
+    let r = q.execute(json!({"execute": "cont"}));
+    assert!(r["error"]["desc"]
+        .as_str()
+        .unwrap()
+        .starts_with("no boot image"));
+    q.cmd("quit", Value::Null);
+    assert!(proc.wait().success());
+}
+
+#[test]
+fn hmp_monitor_controls_the_guest() {
+    if !kvm_or_skip("hmp_monitor_controls_the_guest") {
+        return;
+    }
+    let dir = tempdir();
+    let mut proc = Proc::qchar(
+        &argv(
+            "-nodefaults -S -chardev file,id=con,path=$D/c.log -serial chardev:con \
+             -monitor unix:$D/h,server=on,wait=off -qmp unix:$D/a,server=on,wait=off \
+             -fda builtin:demo",
+            dir.path(),
+        ),
+        dir.path(),
+    );
+    let mut q = Qmp::connect(&p(dir.path(), "a"));
+    let r = q.cmd(
+        "human-monitor-command",
+        json!({"command-line": "info status"}),
+    );
+    assert_eq!(r, json!("VM status: paused (prelaunch)\r\n"));
+    q.cmd("human-monitor-command", json!({"command-line": "cont"}));
+    let r = q.cmd(
+        "human-monitor-command",
+        json!({"command-line": "info status"}),
+    );
+    assert_eq!(r, json!("VM status: running\r\n"));
+    q.cmd("human-monitor-command", json!({"command-line": "quit"}));
+    assert!(proc.wait().success());
+}
