@@ -112,17 +112,6 @@ impl Diag {
         }
         s
     }
-
-    /// The first line without the program name (for tests).
-    #[cfg(test)]
-    pub fn first(&self) -> String {
-        self.render("PROG")
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim_start_matches("PROG: ")
-            .to_string()
-    }
 }
 
 impl std::fmt::Display for Diag {
@@ -182,6 +171,8 @@ pub struct MonitorReq {
 }
 
 /// Where a serial port's chardev comes from.
+// Made once per -serial: boxing the large variant buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SerialSource {
     /// A new chardev (`-serial DEV`); `monitor`: also put an HMP on it

@@ -16,7 +16,10 @@ use serde_json::{json, Value};
 /// Command lines whose `query-chardev` was recorded from QEMU 7.2 (sorted
 /// by label, test directory as `$D`, pty numbers as `N`). Each has its QMP
 /// monitor on `$D/a`.
-fn recorded() -> Vec<(&'static str, Vec<(&'static str, &'static str, bool)>)> {
+/// `(label, filename, frontend-open)`.
+type Entry = (&'static str, &'static str, bool);
+
+fn recorded() -> Vec<(&'static str, Vec<Entry>)> {
     vec![
         (
             "-nodefaults -display none -S -qmp unix:$D/a,server=on,wait=off \
@@ -339,7 +342,9 @@ fn daemonize_detaches_once_ready() {
     // A new session, not its leader; working directory "/".
     // SAFETY: getsid on a pid reads nothing of ours.
     let sid = unsafe { libc::getsid(pid) };
-    assert!(sid > 0 && sid != pid && sid != unsafe { libc::getsid(0) });
+    // SAFETY: as above, for this process.
+    let my_sid = unsafe { libc::getsid(0) };
+    assert!(sid > 0 && sid != pid && sid != my_sid);
     assert_eq!(
         std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
         Path::new("/")
