@@ -117,7 +117,7 @@ impl VmCtl {
 
     /// The machine is started.
     pub fn set_started(&self, vm: VmHandle) {
-        watch(&vm, &self.exit);
+        watch(&vm, &self.exit, &self.events);
         *self.lock() = Guest::Started(vm);
     }
 
@@ -146,16 +146,20 @@ impl VmCtl {
     }
 }
 
-/// Posts the guest's end to `exit` when it comes.
-fn watch(vm: &VmHandle, exit: &Arc<ExitSignal>) {
+/// Posts the guest's end to `exit` when it comes. A KVM failure does not
+/// end the process: as QEMU, qchar reports it, sends `STOP` and stays in
+/// `internal-error` with its monitors working.
+fn watch(vm: &VmHandle, exit: &Arc<ExitSignal>, events: &EventBus) {
     let vm = vm.clone();
     let exit = exit.clone();
+    let events = events.clone();
     let spawned = std::thread::Builder::new()
         .name("qchar-guest-wait".into())
         .spawn(move || match vm.wait() {
-            // As QEMU: the error is reported, the machine stays in
-            // `internal-error` and the monitors keep working.
-            ExitReason::Error(e) => crate::report::error(&format!("KVM error: {e}")),
+            ExitReason::Error(e) => {
+                crate::report::error(&format!("KVM internal error: {e}"));
+                events.emit("STOP", None);
+            }
             reason => {
                 exit.post(Cause::Guest(reason));
             }
@@ -232,7 +236,7 @@ impl VmControl for VmCtl {
                     .ok_or_else(|| "the machine is not set up yet".to_string())?;
                 let vm = launch()?;
                 wait_running(&vm);
-                watch(&vm, &self.exit);
+                watch(&vm, &self.exit, &self.events);
                 *guest = Guest::Started(vm);
                 drop(guest);
                 self.events.emit("RESUME", None);

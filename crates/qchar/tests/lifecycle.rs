@@ -249,6 +249,88 @@ fn guest_halt_ends_the_process() {
     assert!(data.ends_with(b"qchar-demo 0000002000\r\n"));
 }
 
+/// A boot sector that enters protected mode and takes an exception with an
+/// empty IDT: a triple fault where the host runs it, a KVM emulation
+/// failure where it cannot (nested KVM without unrestricted guest).
+fn triple_fault_image() -> Vec<u8> {
+    let mut img = vec![0u8; 512];
+    #[rustfmt::skip]
+    let code = [
+        0xfa,                               // cli
+        0x0f, 0x01, 0x16, 0x48, 0x7c,       // lgdt [0x7c48]
+        0x0f, 0x20, 0xc0,                   // mov eax, cr0
+        0x66, 0x83, 0xc8, 0x01,             // or eax, 1
+        0x0f, 0x22, 0xc0,                   // mov cr0, eax
+        0xea, 0x15, 0x7c, 0x08, 0x00,       // jmp 0x08:0x7c15
+        0x66, 0xb8, 0x10, 0x00,             // mov ax, 0x10
+        0x8e, 0xd8, 0x8e, 0xc0, 0x8e, 0xd0, // mov ds/es/ss, ax
+        0x8e, 0xe0, 0x8e, 0xe8,             // mov fs/gs, ax
+        0x0f, 0x01, 0x1d, 0x50, 0x7c, 0x00, 0x00, // lidt [0x7c50]: limit 0
+        0xcc,                               // int3
+        0xf4,                               // hlt
+    ];
+    img[..code.len()].copy_from_slice(&code);
+    // GDT at 0x7c30: null, flat 32-bit code (0x08), flat data (0x10).
+    img[0x38..0x40].copy_from_slice(&[0xff, 0xff, 0, 0, 0, 0x9a, 0xcf, 0]);
+    img[0x40..0x48].copy_from_slice(&[0xff, 0xff, 0, 0, 0, 0x92, 0xcf, 0]);
+    img[0x48..0x4e].copy_from_slice(&[0x17, 0, 0x30, 0x7c, 0, 0]);
+    img[510] = 0x55;
+    img[511] = 0xaa;
+    img
+}
+
+#[test]
+fn guest_fault_shuts_down_or_stops_in_internal_error() {
+    if !kvm_or_skip("guest_fault_shuts_down_or_stops_in_internal_error") {
+        return;
+    }
+    let dir = tempdir();
+    std::fs::write(p(dir.path(), "tf.img"), triple_fault_image()).unwrap();
+    let mut proc = Proc::qchar(
+        &argv(
+            "-nodefaults -S -qmp unix:$D/a,server=on,wait=off \
+             -drive file=$D/tf.img,format=raw,if=floppy",
+            dir.path(),
+        ),
+        dir.path(),
+    );
+    let mut q = Qmp::connect(&p(dir.path(), "a"));
+    q.cmd("cont", Value::Null);
+    let ev = loop {
+        let e = q.read_line().expect("an event");
+        if e["event"] == "SHUTDOWN" || e["event"] == "STOP" {
+            break e;
+        }
+    };
+    if ev["event"] == "SHUTDOWN" {
+        // Triple fault: as QEMU with -no-reboot (qchar never reboots).
+        assert_eq!(ev["data"], json!({"guest": true, "reason": "guest-reset"}));
+        let st = proc.wait();
+        assert!(st.success(), "{st:?}: {}", proc.stderr());
+        return;
+    }
+    // KVM could not run it: as QEMU, the machine stops in internal-error,
+    // the monitor keeps working, cont is refused.
+    eprintln!("this host reports a KVM internal error instead of a triple fault");
+    assert_eq!(
+        q.cmd("query-status", Value::Null),
+        json!({"status": "internal-error", "singlestep": false, "running": false})
+    );
+    let r = q.execute(json!({"execute": "cont"}));
+    assert_eq!(
+        r["error"]["desc"],
+        "Resetting the Virtual Machine is required"
+    );
+    q.cmd("quit", Value::Null);
+    let st = proc.wait();
+    assert!(st.success());
+    assert!(
+        proc.stderr().starts_with("qchar: KVM internal error: "),
+        "{}",
+        proc.stderr()
+    );
+}
+
 #[test]
 fn sigterm_ends_cleanly_with_qemus_message() {
     let dir = tempdir();
