@@ -291,10 +291,27 @@ impl Chardev {
         tag: usize,
         f: impl FnOnce(&mut dyn FrontendHandlers, &CharFrontend) -> R,
     ) -> Option<R> {
+        self.with_handlers_settling(tag, false, f)
+    }
+
+    /// [`Self::with_handlers`] for delivering OPENED (`opened`): handlers
+    /// registered while the backend was already open are owed an OPENED
+    /// (`owe_open`); if they are the handlers this delivery reaches, the debt
+    /// is settled under the same lock that takes them, so a frontend that
+    /// registers while a peer connects sees OPENED once, not twice.
+    fn with_handlers_settling<R>(
+        self: &Arc<Self>,
+        tag: usize,
+        opened: bool,
+        f: impl FnOnce(&mut dyn FrontendHandlers, &CharFrontend) -> R,
+    ) -> Option<R> {
         let (mut h, gen) = {
             let mut st = self.state();
             let slot = st.frontends.get_mut(tag)?.as_mut()?;
             let h = slot.handlers.take()?;
+            if opened {
+                slot.owe_open = false;
+            }
             let gen = slot.gen;
             st.in_handler = true;
             (h, gen)
@@ -324,8 +341,9 @@ impl Chardev {
 
     /// Sends `ev` to every frontend.
     fn broadcast(self: &Arc<Self>, ev: ChardevEvent) {
+        let opened = ev == ChardevEvent::Opened;
         for tag in self.tags() {
-            self.with_handlers(tag, |h, _| h.event(ev));
+            self.with_handlers_settling(tag, opened, |h, _| h.event(ev));
         }
     }
 
@@ -385,7 +403,7 @@ impl Chardev {
             v
         };
         for &tag in &owed {
-            self.with_handlers(tag, |h, _| h.event(ChardevEvent::Opened));
+            self.with_handlers_settling(tag, true, |h, _| h.event(ChardevEvent::Opened));
         }
         focus_to.is_some() || !owed.is_empty()
     }
