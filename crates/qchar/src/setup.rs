@@ -229,9 +229,15 @@ pub fn setup(cfg: &Config, exit: Arc<ExitSignal>) -> Result<Running> {
             }
         });
     }
-    match setup_on(cfg, &reg, &events, &exit) {
+    // The monitors' view of the guest: in prelaunch until the machine
+    // starts (or, without one, until `cont` makes it).
+    let vmctl = VmCtl::new(events.clone(), exit.clone());
+    match setup_on(cfg, &reg, &events, &exit, &vmctl) {
         Ok(r) => Ok(r),
         Err(e) => {
+            // A monitor command waiting for set-up must not hold the I/O
+            // thread that shutdown joins.
+            vmctl.set_up();
             reg.shutdown();
             Err(e)
         }
@@ -243,6 +249,7 @@ fn setup_on(
     reg: &Registry,
     events: &EventBus,
     exit: &Arc<ExitSignal>,
+    vmctl: &Arc<VmCtl>,
 ) -> Result<Running> {
     // 1. Chardevs.
     for c in &cfg.chardevs {
@@ -284,9 +291,6 @@ fn setup_on(
             .map_err(|e| diag(cfg.drives.first().map(|d| d.loc.as_str()), e.to_string()))?;
     }
 
-    // The monitors' view of the guest: in prelaunch until the machine
-    // starts (or, without one, until `cont` makes it).
-    let vmctl = VmCtl::new(events.clone(), exit.clone());
     let env = Arc::new(QmpEnv {
         chardevs: Arc::new(reg.clone()),
         vm: vmctl.clone(),
@@ -294,21 +298,19 @@ fn setup_on(
         events: events.clone(),
     });
 
-    // 4. Monitors.
-    let mut monitors = Vec::new();
+    // 4. Monitors. Their frontends are attached now (a chardev in use is
+    // refused here, and a mux orders its users by it), their handlers only
+    // once everything exists: QEMU answers no monitor before its set-up is
+    // complete either.
+    let mut monitor_fes: Vec<(CharFrontend, MonMode)> = Vec::new();
     for m in &cfg.monitors {
         let loc = m.loc.as_deref();
         let (label, mode) = m.spec.clone()?;
         if !reg.contains(&label) {
             return Err(diag(loc, format!("chardev \"{label}\" not found")));
         }
-        let mon = match mode {
-            MonMode::Readline => HmpMonitor::attach(reg, &label, env.clone()).map(Monitor::Hmp),
-            MonMode::Control => QmpMonitor::attach(reg, &label, env.clone(), QmpOptions::default())
-                .map(Monitor::Qmp),
-        }
-        .map_err(|e| diag(loc, e.to_string()))?;
-        monitors.push(mon);
+        let fe = reg.attach(&label).map_err(|e| diag(loc, e.to_string()))?;
+        monitor_fes.push((fe, mode));
     }
 
     // 5. Serial chardevs.
@@ -329,9 +331,10 @@ fn setup_on(
                 add_chardev(reg, &options, loc)
                     .map_err(|e| Diag::at(loc, e.to_string()).then(loc, connect.clone()))?;
                 if monitor {
-                    let hmp = HmpMonitor::attach(reg, &options.id, env.clone())
+                    let fe = reg
+                        .attach(&options.id)
                         .map_err(|e| diag(loc, e.to_string()))?;
-                    monitors.push(Monitor::Hmp(hmp));
+                    monitor_fes.push((fe, MonMode::Readline));
                 }
                 serial_hds.push((s.loc.clone(), options.id.clone()));
             }
@@ -407,7 +410,19 @@ fn setup_on(
         });
     }
 
-    // 7. Start.
+    // 7. Start: the monitors take their chardevs first (on a mux the last
+    // user to register has the focus: the serial port, as in QEMU).
+    let monitors: Vec<Monitor> = monitor_fes
+        .into_iter()
+        .map(|(fe, mode)| match mode {
+            MonMode::Readline => Monitor::Hmp(HmpMonitor::on_frontend(fe, env.clone())),
+            MonMode::Control => Monitor::Qmp(QmpMonitor::on_frontend(
+                fe,
+                env.clone(),
+                QmpOptions::default(),
+            )),
+        })
+        .collect();
     let mut placeholders = Vec::new();
     match machine {
         Some(mut m) => {
@@ -460,9 +475,10 @@ fn setup_on(
             vmctl.set_launcher(launcher);
         }
     }
+    vmctl.set_up();
     Ok(Running {
         reg: reg.clone(),
-        vmctl,
+        vmctl: vmctl.clone(),
         exit: exit.clone(),
         _monitors: monitors,
         _placeholders: placeholders,

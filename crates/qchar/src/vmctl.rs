@@ -93,6 +93,9 @@ pub struct VmCtl {
     guest: Mutex<Guest>,
     events: EventBus,
     exit: Arc<ExitSignal>,
+    /// Set-up has finished (or failed): commands may act.
+    ready: Mutex<bool>,
+    ready_cv: Condvar,
 }
 
 /// QEMU's `SHUTDOWN` event data.
@@ -107,7 +110,23 @@ impl VmCtl {
             guest: Mutex::new(Guest::Pending(None)),
             events,
             exit,
+            ready: Mutex::new(false),
+            ready_cv: Condvar::new(),
         })
+    }
+
+    /// Set-up is over: commands that arrived meanwhile go ahead (a monitor
+    /// is live a moment before the machine starts).
+    pub fn set_up(&self) {
+        *self.ready.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.ready_cv.notify_all();
+    }
+
+    fn wait_set_up(&self) {
+        let mut r = self.ready.lock().unwrap_or_else(|e| e.into_inner());
+        while !*r {
+            r = self.ready_cv.wait(r).unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     /// The machine will be made by `launcher` on the first `cont`.
@@ -196,6 +215,7 @@ fn map_state(s: MachineState) -> RunState {
 
 impl VmControl for VmCtl {
     fn status(&self) -> RunState {
+        self.wait_set_up();
         match &*self.lock() {
             Guest::Pending(_) => RunState::Prelaunch,
             Guest::Started(vm) => map_state(vm.status()),
@@ -203,6 +223,7 @@ impl VmControl for VmCtl {
     }
 
     fn stop(&self) {
+        self.wait_set_up();
         let vm = match &*self.lock() {
             Guest::Started(vm) => vm.clone(),
             Guest::Pending(_) => return,
@@ -214,6 +235,7 @@ impl VmControl for VmCtl {
     }
 
     fn cont(&self) -> Result<(), String> {
+        self.wait_set_up();
         let mut guest = self.lock();
         match &mut *guest {
             Guest::Started(vm) => match vm.status() {
@@ -246,6 +268,7 @@ impl VmControl for VmCtl {
     }
 
     fn quit(&self) {
+        self.wait_set_up();
         // The reply is written after this returns; `main` waits for it
         // before the process exits.
         if !self.exit.is_posted() {
