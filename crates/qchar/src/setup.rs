@@ -38,7 +38,7 @@ use qchar_monitor::vm::shutdown_quit_data;
 
 use crate::cli::{uses_stdio, Config, Diag, ImageSource, IsaSerial, Line, MonMode, SerialSource};
 use crate::report;
-use crate::vmctl::{shutdown_data, Cause, ExitSignal, Launcher, VmCtl};
+use crate::vmctl::{shutdown_data, Cause, ExitSignal, GatedChardevs, Launcher, SetUpGate, VmCtl};
 
 /// Most ISA serial ports (QEMU's `MAX_ISA_SERIAL_PORTS`).
 const MAX_ISA_SERIAL: usize = 4;
@@ -231,13 +231,14 @@ pub fn setup(cfg: &Config, exit: Arc<ExitSignal>) -> Result<Running> {
     }
     // The monitors' view of the guest: in prelaunch until the machine
     // starts (or, without one, until `cont` makes it).
-    let vmctl = VmCtl::new(events.clone(), exit.clone());
-    match setup_on(cfg, &reg, &events, &exit, &vmctl) {
+    let gate = Arc::new(SetUpGate::default());
+    let vmctl = VmCtl::new(events.clone(), exit.clone(), gate.clone());
+    match setup_on(cfg, &reg, &events, (&exit, &gate), &vmctl) {
         Ok(r) => Ok(r),
         Err(e) => {
             // A monitor command waiting for set-up must not hold the I/O
             // thread that shutdown joins.
-            vmctl.set_up();
+            gate.open();
             reg.shutdown();
             Err(e)
         }
@@ -248,7 +249,7 @@ fn setup_on(
     cfg: &Config,
     reg: &Registry,
     events: &EventBus,
-    exit: &Arc<ExitSignal>,
+    (exit, gate): (&Arc<ExitSignal>, &Arc<SetUpGate>),
     vmctl: &Arc<VmCtl>,
 ) -> Result<Running> {
     // 1. Chardevs.
@@ -292,7 +293,10 @@ fn setup_on(
     }
 
     let env = Arc::new(QmpEnv {
-        chardevs: Arc::new(reg.clone()),
+        chardevs: Arc::new(GatedChardevs {
+            reg: reg.clone(),
+            gate: gate.clone(),
+        }),
         vm: vmctl.clone(),
         version: Default::default(),
         events: events.clone(),
@@ -475,7 +479,7 @@ fn setup_on(
             vmctl.set_launcher(launcher);
         }
     }
-    vmctl.set_up();
+    gate.open();
     Ok(Running {
         reg: reg.clone(),
         vmctl: vmctl.clone(),

@@ -6,9 +6,12 @@
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use qchar_chardev::spec::{ChardevBackend, ChardevInfo, ChardevReturn};
+use qchar_chardev::{ChardevError, Registry};
 use qchar_machine::{ExitReason, RunState as MachineState, VmHandle};
 use qchar_monitor::event::EventBus;
 use qchar_monitor::json::Dict;
+use qchar_monitor::ops::ChardevOps;
 use qchar_monitor::vm::{shutdown_quit_data, RunState, VmControl};
 
 /// Why the process ends.
@@ -93,9 +96,83 @@ pub struct VmCtl {
     guest: Mutex<Guest>,
     events: EventBus,
     exit: Arc<ExitSignal>,
-    /// Set-up has finished (or failed): commands may act.
-    ready: Mutex<bool>,
-    ready_cv: Condvar,
+    /// Commands wait here until set-up has finished.
+    gate: Arc<SetUpGate>,
+}
+
+/// Holds monitor commands until set-up has finished (or failed): QEMU
+/// answers none before its machine is complete, and a qchar monitor is
+/// live a moment before the UARTs and the vCPU are. Waiting on the chardev
+/// I/O thread is safe here: the last set-up steps never need that thread.
+#[derive(Default)]
+pub struct SetUpGate {
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl SetUpGate {
+    /// Lets every waiting and future command through.
+    pub fn open(&self) {
+        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.opened.notify_all();
+    }
+
+    /// Waits until [`SetUpGate::open`].
+    pub fn wait(&self) {
+        let mut o = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        while !*o {
+            o = self.opened.wait(o).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// The registry as the monitors use it, behind the set-up gate.
+pub struct GatedChardevs {
+    /// The registry.
+    pub reg: Registry,
+    /// The gate.
+    pub gate: Arc<SetUpGate>,
+}
+
+impl ChardevOps for GatedChardevs {
+    fn add(&self, id: &str, backend: ChardevBackend) -> Result<ChardevReturn, ChardevError> {
+        self.gate.wait();
+        ChardevOps::add(&self.reg, id, backend)
+    }
+    fn change(&self, id: &str, backend: ChardevBackend) -> Result<ChardevReturn, ChardevError> {
+        self.gate.wait();
+        ChardevOps::change(&self.reg, id, backend)
+    }
+    fn remove(&self, id: &str) -> Result<(), ChardevError> {
+        self.gate.wait();
+        ChardevOps::remove(&self.reg, id)
+    }
+    fn query(&self) -> Vec<ChardevInfo> {
+        self.gate.wait();
+        ChardevOps::query(&self.reg)
+    }
+    fn send_break(&self, id: &str) -> Result<(), ChardevError> {
+        self.gate.wait();
+        ChardevOps::send_break(&self.reg, id)
+    }
+    fn ringbuf_write(&self, id: &str, data: &[u8]) -> Result<(), ChardevError> {
+        self.gate.wait();
+        ChardevOps::ringbuf_write(&self.reg, id, data)
+    }
+    fn ringbuf_read(&self, id: &str, max: usize) -> Result<Vec<u8>, ChardevError> {
+        self.gate.wait();
+        ChardevOps::ringbuf_read(&self.reg, id, max)
+    }
+    fn backends(&self) -> Vec<String> {
+        ChardevOps::backends(&self.reg)
+    }
+    fn add_opts(&self, opts: &str) -> Result<ChardevReturn, String> {
+        self.gate.wait();
+        ChardevOps::add_opts(&self.reg, opts)
+    }
+    fn parse_backend(&self, id: &str, opts: &str) -> Result<ChardevBackend, String> {
+        ChardevOps::parse_backend(&self.reg, id, opts)
+    }
 }
 
 /// QEMU's `SHUTDOWN` event data.
@@ -104,29 +181,19 @@ pub fn shutdown_data(guest: bool, reason: &str) -> Dict {
 }
 
 impl VmCtl {
-    /// A control without machine yet (in `prelaunch`).
-    pub fn new(events: EventBus, exit: Arc<ExitSignal>) -> Arc<VmCtl> {
+    /// A control without machine yet (in `prelaunch`), whose commands wait
+    /// for `gate`.
+    pub fn new(events: EventBus, exit: Arc<ExitSignal>, gate: Arc<SetUpGate>) -> Arc<VmCtl> {
         Arc::new(VmCtl {
             guest: Mutex::new(Guest::Pending(None)),
             events,
             exit,
-            ready: Mutex::new(false),
-            ready_cv: Condvar::new(),
+            gate,
         })
     }
 
-    /// Set-up is over: commands that arrived meanwhile go ahead (a monitor
-    /// is live a moment before the machine starts).
-    pub fn set_up(&self) {
-        *self.ready.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        self.ready_cv.notify_all();
-    }
-
     fn wait_set_up(&self) {
-        let mut r = self.ready.lock().unwrap_or_else(|e| e.into_inner());
-        while !*r {
-            r = self.ready_cv.wait(r).unwrap_or_else(|e| e.into_inner());
-        }
+        self.gate.wait();
     }
 
     /// The machine will be made by `launcher` on the first `cont`.
