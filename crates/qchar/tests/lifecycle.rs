@@ -639,3 +639,53 @@ fn hmp_monitor_controls_the_guest() {
     q.cmd("human-monitor-command", json!({"command-line": "quit"}));
     assert!(proc.wait().success());
 }
+
+#[test]
+fn server_socket_waits_for_its_client_with_qemus_info_line() {
+    let dir = tempdir();
+    let mut proc = Proc::qchar(
+        &argv(
+            "-nodefaults -display none -S -chardev socket,id=w,path=$D/w,server=on \
+             -qmp unix:$D/a,server=on,wait=off",
+            dir.path(),
+        ),
+        dir.path(),
+    );
+    let d = dir.path().to_str().unwrap();
+    let info = format!(
+        "qchar: -chardev socket,id=w,path={d}/w,server=on: info: QEMU waiting for connection on: \
+         disconnected:unix:{d}/w,server=on\n"
+    );
+    wait_until("the info line", || proc.stderr() == info);
+    // Set-up goes on once the client is there.
+    assert!(!p(dir.path(), "a").exists());
+    let _client = std::os::unix::net::UnixStream::connect(p(dir.path(), "w")).unwrap();
+    let mut q = Qmp::connect(&p(dir.path(), "a"));
+    q.cmd("quit", Value::Null);
+    assert!(proc.wait().success());
+}
+
+#[test]
+fn a_signal_while_waiting_for_a_client_ends_the_process() {
+    let dir = tempdir();
+    let mut proc = Proc::qchar(
+        &argv(
+            "-nodefaults -display none -S -chardev socket,id=w,path=$D/w,server=on",
+            dir.path(),
+        ),
+        dir.path(),
+    );
+    wait_until("the info line", || {
+        proc.stderr().contains("waiting for connection")
+    });
+    // SAFETY: kill on a child we started and have not reaped.
+    assert_eq!(unsafe { libc::kill(proc.pid() as i32, libc::SIGINT) }, 0);
+    assert!(proc.wait().success());
+    let me = std::process::id();
+    assert!(
+        proc.stderr()
+            .contains(&format!("qchar: terminating on signal 2 from pid {me} (")),
+        "{}",
+        proc.stderr()
+    );
+}
