@@ -387,6 +387,7 @@ pub fn help_text() -> String {
          -pidfile FILE             write the process id to FILE (removed at exit)\n\
          -daemonize                detach once set up\n\
          -no-reboot                accepted: qchar never reboots the guest\n\
+         -parallel none            accepted: qchar has no parallel port\n\
          -drive file=IMG[,format=raw][,if=floppy|ide][,index=0]  boot image\n\
          -fda IMG, -hda IMG        boot image as floppy (DL=0) / hard disk (DL=0x80)\n\
          \n\
@@ -396,7 +397,8 @@ pub fn help_text() -> String {
          --write-builtin-image NAME PATH  write a built-in guest image to PATH\n\
          \n\
          The machine loads the boot image at 0000:7c00 and jumps there (no BIOS).\n\
-         Ctrl-a h on a mux (-nographic) lists its keys; Ctrl-a x quits.\n"
+         Ctrl-a h on a mux (-nographic) lists its keys; Ctrl-a x quits.\n\
+         QCHAR_LOG=info|debug|trace in the environment shows more on stderr.\n"
     )
 }
 

@@ -7,7 +7,9 @@
 //!    line order (the default monitor's last);
 //! 2. the boot image;
 //! 3. the machine (KVM);
-//! 4. the monitors (`-mon`, `-monitor`, `-qmp`, default);
+//! 4. the monitors (`-mon`, `-monitor`, `-qmp`, default): their chardevs
+//!    are taken now, their handlers registered at step 7, and their
+//!    commands wait for the end of set-up (QEMU answers none before);
 //! 5. the `-serial` chardevs (`mon:` ones get their HMP now);
 //! 6. the UARTs: one per `-serial` up to four (COM1..COM4), then every
 //!    `-device isa-serial`;
