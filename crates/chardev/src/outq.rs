@@ -35,7 +35,8 @@ impl OutQueue {
     pub(crate) fn new(cap: usize) -> OutQueue {
         OutQueue {
             inner: Mutex::new(Inner {
-                buf: VecDeque::with_capacity(cap.min(4096)),
+                // Allocated on first use: an idle chardev costs no buffer.
+                buf: VecDeque::new(),
                 waker: None,
                 short: false,
             }),
