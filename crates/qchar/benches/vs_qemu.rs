@@ -19,8 +19,8 @@
 //! where `qemu-system-x86_64` is installed). Environment:
 //! `QCHAR_BENCH_RTT` (default 5000) round trips, `QCHAR_BENCH_STREAM`
 //! (default 20000) streamed commands, `QCHAR_BENCH_RINGBUF_MIB` (default 8),
-//! `QCHAR_BENCH_MANY` (default 10000) chardevs. `RESULT` lines are for
-//! `scripts/bench.sh`.
+//! `QCHAR_BENCH_MANY` (default 10000) chardevs, `QCHAR_BENCH_ONLY` (`qchar`
+//! or `qemu`) to run one side. `RESULT` lines are for `scripts/bench.sh`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -306,6 +306,9 @@ fn main() {
         vmms.push(Vmm::Qemu);
     } else {
         eprintln!("qemu-system-x86_64 not installed: qchar figures only");
+    }
+    if let Ok(only) = std::env::var("QCHAR_BENCH_ONLY") {
+        vmms.retain(|v| v.name() == only);
     }
     for &vmm in &vmms {
         let name = vmm.name();
