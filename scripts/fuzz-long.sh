@@ -10,7 +10,7 @@
 # (from fuzz/). The full log is written to fuzz/target/long-TARGET.log.
 set -euo pipefail
 if [ $# -lt 2 ]; then
-  sed -n '2,12p' "$0" >&2
+  sed -n '2,9p' "$0" >&2
   exit 2
 fi
 target=$1
