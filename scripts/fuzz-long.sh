@@ -6,8 +6,8 @@
 # Usage: scripts/fuzz-long.sh TARGET SECONDS [libFuzzer args...]
 # Targets: json_stream qmp chardev_opts telnet websocket uart.
 # Findings go to fuzz/artifacts/TARGET/; replay one with
-#   RUSTC_BOOTSTRAP=1 cargo fuzz run -O TARGET fuzz/artifacts/TARGET/crash-...
-# (from fuzz/). The full log is written to fuzz/target/long-TARGET.log.
+#   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O TARGET artifacts/TARGET/crash-...)
+# The full log is written to fuzz/target/long-TARGET.log.
 set -euo pipefail
 if [ $# -lt 2 ]; then
   sed -n '2,9p' "$0" >&2
