@@ -24,7 +24,12 @@ pub(crate) struct IoThread {
 impl IoThread {
     /// Starts the thread and its runtime.
     pub(crate) fn start() -> Result<IoThread> {
+        // A chardev with endless work (a client flooding a monitor) yields
+        // after a bounded turn; checking the other descriptors every few
+        // turns, not tokio's default 61, keeps the rest of the chardevs
+        // responsive meanwhile.
         let rt = tokio::runtime::Builder::new_current_thread()
+            .event_interval(4)
             .enable_all()
             .build()
             .map_err(|e| ChardevError::io("cannot start the chardev I/O runtime", e))?;
