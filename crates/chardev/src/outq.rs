@@ -21,6 +21,8 @@ struct Inner {
     waker: Option<Waker>,
     /// A write came back short; frontends want `write_ready`.
     short: bool,
+    /// Writers blocked in `push_all` waiting for room.
+    waiting: usize,
 }
 
 /// See the module documentation.
@@ -39,6 +41,7 @@ impl OutQueue {
                 buf: VecDeque::new(),
                 waker: None,
                 short: false,
+                waiting: 0,
             }),
             room: Condvar::new(),
             cap,
@@ -95,7 +98,9 @@ impl OutQueue {
                     g = self.lock();
                     continue;
                 }
+                g.waiting += 1;
                 g = self.room.wait(g).unwrap_or_else(|e| e.into_inner());
+                g.waiting -= 1;
                 continue;
             }
             g.buf.extend(&rest[..want]);
@@ -126,7 +131,10 @@ impl OutQueue {
         let mut g = self.lock();
         let n = n.min(g.buf.len());
         g.buf.drain(..n);
-        self.room.notify_all();
+        if g.waiting > 0 {
+            // Only then: notify_all is a futex syscall even with no waiter.
+            self.room.notify_all();
+        }
         if n > 0 && g.short {
             g.short = false;
             true
