@@ -20,8 +20,9 @@ use crate::outq::OutQueue;
 use crate::registry::{Listeners, RegistryEvent};
 use crate::spec::ChardevBackend;
 
-/// How many bytes one backend read may deliver.
-const READ_CHUNK: usize = 4096;
+/// How many bytes one backend read may deliver (frontends ask for less:
+/// a UART its FIFO's room, a monitor 4 KiB).
+const READ_CHUNK: usize = 64 * 1024;
 /// How many bytes one backend write is offered.
 const WRITE_CHUNK: usize = 64 * 1024;
 /// Rounds of work before the task yields to other chardevs.
@@ -411,7 +412,7 @@ impl Chardev {
     fn pump_input(self: &Arc<Self>, cx: &mut Context<'_>) -> bool {
         let focus = self.focus();
         let room = self.with_handlers(focus, |h, _| h.can_read()).unwrap_or(0);
-        let mut buf = [0u8; READ_CHUNK];
+        let mut buf = ReadBuf::lend();
         let want = room.min(READ_CHUNK);
         let ev = match self.state().inst.backend.poll_event(cx, &mut buf[..want]) {
             Poll::Ready(ev) => ev,
@@ -753,6 +754,44 @@ impl Chardev {
     pub(crate) fn clear_frontends(&self) {
         let slots = std::mem::take(&mut self.state().frontends);
         drop(slots);
+    }
+}
+
+thread_local! {
+    /// The input buffer of the I/O thread, lent to one `pump_input` at a
+    /// time: allocated once, never cleared (a backend fills what it
+    /// reports), instead of a zeroed array on the stack for every poll.
+    static READ_BUF: std::cell::Cell<Option<Box<[u8]>>> = const { std::cell::Cell::new(None) };
+}
+
+/// The thread's input buffer while lent; given back on drop.
+struct ReadBuf(Option<Box<[u8]>>);
+
+impl ReadBuf {
+    fn lend() -> ReadBuf {
+        let buf = READ_BUF
+            .take()
+            .unwrap_or_else(|| vec![0u8; READ_CHUNK].into_boxed_slice());
+        ReadBuf(Some(buf))
+    }
+}
+
+impl std::ops::Deref for ReadBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.0.as_deref().unwrap_or_default()
+    }
+}
+
+impl std::ops::DerefMut for ReadBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.0.as_deref_mut().unwrap_or_default()
+    }
+}
+
+impl Drop for ReadBuf {
+    fn drop(&mut self) {
+        READ_BUF.set(self.0.take());
     }
 }
 
