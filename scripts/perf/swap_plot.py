@@ -297,7 +297,7 @@ def main():
                          % (vmm, round(a.interval * 1000), rate / 1024))
             ax.legend(loc="lower right", fontsize=8, ncol=4, framealpha=0.9)
             ax.grid(axis="y", alpha=0.3)
-        axes[-1, 0].set_xlabel("seconds (changes start at 0.5 s)")
+        axes[-1, 0].set_xlabel("seconds (first change at %.1f s)" % (0.5 + a.interval))
         fig.tight_layout()
         fig.savefig(a.out, dpi=110)
         print("wrote " + a.out)

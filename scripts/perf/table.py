@@ -7,7 +7,8 @@ Each log holds what the benches printed in one run: the `RESULT` lines of
 the relay, many, vs_qemu and swap_plot steps, and the human lines of
 `cargo bench -p qchar --bench serial` (parsed here, that bench predates
 the RESULT convention). The table shows the figures of the first log; with
-several logs a column gives the range of the qchar/peer ratio over them.
+several logs a column gives the range over them of the qchar-vs-peer factor
+(qchar's own figure where there is no peer).
 """
 
 import re
@@ -62,8 +63,11 @@ def parse(path):
 # (number, measure, unit, higher_is_better, qchar getter, peer name,
 #  peer getter, target ratio or None). A getter takes a parsed run and
 #  returns a number or None.
-def g(kind, who, key):
-    return lambda r: r.get((kind, who), {}).get(key)
+def g(kind, who, key, scale=1.0):
+    def get(r):
+        v = r.get((kind, who), {}).get(key)
+        return None if v is None else v * scale
+    return get
 
 
 ROWS = [
@@ -96,8 +100,8 @@ ROWS = [
     ("6c", "RSS per chardev (QMP chardev-add, process growth / 10,000)", "bytes", False,
      g("many_qmp", "qchar", "bytes_per_chardev"), "QEMU",
      g("many_qmp", "qemu", "bytes_per_chardev"), 1.0),
-    ("6d", "10,000 chardevs through the library (Registry::add), total time", "s", False,
-     g("many_lib", "qchar", "add_s"), None, None, None),
+    ("6d", "10,000 chardevs through the library (Registry::add), total time", "ms", False,
+     g("many_lib", "qchar", "add_s", 1000.0), None, None, None),
     ("6e", "one Registry::query of 10,000 chardevs", "ms", False,
      g("many_lib", "qchar", "query_ms"), None, None, None),
     ("6f", "RSS per chardev through the library", "bytes", False,
@@ -143,10 +147,15 @@ def main():
         s = score(higher, q, p)
         row = [num, measure, unit, fmt(q), peer or "-", fmt(p) if pg else "-",
                ("%.2f" % s) if s is not None else "-"]
-        if multi:
-            all_s = [score(higher, qg(r), pg(r)) for r in runs] if pg else []
+        if multi and not pg:
+            # No peer: the range of qchar's own figure.
+            vals = [v for v in (qg(r) for r in runs) if v is not None]
+            row.append("%s - %s %s" % (fmt(min(vals)), fmt(max(vals)), unit) if vals else "-")
+        elif multi:
+            all_s = [score(higher, qg(r), pg(r)) for r in runs]
             all_s = [x for x in all_s if x is not None]
-            row.append("%.2f - %.2f" % (min(all_s), max(all_s)) if all_s else "-")
+            row.append("%.2f - %.2f" % (min(all_s), max(all_s)) if len(all_s) > 1 else
+                       "(1 run)" if all_s else "-")
         if target is None:
             row += ["-", "-"]
         else:
