@@ -27,6 +27,9 @@ const READ_CHUNK: usize = 64 * 1024;
 const WRITE_CHUNK: usize = 64 * 1024;
 /// Rounds of work before the task yields to other chardevs.
 const ROUNDS_PER_POLL: usize = 64;
+/// Input delivered in one turn before the task yields: what a frontend does
+/// with input (a monitor parsing it) can be costly, and other chardevs wait.
+const TURN_INPUT_BUDGET: u64 = 256 * 1024;
 
 /// Counters kept per chardev, readable at any time.
 #[derive(Debug, Default)]
@@ -362,7 +365,11 @@ impl Chardev {
                 _ => *w = Some(cx.waker().clone()),
             }
         }
+        let input_at_start = self.stats.bytes_in.load(Ordering::Relaxed);
         for _ in 0..ROUNDS_PER_POLL {
+            if self.stats.bytes_in.load(Ordering::Relaxed) - input_at_start >= TURN_INPUT_BUDGET {
+                break;
+            }
             if self.state().removed {
                 return Poll::Ready(());
             }
