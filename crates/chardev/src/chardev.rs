@@ -25,6 +25,18 @@ use crate::spec::ChardevBackend;
 const READ_CHUNK: usize = 64 * 1024;
 /// How many bytes one backend write is offered.
 const WRITE_CHUNK: usize = 64 * 1024;
+/// Output coalescing. A writer on another thread that trickles bytes (a
+/// vCPU, one byte per THR write, tens of microseconds apart) would wake the
+/// I/O thread for each byte, which costs that writer a syscall and a
+/// cross-CPU wake-up every time. Once a chardev has moved `STREAM_BYTES` of
+/// output with no input in between, its task lingers: it looks at the queue
+/// again `LINGER` after the last output it moved, and small writes from
+/// other threads do not wake it meanwhile. A whole `LINGER` without output,
+/// or any input (a frontend that may answer it, as a guest echoing), ends
+/// that. The cost: the tail of a long stream leaves up to about two
+/// milliseconds (tokio's timer tick) later; short answers are not delayed.
+const STREAM_BYTES: u64 = 256;
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 /// Rounds of work before the task yields to other chardevs.
 const ROUNDS_PER_POLL: usize = 64;
 /// Input delivered in one turn before the task yields: what a frontend does
@@ -155,7 +167,8 @@ impl Chardev {
     pub(crate) fn start(self: &Arc<Self>) {
         let cd = self.clone();
         self.io.handle().spawn(async move {
-            std::future::poll_fn(|cx| cd.poll_task(cx)).await;
+            let mut linger = Linger::default();
+            std::future::poll_fn(|cx| cd.poll_task(cx, &mut linger)).await;
         });
     }
 
@@ -357,7 +370,7 @@ impl Chardev {
 
     // ----- the I/O task ----------------------------------------------------
 
-    fn poll_task(self: &Arc<Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_task(self: &Arc<Self>, cx: &mut Context<'_>, linger: &mut Linger) -> Poll<()> {
         {
             let mut w = lock(&self.waker);
             match w.as_ref() {
@@ -381,9 +394,22 @@ impl Chardev {
                 }
                 progress = true;
             }
+            let input_before = self.stats.bytes_in.load(Ordering::Relaxed);
             progress |= self.pump_input(cx);
-            progress |= self.pump_output(cx);
+            if self.stats.bytes_in.load(Ordering::Relaxed) != input_before {
+                linger.stop();
+            }
+            let (out_progress, moved) = self.pump_output(cx, linger.streaming());
+            progress |= out_progress;
+            linger.moved(moved);
             if !progress {
+                if linger.expired(cx) {
+                    // A whole interval without output: each write wakes the
+                    // task again.
+                    if !self.out.park(cx.waker(), false) {
+                        continue;
+                    }
+                }
                 return Poll::Pending;
             }
         }
@@ -479,15 +505,17 @@ impl Chardev {
     }
 
     /// Offers queued output to the backend until it is all taken or the
-    /// backend would block. Returns whether anything moved.
-    fn pump_output(self: &Arc<Self>, cx: &mut Context<'_>) -> bool {
+    /// backend would block; parks lingering if `lazy`. Returns whether
+    /// anything happened and how many bytes the backend took.
+    fn pump_output(self: &Arc<Self>, cx: &mut Context<'_>, lazy: bool) -> (bool, u64) {
         let mut progress = self.replay_backlog(cx);
+        let mut moved = 0u64;
         let mut chunk = Vec::with_capacity(WRITE_CHUNK.min(self.out.len().max(64)));
         let mut wake_writers = false;
         loop {
             self.out.peek(&mut chunk, WRITE_CHUNK);
             if chunk.is_empty() {
-                if self.out.park(cx.waker()) {
+                if self.out.park(cx.waker(), lazy) {
                     break;
                 }
                 continue;
@@ -500,6 +528,7 @@ impl Chardev {
                 Some(n) => {
                     wake_writers |= self.out.consume(n);
                     progress = true;
+                    moved += n as u64;
                 }
                 None => break,
             }
@@ -509,7 +538,7 @@ impl Chardev {
                 self.with_handlers(tag, |h, _| h.write_ready());
             }
         }
-        progress
+        (progress, moved)
     }
 
     /// Offers `chunk` to the installed backend (or to the backlog while no
@@ -761,6 +790,54 @@ impl Chardev {
     pub(crate) fn clear_frontends(&self) {
         let slots = std::mem::take(&mut self.state().frontends);
         drop(slots);
+    }
+}
+
+/// A chardev task's output coalescing state (see `STREAM_BYTES`).
+#[derive(Default)]
+struct Linger {
+    /// Output moved since the last input or the last idle interval.
+    streak: u64,
+    /// When to look at the queue again; set while streaming.
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Linger {
+    fn streaming(&self) -> bool {
+        self.timer.is_some()
+    }
+
+    fn stop(&mut self) {
+        self.streak = 0;
+        self.timer = None;
+    }
+
+    fn moved(&mut self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.streak = self.streak.saturating_add(n);
+        if self.streak < STREAM_BYTES {
+            return;
+        }
+        let at = tokio::time::Instant::now() + LINGER;
+        match self.timer.as_mut() {
+            Some(t) => t.as_mut().reset(at),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+    }
+
+    /// Polls the timer; true (and streaming ends) once it has fired.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(t) = self.timer.as_mut() else {
+            return false;
+        };
+        if std::future::Future::poll(t.as_mut(), cx).is_ready() {
+            self.stop();
+            true
+        } else {
+            false
+        }
     }
 }
 

@@ -104,7 +104,7 @@ impl CharFrontend {
         if !self.cd.is_current(self.tag, self.gen) {
             return 0;
         }
-        self.cd.out.push(data)
+        self.cd.out.push(data, !self.cd.io.on_io_thread())
     }
 
     /// Queues all of `data`, waiting for room. Up to the buffer's capacity,

@@ -23,7 +23,15 @@ struct Inner {
     short: bool,
     /// Writers blocked in `push_all` waiting for room.
     waiting: usize,
+    /// The I/O task, parked, comes back by itself within a millisecond
+    /// (it is lingering after a stream of output): a small push from
+    /// another thread need not wake it.
+    lazy: bool,
 }
+
+/// While the I/O task lingers, a push still wakes it once this many bytes
+/// wait (or when the push does not fit).
+const LAZY_WAKE: usize = 4096;
 
 /// See the module documentation.
 pub(crate) struct OutQueue {
@@ -42,6 +50,7 @@ impl OutQueue {
                 waker: None,
                 short: false,
                 waiting: 0,
+                lazy: false,
             }),
             room: Condvar::new(),
             cap,
@@ -62,15 +71,22 @@ impl OutQueue {
         self.lock().buf.len()
     }
 
-    /// Appends what fits and wakes the I/O task if it sleeps.
-    pub(crate) fn push(&self, data: &[u8]) -> usize {
+    /// Appends what fits and wakes the I/O task if it sleeps, unless
+    /// `may_defer` (the caller is not the I/O thread) and the task is
+    /// lingering and will look by itself soon.
+    pub(crate) fn push(&self, data: &[u8], may_defer: bool) -> usize {
         let mut g = self.lock();
         let n = (self.cap - g.buf.len()).min(data.len());
         g.buf.extend(&data[..n]);
         if n < data.len() {
             g.short = true;
         }
-        let w = if n > 0 { g.waker.take() } else { None };
+        let defer = may_defer && g.lazy && n == data.len() && g.buf.len() < LAZY_WAKE;
+        let w = if n > 0 && !defer {
+            g.waker.take()
+        } else {
+            None
+        };
         drop(g);
         if let Some(w) = w {
             w.wake();
@@ -143,11 +159,13 @@ impl OutQueue {
         }
     }
 
-    /// Parks the I/O task: stores its waker if the queue is empty. Returns
-    /// false (nothing stored) if there are bytes to take.
-    pub(crate) fn park(&self, waker: &Waker) -> bool {
+    /// Parks the I/O task: stores its waker if the queue is empty, and
+    /// whether it lingers (see `push`). Returns false (nothing stored) if
+    /// there are bytes to take.
+    pub(crate) fn park(&self, waker: &Waker, lazy: bool) -> bool {
         let mut g = self.lock();
         if g.buf.is_empty() {
+            g.lazy = lazy;
             match &g.waker {
                 Some(w) if w.will_wake(waker) => {}
                 _ => g.waker = Some(waker.clone()),
@@ -166,8 +184,8 @@ mod tests {
     #[test]
     fn push_takes_what_fits_and_flags_short_writes() {
         let q = OutQueue::new(4);
-        assert_eq!(q.push(b"abcdef"), 4);
-        assert_eq!(q.push(b"x"), 0);
+        assert_eq!(q.push(b"abcdef", false), 4);
+        assert_eq!(q.push(b"x", false), 0);
         let mut v = Vec::new();
         q.peek(&mut v, 3);
         assert_eq!(v, b"abc");
@@ -179,7 +197,7 @@ mod tests {
     #[test]
     fn push_all_waits_for_room_made_by_another_thread() {
         let q = std::sync::Arc::new(OutQueue::new(8));
-        q.push(b"12345678");
+        q.push(b"12345678", false);
         let q2 = q.clone();
         let t = std::thread::spawn(move || q2.push_all(b"abcdefgh", false));
         let mut v = Vec::new();
@@ -197,7 +215,7 @@ mod tests {
     #[test]
     fn push_all_on_the_io_thread_fails_instead_of_deadlocking() {
         let q = OutQueue::new(4);
-        q.push(b"1234");
+        q.push(b"1234", false);
         assert!(q.push_all(b"x", true).is_err());
     }
 }
