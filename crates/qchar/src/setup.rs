@@ -316,6 +316,7 @@ fn setup_on(
             return Err(diag(loc, format!("chardev \"{label}\" not found")));
         }
         let fe = reg.attach(&label).map_err(|e| diag(loc, e.to_string()))?;
+        restrict_monitor_socket(reg, &label);
         monitor_fes.push((fe, mode));
     }
 
@@ -556,3 +557,26 @@ fn drain(reg: &Registry) {
 const DRAIN_STALL: Duration = Duration::from_millis(500);
 /// Longest wait for output at exit.
 const DRAIN_MAX: Duration = Duration::from_secs(5);
+
+/// A monitor listening on a unix socket file answers its owner only: the
+/// file is made mode 0600 (QEMU leaves it to the umask). Whoever wants
+/// others in can widen it after start-up.
+fn restrict_monitor_socket(reg: &Registry, label: &str) {
+    use qchar_chardev::spec::{ChardevBackend, SocketAddressLegacy};
+    use std::os::unix::fs::PermissionsExt;
+    let Some(ChardevBackend::Socket(s)) = reg.backend_spec(label) else {
+        return;
+    };
+    let SocketAddressLegacy::Unix(u) = &s.addr else {
+        return;
+    };
+    if s.server != Some(true) || u.abstract_ == Some(true) {
+        return;
+    }
+    if let Err(e) = std::fs::set_permissions(&u.path, std::fs::Permissions::from_mode(0o600)) {
+        eprintln!(
+            "qchar: cannot make monitor socket '{}' owner-only: {e}",
+            u.path
+        );
+    }
+}

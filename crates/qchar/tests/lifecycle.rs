@@ -689,3 +689,34 @@ fn a_signal_while_waiting_for_a_client_ends_the_process() {
         proc.stderr()
     );
 }
+
+#[test]
+fn monitor_unix_socket_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    let mut proc = Proc::qchar(
+        &argv(
+            "-nodefaults -display none -S -qmp unix:$D/a,server=on,wait=off \
+             -chardev socket,id=c,path=$D/c,server=on,wait=off",
+            dir.path(),
+        ),
+        dir.path(),
+    );
+    let mut q = Qmp::connect(&p(dir.path(), "a"));
+    q.cmd("query-status", Value::Null);
+    let mode = |f: &str| {
+        std::fs::metadata(p(dir.path(), f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("a"), 0o600, "the QMP socket answers its owner only");
+    assert_ne!(
+        mode("c"),
+        0o600,
+        "a plain chardev socket keeps the umask's mode"
+    );
+    q.cmd("quit", Value::Null);
+    assert!(proc.wait().success());
+}
