@@ -9,8 +9,9 @@ the unix sockets, reads the ptys in raw mode), time-stamps what arrives,
 and plots the bytes per BUCKET seconds over time with the change instants
 marked, for qchar and (with --qemu) for QEMU on the same boot image.
 
-Usage: swap_plot.py --qchar PATH [--qemu] [--out PNG] [--duration 10]
-                    [--interval 0.1] [--bucket 0.05]
+Usage: swap_plot.py --qchar PATH [--qemu [--no-qchar]] [--out PNG]
+                    [--duration 10] [--interval 0.1] [--bucket 0.05]
+                    [--kinds file,unix,pty]
 Prints one RESULT line per VMM (for scripts/bench.sh). Needs matplotlib.
 """
 
@@ -141,7 +142,7 @@ class Recorder:
             os.close(fd)
 
 
-def run(vmm, program, image, work, duration, interval):
+def run(vmm, program, image, work, duration, interval, kinds):
     qmp_path = os.path.join(work, vmm + "-qmp.sock")
     first = os.path.join(work, vmm + "-0.log")
     args = [program]
@@ -175,7 +176,7 @@ def run(vmm, program, image, work, duration, interval):
                 break
             time.sleep(max(0.0, due - time.monotonic()))
             n += 1
-            kind = KINDS[n % len(KINDS)]
+            kind = kinds[n % len(kinds)]
             prev_done = done
             done = threading.Event()
             if kind == "file":
@@ -240,6 +241,9 @@ def main():
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--interval", type=float, default=0.1)
     ap.add_argument("--bucket", type=float, default=0.05)
+    ap.add_argument("--kinds", default="file,unix,pty",
+                    help="backends to cycle through (default file,unix,pty)")
+    ap.add_argument("--no-qchar", action="store_true", help="QEMU only (with --qemu)")
     a = ap.parse_args()
 
     import matplotlib
@@ -250,12 +254,13 @@ def main():
     try:
         image = os.path.join(work, "demo.img")
         subprocess.run([a.qchar, "--write-builtin-image", "demo", image], check=True)
-        vmms = [("qchar", a.qchar)]
+        kinds = a.kinds.split(",")
+        vmms = [] if a.no_qchar else [("qchar", a.qchar)]
         if a.qemu:
             vmms.append(("qemu", "qemu-system-x86_64"))
         results = []
         for vmm, prog in vmms:
-            log, swaps, start, stop = run(vmm, prog, image, work, a.duration, a.interval)
+            log, swaps, start, stop = run(vmm, prog, image, work, a.duration, a.interval, kinds)
             # From half a second before the first change to the end.
             t0 = start - 0.5
             b = buckets(log, t0, stop, a.bucket)
@@ -282,7 +287,7 @@ def main():
             xs = [i * a.bucket for i in range(len(b))]
             ax.step(xs, [x / 1024 for x in b], where="post", color="black", lw=1.0,
                     label="KiB received per %d ms" % round(a.bucket * 1000))
-            for kind in KINDS:
+            for kind in kinds:
                 first = True
                 for s0, s1, k in swaps:
                     if k != kind:
@@ -293,8 +298,8 @@ def main():
             ax.set_ylim(bottom=0)
             ax.set_ylabel("KiB per %d ms" % round(a.bucket * 1000))
             ax.set_title("%s: demo guest on COM1, chardev-change every %d ms "
-                         "(file -> unix -> pty), %.1f KiB/s across the changes"
-                         % (vmm, round(a.interval * 1000), rate / 1024))
+                         "(%s), %.1f KiB/s across the changes"
+                         % (vmm, round(a.interval * 1000), " -> ".join(kinds), rate / 1024))
             ax.legend(loc="lower right", fontsize=8, ncol=4, framealpha=0.9)
             ax.grid(axis="y", alpha=0.3)
         axes[-1, 0].set_xlabel("seconds (first change at %.1f s)" % (0.5 + a.interval))
