@@ -408,8 +408,13 @@ impl Chardev {
                 if linger.expired(cx) {
                     // A whole interval without output: each write wakes the
                     // task again.
-                    if !self.out.park(cx.waker(), false) {
-                        continue;
+                    match self.out.park(cx.waker(), false) {
+                        None => continue,
+                        Some(owed) => {
+                            if owed {
+                                self.tell_writers();
+                            }
+                        }
                     }
                 }
                 return Poll::Pending;
@@ -517,10 +522,13 @@ impl Chardev {
         loop {
             self.out.peek(&mut chunk, WRITE_CHUNK);
             if chunk.is_empty() {
-                if self.out.park(cx.waker(), lazy) {
-                    break;
+                match self.out.park(cx.waker(), lazy) {
+                    Some(owed) => {
+                        wake_writers |= owed;
+                        break;
+                    }
+                    None => continue,
                 }
-                continue;
             }
             let taken = {
                 let mut st = self.state();
@@ -536,11 +544,16 @@ impl Chardev {
             }
         }
         if wake_writers {
-            for tag in self.tags() {
-                self.with_handlers(tag, |h, _| h.write_ready());
-            }
+            self.tell_writers();
         }
         (progress, moved)
+    }
+
+    /// Tells every frontend that output has room again.
+    fn tell_writers(self: &Arc<Self>) {
+        for tag in self.tags() {
+            self.with_handlers(tag, |h, _| h.write_ready());
+        }
     }
 
     /// Offers `chunk` to the installed backend (or to the backlog while no
@@ -607,24 +620,30 @@ impl Chardev {
     /// Moves queued output into the current backend as far as it takes it
     /// without waiting, so that bytes written before a change leave through
     /// the old backend where it can take them.
+    ///
+    /// A writer that came back short is told of the room by the I/O task,
+    /// which this wakes: the caller may be a handler of another chardev, or
+    /// the change, with this chardev's handlers not to be called from here.
     fn flush_now(&self) {
         let mut cx = Context::from_waker(Waker::noop());
         let mut chunk = Vec::new();
+        let mut owed = false;
         loop {
             self.out.peek(&mut chunk, WRITE_CHUNK);
             if chunk.is_empty() {
-                return;
+                break;
             }
             let taken = {
                 let mut st = self.state();
                 self.offer(&mut st, &mut cx, &chunk)
             };
             match taken {
-                Some(n) if n > 0 => {
-                    self.out.consume(n);
-                }
-                _ => return,
+                Some(n) if n > 0 => owed |= self.out.consume_quietly(n),
+                _ => break,
             }
+        }
+        if owed {
+            self.kick();
         }
     }
 

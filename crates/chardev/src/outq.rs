@@ -159,10 +159,27 @@ impl OutQueue {
         }
     }
 
+    /// Drops `n` bytes from the front on behalf of a flush outside the I/O
+    /// task's own pump (`ringbuf-read`, a change), where the chardev's
+    /// handlers are not called. A writer that came back short stays flagged
+    /// and hears of the room from the task's next pump (see [`Self::park`]).
+    /// Returns whether one is owed that, so that the caller wakes the task.
+    pub(crate) fn consume_quietly(&self, n: usize) -> bool {
+        let mut g = self.lock();
+        let n = n.min(g.buf.len());
+        g.buf.drain(..n);
+        if g.waiting > 0 {
+            self.room.notify_all();
+        }
+        g.short
+    }
+
     /// Parks the I/O task: stores its waker if the queue is empty, and
-    /// whether it lingers (see `push`). Returns false (nothing stored) if
-    /// there are bytes to take.
-    pub(crate) fn park(&self, waker: &Waker, lazy: bool) -> bool {
+    /// whether it lingers (see `push`). Returns `None` (nothing stored) if
+    /// there are bytes to take, else whether a writer came back short and
+    /// has not heard of room since (an empty queue has room; the flag is
+    /// cleared).
+    pub(crate) fn park(&self, waker: &Waker, lazy: bool) -> Option<bool> {
         let mut g = self.lock();
         if g.buf.is_empty() {
             g.lazy = lazy;
@@ -170,9 +187,9 @@ impl OutQueue {
                 Some(w) if w.will_wake(waker) => {}
                 _ => g.waker = Some(waker.clone()),
             }
-            true
+            Some(std::mem::take(&mut g.short))
         } else {
-            false
+            None
         }
     }
 }
@@ -210,6 +227,17 @@ mod tests {
         }
         t.join().unwrap().unwrap();
         assert_eq!(got, b"12345678abcdefgh");
+    }
+
+    #[test]
+    fn room_made_quietly_is_owed_at_the_next_park() {
+        let q = OutQueue::new(4);
+        assert_eq!(q.push(b"abcdef", false), 4);
+        assert!(q.consume_quietly(4), "the short writer is still owed");
+        assert_eq!(q.park(Waker::noop(), false), Some(true));
+        assert_eq!(q.park(Waker::noop(), false), Some(false), "told once");
+        q.push(b"x", false);
+        assert_eq!(q.park(Waker::noop(), false), None, "bytes to take");
     }
 
     #[test]
