@@ -5,7 +5,7 @@
 //!
 //! Regression test: both took bytes out of a full queue without telling
 //! the writer, so a UART holding THRE for `write_ready` waited for good and
-//! the guest's console stalled (found by the console soak in
+//! the guest's console stalled (found while writing the console soak,
 //! `crates/qchar/tests/console_hotswap.rs`).
 //!
 //! To make the order certain, the queue is filled and emptied from a

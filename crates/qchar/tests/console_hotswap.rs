@@ -2,9 +2,12 @@
 //! while QMP `chardev-change` moves its console through every backend kind
 //! qchar has that a peer can read: file, pipe, pty, host serial line (the
 //! slave of a pty the test owns), unix and TCP sockets as client and as
-//! server, telnet, websocket, udp, ringbuf, memory and null. The kinds follow
+//! server, telnet, websocket, udp, ringbuf, memory, null and stdio (qchar's
+//! stdout is a pipe the test reads). The kinds follow
 //! a de Bruijn sequence, so every ordered pair (`a` -> `b`) is changed across
-//! about equally often. Afterwards:
+//! about equally often (stdio -> stdio is refused, as in QEMU: the new
+//! backend is opened before the old one goes, and stdio has one user; the
+//! old one must go on). Afterwards:
 //!
 //! - every numbered line is found exactly once, in order, in the targets'
 //!   contents joined in change order (a line may be split at a change);
@@ -73,9 +76,10 @@ enum Kind {
     Ringbuf,
     Memory,
     Null,
+    Stdio,
 }
 
-const ALL: [Kind; 14] = [
+const ALL: [Kind; 15] = [
     Kind::File,
     Kind::Pipe,
     Kind::Pty,
@@ -90,6 +94,7 @@ const ALL: [Kind; 14] = [
     Kind::Ringbuf,
     Kind::Memory,
     Kind::Null,
+    Kind::Stdio,
 ];
 
 impl Kind {
@@ -107,7 +112,7 @@ impl Kind {
     fn takes_input(self) -> bool {
         !matches!(
             self,
-            Kind::File | Kind::Udp | Kind::Ringbuf | Kind::Memory | Kind::Null
+            Kind::File | Kind::Udp | Kind::Ringbuf | Kind::Memory | Kind::Null | Kind::Stdio
         )
     }
 }
@@ -456,7 +461,14 @@ fn inet(port: u16) -> Value {
 /// `chardev-change` of `con` to a new target of `kind`; the target is
 /// connected and readable when this returns. `base` is the chardev that
 /// holds the real backend (`con`, or `con-base` under a mux).
-fn change_to(q: &mut Qmp, dir: &Path, kind: Kind, n: usize, base: &'static str) -> Target {
+fn change_to(
+    q: &mut Qmp,
+    dir: &Path,
+    stdout: &File,
+    kind: Kind,
+    n: usize,
+    base: &'static str,
+) -> Target {
     let mut t = Target::new(kind, base);
     let change = |q: &mut Qmp, ty: &str, data: Value| {
         q.cmd(
@@ -575,6 +587,10 @@ fn change_to(q: &mut Qmp, dir: &Path, kind: Kind, n: usize, base: &'static str) 
         Kind::Null => {
             change(q, "null", json!({}));
         }
+        Kind::Stdio => {
+            change(q, "stdio", json!({}));
+            t.rx = Some(stdout.try_clone().unwrap());
+        }
     }
     t
 }
@@ -669,7 +685,16 @@ fn soak(name: &str, changes: usize, mux: bool) {
     let dir = tempdir();
     let d = dir.path();
     let mux_opt = if mux { ",mux=on" } else { "" };
-    let mut proc = Proc::qchar(
+    // qchar's stdout is a pipe this thread reads, for the stdio targets.
+    let mut ends = [0; 2];
+    // SAFETY: pipe2 fills the two-element array it is given.
+    let r = unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(r, 0);
+    // SAFETY: both descriptors are new and owned by nobody else.
+    let (stdout, child_stdout) =
+        unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
+    let stdout = as_file(stdout);
+    let mut proc = Proc::qchar_stdout_to(
         &argv(
             &format!(
                 "-nodefaults -display none -S -chardev file,id=con,path=$D/t0.log{mux_opt} \
@@ -678,6 +703,7 @@ fn soak(name: &str, changes: usize, mux: bool) {
             d,
         ),
         d,
+        child_stdout,
     );
     let base = if mux { "con-base" } else { "con" };
     let mut q = Qmp::connect(&p(d, "qmp"));
@@ -697,6 +723,7 @@ fn soak(name: &str, changes: usize, mux: bool) {
     let mut visits = [0usize; ALL.len()];
     let mut pairs = [[0usize; ALL.len()]; ALL.len()];
     let mut baseline = None;
+    let mut refused = 0;
     for n in 1..=changes {
         if current.kind != Kind::Null {
             // Let the guest print into the current target first.
@@ -732,12 +759,25 @@ fn soak(name: &str, changes: usize, mux: bool) {
         } else {
             ALL[order[n % order.len()]]
         };
+        if current.kind == Kind::Stdio && next_kind == Kind::Stdio {
+            // The new backend is opened before the old one goes (as in
+            // QEMU), and stdio has one user: refused, the old one stays.
+            let r = q.execute(json!({"execute": "chardev-change", "arguments": {
+                "id": "con", "backend": {"type": "stdio", "data": {}}}}));
+            assert_eq!(
+                r["error"]["desc"], "cannot use stdio by multiple character devices",
+                "{r}"
+            );
+            refused += 1;
+            pairs[current.kind.index()][next_kind.index()] += 1;
+            continue;
+        }
         if running && (current.kind.needs_quiet_change() || next_kind == Kind::Null) {
             q.cmd("stop", Value::Null);
             running = false;
             settle(&mut q, &mut current);
         }
-        let next = change_to(&mut q, d, next_kind, n, base);
+        let next = change_to(&mut q, d, &stdout, next_kind, n, base);
         if !running && next_kind != Kind::Null {
             q.cmd("cont", Value::Null);
             running = true;
@@ -766,7 +806,11 @@ fn soak(name: &str, changes: usize, mux: bool) {
         .iter()
         .filter(|e| e["event"] == "X_QCHAR_CHARDEV_CHANGED")
         .count();
-    assert_eq!(changed, changes, "one X_QCHAR_CHARDEV_CHANGED per change");
+    assert_eq!(
+        changed,
+        changes - refused,
+        "one X_QCHAR_CHARDEV_CHANGED per change"
+    );
     for (i, row) in pairs.iter().enumerate() {
         for (j, &c) in row.iter().enumerate() {
             assert!(c > 0, "no change from {:?} to {:?}", ALL[i], ALL[j]);
@@ -790,7 +834,7 @@ fn soak(name: &str, changes: usize, mux: bool) {
         .map(|k| format!("{k:?} {}", visits[k.index()]))
         .collect();
     eprintln!(
-        "{name}: {changes} changes (mux {mux}; {}), {lines} lines, {} echoes, {} bytes, \
+        "{name}: {changes} changes ({refused} refused; mux {mux}; {}), {lines} lines, {} echoes, {} bytes, \
          none lost, repeated or reordered; descriptors {fds0} -> {}, RSS {rss0} -> {} KiB; \
          in {:.1?}",
         per_kind.join(", "),

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -77,20 +78,27 @@ fn collect(mut r: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> Join
 impl Proc {
     /// Starts `program args` in `dir` with stdin from /dev/null.
     pub fn spawn_program(program: &str, args: &[String], dir: &Path) -> Proc {
+        Proc::spawn(program, args, dir, None)
+    }
+
+    /// Starts `program args` in `dir` with stdin from /dev/null and stdout
+    /// to `stdout` (collected only if `None`).
+    fn spawn(program: &str, args: &[String], dir: &Path, stdout: Option<OwnedFd>) -> Proc {
+        let collect_out = stdout.is_none();
         let mut child = Command::new(program)
             .args(args)
             .current_dir(dir)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(stdout.map_or_else(Stdio::piped, Stdio::from))
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
         let out = Arc::new(Mutex::new(Vec::new()));
         let err = Arc::new(Mutex::new(Vec::new()));
-        let readers = vec![
-            collect(child.stdout.take().unwrap(), out.clone()),
-            collect(child.stderr.take().unwrap(), err.clone()),
-        ];
+        let mut readers = vec![collect(child.stderr.take().unwrap(), err.clone())];
+        if collect_out {
+            readers.push(collect(child.stdout.take().unwrap(), out.clone()));
+        }
         Proc {
             child,
             out,
@@ -102,6 +110,11 @@ impl Proc {
     /// Starts qchar.
     pub fn qchar(args: &[String], dir: &Path) -> Proc {
         Proc::spawn_program(qchar_bin(), args, dir)
+    }
+
+    /// Starts qchar with its stdout on `stdout` (a pipe the test reads).
+    pub fn qchar_stdout_to(args: &[String], dir: &Path, stdout: OwnedFd) -> Proc {
+        Proc::spawn(qchar_bin(), args, dir, Some(stdout))
     }
 
     /// Stdout so far.
