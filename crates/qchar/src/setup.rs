@@ -255,9 +255,17 @@ fn setup_on(
     vmctl: &Arc<VmCtl>,
 ) -> Result<Running> {
     // 1. Chardevs.
+    let monitor_labels: Vec<&str> = cfg
+        .monitors
+        .iter()
+        .filter_map(|m| m.spec.as_ref().ok().map(|(label, _)| label.as_str()))
+        .collect();
     for c in &cfg.chardevs {
         let loc = c.loc.as_deref();
-        let o = c.options.clone()?;
+        let mut o = c.options.clone()?;
+        if monitor_labels.contains(&o.id.as_str()) {
+            monitor_on_loopback(&mut o.backend);
+        }
         if cfg.daemonize && uses_stdio(&o) {
             return Err(diag(loc, "cannot use stdio with -daemonize"));
         }
@@ -579,4 +587,23 @@ fn restrict_monitor_socket(reg: &Registry, label: &str) {
             u.path
         );
     }
+}
+
+/// A monitor's TCP server given no host (`-qmp tcp::4444,server=on`)
+/// listens on loopback only, where QEMU listens on every address: a
+/// monitor controls the machine. Naming a host (`tcp:0.0.0.0:4444`) asks
+/// for something else and gets it.
+fn monitor_on_loopback(spec: &mut qchar_chardev::spec::ChardevBackend) {
+    use qchar_chardev::spec::{ChardevBackend, SocketAddressLegacy};
+    let ChardevBackend::Socket(s) = spec else {
+        return;
+    };
+    let SocketAddressLegacy::Inet(i) = &mut s.addr else {
+        return;
+    };
+    if s.server != Some(true) || !i.host.is_empty() {
+        return;
+    }
+    let v6_only = i.ipv6 == Some(true) && i.ipv4 != Some(true);
+    i.host = if v6_only { "::1" } else { "127.0.0.1" }.to_string();
 }

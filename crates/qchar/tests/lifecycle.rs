@@ -720,3 +720,76 @@ fn monitor_unix_socket_is_owner_only() {
     q.cmd("quit", Value::Null);
     assert!(proc.wait().success());
 }
+
+/// Local addresses (`IP:PORT` as in /proc/net/tcp, hex) of the listening
+/// TCP sockets on `port`.
+fn tcp_listeners(port: u16) -> Vec<String> {
+    let mut v = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // State 0A is LISTEN.
+            if f.len() > 3 && f[3] == "0A" && f[1].ends_with(&format!(":{port:04X}")) {
+                v.push(f[1].to_string());
+            }
+        }
+    }
+    v
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn tcp_monitor_without_host_listens_on_loopback_only() {
+    let dir = tempdir();
+    let (port, other) = (free_tcp_port(), free_tcp_port());
+    let mut proc = Proc::qchar(
+        &argv(
+            &format!(
+                "-nodefaults -display none -S -qmp unix:$D/a,server=on,wait=off \
+                 -qmp tcp::{port},server=on,wait=off -monitor tcp:0.0.0.0:{other},server=on,wait=off"
+            ),
+            dir.path(),
+        ),
+        dir.path(),
+    );
+    let mut q = Qmp::connect(&p(dir.path(), "a"));
+    let list = q.cmd("query-chardev", Value::Null);
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["filename"].as_str())
+        .collect();
+    assert!(
+        names.contains(&format!("disconnected:tcp:127.0.0.1:{port},server=on").as_str()),
+        "{names:?}"
+    );
+    assert_eq!(
+        tcp_listeners(port),
+        [format!("0100007F:{port:04X}")],
+        "the QMP monitor listens on 127.0.0.1 only"
+    );
+    assert_eq!(
+        tcp_listeners(other),
+        [format!("00000000:{other:04X}")],
+        "a monitor given a host listens where it was told"
+    );
+    // And it is the monitor, reachable there.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(common::WAIT)).unwrap();
+    let mut greeting = [0u8; 7];
+    std::io::Read::read_exact(&mut s, &mut greeting).unwrap();
+    assert_eq!(&greeting, b"{\"QMP\":");
+    q.cmd("quit", Value::Null);
+    assert!(proc.wait().success());
+}
