@@ -62,6 +62,18 @@ impl Output {
         self.held
     }
 
+    /// A monitor's `can_read`: 0 while more than [`INPUT_PAUSE_THRESHOLD`]
+    /// bytes wait for a client that does not read (remembered, so that
+    /// [`Shared::output_ready`] resumes input), else `room`.
+    pub(crate) fn input_room(&mut self, room: usize) -> usize {
+        if self.held > INPUT_PAUSE_THRESHOLD {
+            self.input_paused = true;
+            0
+        } else {
+            room
+        }
+    }
+
     /// Queues a line and writes what the chardev takes.
     pub(crate) fn push(&mut self, line: Vec<u8>) {
         if line.is_empty() {
@@ -145,6 +157,21 @@ impl Shared {
 
     pub(crate) fn out(&self) -> MutexGuard<'_, Output> {
         self.out.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A monitor's `write_ready`: writes what is held, and resumes input
+    /// paused by [`Output::input_room`] once little is left.
+    pub(crate) fn output_ready(&self) {
+        let mut out = self.out();
+        out.flush();
+        if out.input_paused && out.held() <= INPUT_PAUSE_THRESHOLD {
+            out.input_paused = false;
+            let fe = out.fe.clone();
+            drop(out);
+            if let Some(fe) = fe {
+                fe.accept_input();
+            }
+        }
     }
 }
 

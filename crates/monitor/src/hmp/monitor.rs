@@ -9,7 +9,7 @@ use qchar_chardev::registry::Registry;
 use qchar_chardev::{CharFrontend, ChardevError, ChardevEvent, FrontendHandlers};
 
 use super::readline::Readline;
-use crate::output::{Shared, DEFAULT_OUTPUT_CAP, INPUT_PAUSE_THRESHOLD};
+use crate::output::{Shared, DEFAULT_OUTPUT_CAP};
 use crate::qmp::cmd::QmpEnv;
 
 const PROMPT: &[u8] = b"(qemu) ";
@@ -37,7 +37,6 @@ impl HmpMonitor {
             rl: Readline::new(),
             env,
             shared,
-            fe: fe.clone(),
             quit: false,
             swap_keeps_peer: false,
         };
@@ -56,23 +55,16 @@ struct HmpHandlers {
     rl: Readline,
     env: Arc<QmpEnv>,
     shared: Arc<Shared>,
-    fe: CharFrontend,
     quit: bool,
     swap_keeps_peer: bool,
 }
 
 impl FrontendHandlers for HmpHandlers {
     fn can_read(&mut self) -> usize {
-        let mut out = self.shared.out();
         if self.quit {
             return 0;
         }
-        if out.held() > INPUT_PAUSE_THRESHOLD {
-            out.input_paused = true;
-            0
-        } else {
-            4096
-        }
+        self.shared.out().input_room(4096)
     }
 
     fn read(&mut self, data: &[u8]) {
@@ -131,12 +123,6 @@ impl FrontendHandlers for HmpHandlers {
     }
 
     fn write_ready(&mut self) {
-        let mut out = self.shared.out();
-        out.flush();
-        if out.input_paused && out.held() <= INPUT_PAUSE_THRESHOLD {
-            out.input_paused = false;
-            drop(out);
-            self.fe.accept_input();
-        }
+        self.shared.output_ready();
     }
 }

@@ -64,6 +64,11 @@ impl Readline {
         self.esc = Esc::Norm;
     }
 
+    /// The line being edited and the cursor's position in it.
+    pub fn line(&self) -> (&[u8], usize) {
+        (&self.buf, self.cursor)
+    }
+
     /// Commands entered so far, oldest first.
     pub fn history(&self) -> &[Vec<u8>] {
         &self.history

@@ -22,7 +22,7 @@ use qchar_chardev::{CharFrontend, ChardevError, ChardevEvent, FrontendHandlers};
 
 use crate::event::EventSink;
 use crate::json::JsonLimits;
-use crate::output::{Shared, DEFAULT_OUTPUT_CAP, INPUT_PAUSE_THRESHOLD};
+use crate::output::{Shared, DEFAULT_OUTPUT_CAP};
 
 use super::cmd::QmpEnv;
 use super::session::QmpSession;
@@ -80,7 +80,6 @@ impl QmpMonitor {
             session: QmpSession::with_limits(opts.offer_oob, opts.json_limits),
             env,
             shared,
-            fe: fe.clone(),
             swap_keeps_peer: false,
         };
         fe.set_handlers(Box::new(h));
@@ -134,7 +133,6 @@ struct QmpHandlers {
     session: QmpSession,
     env: Arc<QmpEnv>,
     shared: Arc<Shared>,
-    fe: CharFrontend,
     /// The last backend change happened with a peer on both sides: the
     /// `Opened` that follows belongs to it.
     swap_keeps_peer: bool,
@@ -158,13 +156,7 @@ impl QmpHandlers {
 impl FrontendHandlers for QmpHandlers {
     fn can_read(&mut self) -> usize {
         self.check_overflow();
-        let mut out = self.shared.out();
-        if out.held() > INPUT_PAUSE_THRESHOLD {
-            out.input_paused = true;
-            0
-        } else {
-            READ_CHUNK
-        }
+        self.shared.out().input_room(READ_CHUNK)
     }
 
     fn read(&mut self, data: &[u8]) {
@@ -210,12 +202,6 @@ impl FrontendHandlers for QmpHandlers {
     }
 
     fn write_ready(&mut self) {
-        let mut out = self.shared.out();
-        out.flush();
-        if out.input_paused && out.held() <= INPUT_PAUSE_THRESHOLD {
-            out.input_paused = false;
-            drop(out);
-            self.fe.accept_input();
-        }
+        self.shared.output_ready();
     }
 }
