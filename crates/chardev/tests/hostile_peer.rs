@@ -11,57 +11,27 @@
 //!
 //! The tests of this file run one at a time (RSS is per process).
 
+#[path = "support/hostile.rs"]
+mod hostile;
 #[path = "support/net.rs"]
 mod net;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use hostile::{peak_growth, serial, Echo, EchoTraffic, MIB};
 use net::{connect_tcp, connect_unix, server_port, socket, unix_server, ws_frame, ws_handshake};
 use qchar_chardev::spec::ChardevBackend;
 use qchar_chardev::{CharFrontend, ChardevEvent, FrontendHandlers, Registry};
 
-const MIB: u64 = 1 << 20;
-
 /// Peak RSS growth allowed during a flood: the chardev layer holds no
 /// message, so this covers I/O buffers, thread stacks, allocator slack.
 const BOUND: u64 = 32 * MIB;
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-// ----- memory ------------------------------------------------------------
-
-fn status_kib(field: &str) -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = s
-        .lines()
-        .find(|l| l.starts_with(field))
-        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"));
-    line[field.len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// Runs `f` and returns how far the peak RSS rose above the RSS before.
-fn peak_growth(f: impl FnOnce()) -> u64 {
-    std::fs::write("/proc/self/clear_refs", "5").expect("reset VmHWM");
-    let before = status_kib("VmRSS:") * 1024;
-    f();
-    (status_kib("VmHWM:") * 1024).saturating_sub(before)
-}
 
 fn check_growth(what: &str, growth: u64) {
     eprintln!("{what}: peak RSS +{:.1} MiB", growth as f64 / MIB as f64);
@@ -117,75 +87,6 @@ impl FrontendHandlers for Counter {
     }
 }
 
-/// Writes back what it reads; holds what the output queue did not take and
-/// pauses input until `write_ready`.
-struct Echo {
-    fe: CharFrontend,
-    pending: Vec<u8>,
-}
-
-impl FrontendHandlers for Echo {
-    fn can_read(&mut self) -> usize {
-        if self.pending.is_empty() {
-            4096
-        } else {
-            0
-        }
-    }
-    fn read(&mut self, data: &[u8]) {
-        let n = self.fe.write(data);
-        self.pending.extend_from_slice(&data[n..]);
-    }
-    fn write_ready(&mut self) {
-        let n = self.fe.write(&self.pending);
-        self.pending.drain(..n);
-        if self.pending.is_empty() {
-            self.fe.accept_input();
-        }
-    }
-}
-
-/// A well-behaved client of the echo chardev, running until stopped:
-/// sends numbered blocks and checks each comes back exactly.
-struct EchoTraffic {
-    stop: Arc<AtomicBool>,
-    bytes: Arc<AtomicU64>,
-    join: JoinHandle<()>,
-}
-
-impl EchoTraffic {
-    fn start(path: &Path) -> EchoTraffic {
-        let mut s = connect_unix(path);
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let bytes = Arc::new(AtomicU64::new(0));
-        let (stop2, bytes2) = (stop.clone(), bytes.clone());
-        let join = std::thread::spawn(move || {
-            let mut r = s.try_clone().unwrap();
-            let mut block = 0u64;
-            while !stop2.load(Ordering::SeqCst) || block < 4 {
-                let sent: Vec<u8> = (0..8192u64)
-                    .map(|i| (i.wrapping_mul(31) ^ block.wrapping_mul(7)) as u8)
-                    .collect();
-                s.write_all(&sent).unwrap();
-                let mut got = vec![0u8; sent.len()];
-                r.read_exact(&mut got)
-                    .expect("echo chardev stopped answering");
-                assert_eq!(got, sent, "echo chardev block {block} changed");
-                bytes2.fetch_add(sent.len() as u64, Ordering::SeqCst);
-                block += 1;
-            }
-        });
-        EchoTraffic { stop, bytes, join }
-    }
-
-    fn finish(self) -> u64 {
-        self.stop.store(true, Ordering::SeqCst);
-        self.join.join().expect("echo traffic failed");
-        self.bytes.load(Ordering::SeqCst)
-    }
-}
-
 struct Setup {
     reg: Registry,
     _dir: tempfile::TempDir,
@@ -222,7 +123,7 @@ fn setup(telnet: bool, websocket: bool) -> (Setup, u16) {
     let seen = Counter::default();
     a.set_handlers(Box::new(seen.clone()));
     // Warm up b, so lazily made buffers exist before measuring.
-    EchoTraffic::start(&echo).finish();
+    EchoTraffic::start(connect_unix(&echo)).finish();
     (
         Setup {
             reg,
@@ -241,7 +142,7 @@ fn setup(telnet: bool, websocket: bool) -> (Setup, u16) {
 /// drops the connection; returns the bytes sent.
 fn flood(s: &Setup, w: &mut TcpStream, total: u64, mut fill: impl FnMut(u64, &mut [u8])) -> u64 {
     w.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
-    let traffic = EchoTraffic::start(&s.echo);
+    let traffic = EchoTraffic::start(connect_unix(&s.echo));
     let mut buf = vec![0u8; 65536];
     let mut off = 0;
     'send: while off < total {
@@ -401,7 +302,7 @@ fn frontend_writes_to_a_peer_that_never_reads() {
     let (s, port) = setup(false, false);
     let c = connect_tcp(port);
     wait_until("a open", || s.a.is_open());
-    let traffic = EchoTraffic::start(&s.echo);
+    let traffic = EchoTraffic::start(connect_unix(&s.echo));
     let block = vec![0xa5u8; 65536];
     let mut taken = 0u64;
     let growth = peak_growth(|| {
@@ -431,7 +332,7 @@ fn unix_peer_garbage_does_not_reach_another_chardev() {
     let seen = Counter::default();
     fe.set_handlers(Box::new(seen.clone()));
     let mut c: UnixStream = connect_unix(&path);
-    let traffic = EchoTraffic::start(&s.echo);
+    let traffic = EchoTraffic::start(connect_unix(&s.echo));
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut buf = vec![0u8; 65536];
     let mut sent = 0u64;

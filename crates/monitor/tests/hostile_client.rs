@@ -11,19 +11,16 @@
 //! The tests of this file run one at a time (RSS is per process).
 
 mod common;
+#[path = "../../chardev/tests/support/hostile.rs"]
+mod hostile;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::{Client, Harness};
-use qchar_chardev::{CharFrontend, FrontendHandlers};
-
-const MIB: u64 = 1 << 20;
+use hostile::{peak_growth, serial, Echo, EchoTraffic, MIB};
 
 /// QEMU's (and qchar's default) limit on one JSON message.
 const JSON_MESSAGE_LIMIT: u64 = 64 * MIB;
@@ -33,79 +30,7 @@ const JSON_MESSAGE_LIMIT: u64 = 64 * MIB;
 /// slack).
 const SLACK: u64 = 32 * MIB;
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-// ----- memory ------------------------------------------------------------
-
-fn status_kib(field: &str) -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = s
-        .lines()
-        .find(|l| l.starts_with(field))
-        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"));
-    line[field.len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// Resident set size now, in bytes.
-fn rss_now() -> u64 {
-    status_kib("VmRSS:") * 1024
-}
-
-/// Resets the kernel's peak-RSS mark (`VmHWM`) to the current RSS.
-fn reset_peak() {
-    std::fs::write("/proc/self/clear_refs", "5").expect("reset VmHWM");
-}
-
-fn peak() -> u64 {
-    status_kib("VmHWM:") * 1024
-}
-
-/// Runs `f` and returns how far the peak RSS rose above the RSS before.
-fn peak_growth(f: impl FnOnce()) -> u64 {
-    reset_peak();
-    let before = rss_now();
-    f();
-    peak().saturating_sub(before)
-}
-
 // ----- chardev b: an echo next to the monitor ----------------------------
-
-/// Writes back what it reads; holds what the output queue did not take and
-/// pauses input until `write_ready`.
-struct Echo {
-    fe: CharFrontend,
-    pending: Vec<u8>,
-}
-
-impl FrontendHandlers for Echo {
-    fn can_read(&mut self) -> usize {
-        if self.pending.is_empty() {
-            4096
-        } else {
-            0
-        }
-    }
-    fn read(&mut self, data: &[u8]) {
-        let n = self.fe.write(data);
-        self.pending.extend_from_slice(&data[n..]);
-    }
-    fn write_ready(&mut self) {
-        let n = self.fe.write(&self.pending);
-        self.pending.drain(..n);
-        if self.pending.is_empty() {
-            self.fe.accept_input();
-        }
-    }
-}
 
 fn add_echo(h: &Harness, id: &str) -> PathBuf {
     let path = h.add_socket(id).expect("socket chardev");
@@ -116,49 +41,6 @@ fn add_echo(h: &Harness, id: &str) -> PathBuf {
     }));
     fe.set_open(true);
     path
-}
-
-/// A well-behaved client of the echo chardev, running until stopped:
-/// sends numbered blocks and checks each comes back exactly.
-struct EchoTraffic {
-    stop: Arc<AtomicBool>,
-    bytes: Arc<AtomicU64>,
-    join: JoinHandle<()>,
-}
-
-impl EchoTraffic {
-    fn start(path: &Path) -> EchoTraffic {
-        let mut s = Client::connect(path).w;
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let bytes = Arc::new(AtomicU64::new(0));
-        let (stop2, bytes2) = (stop.clone(), bytes.clone());
-        let join = std::thread::spawn(move || {
-            let mut r = s.try_clone().unwrap();
-            let mut block = 0u64;
-            // At least a few blocks, however fast the flood ends.
-            while !stop2.load(Ordering::SeqCst) || block < 4 {
-                let sent: Vec<u8> = (0..8192u64)
-                    .map(|i| (i.wrapping_mul(31) ^ block.wrapping_mul(7)) as u8)
-                    .collect();
-                s.write_all(&sent).unwrap();
-                let mut got = vec![0u8; sent.len()];
-                r.read_exact(&mut got)
-                    .expect("echo chardev stopped answering");
-                assert_eq!(got, sent, "echo chardev block {block} changed");
-                bytes2.fetch_add(sent.len() as u64, Ordering::SeqCst);
-                block += 1;
-            }
-        });
-        EchoTraffic { stop, bytes, join }
-    }
-
-    /// Stops and returns the bytes that went through, verified.
-    fn finish(self) -> u64 {
-        self.stop.store(true, Ordering::SeqCst);
-        self.join.join().expect("echo traffic failed");
-        self.bytes.load(Ordering::SeqCst)
-    }
 }
 
 // ----- the hostile client ------------------------------------------------
@@ -229,7 +111,7 @@ fn setup() -> Setup {
     let echo = add_echo(&h, "b");
     // Warm up both, so lazily made buffers exist before measuring.
     monitor_answers(&qmp);
-    EchoTraffic::start(&echo).finish();
+    EchoTraffic::start(Client::connect(&echo).w).finish();
     Setup { _h: h, qmp, echo }
 }
 
@@ -239,7 +121,7 @@ fn flood_with_traffic(s: &Setup, total: u64, fill: impl FnMut(u64, &mut [u8])) -
     let mut lines = 0;
     let mut echoed = 0;
     let growth = peak_growth(|| {
-        let traffic = EchoTraffic::start(&s.echo);
+        let traffic = EchoTraffic::start(Client::connect(&s.echo).w);
         lines = flood(&s.qmp, total, fill);
         echoed = traffic.finish();
     });
@@ -325,7 +207,7 @@ fn client_that_never_reads_cannot_make_the_monitor_hold_its_replies() {
     let _g = serial();
     let s = setup();
     let growth = peak_growth(|| {
-        let traffic = EchoTraffic::start(&s.echo);
+        let traffic = EchoTraffic::start(Client::connect(&s.echo).w);
         let mut c = UnixStream::connect(&s.qmp).unwrap();
         // Each command's reply is about 1.5 KiB; the client asks for
         // 200 MB of them and reads nothing. The monitor stops reading once

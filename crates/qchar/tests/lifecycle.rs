@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{
-    argv, chardevs_masked, kvm_or_skip, p, qemu_available, tempdir, wait_until, Proc, Qmp,
+    argv, chardevs_masked, kvm_or_skip, p, qchar_and_qmp, qemu_available, tempdir, wait_until,
+    Proc, Qmp,
 };
 use serde_json::{json, Value};
 
@@ -133,15 +134,8 @@ fn query_chardev_of_live_qemu() {
 /// become `null`, and there is no parallel port.
 #[test]
 fn defaults_without_display() {
-    let dir = tempdir();
-    let mut proc = Proc::qchar(
-        &argv(
-            "-display none -S -qmp unix:$D/a,server=on,wait=off",
-            dir.path(),
-        ),
-        dir.path(),
-    );
-    let mut q = Qmp::connect(&p(dir.path(), "a"));
+    let (dir, mut proc, mut q) =
+        qchar_and_qmp("-display none -S -qmp unix:$D/a,server=on,wait=off");
     let got = chardevs_masked(&q.cmd("query-chardev", Value::Null), dir.path());
     // QEMU 7.2: parallel0 "vc", serial0 "vc", compat_monitor0 the QMP.
     assert_eq!(
@@ -333,15 +327,9 @@ fn guest_fault_shuts_down_or_stops_in_internal_error() {
 
 #[test]
 fn sigterm_ends_cleanly_with_qemus_message() {
-    let dir = tempdir();
-    let mut proc = Proc::qchar(
-        &argv(
-            "-nodefaults -display none -S -qmp unix:$D/a,server=on,wait=off -pidfile $D/q.pid",
-            dir.path(),
-        ),
-        dir.path(),
+    let (dir, mut proc, mut q) = qchar_and_qmp(
+        "-nodefaults -display none -S -qmp unix:$D/a,server=on,wait=off -pidfile $D/q.pid",
     );
-    let mut q = Qmp::connect(&p(dir.path(), "a"));
     q.cmd("query-status", Value::Null);
     // SAFETY: kill on a child we started and have not reaped.
     assert_eq!(unsafe { libc::kill(proc.pid() as i32, libc::SIGTERM) }, 0);
@@ -469,15 +457,9 @@ fn daemonize_reports_setup_errors_through_the_parent() {
 
 #[test]
 fn pty_chardev_is_announced_and_usable() {
-    let dir = tempdir();
-    let mut proc = Proc::qchar(
-        &argv(
-            "-nodefaults -display none -S -qmp unix:$D/a,server=on,wait=off -chardev pty,id=p",
-            dir.path(),
-        ),
-        dir.path(),
+    let (_dir, mut proc, mut q) = qchar_and_qmp(
+        "-nodefaults -display none -S -qmp unix:$D/a,server=on,wait=off -chardev pty,id=p",
     );
-    let mut q = Qmp::connect(&p(dir.path(), "a"));
     let out = proc.stdout();
     let path = out
         .strip_prefix("char device redirected to ")
@@ -614,17 +596,11 @@ fn hmp_monitor_controls_the_guest() {
     if !kvm_or_skip("hmp_monitor_controls_the_guest") {
         return;
     }
-    let dir = tempdir();
-    let mut proc = Proc::qchar(
-        &argv(
-            "-nodefaults -S -chardev file,id=con,path=$D/c.log -serial chardev:con \
+    let (_dir, mut proc, mut q) = qchar_and_qmp(
+        "-nodefaults -S -chardev file,id=con,path=$D/c.log -serial chardev:con \
              -monitor unix:$D/h,server=on,wait=off -qmp unix:$D/a,server=on,wait=off \
              -fda builtin:demo",
-            dir.path(),
-        ),
-        dir.path(),
     );
-    let mut q = Qmp::connect(&p(dir.path(), "a"));
     let r = q.cmd(
         "human-monitor-command",
         json!({"command-line": "info status"}),
@@ -693,16 +669,10 @@ fn a_signal_while_waiting_for_a_client_ends_the_process() {
 #[test]
 fn monitor_unix_socket_is_owner_only() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempdir();
-    let mut proc = Proc::qchar(
-        &argv(
-            "-nodefaults -display none -S -qmp unix:$D/a,server=on,wait=off \
+    let (dir, mut proc, mut q) = qchar_and_qmp(
+        "-nodefaults -display none -S -qmp unix:$D/a,server=on,wait=off \
              -chardev socket,id=c,path=$D/c,server=on,wait=off",
-            dir.path(),
-        ),
-        dir.path(),
     );
-    let mut q = Qmp::connect(&p(dir.path(), "a"));
     q.cmd("query-status", Value::Null);
     let mode = |f: &str| {
         std::fs::metadata(p(dir.path(), f))

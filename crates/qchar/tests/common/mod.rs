@@ -331,6 +331,15 @@ pub fn tempdir() -> tempfile::TempDir {
         .unwrap()
 }
 
+/// Starts qchar with `line` (`$D` for a new test directory, which the
+/// caller keeps) and connects to its QMP socket `$D/a`.
+pub fn qchar_and_qmp(line: &str) -> (tempfile::TempDir, Proc, Qmp) {
+    let dir = tempdir();
+    let proc = Proc::qchar(&argv(line, dir.path()), dir.path());
+    let q = Qmp::connect(&p(dir.path(), "a"));
+    (dir, proc, q)
+}
+
 /// Path of `name` in `dir`.
 pub fn p(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
