@@ -337,7 +337,13 @@ fn setup_on(
             s.dev
         );
         match s.source.clone()? {
-            SerialSource::New { options, monitor } => {
+            SerialSource::New {
+                mut options,
+                monitor,
+            } => {
+                if monitor {
+                    monitor_on_loopback(&mut options.backend);
+                }
                 if cfg.daemonize && uses_stdio(&options) {
                     return Err(Diag::at(loc, "cannot use stdio with -daemonize")
                         .then(loc, connect)

@@ -721,12 +721,18 @@ fn free_tcp_port() -> u16 {
 #[test]
 fn tcp_monitor_without_host_listens_on_loopback_only() {
     let dir = tempdir();
-    let (port, other) = (free_tcp_port(), free_tcp_port());
+    let (port, other, serial, plain) = (
+        free_tcp_port(),
+        free_tcp_port(),
+        free_tcp_port(),
+        free_tcp_port(),
+    );
     let mut proc = Proc::qchar(
         &argv(
             &format!(
                 "-nodefaults -display none -S -qmp unix:$D/a,server=on,wait=off \
-                 -qmp tcp::{port},server=on,wait=off -monitor tcp:0.0.0.0:{other},server=on,wait=off"
+                 -qmp tcp::{port},server=on,wait=off -monitor tcp:0.0.0.0:{other},server=on,wait=off \
+                 -serial mon:tcp::{serial},server=on,wait=off -serial tcp::{plain},server=on,wait=off"
             ),
             dir.path(),
         ),
@@ -753,6 +759,16 @@ fn tcp_monitor_without_host_listens_on_loopback_only() {
         tcp_listeners(other),
         [format!("00000000:{other:04X}")],
         "a monitor given a host listens where it was told"
+    );
+    assert_eq!(
+        tcp_listeners(serial),
+        [format!("0100007F:{serial:04X}")],
+        "a serial line with a monitor on it (mon:) is a monitor"
+    );
+    assert_eq!(
+        tcp_listeners(plain),
+        [format!("00000000:{plain:04X}")],
+        "a plain serial line keeps QEMU's every address"
     );
     // And it is the monitor, reachable there.
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
