@@ -759,6 +759,11 @@ impl Chardev {
         self.kick();
     }
 
+    /// Whether [`Chardev::remove`] has run.
+    pub(crate) fn is_removed(&self) -> bool {
+        self.state().removed
+    }
+
     /// Marks the chardev removed and closes its backend now. Runs on the I/O
     /// thread.
     pub(crate) fn remove(&self) -> Result<()> {

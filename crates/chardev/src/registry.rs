@@ -282,8 +282,13 @@ impl Registry {
             return Ok(ret);
         }
         let cd2 = cd.clone();
+        let gone = ChardevError::DoesNotExist(id.to_string());
         self.inner.io.run(move || {
-            if !cd2.has_frontend() {
+            if cd2.is_removed() {
+                // A remove ran between the look-up and now: the change
+                // lost the race, and says so as QEMU would after it.
+                Err(gone)
+            } else if !cd2.has_frontend() {
                 cd2.replace_unused(inst);
                 Ok(())
             } else if cd2.blocks_hotswap() {
