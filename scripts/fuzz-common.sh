@@ -5,7 +5,7 @@
 # RUSTC_BOOTSTRAP=1 lets stable accept them. libfuzzer-sys builds libFuzzer
 # itself with the system C++ compiler.
 
-FUZZ_TARGETS=(json_stream qmp chardev_opts telnet websocket uart)
+FUZZ_TARGETS=(json_stream qmp chardev_opts telnet websocket uart readline)
 CARGO_FUZZ_VERSION=0.13.2
 
 fuzz_setup() {
@@ -35,6 +35,7 @@ fuzz_args() {
     qmp | json_stream) args+=(-dict=dicts/qmp.dict) ;;
     chardev_opts) args+=(-dict=dicts/chardev_opts.dict) ;;
     websocket) args+=(-dict=dicts/websocket.dict) ;;
+    readline) args+=(-dict=dicts/readline.dict) ;;
   esac
   printf '%s\n' "${args[@]}"
 }
