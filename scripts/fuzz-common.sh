@@ -5,7 +5,7 @@
 # RUSTC_BOOTSTRAP=1 lets stable accept them. libfuzzer-sys builds libFuzzer
 # itself with the system C++ compiler.
 
-FUZZ_TARGETS=(json_stream qmp chardev_opts telnet websocket uart readline)
+FUZZ_TARGETS=(json_stream qmp chardev_opts telnet websocket uart readline mux)
 CARGO_FUZZ_VERSION=0.13.2
 
 fuzz_setup() {
@@ -36,6 +36,7 @@ fuzz_args() {
     chardev_opts) args+=(-dict=dicts/chardev_opts.dict) ;;
     websocket) args+=(-dict=dicts/websocket.dict) ;;
     readline) args+=(-dict=dicts/readline.dict) ;;
+    mux) args+=(-dict=dicts/mux.dict) ;;
   esac
   printf '%s\n' "${args[@]}"
 }

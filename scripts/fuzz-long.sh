@@ -4,7 +4,7 @@
 # build on each other; seeds come from fuzz/seeds/TARGET.
 #
 # Usage: scripts/fuzz-long.sh TARGET SECONDS [libFuzzer args...]
-# Targets: json_stream qmp chardev_opts telnet websocket uart readline.
+# Targets: json_stream qmp chardev_opts telnet websocket uart readline mux.
 # Findings go to fuzz/artifacts/TARGET/; replay one with
 #   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O TARGET artifacts/TARGET/crash-...)
 # The full log is written to fuzz/target/long-TARGET.log.
