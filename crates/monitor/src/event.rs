@@ -16,11 +16,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::json::{Dict, Value};
 
-/// Something that accepts event lines (a monitor's output).
+/// Something that accepts events (a monitor's output).
 pub trait EventSink: Send + Sync {
-    /// One complete event line, `\r\n` included. Sinks that have not
-    /// negotiated capabilities drop it.
-    fn send_event(&self, line: &[u8]);
+    /// One event: `line` is its compact line, `\r\n` included, `event` the
+    /// same as a value (for a monitor that prints pretty). Sinks that have
+    /// not negotiated capabilities drop it.
+    fn send_event(&self, line: &[u8], event: &Value);
 }
 
 /// Fan-out of events to monitors. Cheap to clone.
@@ -44,7 +45,9 @@ impl EventBus {
 
     /// Sends event `name` with optional `data` to every sink.
     pub fn emit(&self, name: &str, data: Option<Dict>) {
-        let line = event_line(name, data, SystemTime::now());
+        let event = event_value(name, data, SystemTime::now());
+        let mut line = event.to_json();
+        line.extend_from_slice(b"\r\n");
         let sinks: Vec<Arc<dyn EventSink>> = self
             .sinks
             .lock()
@@ -53,13 +56,13 @@ impl EventBus {
             .filter_map(Weak::upgrade)
             .collect();
         for s in sinks {
-            s.send_event(&line);
+            s.send_event(&line, &event);
         }
     }
 }
 
-/// Serializes an event as QEMU does (member order included).
-pub fn event_line(name: &str, data: Option<Dict>, now: SystemTime) -> Vec<u8> {
+/// An event as QEMU builds it (member order included).
+pub fn event_value(name: &str, data: Option<Dict>, now: SystemTime) -> Value {
     let t = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let ts = crate::dict! { "seconds" => t.as_secs() as i64, "microseconds" => t.subsec_micros() as i64 };
     let mut d = Dict::new();
@@ -68,7 +71,12 @@ pub fn event_line(name: &str, data: Option<Dict>, now: SystemTime) -> Vec<u8> {
     if let Some(data) = data {
         d.insert("data", Value::Dict(data));
     }
-    let mut line = Value::Dict(d).to_json();
+    Value::Dict(d)
+}
+
+/// Serializes an event as QEMU does, compact, `\r\n` included.
+pub fn event_line(name: &str, data: Option<Dict>, now: SystemTime) -> Vec<u8> {
+    let mut line = event_value(name, data, now).to_json();
     line.extend_from_slice(b"\r\n");
     line
 }

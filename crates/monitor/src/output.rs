@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use qchar_chardev::CharFrontend;
 
 use crate::event::EventSink;
+use crate::json::Value;
 
 /// Default cap on output held for one client.
 pub const DEFAULT_OUTPUT_CAP: usize = 1 << 20;
@@ -37,6 +38,8 @@ pub(crate) struct Output {
     pub(crate) overflowed: bool,
     /// `can_read` said 0 because of held output.
     pub(crate) input_paused: bool,
+    /// Events are printed in QEMU's pretty style (`pretty=on`).
+    pub(crate) pretty: bool,
 }
 
 impl Output {
@@ -50,6 +53,7 @@ impl Output {
             events_wanted: false,
             overflowed: false,
             input_paused: false,
+            pretty: false,
         }
     }
 
@@ -176,10 +180,15 @@ impl Shared {
 }
 
 impl EventSink for Shared {
-    fn send_event(&self, line: &[u8]) {
+    fn send_event(&self, line: &[u8], event: &Value) {
         let mut out = self.out();
         if out.events_wanted {
-            out.push(line.to_vec());
+            let line = if out.pretty {
+                crate::qmp::session::line(event.clone(), true)
+            } else {
+                line.to_vec()
+            };
+            out.push(line);
         }
     }
 }

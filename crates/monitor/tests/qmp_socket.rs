@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{mask_timestamps, Client, Harness};
+use qchar_monitor::qmp::QmpOptions;
 
 #[test]
 fn recorded_qemu_conversation_over_a_socket() {
@@ -245,19 +246,37 @@ fn chardev_change_of_own_chardev_answers_on_old_backend() {
 
 #[test]
 fn live_comparison_with_qemu() {
+    compare_with_qemu(false);
+}
+
+/// `-qmp-pretty` / `pretty=on`: the same conversation, printed pretty.
+#[test]
+fn live_comparison_with_qemu_pretty() {
+    compare_with_qemu(true);
+}
+
+/// Runs one conversation against qchar's monitor and QEMU's (`-qmp`, or
+/// `-qmp-pretty` when `pretty`) and compares every byte of the answers,
+/// event timestamps masked.
+fn compare_with_qemu(pretty: bool) {
     use std::io::{BufRead, Read};
     let qemu = "qemu-system-x86_64";
     if Command::new(qemu).arg("--version").output().is_err() {
         return eprintln!("SKIP: {qemu} not installed");
     }
     let mut h = Harness::qemu_compatible();
-    let Some(ours) = h.qmp_socket("mon0") else {
+    let opts = QmpOptions {
+        pretty,
+        ..QmpOptions::default()
+    };
+    let Some(ours) = h.qmp_socket_with("mon0", opts) else {
         return;
     };
     let qsock = h.path("qemu.sock");
     let _child = KillOnDrop(
         Command::new(qemu)
-            .args(["-nodefaults", "-display", "none", "-S", "-qmp"])
+            .args(["-nodefaults", "-display", "none", "-S"])
+            .arg(if pretty { "-qmp-pretty" } else { "-qmp" })
             .arg(format!("unix:{},server=on,wait=off", qsock.display()))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -270,6 +289,7 @@ fn live_comparison_with_qemu() {
         b"{]\n",
         b"{\"execute\":\"qmp_capabilities\"}",
         b"{\"exec-oob\":\"query-status\",\"id\":{\"x\":0.5}}",
+        b"{\"execute\":\"query-status\",\"id\":[1,{\"a\":[]},{},\"x\"]}",
         b"{\"execute\":\"chardev-add\",\"arguments\":{\"id\":\"r\",\"backend\":{\"type\":\"ringbuf\",\"data\":{\"size\":8}}}}",
         b"{\"execute\":\"ringbuf-write\",\"arguments\":{\"device\":\"r\",\"data\":\"\\u00e9\\u0000abcdefgh\"}}",
         b"{\"execute\":\"ringbuf-read\",\"arguments\":{\"device\":\"r\",\"size\":100}}",
@@ -281,47 +301,46 @@ fn live_comparison_with_qemu() {
     ];
     let mut ours = Client::connect(&ours);
     let mut theirs = Client::connect(&qsock);
-    let mut g_ours = ours.line();
-    let g_theirs = theirs.line();
+    let read_all = |c: &mut Client| {
+        std::thread::sleep(Duration::from_millis(200));
+        c.r.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            // Drain what the BufReader already holds first.
+            let have = c.r.buffer().to_vec();
+            if !have.is_empty() {
+                buf.extend_from_slice(&have);
+                c.r.consume(have.len());
+                continue;
+            }
+            match c.r.get_mut().read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        mask_timestamps(&buf)
+    };
+    let g_theirs = read_all(&mut theirs);
+    let g_ours = read_all(&mut ours);
     // The version differs only if the installed QEMU is not 7.2.22.
     if g_ours != g_theirs {
         eprintln!(
             "note: greetings differ (other QEMU build): {:?}",
             String::from_utf8_lossy(&g_theirs)
         );
-        g_ours.clear();
     }
     for s in steps {
         theirs.send(s);
         ours.send(s);
-        std::thread::sleep(Duration::from_millis(200));
-        let read_all = |c: &mut Client| {
-            c.r.get_ref()
-                .set_read_timeout(Some(Duration::from_millis(300)))
-                .unwrap();
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            loop {
-                // Drain what the BufReader already holds first.
-                let have = c.r.buffer().to_vec();
-                if !have.is_empty() {
-                    buf.extend_from_slice(&have);
-                    c.r.consume(have.len());
-                    continue;
-                }
-                match c.r.get_mut().read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            mask_timestamps(&buf)
-        };
         let a = read_all(&mut theirs);
         let b = read_all(&mut ours);
         assert_eq!(
             String::from_utf8_lossy(&b),
             String::from_utf8_lossy(&a),
-            "step {:?}",
+            "step {:?} (pretty {pretty})",
             String::from_utf8_lossy(s)
         );
     }

@@ -168,6 +168,8 @@ pub struct MonitorReq {
     pub loc: Option<String>,
     /// Chardev label, mode, or the error QEMU reports when it starts it.
     pub spec: Result<(String, MonMode), Diag>,
+    /// QMP printed in QEMU's pretty style (`pretty=on`, `-qmp-pretty`).
+    pub pretty: bool,
 }
 
 /// Where a serial port's chardev comes from.
@@ -313,6 +315,7 @@ const OPTIONS: &[(&str, bool)] = &[
     ("mon", true),
     ("monitor", true),
     ("qmp", true),
+    ("qmp-pretty", true),
     ("display", true),
     ("nographic", false),
     ("nodefaults", false),
@@ -373,9 +376,10 @@ pub fn help_text() -> String {
          \x20                         mon:DEV, none); up to four get a UART\n\
          -device isa-serial[,chardev=ID][,iobase=N][,irq=N][,index=N][,id=ID]\n\
          \x20                         a 16550A UART\n\
-         -mon [chardev=]ID[,mode=readline|control]  a monitor on chardev ID\n\
+         -mon [chardev=]ID[,mode=readline|control][,pretty=on|off]  a monitor on chardev ID\n\
          -monitor DEV              HMP monitor on DEV (chardev compat_monitorN)\n\
          -qmp DEV                  QMP monitor on DEV (chardev compat_monitorN)\n\
+         -qmp-pretty DEV           the same, printing pretty JSON\n\
          -nographic                serial port and HMP monitor muxed on stdio\n\
          -nodefaults               no default serial port and monitor\n\
          -display none             the only display type (no display)\n\
@@ -527,9 +531,14 @@ pub fn parse(args: &[String]) -> Result<Action, Diag> {
                     s.monitor_parse(Some(&loc), value, MonMode::Readline)?;
                 }
             }
-            "qmp" => {
+            "qmp" | "qmp-pretty" => {
                 s.default_monitor = false;
                 s.monitor_parse(Some(&loc), value, MonMode::Control)?;
+                if name == "qmp-pretty" {
+                    if let Some(m) = s.cfg.monitors.last_mut() {
+                        m.pretty = true;
+                    }
+                }
             }
             "display" => {
                 if let Some(text) = display(&loc, value)? {
@@ -615,6 +624,7 @@ impl Scan {
         self.cfg.monitors.push(MonitorReq {
             loc: loc.map(str::to_string),
             spec: Ok((label, mode)),
+            pretty: false,
         });
         Ok(())
     }
@@ -667,15 +677,16 @@ impl Scan {
         let spec = match (chardev, mode) {
             (_, Err(e)) => Err(e),
             (None, _) => Err(Diag::at(Some(loc), "Parameter 'chardev' is missing")),
-            (Some(_), Ok(_)) if pretty => Err(Diag::at(
+            (Some(_), Ok(MonMode::Readline)) if pretty => Err(Diag::at(
                 Some(loc),
-                "qchar does not support pretty=on (QMP replies are printed compact)",
+                "'pretty' is not compatible with HMP monitors",
             )),
             (Some(c), Ok(m)) => Ok((c, m)),
         };
         self.cfg.monitors.push(MonitorReq {
             loc: Some(loc.to_string()),
             spec,
+            pretty,
         });
         Ok(())
     }

@@ -316,7 +316,7 @@ fn setup_on(
     // refused here, and a mux orders its users by it), their handlers only
     // once everything exists: QEMU answers no monitor before its set-up is
     // complete either.
-    let mut monitor_fes: Vec<(CharFrontend, MonMode)> = Vec::new();
+    let mut monitor_fes: Vec<(CharFrontend, MonMode, bool)> = Vec::new();
     for m in &cfg.monitors {
         let loc = m.loc.as_deref();
         let (label, mode) = m.spec.clone()?;
@@ -325,7 +325,7 @@ fn setup_on(
         }
         let fe = reg.attach(&label).map_err(|e| diag(loc, e.to_string()))?;
         restrict_monitor_socket(reg, &label);
-        monitor_fes.push((fe, mode));
+        monitor_fes.push((fe, mode, m.pretty));
     }
 
     // 5. Serial chardevs.
@@ -355,7 +355,7 @@ fn setup_on(
                     let fe = reg
                         .attach(&options.id)
                         .map_err(|e| diag(loc, e.to_string()))?;
-                    monitor_fes.push((fe, MonMode::Readline));
+                    monitor_fes.push((fe, MonMode::Readline, false));
                 }
                 serial_hds.push((s.loc.clone(), options.id.clone()));
             }
@@ -435,12 +435,15 @@ fn setup_on(
     // user to register has the focus: the serial port, as in QEMU).
     let monitors: Vec<Monitor> = monitor_fes
         .into_iter()
-        .map(|(fe, mode)| match mode {
+        .map(|(fe, mode, pretty)| match mode {
             MonMode::Readline => Monitor::Hmp(HmpMonitor::on_frontend(fe, env.clone())),
             MonMode::Control => Monitor::Qmp(QmpMonitor::on_frontend(
                 fe,
                 env.clone(),
-                QmpOptions::default(),
+                QmpOptions {
+                    pretty,
+                    ..QmpOptions::default()
+                },
             )),
         })
         .collect();

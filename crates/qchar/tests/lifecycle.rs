@@ -779,3 +779,56 @@ fn tcp_monitor_without_host_listens_on_loopback_only() {
     q.cmd("quit", Value::Null);
     assert!(proc.wait().success());
 }
+
+#[test]
+fn qmp_pretty_monitor_prints_pretty_json() {
+    use std::io::{Read, Write};
+    let dir = tempdir();
+    let mut proc = Proc::qchar(
+        &argv(
+            "-nodefaults -display none -S -qmp unix:$D/a,server=on,wait=off \
+             -chardev socket,id=p,path=$D/p,server=on,wait=off -mon chardev=p,mode=control,pretty=on",
+            dir.path(),
+        ),
+        dir.path(),
+    );
+    let mut q = Qmp::connect(&p(dir.path(), "a"));
+    let s = std::os::unix::net::UnixStream::connect(p(dir.path(), "p")).unwrap();
+    s.set_read_timeout(Some(common::WAIT)).unwrap();
+    // Reads one pretty message: it ends with a `}` alone on a line.
+    let read_message = || {
+        let mut got = Vec::new();
+        let mut b = [0u8; 1];
+        while !got.ends_with(b"\r\n}\r\n") {
+            (&s).read_exact(&mut b).expect("a whole message");
+            got.push(b[0]);
+        }
+        String::from_utf8(got).unwrap()
+    };
+    let greeting = read_message();
+    assert!(
+        greeting.starts_with("{\r\n    \"QMP\": {\r\n        \"version\": {\r\n"),
+        "{greeting}"
+    );
+    (&s).write_all(b"{\"execute\":\"qmp_capabilities\"}")
+        .unwrap();
+    assert_eq!(read_message(), "{\r\n    \"return\": {\r\n    }\r\n}\r\n");
+    (&s).write_all(b"{\"execute\":\"query-status\"}").unwrap();
+    assert_eq!(
+        read_message(),
+        "{\r\n    \"return\": {\r\n        \"status\": \"prelaunch\",\r\n        \
+         \"singlestep\": false,\r\n        \"running\": false\r\n    }\r\n}\r\n"
+    );
+    // Events too (a chardev added through the compact monitor beside it).
+    q.cmd(
+        "chardev-add",
+        json!({"id": "n", "backend": {"type": "null", "data": {}}}),
+    );
+    let ev = read_message();
+    assert!(
+        ev.contains("\r\n    \"event\": \"X_QCHAR_CHARDEV_ADDED\",\r\n"),
+        "{ev}"
+    );
+    q.cmd("quit", Value::Null);
+    assert!(proc.wait().success());
+}

@@ -153,6 +153,14 @@ impl Value {
         out
     }
 
+    /// Serializes in QEMU's pretty style (`pretty=on` monitors), with
+    /// `\r\n` line ends inside.
+    pub fn to_json_pretty(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        super::writer::write_value_pretty(self, 0, &mut out);
+        out
+    }
+
     /// [`Value::to_json`] as text.
     pub fn to_json_string(&self) -> String {
         String::from_utf8_lossy(&self.to_json()).into_owned()

@@ -40,6 +40,46 @@ pub(crate) fn write_value(v: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends `v` in QEMU's pretty style (`-mon ...,pretty=on`): every member
+/// and element on a line of its own, indented four spaces a level, the
+/// closing bracket on a line at its opener's level (so an empty object is
+/// `{` and `}` on two lines), lines ending `\r\n` as the monitor sends them.
+pub(crate) fn write_value_pretty(v: &Value, level: usize, out: &mut Vec<u8>) {
+    let newline = |level: usize, out: &mut Vec<u8>| {
+        out.extend_from_slice(b"\r\n");
+        out.resize(out.len() + 4 * level, b' ');
+    };
+    match v {
+        Value::List(l) => {
+            out.push(b'[');
+            for (i, e) in l.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                newline(level + 1, out);
+                write_value_pretty(e, level + 1, out);
+            }
+            newline(level, out);
+            out.push(b']');
+        }
+        Value::Dict(d) => {
+            out.push(b'{');
+            for (i, (k, e)) in d.iter_qemu_order().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                newline(level + 1, out);
+                write_str(k, out);
+                out.extend_from_slice(b": ");
+                write_value_pretty(e, level + 1, out);
+            }
+            newline(level, out);
+            out.push(b'}');
+        }
+        scalar => write_value(scalar, out),
+    }
+}
+
 /// Appends `s` as a quoted JSON string. Like a C string, it ends at the
 /// first NUL byte.
 pub(crate) fn write_str(s: &[u8], out: &mut Vec<u8>) {
@@ -129,6 +169,37 @@ fn strip_zeros(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pretty_matches_qemu() {
+        // Recorded from QEMU 7.2 with `-mon chardev=m,mode=control,pretty=on`:
+        // the reply to `{"execute": "query-status", "id": [1, {"a": []}, "x"]}`
+        // and to `qmp_capabilities`.
+        // Built in the order QEMU's QAPI visitor inserts the members; the
+        // output order is QDict's hash order, as in compact form.
+        let status = crate::dict! {
+            "running" => false,
+            "singlestep" => false,
+            "status" => "prelaunch",
+        };
+        let id = Value::List(vec![
+            Value::Int(1),
+            Value::Dict(crate::dict! { "a" => Value::List(vec![]) }),
+            Value::str("x"),
+        ]);
+        let reply = Value::Dict(crate::dict! { "return" => Value::Dict(status), "id" => id });
+        let want = "{\r\n    \"return\": {\r\n        \"status\": \"prelaunch\",\r\n        \
+                    \"singlestep\": false,\r\n        \"running\": false\r\n    },\r\n    \
+                    \"id\": [\r\n        1,\r\n        {\r\n            \"a\": [\r\n            \
+                    ]\r\n        },\r\n        \"x\"\r\n    ]\r\n}";
+        assert_eq!(String::from_utf8(reply.to_json_pretty()).unwrap(), want);
+        let empty = Value::Dict(crate::dict! { "return" => Value::Dict(Default::default()) });
+        assert_eq!(
+            empty.to_json_pretty(),
+            b"{\r\n    \"return\": {\r\n    }\r\n}"
+        );
+        assert_eq!(Value::Int(7).to_json_pretty(), b"7");
+    }
 
     #[test]
     fn g17_matches_glibc() {

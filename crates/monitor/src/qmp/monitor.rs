@@ -40,6 +40,9 @@ pub struct QmpOptions {
     pub output_cap: usize,
     /// JSON limits (QEMU's by default).
     pub json_limits: JsonLimits,
+    /// Print replies, events and the greeting in QEMU's pretty style
+    /// (`-mon ...,pretty=on`, `-qmp-pretty`).
+    pub pretty: bool,
 }
 
 impl Default for QmpOptions {
@@ -48,6 +51,7 @@ impl Default for QmpOptions {
             offer_oob: true,
             output_cap: DEFAULT_OUTPUT_CAP,
             json_limits: JsonLimits::default(),
+            pretty: false,
         }
     }
 }
@@ -73,11 +77,17 @@ impl QmpMonitor {
     /// Starts a QMP monitor on an attached frontend.
     pub fn on_frontend(fe: CharFrontend, env: Arc<QmpEnv>, opts: QmpOptions) -> QmpMonitor {
         let shared = Shared::new(opts.output_cap);
-        shared.out().set_frontend(fe.clone());
+        {
+            let mut out = shared.out();
+            out.set_frontend(fe.clone());
+            out.pretty = opts.pretty;
+        }
         let sink: Arc<dyn EventSink> = shared.clone();
         env.events.register(Arc::downgrade(&sink));
+        let mut session = QmpSession::with_limits(opts.offer_oob, opts.json_limits);
+        session.set_pretty(opts.pretty);
         let h = QmpHandlers {
-            session: QmpSession::with_limits(opts.offer_oob, opts.json_limits),
+            session,
             env,
             shared,
             swap_keeps_peer: false,

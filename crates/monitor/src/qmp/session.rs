@@ -22,6 +22,8 @@ use super::visitor::ObjVisitor;
 pub struct QmpSession {
     parser: JsonStreamer,
     caps: Caps,
+    /// Replies in QEMU's pretty style (`pretty=on`).
+    pretty: bool,
 }
 
 impl QmpSession {
@@ -38,6 +40,7 @@ impl QmpSession {
                 oob_offered,
                 ..Caps::default()
             },
+            pretty: false,
         }
     }
 
@@ -61,6 +64,12 @@ impl QmpSession {
         self.caps.oob_enabled
     }
 
+    /// Prints replies and the greeting in QEMU's pretty style (`-mon
+    /// ...,pretty=on`, `-qmp-pretty`) or, by default, compact.
+    pub fn set_pretty(&mut self, pretty: bool) {
+        self.pretty = pretty;
+    }
+
     /// The greeting line, `\r\n` included.
     pub fn greeting(&self, env: &QmpEnv) -> Vec<u8> {
         let caps: Vec<Value> = if self.caps.oob_offered {
@@ -69,7 +78,7 @@ impl QmpSession {
             Vec::new()
         };
         let qmp = crate::dict! { "version" => env.version.to_value(), "capabilities" => Value::List(caps) };
-        line(Value::Dict(crate::dict! { "QMP" => qmp }))
+        line(Value::Dict(crate::dict! { "QMP" => qmp }), self.pretty)
     }
 
     /// Feeds client bytes; `reply` gets each reply line as soon as it
@@ -88,10 +97,14 @@ impl QmpSession {
     pub fn handle(&mut self, env: &QmpEnv, msg: Result<Value, JsonError>) -> Vec<u8> {
         let req = match msg {
             Ok(v) => v,
-            Err(e) => return error_line(&QmpError::Json(e), None),
+            Err(e) => return error_line(&QmpError::Json(e), None, self.pretty),
         };
         let Value::Dict(req) = req else {
-            return error_line(&QmpError::generic("QMP input must be a JSON object"), None);
+            return error_line(
+                &QmpError::generic("QMP input must be a JSON object"),
+                None,
+                self.pretty,
+            );
         };
         let id = req.get("id");
         match self.dispatch(env, &req) {
@@ -101,9 +114,9 @@ impl QmpSession {
                 if let Some(id) = id {
                     rsp.insert("id", id.clone());
                 }
-                line(Value::Dict(rsp))
+                line(Value::Dict(rsp), self.pretty)
             }
-            Err(e) => error_line(&e, id),
+            Err(e) => error_line(&e, id, self.pretty),
         }
     }
 
@@ -180,19 +193,23 @@ impl QmpSession {
     }
 }
 
-/// A value as a reply line.
-fn line(v: Value) -> Vec<u8> {
-    let mut out = v.to_json();
+/// A value as a reply line, compact or pretty.
+pub(crate) fn line(v: Value, pretty: bool) -> Vec<u8> {
+    let mut out = if pretty {
+        v.to_json_pretty()
+    } else {
+        v.to_json()
+    };
     out.extend_from_slice(b"\r\n");
     out
 }
 
 /// An error reply line.
-pub fn error_line(e: &QmpError, id: Option<&Value>) -> Vec<u8> {
+pub fn error_line(e: &QmpError, id: Option<&Value>, pretty: bool) -> Vec<u8> {
     let mut rsp = Dict::new();
     rsp.insert("error", e.to_value());
     if let Some(id) = id {
         rsp.insert("id", id.clone());
     }
-    line(Value::Dict(rsp))
+    line(Value::Dict(rsp), pretty)
 }

@@ -7,6 +7,7 @@ use qchar_chardev::registry::Registry;
 
 use super::*;
 use crate::event::{EventBus, EventSink};
+use crate::json::Value;
 use crate::vm::NoGuest;
 
 mod qemu72 {
@@ -45,7 +46,7 @@ pub(crate) fn mask_timestamps(b: &[u8]) -> Vec<u8> {
 pub(crate) struct Capture(pub(crate) Mutex<Vec<u8>>);
 
 impl EventSink for Capture {
-    fn send_event(&self, line: &[u8]) {
+    fn send_event(&self, line: &[u8], _event: &Value) {
         self.0.lock().unwrap().extend_from_slice(line);
     }
 }

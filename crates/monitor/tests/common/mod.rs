@@ -84,9 +84,13 @@ impl Harness {
 
     /// A QMP monitor on a new listening socket chardev.
     pub fn qmp_socket(&mut self, id: &str) -> Option<PathBuf> {
+        self.qmp_socket_with(id, QmpOptions::default())
+    }
+
+    /// [`Harness::qmp_socket`] with options.
+    pub fn qmp_socket_with(&mut self, id: &str, opts: QmpOptions) -> Option<PathBuf> {
         let path = self.add_socket(id)?;
-        let m = QmpMonitor::attach(&self.reg, id, self.env.clone(), QmpOptions::default())
-            .expect("attach");
+        let m = QmpMonitor::attach(&self.reg, id, self.env.clone(), opts).expect("attach");
         self.monitors.push(m);
         Some(path)
     }

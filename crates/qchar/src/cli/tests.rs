@@ -64,10 +64,7 @@ fn unknown_options_and_missing_arguments() {
     assert_eq!(err(&["-"]), "PROG: -: invalid option\n");
     // Options QEMU has and qchar lacks are unknown to qchar.
     assert_eq!(err(&["-vga", "std"]), "PROG: -vga: invalid option\n");
-    assert_eq!(
-        err(&["-qmp-pretty", "stdio"]),
-        "PROG: -qmp-pretty: invalid option\n"
-    );
+    assert_eq!(err(&["-sdl"]), "PROG: -sdl: invalid option\n");
     // The first problem wins, as options are read in order.
     assert_eq!(err(&["-foo", "-version"]), "PROG: -foo: invalid option\n");
 }
@@ -296,11 +293,22 @@ fn mon_option() {
     // `-mon help` names a chardev called help, as in QEMU.
     let c = cfg(&["-mon", "help"]);
     assert_eq!(monitors(&c), vec![("help".into(), MonMode::Readline)]);
-    // qchar text: no pretty printer.
     let c = cfg(&["-mon", "chardev=c,mode=control,pretty=on"]);
-    assert!(deferred(&c.monitors[0].spec).contains("qchar does not support pretty=on"));
+    assert_eq!(monitors(&c), vec![("c".into(), MonMode::Control)]);
+    assert!(c.monitors[0].pretty);
+    let c = cfg(&["-mon", "chardev=c,pretty=on"]);
+    assert_eq!(
+        deferred(&c.monitors[0].spec),
+        "PROG: -mon chardev=c,pretty=on: 'pretty' is not compatible with HMP monitors\n"
+    );
     let c = cfg(&["-mon", "c,mode=control,pretty=off"]);
     assert_eq!(monitors(&c), vec![("c".into(), MonMode::Control)]);
+    assert!(!c.monitors[0].pretty);
+    let c = cfg(&["-qmp-pretty", "unix:q,server=on,wait=off", "-qmp", "stdio"]);
+    assert_eq!(
+        c.monitors.iter().map(|m| m.pretty).collect::<Vec<_>>(),
+        [true, false]
+    );
     let c = cfg(&["-mon", "c,mode=control,nopretty"]);
     assert_eq!(
         c.warnings[0].render("PROG"),
