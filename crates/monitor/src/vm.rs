@@ -74,6 +74,10 @@ pub trait VmControl: Send + Sync {
     /// written after this returns, so the exit itself has to happen later
     /// (typically on the main thread, after flushing the monitors).
     fn quit(&self);
+    /// The guest's name (`-name`), for `query-name`; none by default.
+    fn name(&self) -> Option<String> {
+        None
+    }
 }
 
 /// [`VmControl`] for a process without a guest: a run state that `stop` and

@@ -290,6 +290,8 @@ fn compare_with_qemu(pretty: bool) {
         b"{\"execute\":\"qmp_capabilities\"}",
         b"{\"exec-oob\":\"query-status\",\"id\":{\"x\":0.5}}",
         b"{\"execute\":\"query-status\",\"id\":[1,{\"a\":[]},{},\"x\"]}",
+        b"{\"execute\":\"query-name\"}",
+        b"{\"execute\":\"query-name\",\"arguments\":{\"x\":1}}",
         b"{\"execute\":\"chardev-add\",\"arguments\":{\"id\":\"r\",\"backend\":{\"type\":\"ringbuf\",\"data\":{\"size\":8}}}}",
         b"{\"execute\":\"ringbuf-write\",\"arguments\":{\"device\":\"r\",\"data\":\"\\u00e9\\u0000abcdefgh\"}}",
         b"{\"execute\":\"ringbuf-read\",\"arguments\":{\"device\":\"r\",\"size\":100}}",

@@ -234,7 +234,7 @@ pub fn setup(cfg: &Config, exit: Arc<ExitSignal>) -> Result<Running> {
     // The monitors' view of the guest: in prelaunch until the machine
     // starts (or, without one, until `cont` makes it).
     let gate = Arc::new(SetUpGate::default());
-    let vmctl = VmCtl::new(events.clone(), exit.clone(), gate.clone());
+    let vmctl = VmCtl::new(events.clone(), exit.clone(), gate.clone(), cfg.name.clone());
     match setup_on(cfg, &reg, &events, (&exit, &gate), &vmctl) {
         Ok(r) => Ok(r),
         Err(e) => {

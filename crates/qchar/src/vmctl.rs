@@ -98,6 +98,8 @@ pub struct VmCtl {
     exit: Arc<ExitSignal>,
     /// Commands wait here until set-up has finished.
     gate: Arc<SetUpGate>,
+    /// `-name`.
+    name: Option<String>,
 }
 
 /// Holds monitor commands until set-up has finished (or failed): QEMU
@@ -183,12 +185,18 @@ pub fn shutdown_data(guest: bool, reason: &str) -> Dict {
 impl VmCtl {
     /// A control without machine yet (in `prelaunch`), whose commands wait
     /// for `gate`.
-    pub fn new(events: EventBus, exit: Arc<ExitSignal>, gate: Arc<SetUpGate>) -> Arc<VmCtl> {
+    pub fn new(
+        events: EventBus,
+        exit: Arc<ExitSignal>,
+        gate: Arc<SetUpGate>,
+        name: Option<String>,
+    ) -> Arc<VmCtl> {
         Arc::new(VmCtl {
             guest: Mutex::new(Guest::Pending(None)),
             events,
             exit,
             gate,
+            name,
         })
     }
 
@@ -342,5 +350,9 @@ impl VmControl for VmCtl {
             self.emit_shutdown(shutdown_quit_data());
         }
         self.exit.post(Cause::Quit);
+    }
+
+    fn name(&self) -> Option<String> {
+        self.name.clone()
     }
 }

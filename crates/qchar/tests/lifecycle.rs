@@ -832,3 +832,18 @@ fn qmp_pretty_monitor_prints_pretty_json() {
     q.cmd("quit", Value::Null);
     assert!(proc.wait().success());
 }
+
+#[test]
+fn query_name_gives_the_name_of_dash_name() {
+    let (_dir, mut proc, mut q) = qchar_and_qmp(
+        "-nodefaults -display none -S -name guest1 -qmp unix:$D/a,server=on,wait=off",
+    );
+    assert_eq!(q.cmd("query-name", Value::Null), json!({"name": "guest1"}));
+    q.cmd("quit", Value::Null);
+    assert!(proc.wait().success());
+    let (_dir, mut proc, mut q) =
+        qchar_and_qmp("-nodefaults -display none -S -qmp unix:$D/a,server=on,wait=off");
+    assert_eq!(q.cmd("query-name", Value::Null), json!({}));
+    q.cmd("quit", Value::Null);
+    assert!(proc.wait().success());
+}

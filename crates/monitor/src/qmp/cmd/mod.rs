@@ -18,6 +18,7 @@ mod chardev_remove;
 mod human_monitor;
 mod query_chardev;
 mod query_commands;
+mod query_name;
 mod query_version;
 mod ringbuf;
 mod run_state;
@@ -110,6 +111,7 @@ pub static COMMANDS: &[CommandDef] = &[
     human_monitor::DEF,
     run_state::CONT,
     run_state::STOP,
+    query_name::DEF,
     run_state::QUIT,
     query_commands::DEF,
     query_version::DEF,
