@@ -5,7 +5,7 @@
 //! its place.
 //!
 //! Keys: printable bytes insert; Backspace (8, 127); Ctrl-A/Ctrl-E (start,
-//! end); Ctrl-D (delete); `ESC [ A`/`B` (history), `C`/`D` (right, left),
+//! end); Ctrl-D (delete); Ctrl-W (delete the word before the cursor); `ESC [ A`/`B` (history), `C`/`D` (right, left),
 //! `ESC [ 1~`/`4~` (home, end), `ESC [ 3~` (delete), `ESC O H`/`F`; CR or LF
 //! ends the line.
 
@@ -90,6 +90,7 @@ impl Readline {
                 1 => self.cursor = 0,
                 5 => self.cursor = self.buf.len(),
                 4 => self.delete(),
+                23 => self.delete_word_before_cursor(),
                 8 | 127 if self.cursor > 0 => {
                     self.cursor -= 1;
                     self.delete();
@@ -146,6 +147,27 @@ impl Readline {
         }
         self.refresh(echo);
         None
+    }
+
+    /// Ctrl-W: deletes back from the cursor over spaces, then over the
+    /// word before them, keeping the space before that word. As in QEMU,
+    /// the line's first byte is never kept alone: a deletion that would
+    /// stop after it takes it too (only printable bytes are in the line,
+    /// so a space is the only white space).
+    fn delete_word_before_cursor(&mut self) {
+        let end = self.cursor;
+        let mut start = end;
+        while start > 0 && self.buf[start - 1] == b' ' {
+            start -= 1;
+        }
+        while start > 0 && self.buf[start - 1] != b' ' {
+            start -= 1;
+        }
+        if start == 1 {
+            start = 0;
+        }
+        self.buf.drain(start..end);
+        self.cursor = start;
     }
 
     fn delete(&mut self) {
@@ -257,6 +279,43 @@ mod tests {
             b"i\x1b[K\x1b[Din\x1b[K\x1b[D\x1b[Dinf\x1b[K\x1b[D\x1b[D\x1b[Dinfo\x1b[K\x1b[D\x1b[D\x1b[D\x1b[Dinfo status\x1b[K\r\n"
         );
         assert_eq!(lines, [b"info status".to_vec()]);
+    }
+
+    #[test]
+    fn ctrl_w_matches_qemu() {
+        // Recorded from QEMU 7.2's monitor on a socket, key by key.
+        let mut rl = Readline::new();
+        let _ = typed(&mut rl, b"abc def");
+        let (echo, _) = typed(&mut rl, b"\x17");
+        assert_eq!(
+            echo,
+            b"\x1b[D\x1b[D\x1b[D\x1b[D\x1b[D\x1b[D\x1b[Dabc \x1b[K"
+        );
+        let (echo, _) = typed(&mut rl, b"\x17");
+        assert_eq!(echo, b"\x1b[D\x1b[D\x1b[D\x1b[D\x1b[K");
+        let (echo, _) = typed(&mut rl, b"\x17");
+        assert_eq!(echo, b"");
+        let _ = typed(&mut rl, b"xy z");
+        let (echo, _) = typed(&mut rl, b"\x01\x17");
+        assert_eq!(echo, b"\x1b[D\x1b[D\x1b[D\x1b[D");
+        let (echo, _) = typed(&mut rl, b"\x05 ab\x1b[D\x17");
+        assert!(
+            echo.ends_with(b"\x1b[D\x1b[D\x1b[D\x1b[D\x1b[D\x1b[D\x1b[Dxy z b\x1b[K\x1b[D"),
+            "{:?}",
+            String::from_utf8_lossy(&echo)
+        );
+        assert_eq!(rl.line(), (&b"xy z b"[..], 5));
+        // The first byte does not stay alone.
+        let mut rl = Readline::new();
+        let _ = typed(&mut rl, b" ab");
+        let (echo, _) = typed(&mut rl, b"\x17");
+        assert_eq!(echo, b"\x1b[D\x1b[D\x1b[D\x1b[K");
+        let _ = typed(&mut rl, b"x  yz  ");
+        let (echo, _) = typed(&mut rl, b"\x17");
+        assert_eq!(echo, b"\x1b[D\x1b[D\x1b[D\x1b[D\x1b[D\x1b[D\x1b[Dx  \x1b[K");
+        let (echo, _) = typed(&mut rl, b"\x17");
+        assert_eq!(echo, b"\x1b[D\x1b[D\x1b[D\x1b[K");
+        assert_eq!(rl.line(), (&b""[..], 0));
     }
 
     #[test]
