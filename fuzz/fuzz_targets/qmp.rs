@@ -153,7 +153,7 @@ impl FrontendHandlers for Sponge {
 struct Events(Mutex<Vec<Vec<u8>>>);
 
 impl EventSink for Events {
-    fn send_event(&self, line: &[u8]) {
+    fn send_event(&self, line: &[u8], _event: &Value) {
         let mut v = self.0.lock().unwrap();
         // Bounded whatever an input makes happen.
         if v.len() < 4096 {
