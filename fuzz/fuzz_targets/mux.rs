@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use qchar_chardev::opts::ChardevOptions;
 use qchar_chardev::registry::{Registry, RegistryEvent};
-use qchar_chardev::spec::{ChardevBackend, ChardevSocket, SocketAddressLegacy, UnixSocketAddress};
+use qchar_chardev::spec::{ChardevBackend, ChardevSocket, SocketAddressLegacy};
 use qchar_chardev::{ChardevEvent, FrontendHandlers};
 
 const ESCAPE: u8 = 0x01;
@@ -86,23 +86,10 @@ fn world() -> &'static World {
                 q.fetch_add(1, Ordering::SeqCst);
             }
         });
-        let spec = ChardevBackend::Socket(ChardevSocket {
-            common: Default::default(),
-            addr: SocketAddressLegacy::Unix(UnixSocketAddress {
-                path: path.to_string_lossy().into_owned(),
-                ..Default::default()
-            }),
-            tls_creds: None,
-            tls_authz: None,
-            server: Some(true),
-            wait: Some(false),
-            nodelay: None,
-            telnet: None,
-            tn3270: None,
-            websocket: None,
-            reconnect: None,
-            reconnect_ms: None,
-        });
+        let spec = ChardevBackend::Socket(ChardevSocket::new(
+            SocketAddressLegacy::unix(path.to_string_lossy()),
+            true,
+        ));
         reg.add_options(&ChardevOptions {
             id: "m".into(),
             backend: spec,

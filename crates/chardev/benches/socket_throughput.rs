@@ -7,9 +7,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use qchar_chardev::spec::{
-    ChardevBackend, ChardevCommon, ChardevSocket, SocketAddressLegacy, UnixSocketAddress,
-};
+use qchar_chardev::spec::{ChardevBackend, ChardevSocket, SocketAddressLegacy};
 use qchar_chardev::{CharFrontend, FrontendHandlers, Registry};
 
 const TOTAL: usize = 1 << 30;
@@ -59,24 +57,10 @@ fn raw_pair() -> Duration {
 fn through_chardev(dir: &std::path::Path, round: usize) -> Duration {
     let path = dir.join(format!("bench{round}.sock"));
     let reg = Registry::new().unwrap();
-    let spec = ChardevBackend::Socket(ChardevSocket {
-        common: ChardevCommon::default(),
-        addr: SocketAddressLegacy::Unix(UnixSocketAddress {
-            path: path.to_string_lossy().into_owned(),
-            abstract_: None,
-            tight: None,
-        }),
-        tls_creds: None,
-        tls_authz: None,
-        server: Some(true),
-        wait: Some(false),
-        nodelay: None,
-        telnet: None,
-        tn3270: None,
-        websocket: None,
-        reconnect: None,
-        reconnect_ms: None,
-    });
+    let spec = ChardevBackend::Socket(ChardevSocket::new(
+        SocketAddressLegacy::unix(path.to_string_lossy()),
+        true,
+    ));
     reg.add("bench", spec).unwrap();
     let fe: CharFrontend = reg.attach("bench").unwrap();
     fe.set_handlers(Box::new(Idle));

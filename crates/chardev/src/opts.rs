@@ -1137,17 +1137,7 @@ mod tests {
     fn base_socket(addr: SocketAddressLegacy) -> ChardevSocket {
         ChardevSocket {
             common: c0(),
-            addr,
-            tls_creds: None,
-            tls_authz: None,
-            server: Some(false),
-            wait: None,
-            nodelay: None,
-            telnet: None,
-            tn3270: None,
-            websocket: None,
-            reconnect: None,
-            reconnect_ms: None,
+            ..ChardevSocket::new(addr, false)
         }
     }
 

@@ -94,6 +94,33 @@ pub struct ChardevSocket {
     pub reconnect_ms: Option<i64>,
 }
 
+impl ChardevSocket {
+    /// A socket with every option absent: a client of `addr`, or with
+    /// `server` a server on it that does not wait for its first client.
+    ///
+    /// ```
+    /// use qchar_chardev::spec::{ChardevSocket, SocketAddressLegacy};
+    /// let s = ChardevSocket::new(SocketAddressLegacy::unix("/run/vm/con.sock"), true);
+    /// assert_eq!((s.server, s.wait), (Some(true), Some(false)));
+    /// ```
+    pub fn new(addr: SocketAddressLegacy, server: bool) -> ChardevSocket {
+        ChardevSocket {
+            common: ChardevCommon::default(),
+            addr,
+            tls_creds: None,
+            tls_authz: None,
+            server: Some(server),
+            wait: server.then_some(false),
+            nodelay: None,
+            telnet: None,
+            tn3270: None,
+            websocket: None,
+            reconnect: None,
+            reconnect_ms: None,
+        }
+    }
+}
+
 /// `udp` backend (QAPI `ChardevUdp`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChardevUdp {
@@ -186,6 +213,16 @@ pub enum SocketAddressLegacy {
     Vsock(VsockSocketAddress),
     /// A file descriptor passed by name (not supported by qchar; refused).
     Fd(StringWrapper),
+}
+
+impl SocketAddressLegacy {
+    /// The unix socket at `path` (not abstract).
+    pub fn unix(path: impl Into<String>) -> SocketAddressLegacy {
+        SocketAddressLegacy::Unix(UnixSocketAddress {
+            path: path.into(),
+            ..Default::default()
+        })
+    }
 }
 
 /// QAPI `InetSocketAddress`.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use qchar_chardev::spec::{ChardevBackend, ChardevSocket, SocketAddressLegacy, UnixSocketAddress};
+use qchar_chardev::spec::{ChardevBackend, ChardevSocket, SocketAddressLegacy};
 use qchar_chardev::{ChardevEvent, FrontendHandlers, Registry, RegistryEvent};
 
 struct Count(Arc<AtomicUsize>);
@@ -39,23 +39,10 @@ fn handlers_registered_while_a_peer_connects_see_one_opened() {
     for i in 0..20 {
         let id = format!("s{i}");
         let path = dir.path().join(format!("{i}.sock"));
-        let spec = ChardevBackend::Socket(ChardevSocket {
-            common: Default::default(),
-            addr: SocketAddressLegacy::Unix(UnixSocketAddress {
-                path: path.to_str().unwrap().into(),
-                ..Default::default()
-            }),
-            tls_creds: None,
-            tls_authz: None,
-            server: Some(true),
-            wait: Some(false),
-            nodelay: None,
-            telnet: None,
-            tn3270: None,
-            websocket: None,
-            reconnect: None,
-            reconnect_ms: None,
-        });
+        let spec = ChardevBackend::Socket(ChardevSocket::new(
+            SocketAddressLegacy::unix(path.to_str().unwrap()),
+            true,
+        ));
         reg.add(&id, spec).unwrap();
         let fe = reg.attach(&id).unwrap();
         let _peer = UnixStream::connect(&path).unwrap();

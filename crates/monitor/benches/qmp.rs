@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use qchar_chardev::registry::Registry;
-use qchar_chardev::spec::{ChardevBackend, ChardevSocket, SocketAddressLegacy, UnixSocketAddress};
+use qchar_chardev::spec::{ChardevBackend, ChardevSocket, SocketAddressLegacy};
 use qchar_monitor::event::EventBus;
 use qchar_monitor::json::JsonStreamer;
 use qchar_monitor::qmp::{QmpEnv, QmpMonitor, QmpOptions, QmpSession, VersionInfo};
@@ -72,24 +72,10 @@ fn round_trip(reg: &Registry) {
     let dir = std::env::temp_dir().join(format!("qchar-bench-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join("qmp.sock");
-    let spec = ChardevBackend::Socket(ChardevSocket {
-        common: Default::default(),
-        addr: SocketAddressLegacy::Unix(UnixSocketAddress {
-            path: path.to_string_lossy().into_owned(),
-            abstract_: None,
-            tight: None,
-        }),
-        tls_creds: None,
-        tls_authz: None,
-        server: Some(true),
-        wait: Some(false),
-        nodelay: None,
-        telnet: None,
-        tn3270: None,
-        websocket: None,
-        reconnect: None,
-        reconnect_ms: None,
-    });
+    let spec = ChardevBackend::Socket(ChardevSocket::new(
+        SocketAddressLegacy::unix(path.to_string_lossy()),
+        true,
+    ));
     if let Err(e) = reg.add("bench", spec) {
         println!("round trip: skipped ({e})");
         return;

@@ -97,24 +97,14 @@ fn tcp_client_json(port: u16) -> String {
 }
 
 fn tcp_client(port: u16) -> ChardevBackend {
-    ChardevBackend::Socket(ChardevSocket {
-        common: Default::default(),
-        addr: SocketAddressLegacy::Inet(InetSocketAddress {
+    ChardevBackend::Socket(ChardevSocket::new(
+        SocketAddressLegacy::Inet(InetSocketAddress {
             host: "127.0.0.1".into(),
             port: port.to_string(),
             ..Default::default()
         }),
-        tls_creds: None,
-        tls_authz: None,
-        server: Some(false),
-        wait: None,
-        nodelay: None,
-        telnet: None,
-        tn3270: None,
-        websocket: None,
-        reconnect: None,
-        reconnect_ms: None,
-    })
+        false,
+    ))
 }
 
 /// `query-chardev` through a client: label to filename.

@@ -18,20 +18,7 @@ use qchar_chardev::Registry;
 
 /// A socket spec with every option off.
 pub fn socket(addr: SocketAddressLegacy, server: bool) -> ChardevSocket {
-    ChardevSocket {
-        common: ChardevCommon::default(),
-        addr,
-        tls_creds: None,
-        tls_authz: None,
-        server: Some(server),
-        wait: if server { Some(false) } else { None },
-        nodelay: None,
-        telnet: None,
-        tn3270: None,
-        websocket: None,
-        reconnect: None,
-        reconnect_ms: None,
-    }
+    ChardevSocket::new(addr, server)
 }
 
 pub fn unix_addr(path: &std::path::Path) -> SocketAddressLegacy {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use qchar_chardev::registry::Registry;
-use qchar_chardev::spec::{ChardevBackend, ChardevSocket, SocketAddressLegacy, UnixSocketAddress};
+use qchar_chardev::spec::{ChardevBackend, ChardevSocket, SocketAddressLegacy};
 use qchar_monitor::event::EventBus;
 use qchar_monitor::qmp::monitor::forward_registry_events;
 use qchar_monitor::qmp::{QmpEnv, QmpMonitor, QmpOptions, VersionInfo};
@@ -106,24 +106,10 @@ impl Drop for Harness {
 }
 
 pub fn socket_spec(path: &Path) -> ChardevBackend {
-    ChardevBackend::Socket(ChardevSocket {
-        common: Default::default(),
-        addr: SocketAddressLegacy::Unix(UnixSocketAddress {
-            path: path.to_string_lossy().into_owned(),
-            abstract_: None,
-            tight: None,
-        }),
-        tls_creds: None,
-        tls_authz: None,
-        server: Some(true),
-        wait: Some(false),
-        nodelay: None,
-        telnet: None,
-        tn3270: None,
-        websocket: None,
-        reconnect: None,
-        reconnect_ms: None,
-    })
+    ChardevBackend::Socket(ChardevSocket::new(
+        SocketAddressLegacy::unix(path.to_string_lossy()),
+        true,
+    ))
 }
 
 /// A raw client that reads `\r\n`-terminated lines.
