@@ -120,6 +120,12 @@ impl ChardevOps for Sandbox {
     fn send_break(&self, id: &str) -> Result<(), ChardevError> {
         self.reg.send_break(id)
     }
+    fn yank_instances(&self) -> Vec<String> {
+        self.reg.yank_instances()
+    }
+    fn yank(&self, ids: &[String]) -> Result<(), ChardevError> {
+        self.reg.yank(ids)
+    }
     fn ringbuf_write(&self, id: &str, data: &[u8]) -> Result<(), ChardevError> {
         self.reg.ringbuf_write(id, data)
     }

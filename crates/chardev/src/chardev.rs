@@ -118,6 +118,17 @@ pub(crate) struct Chardev {
     waker: Mutex<Option<Waker>>,
     listeners: Arc<Listeners>,
     pub(crate) stats: ChardevStats,
+    /// Where this chardev stands among yank instances (`query-yank` order,
+    /// see [`Chardev::yank_order`]); 0 while its backend is no socket.
+    yank_order: AtomicU64,
+}
+
+/// Hands out yank registration numbers: QEMU lists yank instances in the
+/// order they registered, which is when a chardev got a socket backend.
+static YANK_REGISTRATIONS: AtomicU64 = AtomicU64::new(1);
+
+fn is_socket(spec: &ChardevBackend) -> bool {
+    matches!(spec, ChardevBackend::Socket(_))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -135,6 +146,11 @@ impl Chardev {
     ) -> Arc<Chardev> {
         let be_open = inst.backend.is_open();
         let backlog = backlog_for(&inst.spec);
+        let yank_order = if is_socket(&inst.spec) {
+            YANK_REGISTRATIONS.fetch_add(1, Ordering::Relaxed)
+        } else {
+            0
+        };
         Arc::new(Chardev {
             id,
             io,
@@ -156,7 +172,29 @@ impl Chardev {
             waker: Mutex::new(None),
             listeners,
             stats: ChardevStats::default(),
+            yank_order: AtomicU64::new(yank_order),
         })
+    }
+
+    /// This chardev's place among yank instances, `None` if it is none (its
+    /// backend is no socket). As in QEMU, a chardev registers when it gets
+    /// a socket backend and keeps its place across a change from socket to
+    /// socket of a chardev in use; a change of an unused chardev re-creates
+    /// it, so it registers again, last.
+    pub(crate) fn yank_order(&self) -> Option<u64> {
+        Some(self.yank_order.load(Ordering::Relaxed)).filter(|&n| n != 0)
+    }
+
+    /// Follows a backend change: `keep` says whether a socket chardev
+    /// keeps its registration (handed over to the new backend).
+    fn register_for_yank(&self, spec: &ChardevBackend, keep: bool) {
+        let now = self.yank_order.load(Ordering::Relaxed);
+        let next = match (is_socket(spec), keep && now != 0) {
+            (false, _) => 0,
+            (true, true) => now,
+            (true, false) => YANK_REGISTRATIONS.fetch_add(1, Ordering::Relaxed),
+        };
+        self.yank_order.store(next, Ordering::Relaxed);
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -733,6 +771,8 @@ impl Chardev {
         }
         // The old backend's descriptors close here, after the new one is in.
         drop(old);
+        let spec = self.spec();
+        self.register_for_yank(&spec, true);
         self.stats.changes.fetch_add(1, Ordering::Relaxed);
         if new_open {
             self.state().be_open = true;
@@ -749,6 +789,7 @@ impl Chardev {
 
     /// Replaces the backend of a chardev no frontend uses.
     pub(crate) fn replace_unused(&self, new: Installed) {
+        self.register_for_yank(&new.spec, false);
         let mut st = self.state();
         st.be_open = new.backend.is_open();
         st.backlog = backlog_for(&new.spec);

@@ -58,6 +58,10 @@ pub enum ChardevError {
         #[source]
         source: std::io::Error,
     },
+    /// `yank` of an instance that is not registered (QEMU's text; a
+    /// chardev is one only while its backend is a socket).
+    #[error("Instance not found")]
+    YankInstanceNotFound,
     /// The I/O thread has stopped (the registry is shutting down).
     #[error("chardev I/O thread is not running")]
     Shutdown,

@@ -382,6 +382,39 @@ impl Registry {
             .run(move || cd.with_ringbuf(|r| r.read(max)))?
     }
 
+    /// QMP `query-yank`'s chardev instances: the chardevs whose backend is
+    /// a socket, in the order QEMU registers them (see [`Registry::yank`]).
+    pub fn yank_instances(&self) -> Vec<String> {
+        let mut v: Vec<(u64, String)> = self
+            .map()
+            .by_id
+            .values()
+            .filter_map(|(_, cd)| cd.yank_order().map(|n| (n, cd.id.clone())))
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// QMP `yank` of chardev instances: drops the connection of every socket
+    /// chardev in `ids` at once, as QEMU shuts its channel down (a server
+    /// waits for its next client, a client with `reconnect` connects
+    /// again). All or nothing: an id that is not a socket chardev fails the
+    /// call before any connection is touched.
+    pub fn yank(&self, ids: &[String]) -> Result<()> {
+        let mut cds = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.get(id) {
+                Some(cd) if cd.yank_order().is_some() => cds.push(cd),
+                _ => return Err(ChardevError::YankInstanceNotFound),
+            }
+        }
+        self.inner.io.run(move || {
+            for cd in cds {
+                cd.disconnect_peer();
+            }
+        })
+    }
+
     /// Counters of chardev `id`.
     pub fn stats(&self, id: &str) -> Option<StatsSnapshot> {
         self.get(id).map(|cd| StatsSnapshot {

@@ -23,6 +23,10 @@ pub trait ChardevOps: Send + Sync {
     fn ringbuf_write(&self, id: &str, data: &[u8]) -> Result<(), ChardevError>;
     /// `ringbuf-read`.
     fn ringbuf_read(&self, id: &str, max: usize) -> Result<Vec<u8>, ChardevError>;
+    /// `query-yank`: the chardevs `yank` acts on, in QEMU's order.
+    fn yank_instances(&self) -> Vec<String>;
+    /// `yank` of chardev instances (all or nothing).
+    fn yank(&self, ids: &[String]) -> Result<(), ChardevError>;
     /// `query-chardev-backends`.
     fn backends(&self) -> Vec<String> {
         SUPPORTED_BACKENDS.iter().map(|s| s.to_string()).collect()
@@ -47,6 +51,12 @@ impl ChardevOps for Registry {
     }
     fn query(&self) -> Vec<ChardevInfo> {
         Registry::query(self)
+    }
+    fn yank_instances(&self) -> Vec<String> {
+        Registry::yank_instances(self)
+    }
+    fn yank(&self, ids: &[String]) -> Result<(), ChardevError> {
+        Registry::yank(self, ids)
     }
     fn send_break(&self, id: &str) -> Result<(), ChardevError> {
         Registry::send_break(self, id)

@@ -157,6 +157,14 @@ impl ChardevOps for GatedChardevs {
         self.gate.wait();
         ChardevOps::send_break(&self.reg, id)
     }
+    fn yank_instances(&self) -> Vec<String> {
+        self.gate.wait();
+        ChardevOps::yank_instances(&self.reg)
+    }
+    fn yank(&self, ids: &[String]) -> Result<(), ChardevError> {
+        self.gate.wait();
+        ChardevOps::yank(&self.reg, ids)
+    }
     fn ringbuf_write(&self, id: &str, data: &[u8]) -> Result<(), ChardevError> {
         self.gate.wait();
         ChardevOps::ringbuf_write(&self.reg, id, data)

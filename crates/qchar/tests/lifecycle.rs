@@ -847,3 +847,124 @@ fn query_name_gives_the_name_of_dash_name() {
     q.cmd("quit", Value::Null);
     assert!(proc.wait().success());
 }
+
+/// The replies of one `query-yank`/`yank` conversation with `program`
+/// (qchar or QEMU, same command line); a client of socket chardev `s1` is
+/// yanked and must see its connection end.
+fn yank_conversation(program: &str) -> Vec<Value> {
+    use std::io::Read;
+    let dir = tempdir();
+    let mut proc = Proc::spawn_program(
+        program,
+        &argv(
+            "-nodefaults -display none -S -qmp unix:$D/a,server=on,wait=off \
+             -chardev socket,id=s1,path=$D/s1,server=on,wait=off -chardev ringbuf,id=r",
+            dir.path(),
+        ),
+        dir.path(),
+    );
+    let mut q = Qmp::connect(&p(dir.path(), "a"));
+    let mut replies = Vec::new();
+    let mut ask = |q: &mut Qmp, cmd: Value| replies.push(q.execute(cmd));
+    ask(&mut q, json!({"execute": "query-yank"}));
+    let mut client = std::os::unix::net::UnixStream::connect(p(dir.path(), "s1")).unwrap();
+    client.set_read_timeout(Some(common::WAIT)).unwrap();
+    wait_until("s1 connected", || {
+        q.cmd("query-chardev", Value::Null)
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| {
+                c["label"] == "s1" && !c["filename"].as_str().unwrap().starts_with("disconnected:")
+            })
+    });
+    let chardev = |id: &str| json!({"type": "chardev", "id": id});
+    ask(
+        &mut q,
+        json!({"execute": "yank", "arguments": {"instances": [chardev("s1")]}}),
+    );
+    let mut b = [0u8; 1];
+    assert_eq!(
+        client.read(&mut b).unwrap(),
+        0,
+        "{program}: the yanked connection ends"
+    );
+    for args in [
+        json!({"instances": [chardev("r")]}),
+        json!({"instances": [chardev("nope")]}),
+        json!({"instances": [chardev("s1"), chardev("r")]}),
+        json!({"instances": []}),
+        json!({"instances": [{"type": "migration"}]}),
+        json!({"instances": [{"type": "block-node", "node-name": "x"}]}),
+        json!({"instances": [{"type": "chardev"}]}),
+        json!({"instances": [{"type": "bogus"}]}),
+        json!({"instances": [chardev("s1"), 1]}),
+        json!({"instances": "s1"}),
+        json!({"instances": [{"type": "chardev", "id": "s1", "x": 1}]}),
+        json!({}),
+    ] {
+        ask(&mut q, json!({"execute": "yank", "arguments": args}));
+    }
+    // A change of an unused chardev re-creates it: it registers again, last.
+    let unix = |path: &str| {
+        json!({"type": "socket", "data": {"addr": {"type": "unix", "data": {"path": path}},
+            "server": true, "wait": false}})
+    };
+    let s1b = p(dir.path(), "s1b");
+    for cmd in [
+        json!({"execute": "chardev-add", "arguments": {"id": "s2", "backend": unix(p(dir.path(), "s2").to_str().unwrap())}}),
+        json!({"execute": "query-yank"}),
+        json!({"execute": "chardev-change", "arguments": {"id": "s1", "backend": {"type": "null", "data": {}}}}),
+        json!({"execute": "query-yank"}),
+        json!({"execute": "chardev-change", "arguments": {"id": "s1", "backend": unix(s1b.to_str().unwrap())}}),
+        json!({"execute": "query-yank"}),
+        json!({"execute": "chardev-change", "arguments": {"id": "s2", "backend": unix(p(dir.path(), "s2b").to_str().unwrap())}}),
+        json!({"execute": "query-yank"}),
+        json!({"execute": "chardev-remove", "arguments": {"id": "s1"}}),
+        json!({"execute": "query-yank"}),
+    ] {
+        ask(&mut q, cmd);
+    }
+    q.cmd("quit", Value::Null);
+    assert!(proc.wait().success());
+    replies
+}
+
+#[test]
+fn yank_as_qemu() {
+    let ours = yank_conversation(common::qchar_bin());
+    let chardevs = |ids: &[&str]| -> Value {
+        Value::Array(
+            ids.iter()
+                .map(|id| json!({"type": "chardev", "id": id}))
+                .collect(),
+        )
+    };
+    let not_found = json!({"error": {"class": "DeviceNotFound", "desc": "Instance not found"}});
+    assert_eq!(
+        ours[0],
+        json!({"return": chardevs(&["compat_monitor0", "s1"])})
+    );
+    assert_eq!(ours[1], json!({"return": {}}));
+    assert_eq!(ours[2], not_found);
+    assert_eq!(ours[3], not_found);
+    assert_eq!(ours[4], not_found, "all or nothing");
+    assert_eq!(ours[5], json!({"return": {}}));
+    assert_eq!(
+        ours[19],
+        json!({"return": chardevs(&["compat_monitor0", "s2", "s1"])})
+    );
+    if !qemu_available() {
+        eprintln!("skipping the QEMU side of yank_as_qemu: qemu-system-x86_64 is not installed");
+        return;
+    }
+    let theirs = yank_conversation("qemu-system-x86_64");
+    for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+        assert_eq!(a, b, "reply {i}");
+    }
+    assert_eq!(ours.len(), theirs.len());
+    eprintln!(
+        "yank_as_qemu: {} replies, the same from QEMU 7.2",
+        ours.len()
+    );
+}

@@ -288,6 +288,14 @@ pub(crate) fn connect(fd: RawFd, a: &RawAddr) -> io::Result<()> {
 }
 
 /// accept4(2): a non-blocking, close-on-exec connection.
+/// Shuts both directions of a connected socket down: the peer sees the
+/// end at once, and reads here see it too.
+pub(crate) fn shutdown(fd: RawFd) -> io::Result<()> {
+    // SAFETY: shutdown takes a descriptor and a flag, no memory; a stale
+    // descriptor only makes it fail.
+    cvt(unsafe { libc::shutdown(fd, libc::SHUT_RDWR) }).map(|_| ())
+}
+
 pub(crate) fn accept(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: NULL address pointers are allowed; returns a new fd or -1.
     let c = cvt(unsafe {

@@ -1005,6 +1005,18 @@ impl Backend for SocketBackend {
         self.conn.as_ref().is_some_and(Conn::is_open)
     }
 
+    /// Ends the current connection as if the peer had gone (QEMU's
+    /// `qemu_chr_fe_disconnect`, and what `yank` does): the peer sees the
+    /// end at once; the next poll reports CLOSED, then a server waits for
+    /// its next client and a client with `reconnect` connects again.
+    fn disconnect(&mut self) {
+        if let Some(c) = self.conn.as_mut() {
+            let _ = net::shutdown(c.io.raw());
+            c.eof = true;
+            c.write_broken = true;
+        }
+    }
+
     fn filename(&self) -> String {
         match &self.conn {
             Some(c) if c.announced && matches!(c.phase, Phase::Open) => c.name.clone(),

@@ -13,6 +13,9 @@ pub enum QmpError {
     /// QEMU's `CommandNotFound`.
     #[error("{0}")]
     CommandNotFound(String),
+    /// QEMU's `DeviceNotFound` (what `yank` says of an unknown instance).
+    #[error("{0}")]
+    DeviceNotFound(String),
     /// Malformed JSON input (class `GenericError`).
     #[error(transparent)]
     Json(#[from] JsonError),
@@ -28,6 +31,7 @@ impl QmpError {
     pub fn class(&self) -> &'static str {
         match self {
             QmpError::CommandNotFound(_) => "CommandNotFound",
+            QmpError::DeviceNotFound(_) => "DeviceNotFound",
             _ => "GenericError",
         }
     }
@@ -36,7 +40,9 @@ impl QmpError {
     pub fn desc_bytes(&self) -> Vec<u8> {
         match self {
             QmpError::Json(e) => e.message_bytes(),
-            QmpError::Generic(s) | QmpError::CommandNotFound(s) => s.as_bytes().to_vec(),
+            QmpError::Generic(s) | QmpError::CommandNotFound(s) | QmpError::DeviceNotFound(s) => {
+                s.as_bytes().to_vec()
+            }
         }
     }
 

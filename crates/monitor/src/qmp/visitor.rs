@@ -158,6 +158,32 @@ impl<'a> ObjVisitor<'a> {
         Ok(Some(out))
     }
 
+    /// A mandatory list of objects, each visited by one of the returned
+    /// visitors (paths `name[0].member`...).
+    pub fn req_obj_list(&mut self, name: &str) -> QmpResult<Vec<ObjVisitor<'a>>> {
+        let Some(v) = self.take(name) else {
+            return Err(self.missing(name));
+        };
+        let Value::List(items) = v else {
+            return Err(type_error(&self.path(name), "array"));
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let path = format!("{}[{i}]", self.path(name));
+                match item {
+                    Value::Dict(d) => Ok(ObjVisitor {
+                        dict: d,
+                        prefix: format!("{path}."),
+                        visited: Vec::new(),
+                    }),
+                    _ => Err(type_error(&path, "object")),
+                }
+            })
+            .collect()
+    }
+
     /// A mandatory object member, visited by the returned visitor.
     pub fn req_obj(&mut self, name: &str) -> QmpResult<ObjVisitor<'a>> {
         match self.take(name) {

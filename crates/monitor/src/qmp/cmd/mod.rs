@@ -23,6 +23,7 @@ mod query_version;
 mod ringbuf;
 mod run_state;
 mod send_break;
+mod yank;
 
 pub(crate) use ringbuf::{read_bytes as ringbuf_read_bytes, ringbuf_error};
 
@@ -112,6 +113,8 @@ pub static COMMANDS: &[CommandDef] = &[
     run_state::CONT,
     run_state::STOP,
     query_name::DEF,
+    yank::QUERY,
+    yank::DEF,
     run_state::QUIT,
     query_commands::DEF,
     query_version::DEF,
