@@ -86,6 +86,29 @@ fn unix_server_filenames_data_both_ways_and_next_client() {
 }
 
 #[test]
+fn frontend_disconnect_ends_the_connection_and_the_next_client_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.sock");
+    let reg = Registry::new().unwrap();
+    reg.add("s", unix_server(&path)).unwrap();
+    let (fe, seen) = attach_recorder(&reg, "s");
+    let mut c = connect_unix(&path);
+    bounded_unix(&c);
+    wait_until("open", || count(&seen, ChardevEvent::Opened) == 1);
+    fe.disconnect();
+    let mut b = [0u8; 1];
+    assert_eq!(c.read(&mut b).unwrap(), 0, "the peer sees the end");
+    wait_until("closed", || count(&seen, ChardevEvent::Closed) == 1);
+    let mut c2 = connect_unix(&path);
+    bounded_unix(&c2);
+    wait_until("second open", || count(&seen, ChardevEvent::Opened) == 2);
+    fe.write_all(b"next").unwrap();
+    assert_eq!(read_n(&mut c2, 4), b"next");
+    fe.detach();
+    reg.shutdown();
+}
+
+#[test]
 fn unix_server_replaces_a_stale_file_and_keeps_a_successors_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("stale.sock");
