@@ -655,6 +655,78 @@ fn websocket_handshake_frames_ping_and_close() {
     reg.shutdown();
 }
 
+/// The bytes of records `0..` (16 bytes each), from byte `from` on, `n` bytes.
+fn records(from: usize, n: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(n + 32);
+    let mut i = from / 16;
+    while v.len() < n + from % 16 {
+        v.extend_from_slice(format!("{i:015}\n").as_bytes());
+        i += 1;
+    }
+    v.drain(..from % 16);
+    v.truncate(n);
+    v
+}
+
+#[test]
+fn websocket_frame_owed_at_a_change_reaches_its_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new().unwrap();
+    // Over a unix socket: its buffers do not grow while the peer sleeps,
+    // so the frame cut when they filled is still owed at the change.
+    let path = dir.path().join("ws.sock");
+    let mut spec = socket(unix_addr(&path), true);
+    spec.websocket = Some(true);
+    reg.add("w", ChardevBackend::Socket(spec)).unwrap();
+    let (fe, _seen) = attach_recorder(&reg, "w");
+    let mut c = connect_unix(&path);
+    bounded_unix(&c);
+    assert!(ws_handshake(&mut c, Some("binary")).starts_with("HTTP/1.1 101"));
+    wait_until("open", || fe.is_open());
+    // The client reads nothing: output piles up in the socket, the last
+    // frame only partly sent, until the chardev's queue is full too.
+    let mut written = 0;
+    let mut idle_since = std::time::Instant::now();
+    while idle_since.elapsed() < Duration::from_millis(300) {
+        let n = fe.write(&records(written, 65536));
+        if n > 0 {
+            written += n;
+            idle_since = std::time::Instant::now();
+        } else {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let out = dir.path().join("after.out");
+    reg.change("w", support::file_spec(&out)).unwrap();
+    // Whatever the old connection had taken reaches the client, in whole
+    // frames, then the connection ends; the file has the rest.
+    let mut got = Vec::new();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    while let Some((op, payload)) = ws_read_frame(&mut c) {
+        assert_eq!(op, 2, "binary frames only");
+        got.extend_from_slice(&payload);
+    }
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{} bytes of a cut frame", rest.len());
+    wait_until("queue empty", || reg.stats("w").unwrap().queued == 0);
+    let in_file = std::fs::read(&out).unwrap();
+    assert_eq!(
+        got.len() + in_file.len(),
+        written,
+        "client {} + file {} bytes",
+        got.len(),
+        in_file.len()
+    );
+    assert!(got == records(0, got.len()), "client stream in order");
+    assert!(
+        in_file == records(got.len(), in_file.len()),
+        "file continues it"
+    );
+    fe.detach();
+    reg.shutdown();
+}
+
 #[test]
 fn websocket_handshake_without_binary_protocol_is_refused() {
     let reg = Registry::new().unwrap();

@@ -472,7 +472,7 @@ impl Conn {
             match r {
                 Poll::Ready(Ok(0)) => self.eof = true,
                 Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(e)) if net::is_transient(&e) => return Poll::Pending,
+                Poll::Ready(Err(e)) if net::is_transient(&e) => continue,
                 Poll::Ready(Err(_)) => self.eof = true,
                 Poll::Pending => return Poll::Pending,
             }
@@ -557,13 +557,60 @@ impl Conn {
     }
 }
 
+/// How long a dropped connection may take to hand its peer what it still
+/// owed (see `Conn`'s `Drop`).
+const OWED_DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
 impl Drop for Conn {
+    /// Bytes owed to a live peer (the tail of a websocket frame, half of a
+    /// doubled telnet 0xff) were already taken from the chardev's queue, so
+    /// they must not be lost when the connection goes (a change, a remove):
+    /// what the socket does not take now is finished by a task that keeps
+    /// a second descriptor open until it is out, for at most
+    /// `OWED_DRAIN_LIMIT`; then the peer sees the end.
     fn drop(&mut self) {
-        // Last chance for owed bytes (a frame's tail) on a live peer.
-        if !self.write_broken && self.tx_pos < self.tx.len() {
-            let _ = net::send(self.io.raw(), &self.tx[self.tx_pos..]);
+        if self.write_broken || self.tx_pos >= self.tx.len() {
+            return;
         }
+        let owed = &self.tx[self.tx_pos..];
+        let sent = match net::send(self.io.raw(), owed) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(_) => return,
+        };
+        if sent == owed.len() {
+            return;
+        }
+        let rest = owed[sent..].to_vec();
+        let (Ok(rt), Ok(fd)) = (
+            tokio::runtime::Handle::try_current(),
+            self.io.try_clone_fd(),
+        ) else {
+            return;
+        };
+        rt.spawn(finish_owed(fd, rest));
     }
+}
+
+/// Writes `owed` to the socket `fd` as its peer reads, for at most
+/// `OWED_DRAIN_LIMIT`, then closes `fd`.
+async fn finish_owed(fd: OwnedFd, owed: Vec<u8>) {
+    let Ok(io) = SockIo::new(fd) else {
+        return;
+    };
+    let mut pos = 0;
+    let drain = std::future::poll_fn(|cx| {
+        while pos < owed.len() {
+            match io.poll_send(cx, &owed[pos..]) {
+                Poll::Ready(Ok(n)) if n > 0 => pos += n,
+                Poll::Ready(Err(e)) if net::is_transient(&e) => continue,
+                Poll::Ready(_) => break,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(())
+    });
+    let _ = tokio::time::timeout(OWED_DRAIN_LIMIT, drain).await;
 }
 
 /// The `socket` backend.

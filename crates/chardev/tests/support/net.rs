@@ -218,7 +218,7 @@ pub fn numbered(tag: &str, from: usize, n: usize) -> Vec<u8> {
 // ----- a minimal websocket client ----------------------------------------
 
 /// Sends a websocket upgrade request and reads the response head.
-pub fn ws_handshake(s: &mut TcpStream, protocol: Option<&str>) -> String {
+pub fn ws_handshake(s: &mut (impl Read + Write), protocol: Option<&str>) -> String {
     let mut req = String::from(
         "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
     );
@@ -258,7 +258,7 @@ pub fn ws_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Reads one server frame: (opcode, payload). None at end of stream.
-pub fn ws_read_frame(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+pub fn ws_read_frame(s: &mut impl Read) -> Option<(u8, Vec<u8>)> {
     let mut h = [0u8; 2];
     s.read_exact(&mut h).ok()?;
     assert_eq!(h[1] & 0x80, 0, "server frames are not masked");
