@@ -83,6 +83,41 @@ fn pty_is_usable_without_a_slave_and_talks_once_one_opens() {
 }
 
 #[test]
+fn pty_left_by_a_change_keeps_its_output_until_the_slave_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new().unwrap();
+    let path = reg.add("p", pty_spec()).unwrap().pty.unwrap();
+    let fe = reg.attach("p").unwrap();
+    let (rec, seen) = Recorder::new(true);
+    fe.set_handlers(Box::new(rec));
+    let mut slave = open_raw(&path);
+    wait_until("OPENED", || {
+        seen.lock().unwrap().events.contains(&ChardevEvent::Opened)
+    });
+    // Output the slave has not read yet when the console moves on.
+    let sent: Vec<u8> = (0..3000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    fe.write_all(&sent).unwrap();
+    wait_until("all handed to the pty", || {
+        reg.stats("p").unwrap().queued == 0
+    });
+    reg.change("p", support::file_spec(&dir.path().join("next")))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.len() < sent.len() {
+        match slave.read(&mut buf) {
+            Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+            other => panic!("after {} bytes: {other:?}", got.len()),
+        }
+    }
+    assert!(
+        got == sent,
+        "the slave read what was sent before the change"
+    );
+    reg.shutdown();
+}
+
+#[test]
 fn pty_backlog_replays_output_made_before_the_slave_opened() {
     let reg = Registry::new().unwrap();
     let spec = ChardevBackend::Pty(ChardevCommon {

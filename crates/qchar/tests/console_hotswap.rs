@@ -660,8 +660,11 @@ fn flush(q: &mut Qmp, id: &str) {
     );
 }
 
-/// qchar's open descriptors and resident memory (KiB).
+/// qchar's open descriptors and resident memory (KiB), once a pty just
+/// left has had the moment it keeps its master open for its slave's last
+/// reads (the test has read them all).
 fn usage(pid: u32) -> (usize, u64) {
+    std::thread::sleep(Duration::from_millis(200));
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .count();
