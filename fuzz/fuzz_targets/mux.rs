@@ -19,7 +19,6 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -71,11 +70,7 @@ struct World {
 fn world() -> &'static World {
     static W: OnceLock<World> = OnceLock::new();
     W.get_or_init(|| {
-        let dir = match std::env::var_os("QCHAR_FUZZ_TMP") {
-            Some(d) => PathBuf::from(d),
-            None => std::env::temp_dir().join(format!("qchar-fuzz-{}", std::process::id())),
-        };
-        std::fs::create_dir_all(&dir).expect("sandbox directory");
+        let dir = qchar_fuzz::sandbox_dir();
         let path = dir.join(format!("mux-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let reg = Registry::new().expect("registry");

@@ -177,11 +177,7 @@ struct World {
 fn world() -> &'static World {
     static W: OnceLock<World> = OnceLock::new();
     W.get_or_init(|| {
-        let dir = match std::env::var_os("QCHAR_FUZZ_TMP") {
-            Some(d) => PathBuf::from(d),
-            None => std::env::temp_dir().join(format!("qchar-fuzz-{}", std::process::id())),
-        };
-        std::fs::create_dir_all(&dir).expect("sandbox directory");
+        let dir = qchar_fuzz::sandbox_dir();
         let reg = Registry::new().expect("registry");
         let bus = EventBus::new();
         qchar_monitor::qmp::monitor::forward_registry_events(&reg, bus.clone());

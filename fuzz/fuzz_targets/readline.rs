@@ -121,7 +121,10 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(term.lines_ended, lines.len());
 
-    if data.iter().all(|&b| printable(b) || b == b'\r' || b == b'\n') {
+    if data
+        .iter()
+        .all(|&b| printable(b) || b == b'\r' || b == b'\n')
+    {
         let want: Vec<Vec<u8>> = data
             .split(|&b| b == b'\r' || b == b'\n')
             .map(|l| l[..l.len().min(LINE_MAX)].to_vec())

@@ -66,6 +66,18 @@ pub fn chunks<'a>(data: &'a [u8], rng: &mut Rng, max: usize) -> Vec<&'a [u8]> {
     out
 }
 
+/// The directory a target may create files and sockets in:
+/// `QCHAR_FUZZ_TMP` (set by the scripts, which remove it afterwards), else
+/// `qchar-fuzz-PID` under the system temp directory. Created if missing.
+pub fn sandbox_dir() -> std::path::PathBuf {
+    let dir = match std::env::var_os("QCHAR_FUZZ_TMP") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => std::env::temp_dir().join(format!("qchar-fuzz-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir).expect("sandbox directory");
+    dir
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
