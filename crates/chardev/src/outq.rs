@@ -145,12 +145,7 @@ impl OutQueue {
     /// when a writer had come back short and should hear of the room.
     pub(crate) fn consume(&self, n: usize) -> bool {
         let mut g = self.lock();
-        let n = n.min(g.buf.len());
-        g.buf.drain(..n);
-        if g.waiting > 0 {
-            // Only then: notify_all is a futex syscall even with no waiter.
-            self.room.notify_all();
-        }
+        let n = self.drain_front(&mut g, n);
         if n > 0 && g.short {
             g.short = false;
             true
@@ -166,12 +161,20 @@ impl OutQueue {
     /// Returns whether one is owed that, so that the caller wakes the task.
     pub(crate) fn consume_quietly(&self, n: usize) -> bool {
         let mut g = self.lock();
+        self.drain_front(&mut g, n);
+        g.short
+    }
+
+    /// Drops up to `n` bytes from the front and wakes writers blocked for
+    /// room; returns how many went.
+    fn drain_front(&self, g: &mut Inner, n: usize) -> usize {
         let n = n.min(g.buf.len());
         g.buf.drain(..n);
         if g.waiting > 0 {
+            // Only then: notify_all is a futex syscall even with no waiter.
             self.room.notify_all();
         }
-        g.short
+        n
     }
 
     /// Parks the I/O task: stores its waker if the queue is empty, and

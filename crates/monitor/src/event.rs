@@ -46,8 +46,7 @@ impl EventBus {
     /// Sends event `name` with optional `data` to every sink.
     pub fn emit(&self, name: &str, data: Option<Dict>) {
         let event = event_value(name, data, SystemTime::now());
-        let mut line = event.to_json();
-        line.extend_from_slice(b"\r\n");
+        let line = crate::qmp::session::line(&event, false);
         let sinks: Vec<Arc<dyn EventSink>> = self
             .sinks
             .lock()
@@ -76,9 +75,7 @@ pub fn event_value(name: &str, data: Option<Dict>, now: SystemTime) -> Value {
 
 /// Serializes an event as QEMU does, compact, `\r\n` included.
 pub fn event_line(name: &str, data: Option<Dict>, now: SystemTime) -> Vec<u8> {
-    let mut line = event_value(name, data, now).to_json();
-    line.extend_from_slice(b"\r\n");
-    line
+    crate::qmp::session::line(&event_value(name, data, now), false)
 }
 
 #[cfg(test)]

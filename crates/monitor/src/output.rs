@@ -184,7 +184,7 @@ impl EventSink for Shared {
         let mut out = self.out();
         if out.events_wanted {
             let line = if out.pretty {
-                crate::qmp::session::line(event.clone(), true)
+                crate::qmp::session::line(event, true)
             } else {
                 line.to_vec()
             };

@@ -78,7 +78,7 @@ impl QmpSession {
             Vec::new()
         };
         let qmp = crate::dict! { "version" => env.version.to_value(), "capabilities" => Value::List(caps) };
-        line(Value::Dict(crate::dict! { "QMP" => qmp }), self.pretty)
+        line(&Value::Dict(crate::dict! { "QMP" => qmp }), self.pretty)
     }
 
     /// Feeds client bytes; `reply` gets each reply line as soon as it
@@ -114,7 +114,7 @@ impl QmpSession {
                 if let Some(id) = id {
                     rsp.insert("id", id.clone());
                 }
-                line(Value::Dict(rsp), self.pretty)
+                line(&Value::Dict(rsp), self.pretty)
             }
             Err(e) => error_line(&e, id, self.pretty),
         }
@@ -194,7 +194,7 @@ impl QmpSession {
 }
 
 /// A value as a reply line, compact or pretty.
-pub(crate) fn line(v: Value, pretty: bool) -> Vec<u8> {
+pub(crate) fn line(v: &Value, pretty: bool) -> Vec<u8> {
     let mut out = if pretty {
         v.to_json_pretty()
     } else {
@@ -211,5 +211,5 @@ pub fn error_line(e: &QmpError, id: Option<&Value>, pretty: bool) -> Vec<u8> {
     if let Some(id) = id {
         rsp.insert("id", id.clone());
     }
-    line(Value::Dict(rsp), pretty)
+    line(&Value::Dict(rsp), pretty)
 }
