@@ -1,7 +1,9 @@
+// Hand-written part: the `wire` copies of the backend structs, because serde cannot refuse unknown members of a struct that flattens another.
 //! The backend specification: Rust types for QEMU's QAPI `ChardevBackend`
 //! union (qapi/char.json). With the `serde` feature they serialize and
 //! deserialize with field names exactly as QEMU spells them on the wire, so
-//! a `chardev-add`/`chardev-change` argument deserializes as-is.
+//! a `chardev-add`/`chardev-change` argument deserializes as-is, and an
+//! unknown member is refused as QEMU refuses it.
 //!
 //! The types are plain data: they describe a backend, they do not open one.
 //! [`crate::backend::open`] turns a spec into a live backend.
@@ -38,6 +40,7 @@ pub struct ChardevCommon {
 /// `file` backend (QAPI `ChardevFile`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "wire::File"))]
 pub struct ChardevFile {
     /// Common options.
     #[cfg_attr(feature = "serde", serde(flatten))]
@@ -61,6 +64,7 @@ pub struct ChardevFile {
 /// A host device path: `pipe`, `serial` and `parallel` (QAPI `ChardevHostdev`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "wire::Hostdev"))]
 pub struct ChardevHostdev {
     /// Common options.
     #[cfg_attr(feature = "serde", serde(flatten))]
@@ -72,6 +76,7 @@ pub struct ChardevHostdev {
 /// `socket` backend (QAPI `ChardevSocket`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "wire::Socket"))]
 pub struct ChardevSocket {
     /// Common options.
     #[cfg_attr(feature = "serde", serde(flatten))]
@@ -175,6 +180,7 @@ impl ChardevSocket {
 /// `udp` backend (QAPI `ChardevUdp`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "wire::Udp"))]
 pub struct ChardevUdp {
     /// Common options.
     #[cfg_attr(feature = "serde", serde(flatten))]
@@ -193,6 +199,7 @@ pub struct ChardevUdp {
 /// chardev by id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "wire::Mux"))]
 pub struct ChardevMux {
     /// Common options.
     #[cfg_attr(feature = "serde", serde(flatten))]
@@ -204,6 +211,7 @@ pub struct ChardevMux {
 /// `stdio` backend (QAPI `ChardevStdio`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "wire::Stdio"))]
 pub struct ChardevStdio {
     /// Common options.
     #[cfg_attr(feature = "serde", serde(flatten))]
@@ -219,6 +227,7 @@ pub struct ChardevStdio {
 /// `ringbuf`/`memory` backend (QAPI `ChardevRingbuf`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "wire::Ringbuf"))]
 pub struct ChardevRingbuf {
     /// Common options.
     #[cfg_attr(feature = "serde", serde(flatten))]
@@ -475,6 +484,99 @@ pub const SUPPORTED_BACKENDS: &[&str] = &[
     "file", "serial", "pipe", "socket", "udp", "pty", "null", "mux", "stdio", "ringbuf", "memory",
 ];
 
+/// Deserialization forms of the backend structs that flatten
+/// [`ChardevCommon`]. serde does not apply `deny_unknown_fields` to a struct
+/// with a flattened member (nor to the member), so through the derived form
+/// an unknown member would be dropped silently. These flat copies list the
+/// common members themselves and refuse unknown ones, as QEMU does; the
+/// `From` impls fail to compile if a member is missing, and the round-trip
+/// test catches a misspelt name.
+#[cfg(feature = "serde")]
+mod wire {
+    use super::*;
+
+    macro_rules! with_common {
+        ($public:ident as $wire:ident { $($(#[$m:meta])* $field:ident: $ty:ty,)* }) => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            pub(super) struct $wire {
+                #[serde(default)]
+                logfile: Option<String>,
+                #[serde(default)]
+                logappend: Option<bool>,
+                #[serde(rename = "x-backlog", default)]
+                backlog: Option<u64>,
+                $($(#[$m])* $field: $ty,)*
+            }
+
+            impl From<$wire> for $public {
+                fn from(w: $wire) -> $public {
+                    $public {
+                        common: ChardevCommon {
+                            logfile: w.logfile,
+                            logappend: w.logappend,
+                            backlog: w.backlog,
+                        },
+                        $($field: w.$field,)*
+                    }
+                }
+            }
+        };
+    }
+
+    with_common!(ChardevFile as File {
+        #[serde(rename = "in", default)]
+        input: Option<String>,
+        out: String,
+        #[serde(default)]
+        append: Option<bool>,
+    });
+
+    with_common!(ChardevHostdev as Hostdev { device: String, });
+
+    with_common!(ChardevSocket as Socket {
+        addr: SocketAddressLegacy,
+        #[serde(rename = "tls-creds", default)]
+        tls_creds: Option<String>,
+        #[serde(rename = "tls-authz", default)]
+        tls_authz: Option<String>,
+        #[serde(default)]
+        server: Option<bool>,
+        #[serde(default)]
+        wait: Option<bool>,
+        #[serde(default)]
+        nodelay: Option<bool>,
+        #[serde(default)]
+        telnet: Option<bool>,
+        #[serde(default)]
+        tn3270: Option<bool>,
+        #[serde(default)]
+        websocket: Option<bool>,
+        #[serde(default)]
+        reconnect: Option<i64>,
+        #[serde(rename = "reconnect-ms", default)]
+        reconnect_ms: Option<i64>,
+    });
+
+    with_common!(ChardevUdp as Udp {
+        remote: SocketAddressLegacy,
+        #[serde(default)]
+        local: Option<SocketAddressLegacy>,
+    });
+
+    with_common!(ChardevMux as Mux { chardev: String, });
+
+    with_common!(ChardevStdio as Stdio {
+        #[serde(default)]
+        signal: Option<bool>,
+    });
+
+    with_common!(ChardevRingbuf as Ringbuf {
+        #[serde(default)]
+        size: Option<i64>,
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,6 +613,29 @@ mod tests {
         let json =
             r#"{"type":"socket","data":{"addr":{"type":"unix","data":{"path":"/p","bogus":1}}}}"#;
         assert!(serde_json::from_str::<ChardevBackend>(json).is_err());
+    }
+
+    #[test]
+    fn unknown_member_beside_the_common_options_is_refused() {
+        // Each backend struct flattens ChardevCommon; QEMU refuses a member
+        // it does not know there as anywhere else.
+        for json in [
+            r#"{"type":"file","data":{"out":"/o","bogus":1}}"#,
+            r#"{"type":"serial","data":{"device":"/d","bogus":1}}"#,
+            r#"{"type":"pipe","data":{"device":"/d","bogus":1}}"#,
+            r#"{"type":"socket","data":{"addr":{"type":"unix","data":{"path":"/p"}},"bogus":1}}"#,
+            r#"{"type":"udp","data":{"remote":{"type":"inet","data":{"host":"h","port":"1"}},"bogus":1}}"#,
+            r#"{"type":"mux","data":{"chardev":"c","bogus":1}}"#,
+            r#"{"type":"stdio","data":{"bogus":1}}"#,
+            r#"{"type":"ringbuf","data":{"bogus":1}}"#,
+            r#"{"type":"memory","data":{"bogus":1}}"#,
+            r#"{"type":"null","data":{"bogus":1}}"#,
+            r#"{"type":"pty","data":{"bogus":1}}"#,
+        ] {
+            let r = serde_json::from_str::<ChardevBackend>(json);
+            let e = r.expect_err(json).to_string();
+            assert!(e.contains("unknown field `bogus`"), "{json}: {e}");
+        }
     }
 
     #[test]
