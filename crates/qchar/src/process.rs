@@ -1,4 +1,4 @@
-// Hand-written part: fork, _exit, ignored signals, the signal mask and sigwaitinfo (for the sender's pid), which rustix leaves to libc.
+// Hand-written part: fork, _exit, ignored signals and sigwaitinfo (for the sender's pid), which neither rustix nor vmm-sys-util wraps.
 //! Process-level duties, as QEMU does them: `-daemonize` (detach once set
 //! up, the parent exiting 0 only when the daemon is ready), `-pidfile`
 //! (locked while the process lives, removed at exit), and the signals that
@@ -144,25 +144,18 @@ pub fn remove_pidfile() {
 }
 
 fn term_sigset() -> libc::sigset_t {
-    // SAFETY: a zeroed sigset_t is then initialised by sigemptyset.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid sigset_t.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        for s in TERM_SIGNALS {
-            libc::sigaddset(&mut set, s);
-        }
-    }
-    set
+    vmm_sys_util::signal::create_sigset(&TERM_SIGNALS)
+        .expect("SIGINT, SIGTERM and SIGHUP are valid signal numbers")
 }
 
 /// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (and every
 /// thread it creates later): call before any thread exists. The vCPU kick
 /// signal is left alone.
 pub fn block_term_signals() {
-    let set = term_sigset();
-    // SAFETY: `set` is initialised; the old mask is not wanted.
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    for s in TERM_SIGNALS {
+        // Fails only for a signal already blocked, which is as good.
+        let _ = vmm_sys_util::signal::block_signal(s);
+    }
 }
 
 /// Starts the thread that turns a terminating signal into [`Cause::Signal`].
