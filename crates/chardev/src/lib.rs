@@ -6,7 +6,8 @@
 //! [`Registry::change`] swaps the backend while the frontend keeps running.
 //!
 //! Module map:
-//! - [`spec`]: QEMU's QAPI `ChardevBackend` types (what a backend is).
+//! - [`spec`]: QEMU's QAPI `ChardevBackend` types (what a backend is), in
+//!   QEMU's JSON form through serde with the `serde` feature.
 //! - [`opts`]: `-chardev` strings and `-serial` shorthands into specs.
 //! - [`backend`]: the `Backend` trait and one file per backend kind.
 //! - [`frontend`]: what a device holds ([`CharFrontend`]) and implements
