@@ -7,6 +7,8 @@
 //!
 //! Module map:
 //! - [`spec`]: QEMU's QAPI `ChardevBackend` types (what a backend is).
+//! - [`qemuopts`]: QEMU's option-string grammar, numbers and sizes (used
+//!   by `-chardev` here and by the qchar binary's other options).
 //! - [`opts`]: `-chardev` strings and `-serial` shorthands into specs.
 //! - [`backend`]: the `Backend` trait and one file per backend kind.
 //! - [`frontend`]: what a device holds ([`CharFrontend`]) and implements
@@ -50,6 +52,7 @@ pub mod frontend;
 mod iothread;
 pub mod opts;
 mod outq;
+pub mod qemuopts;
 pub mod registry;
 pub mod spec;
 
