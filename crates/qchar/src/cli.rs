@@ -2,10 +2,13 @@
 //! parsed into a [`Config`]. No I/O happens here.
 //!
 //! Errors QEMU reports while it parses the command line (an unknown option,
-//! a missing argument, a bad `-m`) are returned at once. Errors QEMU only
-//! finds while it creates chardevs, monitors and devices are kept inside the
-//! requests and reported by the setup in QEMU's creation order, so that the
-//! first error printed is the one QEMU would print.
+//! a missing argument, an option string its QemuOpts or keyval parser
+//! refuses, a duplicate id) are returned at once, after the warnings QEMU
+//! printed up to there. Errors QEMU only finds while it creates chardevs,
+//! monitors and devices are kept inside the requests and reported by the
+//! setup in QEMU's creation order, so that the first error printed is the
+//! one QEMU would print. Option strings are read with
+//! `qchar_chardev::qemuopts`, which `-chardev` shares.
 //!
 //! Everything qchar lacks is refused as a QEMU 7.2 built without it would
 //! refuse it: an option it does not know is an `invalid option`, a device
@@ -446,6 +449,34 @@ static ACCEL_OPTS: OptsList = OptsList {
     desc: None,
 };
 
+/// One argument after QEMU's first pass: an image, or an option's name
+/// and value (empty without one).
+type Arg<'a> = (&'a str, Option<(&'static str, &'a str)>);
+
+/// QEMU's first pass over argv, before any option is acted on: every
+/// option must exist and have its argument.
+fn first_pass(args: &[String]) -> Result<Vec<Arg<'_>>, Diag> {
+    let mut out = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if !arg.starts_with('-') {
+            out.push((arg.as_str(), None));
+            continue;
+        }
+        let Some((name, has_arg)) = lookup(arg) else {
+            return Err(Diag::at(None, format!("{arg}: invalid option")));
+        };
+        let value = if has_arg {
+            rest.next()
+                .ok_or_else(|| Diag::at(None, format!("{arg}: requires an argument")))?
+        } else {
+            ""
+        };
+        out.push((arg.as_str(), Some((name, value))));
+    }
+    Ok(out)
+}
+
 fn lookup(arg: &str) -> Option<(&'static str, bool)> {
     let name = arg.strip_prefix('-')?;
     let name = name.strip_prefix('-').unwrap_or(name);
@@ -648,42 +679,26 @@ pub fn parse(args: &[String]) -> Result<Action, Diag> {
 impl Scan {
     /// Reads argv up to its end or the first option that stops it.
     fn scan(&mut self, args: &[String]) -> Result<(), Stop> {
-        let s = self;
-        let mut i = 0;
-        while i < args.len() {
-            let arg = &args[i];
-            i += 1;
-            if !arg.starts_with('-') {
-                s.drive_image(arg, arg, 0x80);
+        for (arg, option) in first_pass(args)? {
+            let Some((name, value)) = option else {
+                self.drive_image(arg, arg, 0x80);
                 continue;
-            }
-            let Some((name, has_arg)) = lookup(arg) else {
-                return Err(Diag::at(None, format!("{arg}: invalid option")).into());
-            };
-            let value = if has_arg {
-                let Some(v) = args.get(i) else {
-                    return Err(Diag::at(None, format!("{arg}: requires an argument")).into());
-                };
-                i += 1;
-                v.as_str()
-            } else {
-                ""
             };
             let loc = format!("{arg} {value}");
             let print = |text: String| Err(Stop::Action(Action::Print(text)));
             match name {
                 "h" | "help" => return print(help_text()),
                 "version" => return print(version_text()),
-                "chardev" => s.chardev(&loc, value)?,
+                "chardev" => self.chardev(&loc, value)?,
                 "serial" => {
-                    s.default_serial = false;
+                    self.default_serial = false;
                     if value.starts_with("mon:") {
-                        s.default_monitor = false;
+                        self.default_monitor = false;
                     }
-                    s.serial_args.push((Some(loc), value.to_string()));
+                    self.serial_args.push((Some(loc), value.to_string()));
                 }
                 "parallel" => {
-                    s.default_parallel = false;
+                    self.default_parallel = false;
                     if value != "none" {
                         return Err(Diag::at(
                             Some(&loc),
@@ -693,22 +708,22 @@ impl Scan {
                     }
                 }
                 "device" => {
-                    if let Some(text) = s.device(&loc, value)? {
+                    if let Some(text) = self.device(&loc, value)? {
                         return print(text);
                     }
                 }
-                "mon" => s.mon(&loc, value)?,
+                "mon" => self.mon(&loc, value)?,
                 "monitor" => {
-                    s.default_monitor = false;
+                    self.default_monitor = false;
                     if !value.starts_with("none") {
-                        s.monitor_parse(Some(&loc), value, MonMode::Readline)?;
+                        self.monitor_parse(Some(&loc), value, MonMode::Readline)?;
                     }
                 }
                 "qmp" | "qmp-pretty" => {
-                    s.default_monitor = false;
-                    s.monitor_parse(Some(&loc), value, MonMode::Control)?;
+                    self.default_monitor = false;
+                    self.monitor_parse(Some(&loc), value, MonMode::Control)?;
                     if name == "qmp-pretty" {
-                        if let Some(m) = s.cfg.monitors.last_mut() {
+                        if let Some(m) = self.cfg.monitors.last_mut() {
                             m.pretty = true;
                         }
                     }
@@ -718,10 +733,10 @@ impl Scan {
                         return print(text);
                     }
                 }
-                "nographic" => s.nographic = true,
-                "nodefaults" => s.has_defaults = false,
-                "S" => s.cfg.start_paused = true,
-                "m" => s.cfg.mem_size = s.mem_size(&loc, value)?,
+                "nographic" => self.nographic = true,
+                "nodefaults" => self.has_defaults = false,
+                "S" => self.cfg.start_paused = true,
+                "m" => self.cfg.mem_size = self.mem_size(&loc, value)?,
                 "machine" | "M" => {
                     if let Some(text) = machine(&loc, value)? {
                         return print(text);
@@ -729,16 +744,16 @@ impl Scan {
                 }
                 "enable-kvm" | "no-reboot" => {}
                 "accel" => {
-                    if let Some(text) = s.accel(&loc, value)? {
+                    if let Some(text) = self.accel(&loc, value)? {
                         return print(text);
                     }
                 }
-                "name" => s.name(&loc, value)?,
-                "pidfile" => s.cfg.pidfile = Some(value.to_string()),
-                "daemonize" => s.cfg.daemonize = true,
-                "drive" => s.drive(&loc, value)?,
-                "fda" => s.drive_image(&loc, value, 0x00),
-                "hda" => s.drive_image(&loc, value, 0x80),
+                "name" => self.name(&loc, value)?,
+                "pidfile" => self.cfg.pidfile = Some(value.to_string()),
+                "daemonize" => self.cfg.daemonize = true,
+                "drive" => self.drive(&loc, value)?,
+                "fda" => self.drive_image(&loc, value, 0x00),
+                "hda" => self.drive_image(&loc, value, 0x80),
                 _ => unreachable!("option table and match disagree: {name}"),
             }
         }

@@ -189,6 +189,15 @@ fn option_string_cases() -> Vec<(Vec<&'static str>, &'static str)> {
     }
     let not_found = "-mon chardev=zzz: chardev \"zzz\" not found\n";
     vec![
+        // QEMU's first pass checks every option name and argument.
+        (
+            with(&["-chardev", "null,id=0x", "-foo"]),
+            "-foo: invalid option\n",
+        ),
+        (
+            with(&["-mon", "c,bogus=1", "-chardev"]),
+            "-chardev: requires an argument\n",
+        ),
         (
             with(&["-mon", "c,pretty,,mode=control"]),
             "-mon c,pretty,,mode=control: warning: short-form boolean option 'pretty' deprecated\n\

@@ -872,6 +872,12 @@ fn machine_and_display_are_keyval() {
 /// QEMU prints the warnings of the options it has read before an error.
 #[test]
 fn warnings_before_a_scan_error() {
+    // Except that option names and arguments are all checked first.
+    assert_eq!(
+        err(&["-mon", "c,pretty", "-chardev", "null,id=0x", "-foo"]),
+        "PROG: -foo: invalid option\n"
+    );
+    assert_eq!(err(&["-version", "-m"]), "PROG: -m: requires an argument\n");
     assert_eq!(
         err(&["-mon", "c,pretty", "-name", "x,bogus=1"]),
         "PROG: -mon c,pretty: warning: short-form boolean option 'pretty' deprecated\n\
