@@ -1222,7 +1222,12 @@ impl Scan {
             n += 1;
             let l = loc.as_deref();
             let connect = format!("could not connect serial device to character backend '{dev}'");
+            // QEMU makes the chardev in the same option list as -chardev's.
+            let taken = !dev.starts_with("chardev:") && self.chardev_ids.contains(&label);
             let source = match opts::parse_serial_shorthand(&dev, &label) {
+                _ if taken => {
+                    Err(Diag::at(l, format!("Duplicate ID '{label}' for chardev")).then(l, connect))
+                }
                 Ok(SerialTarget::New { options, monitor }) => {
                     Ok(SerialSource::New { options, monitor })
                 }

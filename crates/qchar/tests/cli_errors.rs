@@ -252,6 +252,11 @@ fn option_string_cases() -> Vec<(Vec<&'static str>, &'static str)> {
              PROG: -monitor null: parse error: null\n",
         ),
         (
+            with(&["-serial", "null", "-chardev", "null,id=serial0"]),
+            "-serial null: Duplicate ID 'serial0' for chardev\n\
+             PROG: -serial null: could not connect serial device to character backend 'null'\n",
+        ),
+        (
             with(&["-drive", "file=a,id=d", "-drive", "file=b,id=d"]),
             "-drive file=b,id=d: Duplicate ID 'd' for drive\n",
         ),
