@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 
 use qchar_chardev::spec::{ChardevBackend, ChardevCommon, ChardevHostdev};
 use qchar_chardev::{ChardevEvent, Registry};
+use qchar_testkit::{fd_count, wait_until};
 use support::*;
 
 /// Opens a pty slave in raw mode, as a terminal program would set it up

@@ -13,14 +13,8 @@ use std::time::Duration;
 use net::*;
 use qchar_chardev::spec::ChardevBackend;
 use qchar_chardev::{ChardevEvent, Registry};
-use support::{fd_count, wait_until, Recorder};
-
-/// Descriptor counts are per process: the tests of this file run one at a
-/// time so that one's sockets do not show up in another's count.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+use qchar_testkit::{connect_unix, fd_count, one_at_a_time, wait_until};
+use support::Recorder;
 
 fn count(seen: &Arc<Mutex<support::Seen>>, e: ChardevEvent) -> usize {
     seen.lock()

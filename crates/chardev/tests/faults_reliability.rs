@@ -26,7 +26,8 @@ use qchar_chardev::spec::{ChardevBackend, ChardevCommon, ChardevHostdev};
 use qchar_chardev::{
     CharFrontend, ChardevError, ChardevEvent, Registry, RegistryEvent, DEFAULT_OUT_CAPACITY,
 };
-use support::{fd_count, file_spec, one_at_a_time, wait_until, Recorder, Seen};
+use qchar_testkit::{connect_unix, fd_count, one_at_a_time, wait_until};
+use support::{file_spec, Recorder, Seen};
 
 // ----- numbered records -----------------------------------------------------
 

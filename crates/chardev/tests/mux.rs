@@ -16,7 +16,8 @@ use qchar_chardev::spec::{ChardevBackend, ChardevMux};
 use qchar_chardev::{
     CharFrontend, ChardevEvent, Parity, Registry, RegistryEvent, SerialIoctl, SerialParams,
 };
-use support::{wait_until, Recorder, Seen};
+use qchar_testkit::{connect_unix, openpty, wait_until};
+use support::{Recorder, Seen};
 
 type Shared = Arc<Mutex<Seen>>;
 

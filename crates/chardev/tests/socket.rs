@@ -14,7 +14,8 @@ use std::time::Duration;
 use net::*;
 use qchar_chardev::spec::{ChardevBackend, SocketAddressLegacy, UnixSocketAddress};
 use qchar_chardev::{ChardevEvent, Registry, RegistryEvent};
-use support::{wait_until, Recorder};
+use qchar_testkit::{connect_unix, require, wait_until, Prereq};
+use support::Recorder;
 
 fn attach_recorder(
     reg: &Registry,
@@ -288,11 +289,9 @@ fn tcp_server_port_range_and_port_in_use() {
 
 #[test]
 fn tcp_over_ipv6_loopback() {
-    let Ok(probe) = std::net::TcpListener::bind("[::1]:0") else {
-        eprintln!("no IPv6 loopback here; skipped");
+    if !require(Prereq::Ipv6Loopback) {
         return;
-    };
-    drop(probe);
+    }
     let reg = Registry::new().unwrap();
     reg.add(
         "s6",

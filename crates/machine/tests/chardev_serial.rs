@@ -2,7 +2,8 @@
 //! backend swapped for another mid-run (nothing lost, nothing repeated), a
 //! small output queue (write_ready backpressure), and a pipe backend that
 //! carries input, breaks and the interrupt-driven guest's echo.
-//! Every test skips (with a message) where /dev/kvm cannot be opened.
+//! Every test skips (with a message) where /dev/kvm cannot be opened, and
+//! fails there instead under `QCHAR_TEST_REQUIRE_ALL`.
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
@@ -14,20 +15,11 @@ use std::time::{Duration, Instant};
 use qchar_chardev::spec::{ChardevBackend, ChardevFile, ChardevHostdev};
 use qchar_chardev::Registry;
 use qchar_machine::guest::{self, demo_image, demo_line, IRQ_DEMO_IMAGE};
-use qchar_machine::vm::kvm_available;
 use qchar_machine::{ComPort, ExitReason, Machine, MachineConfig, VmHandle};
+use qchar_testkit::{require, wait_until_within, Prereq};
 
 /// Generous bound for anything the guest does; only a hang reaches it.
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn kvm_or_skip() -> bool {
-    if kvm_available() {
-        true
-    } else {
-        eprintln!("skipping: /dev/kvm not available");
-        false
-    }
-}
 
 fn boot_on(reg: &Registry, id: &str, image: &[u8]) -> VmHandle {
     let mut m = Machine::new(MachineConfig::default()).expect("create VM");
@@ -42,18 +34,6 @@ fn file_spec(path: &Path) -> ChardevBackend {
         out: path.to_string_lossy().into_owned(),
         ..Default::default()
     })
-}
-
-/// Polls `f` until it returns true or the timeout passes.
-fn wait_until(mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + TIMEOUT;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
 }
 
 fn read(path: &Path) -> Vec<u8> {
@@ -87,7 +67,7 @@ fn count_numbered(out: &[u8]) -> u64 {
 
 #[test]
 fn hotswap_file_backend_mid_run_loses_nothing() {
-    if !kvm_or_skip() {
+    if !require(Prereq::Kvm) {
         return;
     }
     const LINES: u64 = 5_000;
@@ -98,17 +78,15 @@ fn hotswap_file_backend_mid_run_loses_nothing() {
     let reg = Registry::with_out_capacity(256).unwrap();
     reg.add("ser0", file_spec(&a)).unwrap();
     let vm = boot_on(&reg, "ser0", &demo_image(Some(LINES as u32)));
-    assert!(
-        wait_until(|| count_numbered(&read(&a)) >= 100),
-        "no output in a.log"
-    );
+    wait_until_within("100 lines in a.log", TIMEOUT, || {
+        count_numbered(&read(&a)) >= 100
+    });
     reg.change("ser0", file_spec(&b)).expect("hotswap to b.log");
     assert_eq!(vm.wait_timeout(TIMEOUT), Some(ExitReason::Halted));
     let last = format!("{}\r\n", demo_line(LINES));
-    assert!(
-        wait_until(|| read(&b).ends_with(last.as_bytes())),
-        "b.log never got the last line"
-    );
+    wait_until_within("the last line in b.log", TIMEOUT, || {
+        read(&b).ends_with(last.as_bytes())
+    });
     let (out_a, out_b) = (read(&a), read(&b));
     assert!(!out_b.is_empty(), "the change happened before the end");
     let mut all = out_a.clone();
@@ -205,7 +183,7 @@ fn pipe_spec(base: &Path) -> ChardevBackend {
 
 #[test]
 fn input_and_break_through_a_pipe_chardev() {
-    if !kvm_or_skip() {
+    if !require(Prereq::Kvm) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -226,23 +204,19 @@ fn input_and_break_through_a_pipe_chardev() {
     peer.send(&long);
     let n = count_numbered(&peer.output());
     peer.wait_for(&demo_line(n + 100));
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let out = peer.output();
-        let echoed: String = String::from_utf8_lossy(&out)
+    let echoed = || -> String {
+        String::from_utf8_lossy(&peer.output())
             .split("\r\n")
             .filter_map(|l| l.strip_prefix(guest::ECHO_PREFIX))
-            .collect();
-        if echoed.len() >= 5 + 4 + long.len() {
-            assert_eq!(
-                echoed,
-                format!("hello\\x00{}", String::from_utf8(long.clone()).unwrap())
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "echo incomplete: {echoed:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+            .collect()
+    };
+    wait_until_within("every input byte echoed", TIMEOUT, || {
+        echoed().len() >= 5 + 4 + long.len()
+    });
+    assert_eq!(
+        echoed(),
+        format!("hello\\x00{}", String::from_utf8(long.clone()).unwrap())
+    );
     assert_eq!(vm.quit(), ExitReason::Quit);
     let out = peer.output();
     let end = out.windows(2).rposition(|w| w == b"\r\n").unwrap() + 2;
@@ -252,7 +226,7 @@ fn input_and_break_through_a_pipe_chardev() {
 
 #[test]
 fn interrupt_driven_guest_on_a_pipe_chardev() {
-    if !kvm_or_skip() {
+    if !require(Prereq::Kvm) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -272,7 +246,7 @@ fn interrupt_driven_guest_on_a_pipe_chardev() {
 
 #[test]
 fn stalled_pipe_peer_holds_the_guest_without_loss() {
-    if !kvm_or_skip() {
+    if !require(Prereq::Kvm) {
         return;
     }
     // 4000 lines (88 KB) overflow the 64 KiB pipe and the chardev's 256-byte
@@ -285,10 +259,9 @@ fn stalled_pipe_peer_holds_the_guest_without_loss() {
     reg.add("ser0", pipe_spec(&base)).unwrap();
     let vm = boot_on(&reg, "ser0", &demo_image(Some(LINES as u32)));
     let uart = vm.serial_ports()[0].uart().clone();
-    assert!(
-        wait_until(|| uart.tx_pending() > 0 && uart.stats().tx_blocked > 0),
-        "the UART never saw backpressure"
-    );
+    wait_until_within("backpressure on the UART", TIMEOUT, || {
+        uart.tx_pending() > 0 && uart.stats().tx_blocked > 0
+    });
     assert!(
         vm.exit_reason().is_none(),
         "the guest is held, not finished"

@@ -1,7 +1,8 @@
 //! A host tty (a pty) as the `serial` chardev backend: the line settings
 //! the guest programmed reach the tty, and reach a second tty the chardev is
 //! switched to (the UART's `backend_changed`).
-//! Skips (with a message) where /dev/kvm cannot be opened.
+//! Skips (with a message) where /dev/kvm cannot be opened; fails there
+//! under `QCHAR_TEST_REQUIRE_ALL`.
 
 use std::fs::File;
 use std::io::Read;
@@ -10,8 +11,8 @@ use std::time::{Duration, Instant};
 use qchar_chardev::spec::{ChardevBackend, ChardevHostdev};
 use qchar_chardev::Registry;
 use qchar_machine::guest::{demo_image, demo_line};
-use qchar_machine::vm::kvm_available;
 use qchar_machine::{ComPort, ExitReason, Machine, MachineConfig, VmHandle};
+use qchar_testkit::{require, Prereq};
 
 /// Generous bound for anything the guest does; only a hang reaches it.
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -106,8 +107,7 @@ impl Pty {
 
 #[test]
 fn hotswap_reapplies_line_settings_to_a_host_tty() {
-    if !kvm_available() {
-        eprintln!("skipping: /dev/kvm not available");
+    if !require(Prereq::Kvm) {
         return;
     }
     let (a, b) = (Pty::open(), Pty::open());

@@ -42,7 +42,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{argv, kvm_or_skip, p, tempdir, wait_until, Proc, Qmp};
+use common::{argv, p, tempdir, Proc, Qmp};
+use qchar_testkit::{openpty, require, wait_until, Prereq, WAIT};
 use serde_json::{json, Value};
 
 /// Bytes each target must receive before the next change (the guest
@@ -254,7 +255,7 @@ impl Target {
         while !rest.is_empty() {
             match f.write(rest) {
                 Ok(n) => rest = &rest[n..],
-                Err(e) if e.kind() == ErrorKind::WouldBlock && start.elapsed() < common::WAIT => {
+                Err(e) if e.kind() == ErrorKind::WouldBlock && start.elapsed() < WAIT => {
                     std::thread::sleep(Duration::from_millis(1))
                 }
                 Err(e) => panic!("{:?} write: {e}", self.kind),
@@ -282,11 +283,7 @@ impl Target {
         );
         let start = Instant::now();
         while self.pump(q) > 0 || (streams && !self.eof) {
-            assert!(
-                start.elapsed() < common::WAIT,
-                "{:?}: no end of stream",
-                self.kind
-            );
+            assert!(start.elapsed() < WAIT, "{:?}: no end of stream", self.kind);
             std::thread::sleep(Duration::from_micros(200));
         }
         let data = self.data();
@@ -395,29 +392,6 @@ fn mkfifo(path: &Path) {
     let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
     // SAFETY: `c` is a NUL-terminated path that outlives the call.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "{path:?}");
-}
-
-/// A new pty pair: (master, slave path).
-fn openpty() -> (OwnedFd, String) {
-    // SAFETY: plain libc calls; the master descriptor is checked before it
-    // is used and owned by the returned `OwnedFd`; `name` outlives the
-    // ptsname_r call that fills it and is NUL-terminated by it.
-    unsafe {
-        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
-        assert!(m >= 0);
-        let m = OwnedFd::from_raw_fd(m);
-        assert_eq!(libc::grantpt(m.as_raw_fd()), 0);
-        assert_eq!(libc::unlockpt(m.as_raw_fd()), 0);
-        let mut name = [0 as libc::c_char; 128];
-        assert_eq!(
-            libc::ptsname_r(m.as_raw_fd(), name.as_mut_ptr(), name.len()),
-            0
-        );
-        let path = std::ffi::CStr::from_ptr(name.as_ptr())
-            .to_string_lossy()
-            .into_owned();
-        (m, path)
-    }
 }
 
 /// A UDP receiver on loopback whose buffer holds far more than a target
@@ -598,7 +572,7 @@ fn change_to(
 /// Sends the upgrade request and reads the response head, byte by byte
 /// so that no frame after it is taken.
 fn ws_handshake(s: &mut TcpStream) {
-    s.set_read_timeout(Some(common::WAIT)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
     s.write_all(
         b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
           Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
@@ -680,7 +654,7 @@ fn usage(pid: u32) -> (usize, u64) {
 /// Moves the console `changes` times (the last move is to a file) and
 /// checks everything the module docs promise.
 fn soak(name: &str, changes: usize, mux: bool) {
-    if !kvm_or_skip(name) {
+    if !require(Prereq::Kvm) {
         return;
     }
     assert!(changes > WARMUP + ALL.len() * ALL.len());
@@ -736,7 +710,7 @@ fn soak(name: &str, changes: usize, mux: bool) {
                     std::thread::sleep(Duration::from_micros(200));
                 }
                 assert!(
-                    start.elapsed() < common::WAIT,
+                    start.elapsed() < WAIT,
                     "change {n}: the {:?} target got no output",
                     current.kind
                 );

@@ -27,23 +27,27 @@ pub const WAIT: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_millis(10);
 
 /// Polls `cond` until it holds; panics naming `what` after [`WAIT`].
+#[track_caller]
 pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
     wait_until_within(what, WAIT, cond);
 }
 
 /// [`wait_until`] with an explicit bound.
+#[track_caller]
 pub fn wait_until_within(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
     wait_for_within(what, within, || cond().then_some(()));
 }
 
 /// Polls `f` until it returns `Some`, and returns that; panics naming
 /// `what` after [`WAIT`].
+#[track_caller]
 pub fn wait_for<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
     wait_for_within(what, WAIT, f)
 }
 
 /// [`wait_for`] with an explicit bound. Polls at once, then with a back-off
 /// from 1 ms doubling up to 10 ms.
+#[track_caller]
 pub fn wait_for_within<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + within;
     let mut pause = Duration::from_millis(1);
@@ -150,6 +154,7 @@ pub fn require_all() -> bool {
 ///     return;
 /// }
 /// ```
+#[track_caller]
 pub fn require(p: Prereq) -> bool {
     /// Each prerequisite probed so far, with what the probe found.
     type Probed = Vec<(Prereq, Result<(), String>)>;
@@ -171,6 +176,7 @@ pub fn require(p: Prereq) -> bool {
 
 /// `true` when present; else the skip's message, or the failure when
 /// `strict`.
+#[track_caller]
 fn verdict(p: Prereq, found: &Result<(), String>, strict: bool) -> bool {
     let Err(why) = found else {
         return true;

@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -161,26 +161,11 @@ pub fn drain_tcp_listener(l: TcpListener) -> JoinHandle<Vec<u8>> {
     })
 }
 
-/// Connects to a unix socket, retrying while the server is not there yet.
-pub fn connect_unix(path: &std::path::Path) -> UnixStream {
-    for _ in 0..2000 {
-        if let Ok(s) = UnixStream::connect(path) {
-            return s;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    panic!("cannot connect to {}", path.display());
-}
-
-/// Connects to a loopback TCP port.
+/// Connects to a loopback TCP port, retrying while nothing listens there.
 pub fn connect_tcp(port: u16) -> TcpStream {
-    for _ in 0..2000 {
-        if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
-            return s;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    panic!("cannot connect to port {port}");
+    qchar_testkit::wait_for(&format!("a listener on port {port}"), || {
+        TcpStream::connect(("127.0.0.1", port)).ok()
+    })
 }
 
 /// Reads exactly `n` bytes (panics after a generous time).
@@ -281,23 +266,6 @@ pub fn ws_read_frame(s: &mut impl Read) -> Option<(u8, Vec<u8>)> {
 }
 
 // ----- ptys --------------------------------------------------------------
-
-/// A new pty pair: (master, slave path).
-pub fn openpty() -> (OwnedFd, String) {
-    // SAFETY: plain libc calls on descriptors this function owns.
-    unsafe {
-        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
-        assert!(m >= 0);
-        assert_eq!(libc::grantpt(m), 0);
-        assert_eq!(libc::unlockpt(m), 0);
-        let mut name = [0 as libc::c_char; 128];
-        assert_eq!(libc::ptsname_r(m, name.as_mut_ptr(), name.len()), 0);
-        let path = std::ffi::CStr::from_ptr(name.as_ptr())
-            .to_string_lossy()
-            .into_owned();
-        (OwnedFd::from_raw_fd(m), path)
-    }
-}
 
 /// The termios of an open descriptor.
 pub fn termios(fd: &impl AsRawFd) -> libc::termios {
