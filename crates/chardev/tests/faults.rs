@@ -8,7 +8,6 @@ mod support;
 
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use net::*;
 use qchar_chardev::spec::ChardevBackend;
@@ -249,7 +248,8 @@ fn peer_reset_mid_output_is_survived() {
             }
         })
     };
-    std::thread::sleep(Duration::from_millis(20));
+    // Mid-output: the backend has started sending.
+    wait_until("output under way", || reg.stats("t").unwrap().bytes_out > 0);
     set_reset_on_close(&c);
     drop(c);
     writer.join().unwrap();

@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{argv, p, tempdir, Proc, Qmp};
-use qchar_testkit::{openpty, require, wait_until, Prereq, WAIT};
+use qchar_testkit::{openpty, require, wait_for, wait_until, Prereq, WAIT};
 use serde_json::{json, Value};
 
 /// Bytes each target must receive before the next change (the guest
@@ -634,14 +634,26 @@ fn flush(q: &mut Qmp, id: &str) {
     );
 }
 
-/// qchar's open descriptors and resident memory (KiB), once a pty just
-/// left has had the moment it keeps its master open for its slave's last
-/// reads (the test has read them all).
+/// qchar's open descriptors and resident memory (KiB), once it has no pty
+/// open: a pty just left keeps its master open until its slave has read
+/// what it was sent (the test has read it all), so qchar closes it soon
+/// after the change.
 fn usage(pid: u32) -> (usize, u64) {
-    std::thread::sleep(Duration::from_millis(200));
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count();
+    let fds = wait_for("qchar to close the pty it left", || {
+        let links: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .map(|e| {
+                // A descriptor closed since the listing reads as gone.
+                std::fs::read_link(e.unwrap().path())
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let pty = links
+            .iter()
+            .any(|l| l.ends_with("/ptmx") || l.starts_with("/dev/pts/"));
+        (!pty).then_some(links.len())
+    });
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let rss = status
         .lines()

@@ -281,3 +281,63 @@ pub fn termios(fd: &impl AsRawFd) -> libc::termios {
 pub fn fd_file(fd: OwnedFd) -> std::fs::File {
     std::fs::File::from(fd)
 }
+
+// ----- the kernel's view of loopback TCP sockets -------------------------
+
+/// One IPv4 TCP socket of this network namespace, from `/proc/net/tcp`.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpRow {
+    pub local_port: u16,
+    pub remote_port: u16,
+    /// The kernel's state number: 0x01 established, 0x0A listening.
+    pub state: u8,
+    /// Bytes received and not yet read; for a listener, the connections
+    /// waiting to be accepted.
+    pub rx_queue: u64,
+}
+
+pub const TCP_ESTABLISHED: u8 = 0x01;
+pub const TCP_LISTEN: u8 = 0x0a;
+
+/// Every IPv4 TCP socket the kernel lists.
+pub fn tcp_rows() -> Vec<TcpRow> {
+    let text = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next().unwrap(), 16).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            TcpRow {
+                local_port: port(f[1]),
+                remote_port: port(f[2]),
+                state: u8::from_str_radix(f[3], 16).unwrap(),
+                rx_queue: u64::from_str_radix(f[4].split(':').nth(1).unwrap(), 16).unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// The receive queue of the established socket from local port `local` to
+/// remote port `remote` (`None` if there is none).
+pub fn tcp_unread(local: u16, remote: u16) -> Option<u64> {
+    tcp_rows()
+        .into_iter()
+        .find(|r| r.state == TCP_ESTABLISHED && r.local_port == local && r.remote_port == remote)
+        .map(|r| r.rx_queue)
+}
+
+/// Whether the listener on `port` has accepted the connection from client
+/// port `client`: the server's end exists and nothing waits in the
+/// listener's accept queue.
+pub fn tcp_accepted(port: u16, client: u16) -> bool {
+    let rows = tcp_rows();
+    let server_end = rows
+        .iter()
+        .any(|r| r.state == TCP_ESTABLISHED && r.local_port == port && r.remote_port == client);
+    let waiting = rows
+        .iter()
+        .filter(|r| r.state == TCP_LISTEN && r.local_port == port)
+        .map(|r| r.rx_queue)
+        .sum::<u64>();
+    server_end && waiting == 0
+}
