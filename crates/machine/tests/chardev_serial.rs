@@ -5,29 +5,22 @@
 //! Every test skips (with a message) where /dev/kvm cannot be opened, and
 //! fails there instead under `QCHAR_TEST_REQUIRE_ALL`.
 
+mod common;
+
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use qchar_chardev::spec::{ChardevBackend, ChardevFile, ChardevHostdev};
 use qchar_chardev::Registry;
 use qchar_machine::guest::{self, demo_image, demo_line, IRQ_DEMO_IMAGE};
-use qchar_machine::{ComPort, ExitReason, Machine, MachineConfig, VmHandle};
+use qchar_machine::ExitReason;
 use qchar_testkit::{require, wait_until_within, Prereq};
 
-/// Generous bound for anything the guest does; only a hang reaches it.
-const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn boot_on(reg: &Registry, id: &str, image: &[u8]) -> VmHandle {
-    let mut m = Machine::new(MachineConfig::default()).expect("create VM");
-    m.load_boot_image(image).expect("load image");
-    let fe = reg.attach(id).expect("attach");
-    m.add_serial_chardev(ComPort::COM1, fe).expect("COM1");
-    m.start().expect("start")
-}
+use common::{boot_on, check_numbered, TIMEOUT};
 
 fn file_spec(path: &Path) -> ChardevBackend {
     ChardevBackend::File(ChardevFile {
@@ -38,24 +31,6 @@ fn file_spec(path: &Path) -> ChardevBackend {
 
 fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_default()
-}
-
-/// Numbered lines 1..=n exactly once and in order; returns the others.
-fn check_numbered(out: &[u8], n: u64) -> Vec<String> {
-    let text = String::from_utf8_lossy(out);
-    let mut next = 1;
-    let mut others = Vec::new();
-    let all: Vec<&str> = text.split("\r\n").collect();
-    for line in &all[..all.len() - 1] {
-        if line.starts_with(guest::LINE_PREFIX) {
-            assert_eq!(*line, demo_line(next), "numbered line out of sequence");
-            next += 1;
-        } else {
-            others.push(line.to_string());
-        }
-    }
-    assert_eq!(next - 1, n, "number of numbered lines");
-    others
 }
 
 fn count_numbered(out: &[u8]) -> u64 {

@@ -2,6 +2,8 @@
 //! Every test skips (with a message) where /dev/kvm cannot be opened, and
 //! fails there instead under `QCHAR_TEST_REQUIRE_ALL`.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,8 +13,7 @@ use qchar_machine::uart::Uart;
 use qchar_machine::{ComPort, ExitReason, Machine, MachineConfig, RunState, SerialPort, VmHandle};
 use qchar_testkit::{require, Prereq};
 
-/// Generous bound for anything the guest does; only a hang reaches it.
-const TIMEOUT: Duration = Duration::from_secs(120);
+use common::{check_numbered, TIMEOUT};
 
 fn boot(
     image: &[u8],
@@ -36,25 +37,6 @@ fn lines(out: &[u8]) -> Vec<String> {
         .split("\r\n")
         .map(str::to_string)
         .collect()
-}
-
-/// Checks that the numbered lines are 1..=n exactly once, in order, and
-/// returns the other (complete) lines.
-fn check_numbered(out: &[u8], n: u64) -> Vec<String> {
-    let mut next = 1;
-    let mut others = Vec::new();
-    let all = lines(out);
-    let complete = &all[..all.len() - 1];
-    for line in complete {
-        if line.starts_with(guest::LINE_PREFIX) {
-            assert_eq!(*line, demo_line(next), "numbered line out of sequence");
-            next += 1;
-        } else {
-            others.push(line.clone());
-        }
-    }
-    assert_eq!(next - 1, n, "number of numbered lines");
-    others
 }
 
 fn wait_for_text(sink: &CaptureSink, text: &str) {

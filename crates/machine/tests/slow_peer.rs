@@ -6,6 +6,8 @@
 //! must arrive exactly once, in order. Skips (with a message) where
 //! /dev/kvm cannot be opened; fails there under `QCHAR_TEST_REQUIRE_ALL`.
 
+mod common;
+
 use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +20,8 @@ use qchar_machine::guest::{demo_image, demo_line};
 use qchar_machine::{ComPort, ExitReason, Machine, MachineConfig};
 use qchar_testkit::{require, rss, wait_until_within, Prereq};
 
+use common::TIMEOUT;
+
 /// How long the client does not read. A sleep, not a timing assertion.
 const STALL: Duration = Duration::from_secs(60);
 /// Bound on the resident set's growth while the output is held. The guest
@@ -29,9 +33,6 @@ const RSS_GROWTH_WHILE_HELD: u64 = 1 << 20;
 const RSS_GROWTH_TOTAL: u64 = 8 << 20;
 /// Lines read after the stall before the VM is stopped.
 const LINES_AFTER: u64 = 2_000;
-/// Generous bound for anything the guest does; only a hang reaches it.
-const TIMEOUT: Duration = Duration::from_secs(120);
-
 /// Polls `f` until it holds, for as long as anything the guest does may take.
 fn wait_until(what: &str, f: impl FnMut() -> bool) {
     wait_until_within(what, TIMEOUT, f);

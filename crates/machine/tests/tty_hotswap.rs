@@ -4,26 +4,19 @@
 //! Skips (with a message) where /dev/kvm cannot be opened; fails there
 //! under `QCHAR_TEST_REQUIRE_ALL`.
 
+mod common;
+
 use std::fs::File;
 use std::io::Read;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use qchar_chardev::spec::{ChardevBackend, ChardevHostdev};
 use qchar_chardev::Registry;
 use qchar_machine::guest::{demo_image, demo_line};
-use qchar_machine::{ComPort, ExitReason, Machine, MachineConfig, VmHandle};
+use qchar_machine::ExitReason;
 use qchar_testkit::{require, Prereq};
 
-/// Generous bound for anything the guest does; only a hang reaches it.
-const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn boot_on(reg: &Registry, id: &str, image: &[u8]) -> VmHandle {
-    let mut m = Machine::new(MachineConfig::default()).expect("create VM");
-    m.load_boot_image(image).expect("load image");
-    let fe = reg.attach(id).expect("attach");
-    m.add_serial_chardev(ComPort::COM1, fe).expect("COM1");
-    m.start().expect("start")
-}
+use common::{boot_on, TIMEOUT};
 
 /// A pty pair; the `serial` backend opens the slave path like a host tty.
 struct Pty {
