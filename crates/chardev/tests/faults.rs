@@ -7,22 +7,12 @@ mod net;
 mod support;
 
 use std::io::{Read, Write};
-use std::sync::{Arc, Mutex};
 
 use net::*;
 use qchar_chardev::spec::ChardevBackend;
 use qchar_chardev::{ChardevEvent, Registry};
 use qchar_testkit::{connect_unix, fd_count, one_at_a_time, wait_until};
-use support::Recorder;
-
-fn count(seen: &Arc<Mutex<support::Seen>>, e: ChardevEvent) -> usize {
-    seen.lock()
-        .unwrap()
-        .events
-        .iter()
-        .filter(|&&x| x == e)
-        .count()
-}
+use support::{count, Recorder};
 
 #[test]
 fn disconnect_storm_leaves_no_descriptor_behind() {
@@ -108,13 +98,6 @@ fn set_reset_on_close(s: &std::net::TcpStream) {
             std::mem::size_of::<libc::linger>() as libc::socklen_t,
         );
     }
-}
-
-fn ws_server(reg: &Registry, id: &str) -> u16 {
-    let mut spec = socket(inet_addr("127.0.0.1", 0), true);
-    spec.websocket = Some(true);
-    reg.add(id, ChardevBackend::Socket(spec)).unwrap();
-    server_port(reg, id)
 }
 
 #[test]

@@ -25,8 +25,10 @@ use qchar_chardev::spec::{ChardevBackend, ChardevCommon, ChardevHostdev};
 use qchar_chardev::{
     CharFrontend, ChardevError, ChardevEvent, Registry, RegistryEvent, DEFAULT_OUT_CAPACITY,
 };
-use qchar_testkit::{connect_unix, fd_count, one_at_a_time, wait_for, wait_until, LogWatch};
-use support::{file_spec, Recorder, Seen};
+use qchar_testkit::{
+    connect_unix, fd_count, mkfifo, one_at_a_time, wait_for, wait_until, LogWatch,
+};
+use support::{count, file_spec, Recorder, Seen};
 
 // ----- numbered records -----------------------------------------------------
 
@@ -217,10 +219,6 @@ fn attach(reg: &Registry, id: &str) -> (CharFrontend, Arc<Mutex<Seen>>) {
     let (r, seen) = Recorder::new(true);
     fe.set_handlers(Box::new(r));
     (fe, seen)
-}
-
-fn count(seen: &Arc<Mutex<Seen>>, e: ChardevEvent) -> usize {
-    seen.lock().unwrap().count(e)
 }
 
 /// One client in and out first, so lazily created descriptors of the
@@ -716,12 +714,6 @@ fn pipe_spec(base: &Path) -> ChardevBackend {
         device: base.to_string_lossy().into_owned(),
         ..Default::default()
     })
-}
-
-fn mkfifo(path: &Path) {
-    let c = std::ffi::CString::new(path.to_string_lossy().as_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
 }
 
 #[test]

@@ -17,22 +17,9 @@ use qchar_chardev::{
     CharFrontend, ChardevEvent, Parity, Registry, RegistryEvent, SerialIoctl, SerialParams,
 };
 use qchar_testkit::{connect_unix, openpty, wait_until};
-use support::{Recorder, Seen};
+use support::{count, input, Recorder, Seen};
 
 type Shared = Arc<Mutex<Seen>>;
-
-fn count(seen: &Shared, e: ChardevEvent) -> usize {
-    seen.lock()
-        .unwrap()
-        .events
-        .iter()
-        .filter(|&&x| x == e)
-        .count()
-}
-
-fn input(seen: &Shared) -> Vec<u8> {
-    seen.lock().unwrap().input.clone()
-}
 
 /// A mux `m` over a unix server, two frontends, a connected client.
 struct Setup {

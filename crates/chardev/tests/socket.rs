@@ -15,7 +15,7 @@ use net::*;
 use qchar_chardev::spec::{ChardevBackend, SocketAddressLegacy, UnixSocketAddress};
 use qchar_chardev::{ChardevEvent, Registry, RegistryEvent};
 use qchar_testkit::{connect_unix, require, wait_until, LogWatch, Prereq};
-use support::Recorder;
+use support::{count, input, Recorder};
 
 fn attach_recorder(
     reg: &Registry,
@@ -25,19 +25,6 @@ fn attach_recorder(
     let (r, seen) = Recorder::new(true);
     fe.set_handlers(Box::new(r));
     (fe, seen)
-}
-
-fn count(seen: &Arc<Mutex<support::Seen>>, e: ChardevEvent) -> usize {
-    seen.lock()
-        .unwrap()
-        .events
-        .iter()
-        .filter(|&&x| x == e)
-        .count()
-}
-
-fn input(seen: &Arc<Mutex<support::Seen>>) -> Vec<u8> {
-    seen.lock().unwrap().input.clone()
 }
 
 #[test]
@@ -624,13 +611,6 @@ fn telnet_client_is_plain_bytes_as_qemu() {
     bounded_tcp(&s);
     assert_eq!(read_n(&mut s, 1), b"q", "no negotiation sent by a client");
     reg.shutdown();
-}
-
-fn ws_server(reg: &Registry, id: &str) -> u16 {
-    let mut spec = socket(inet_addr("127.0.0.1", 0), true);
-    spec.websocket = Some(true);
-    reg.add(id, ChardevBackend::Socket(spec)).unwrap();
-    server_port(reg, id)
 }
 
 #[test]

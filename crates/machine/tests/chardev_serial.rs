@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -18,7 +17,7 @@ use qchar_chardev::spec::{ChardevBackend, ChardevFile, ChardevHostdev};
 use qchar_chardev::Registry;
 use qchar_machine::guest::{self, demo_image, demo_line, IRQ_DEMO_IMAGE};
 use qchar_machine::ExitReason;
-use qchar_testkit::{require, wait_until_within, Prereq};
+use qchar_testkit::{mkfifo, require, wait_until_within, Prereq};
 
 use common::{boot_on, check_numbered, TIMEOUT};
 
@@ -92,11 +91,7 @@ impl PipePeer {
     /// The FIFOs, with nobody reading the output yet.
     fn new_not_reading(base: &Path) -> PipePeer {
         for ext in ["in", "out"] {
-            let path = CString::new(format!("{}.{ext}", base.display())).unwrap();
-            // SAFETY: a valid NUL-terminated path; mkfifo has no other
-            // preconditions.
-            let rc = unsafe { libc::mkfifo(path.as_ptr(), 0o600) };
-            assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
+            mkfifo(Path::new(&format!("{}.{ext}", base.display())));
         }
         // Read-write opens of a FIFO never block.
         let rw = |ext: &str| {

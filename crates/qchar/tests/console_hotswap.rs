@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{argv, p, tempdir, Proc, Qmp};
-use qchar_testkit::{openpty, require, wait_for, wait_until, Prereq, WAIT};
+use qchar_testkit::{mkfifo, openpty, require, wait_for, wait_until, Prereq, WAIT};
 use serde_json::{json, Value};
 
 /// Bytes each target must receive before the next change (the guest
@@ -386,12 +386,6 @@ fn listening_port(q: &mut Qmp, base: &str) -> u16 {
         .next()
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no port in {name:?}"))
-}
-
-fn mkfifo(path: &Path) {
-    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-    // SAFETY: `c` is a NUL-terminated path that outlives the call.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "{path:?}");
 }
 
 /// A UDP receiver on loopback whose buffer holds far more than a target

@@ -2,7 +2,7 @@
 //! waits on a condition, the prerequisite checks behind every skip, and the
 //! process-wide helpers the support modules used to copy (descriptor and
 //! memory counts, the lock that runs a file's tests one at a time, ptys,
-//! unix-socket connects, a watch on the library's log).
+//! FIFOs, unix-socket connects, a watch on the library's log).
 //!
 //! A test skips only through [`require`], for a named missing
 //! prerequisite, and says why; with `QCHAR_TEST_REQUIRE_ALL=1` in the
@@ -265,6 +265,13 @@ pub fn openpty() -> (OwnedFd, String) {
     (m, name.to_string_lossy().into_owned())
 }
 
+/// Makes a FIFO at `path` (mode 0600).
+pub fn mkfifo(path: &Path) {
+    use rustix::fs::{mkfifoat, Mode, CWD};
+    mkfifoat(CWD, path, Mode::from_raw_mode(0o600))
+        .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
+}
+
 // ----- the library's log ---------------------------------------------------------
 
 /// Counts log records whose message contains a given text: a test's view of
@@ -382,6 +389,17 @@ mod tests {
         log::debug!("a qchar-testkit watch test record");
         log::error!("another qchar-testkit watch test record");
         assert_eq!(w.count(), 2);
+    }
+
+    #[test]
+    fn mkfifo_makes_a_fifo() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = std::env::temp_dir().join(format!("qchar-testkit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("f");
+        mkfifo(&p);
+        assert!(std::fs::metadata(&p).unwrap().file_type().is_fifo());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -22,6 +22,16 @@ impl Seen {
     }
 }
 
+/// How many times a [`Recorder`] saw `e`.
+pub fn count(seen: &Arc<Mutex<Seen>>, e: ChardevEvent) -> usize {
+    seen.lock().unwrap().count(e)
+}
+
+/// The input a [`Recorder`] got so far.
+pub fn input(seen: &Arc<Mutex<Seen>>) -> Vec<u8> {
+    seen.lock().unwrap().input.clone()
+}
+
 /// A frontend that records everything and can be told to refuse changes.
 pub struct Recorder {
     pub seen: Arc<Mutex<Seen>>,

@@ -90,6 +90,14 @@ pub fn server_port(reg: &Registry, id: &str) -> u16 {
     head.rsplit(':').next().unwrap().parse().unwrap()
 }
 
+/// A websocket server chardev `id` on a loopback port; returns the port.
+pub fn ws_server(reg: &Registry, id: &str) -> u16 {
+    let mut spec = socket(inet_addr("127.0.0.1", 0), true);
+    spec.websocket = Some(true);
+    reg.add(id, ChardevBackend::Socket(spec)).unwrap();
+    server_port(reg, id)
+}
+
 /// A free loopback TCP port (bound then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
