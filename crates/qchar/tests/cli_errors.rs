@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{qemu_available, tempdir, Proc};
+use common::{tempdir, Proc};
+use qchar_testkit::{require, Prereq};
 
 /// `(arguments, stderr after the program-name prefix)`.
 fn cases() -> Vec<(Vec<&'static str>, &'static str)> {
@@ -352,8 +353,7 @@ fn refusals_print_qemu_texts_and_exit_1() {
 
 #[test]
 fn qemu_prints_the_same() {
-    if !qemu_available() {
-        eprintln!("skipping qemu_prints_the_same: qemu-system-x86_64 is not installed");
+    if !require(Prereq::Qemu) {
         return;
     }
     for (args, text) in cases() {
