@@ -9,13 +9,15 @@
 //! [`crate::chardev`], once for all backends.
 
 use std::io;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::error::{ChardevError, Result};
+use crate::fdset::FdSets;
 use crate::spec::ChardevBackend;
 
 mod fdio;
-mod file;
+pub(crate) mod file;
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod mux;
@@ -179,17 +181,34 @@ pub trait Backend: Send {
     }
 }
 
+/// What opening a backend may need besides its spec: where `/dev/fdset/N`
+/// paths come from.
+#[derive(Clone, Debug)]
+pub struct OpenCtx {
+    /// The VM's descriptor sets.
+    pub fdsets: Arc<FdSets>,
+}
+
+impl Default for OpenCtx {
+    /// No descriptor sets.
+    fn default() -> Self {
+        OpenCtx {
+            fdsets: FdSets::new(),
+        }
+    }
+}
+
 /// Opens the backend a spec describes. Called with the registry's runtime
 /// entered, so tokio I/O objects can be registered. `id` is the chardev's id,
 /// used in messages.
-pub fn open(id: &str, spec: &ChardevBackend) -> Result<Box<dyn Backend>> {
+pub fn open(id: &str, spec: &ChardevBackend, ctx: &OpenCtx) -> Result<Box<dyn Backend>> {
     match spec {
         ChardevBackend::Null(_) => Ok(Box::new(null::NullBackend)),
-        ChardevBackend::File(f) => Ok(Box::new(file::FileBackend::open(f)?)),
+        ChardevBackend::File(f) => Ok(Box::new(file::FileBackend::open(&ctx.fdsets, f)?)),
         ChardevBackend::Ringbuf(r) | ChardevBackend::Memory(r) => {
             Ok(Box::new(ringbuf::RingbufBackend::new(r.size)?))
         }
-        ChardevBackend::Pipe(p) => Ok(Box::new(pipe::PipeBackend::open(&p.device)?)),
+        ChardevBackend::Pipe(p) => Ok(Box::new(pipe::PipeBackend::open(&ctx.fdsets, &p.device)?)),
         ChardevBackend::Pty(_) => Ok(Box::new(pty::PtyBackend::open(id)?)),
         ChardevBackend::Stdio(s) => Ok(Box::new(stdio::StdioBackend::open(
             s.signal.unwrap_or(true),
@@ -197,7 +216,10 @@ pub fn open(id: &str, spec: &ChardevBackend) -> Result<Box<dyn Backend>> {
         ChardevBackend::Parallel(_) => Err(ChardevError::UnknownDriver("parallel".into())),
         ChardevBackend::Socket(s) => Ok(Box::new(socket::SocketBackend::open(id, s)?)),
         ChardevBackend::Udp(u) => Ok(Box::new(udp::UdpBackend::open(u)?)),
-        ChardevBackend::Serial(h) => Ok(Box::new(serial::SerialBackend::open(&h.device)?)),
+        ChardevBackend::Serial(h) => Ok(Box::new(serial::SerialBackend::open(
+            &ctx.fdsets,
+            &h.device,
+        )?)),
         // Needs the registry (the base chardev): see `Registry::open_mux`.
         ChardevBackend::Mux(m) => Err(ChardevError::Invalid(format!(
             "chardev '{id}': mux over '{}' must be opened by the registry",

@@ -85,7 +85,7 @@ impl Backlog {
 pub(crate) struct Installed {
     pub(crate) backend: Box<dyn Backend>,
     pub(crate) spec: ChardevBackend,
-    pub(crate) logfile: Option<std::fs::File>,
+    pub(crate) logfile: Option<crate::backend::file::LogFile>,
 }
 
 pub(crate) struct State {

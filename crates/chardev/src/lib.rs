@@ -15,6 +15,7 @@
 //! - [`frontend`]: what a device holds ([`CharFrontend`]) and implements
 //!   ([`FrontendHandlers`]).
 //! - [`registry`]: chardevs by id: add, change, remove, query.
+//! - [`fdset`]: descriptor sets (`-add-fd`, `add-fd`) and `/dev/fdset/N`.
 //! - `chardev`: one chardev's I/O task and the backend change itself.
 //! - `outq`: the bounded output queue that carries bytes across a change.
 //! - `iothread`: the one I/O thread and how other threads use it.
@@ -49,6 +50,7 @@
 pub mod backend;
 mod chardev;
 pub mod error;
+pub mod fdset;
 pub mod frontend;
 mod iothread;
 pub mod opts;

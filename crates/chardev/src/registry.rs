@@ -3,13 +3,14 @@
 //! its chardevs.
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::backend;
+use crate::backend::file::LogFile;
 use crate::chardev::{Chardev, Installed};
 use crate::error::{ChardevError, Result};
+use crate::fdset::FdSets;
 use crate::frontend::CharFrontend;
 use crate::iothread::IoThread;
 use crate::opts::ChardevOptions;
@@ -79,6 +80,7 @@ struct Inner {
     io: Arc<IoThread>,
     map: Mutex<Map>,
     listeners: Arc<Listeners>,
+    fdsets: Arc<FdSets>,
     out_cap: usize,
 }
 
@@ -114,6 +116,7 @@ impl Registry {
                     seq: 0,
                 }),
                 listeners: Arc::new(Listeners::default()),
+                fdsets: FdSets::new(),
                 out_cap: cap.max(1),
             }),
         })
@@ -130,6 +133,11 @@ impl Registry {
     /// Whether `id` is registered.
     pub fn contains(&self, id: &str) -> bool {
         self.map().by_id.contains_key(id)
+    }
+
+    /// The descriptor sets (`/dev/fdset/N`) of this registry's VM.
+    pub fn fdsets(&self) -> &Arc<FdSets> {
+        &self.inner.fdsets
     }
 
     /// Observes chardev events. The callback runs on the thread where the
@@ -149,25 +157,20 @@ impl Registry {
         backend::validate(spec)?;
         let _rt = self.inner.io.handle().enter();
         let common = spec.common();
+        let ctx = backend::OpenCtx {
+            fdsets: self.inner.fdsets.clone(),
+        };
         let logfile = match &common.logfile {
-            Some(path) => {
-                let mut o = OpenOptions::new();
-                o.create(true);
-                if common.logappend.unwrap_or(false) {
-                    o.append(true);
-                } else {
-                    o.write(true).truncate(true);
-                }
-                Some(
-                    o.open(path)
-                        .map_err(|e| ChardevError::io(format!("Could not open '{path}'"), e))?,
-                )
-            }
+            Some(path) => Some(LogFile::open(
+                &ctx.fdsets,
+                path,
+                common.logappend.unwrap_or(false),
+            )?),
             None => None,
         };
         let backend = match spec {
             ChardevBackend::Mux(m) => self.open_mux(id, m)?,
-            _ => backend::open(id, spec)?,
+            _ => backend::open(id, spec, &ctx)?,
         };
         Ok(Installed {
             backend,

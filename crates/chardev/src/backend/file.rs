@@ -1,15 +1,16 @@
 //! `file`: output to a file (truncated or appended), input optionally read
 //! from another file until its end.
 
-use std::fs::OpenOptions;
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::task::{Context, Poll};
+
+use rustix::fs::{Mode, OFlags};
 
 use super::fdio::{self, FdIo};
 use super::{Backend, BackendEvent};
 use crate::error::{ChardevError, Result};
+use crate::fdset::{DupLease, FdSets, FDSET_PREFIX};
 use crate::spec::ChardevFile;
 
 /// The `file` backend.
@@ -18,34 +19,63 @@ pub(crate) struct FileBackend {
     input: Option<FdIo>,
     /// Input reached its end and CLOSED was reported.
     input_done: bool,
+    /// Counts descriptors taken from fdsets as open while the backend is.
+    _leases: Vec<DupLease>,
 }
 
-/// Opens `path` as QEMU does for chardev files, with its error wording.
-pub(crate) fn open_path(path: &str, opts: &mut OpenOptions) -> Result<OwnedFd> {
-    opts.custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .map(OwnedFd::from)
-        .map_err(|e| ChardevError::io(format!("Could not open '{path}'"), e))
+/// A descriptor a backend opened from a path, and, when the path named an
+/// fdset (`/dev/fdset/N`), the lease that counts it in its set.
+pub(crate) struct Opened {
+    pub(crate) fd: OwnedFd,
+    pub(crate) lease: Option<DupLease>,
+}
+
+/// Opens `path` with `flags` (close-on-exec added) as QEMU opens chardev
+/// paths: `/dev/fdset/N` duplicates a member of set N, anything else is
+/// opened with mode 0666 (less the umask). Errors in QEMU's words.
+pub(crate) fn open_path(fdsets: &FdSets, path: &str, flags: OFlags) -> Result<Opened> {
+    let r = if path.starts_with(FDSET_PREFIX) {
+        fdsets.open(path, flags).map(|d| Opened {
+            fd: d.fd,
+            lease: Some(d.lease),
+        })
+    } else {
+        rustix::fs::open(
+            path,
+            flags | OFlags::CLOEXEC,
+            Mode::from_bits_truncate(0o666),
+        )
+        .map(|fd| Opened { fd, lease: None })
+        .map_err(io::Error::from)
+    };
+    r.map_err(|e| ChardevError::io(format!("Could not open '{path}'"), e))
+}
+
+/// The flags QEMU opens a file chardev's output with.
+fn out_flags(append: bool) -> OFlags {
+    OFlags::WRONLY
+        | OFlags::CREATE
+        | if append {
+            OFlags::APPEND
+        } else {
+            OFlags::TRUNC
+        }
 }
 
 impl FileBackend {
     /// Opens `out` (and `in`, if given).
-    pub(crate) fn open(spec: &ChardevFile) -> Result<FileBackend> {
-        let mut o = OpenOptions::new();
-        o.write(true).create(true).mode(0o666);
-        if spec.append.unwrap_or(false) {
-            o.append(true);
-        } else {
-            o.truncate(true);
-        }
-        let out = open_path(&spec.out, &mut o)?;
-        let out = fdio::wrap(out)
+    pub(crate) fn open(fdsets: &FdSets, spec: &ChardevFile) -> Result<FileBackend> {
+        let out = open_path(fdsets, &spec.out, out_flags(spec.append.unwrap_or(false)))?;
+        let mut leases: Vec<DupLease> = out.lease.into_iter().collect();
+        let out = fdio::wrap(out.fd)
             .map_err(|e| ChardevError::io(format!("Could not open '{}'", spec.out), e))?;
         let input = match &spec.input {
             Some(p) => {
-                let fd = open_path(p, OpenOptions::new().read(true))?;
+                // On failure the output's descriptor (and its lease) goes.
+                let i = open_path(fdsets, p, OFlags::RDONLY)?;
+                leases.extend(i.lease);
                 Some(
-                    fdio::wrap(fd)
+                    fdio::wrap(i.fd)
                         .map_err(|e| ChardevError::io(format!("Could not open '{p}'"), e))?,
                 )
             }
@@ -55,7 +85,61 @@ impl FileBackend {
             out,
             input,
             input_done: false,
+            _leases: leases,
         })
+    }
+}
+
+/// A chardev's log file (`logfile=`), which may come from an fdset; unlike
+/// QEMU, whose log file duplicates are never counted closed, its lease goes
+/// when the log file does.
+pub(crate) struct LogFile {
+    file: std::fs::File,
+    _lease: Option<DupLease>,
+}
+
+impl LogFile {
+    /// Opens (creates) `path`, appending or truncating, as QEMU, with its
+    /// wording: `Could not create` for paths, the fdset messages with the
+    /// open flags in hex.
+    pub(crate) fn open(fdsets: &FdSets, path: &str, append: bool) -> Result<LogFile> {
+        let flags = out_flags(append);
+        if let Some(id) = path.strip_prefix(FDSET_PREFIX) {
+            if crate::fdset::parse_fd(id).is_none() {
+                return Err(ChardevError::Invalid(format!(
+                    "Could not parse fdset {path}"
+                )));
+            }
+            let d = fdsets.open(path, flags).map_err(|e| {
+                ChardevError::io(
+                    format!("Could not dup FD for {path} flags {:x}", flags.bits()),
+                    e,
+                )
+            })?;
+            return Ok(LogFile {
+                file: d.fd.into(),
+                _lease: Some(d.lease),
+            });
+        }
+        let fd = rustix::fs::open(
+            path,
+            flags | OFlags::CLOEXEC,
+            Mode::from_bits_truncate(0o666),
+        )
+        .map_err(|e| ChardevError::io(format!("Could not create '{path}'"), e.into()))?;
+        Ok(LogFile {
+            file: fd.into(),
+            _lease: None,
+        })
+    }
+}
+
+impl Write for LogFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 

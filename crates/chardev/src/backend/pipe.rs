@@ -1,40 +1,41 @@
 //! `pipe`: a FIFO pair `PATH.in` (input) and `PATH.out` (output), or a
 //! single FIFO `PATH` for both, as QEMU opens them.
 
-use std::fs::OpenOptions;
 use std::io;
 use std::task::{Context, Poll};
+
+use rustix::fs::OFlags;
 
 use super::fdio::{self, FdIo};
 use super::file::open_path;
 use super::{Backend, BackendEvent};
 use crate::error::{ChardevError, Result};
+use crate::fdset::{DupLease, FdSets};
 
 /// The `pipe` backend.
 pub(crate) struct PipeBackend {
     input: FdIo,
     output: FdIo,
+    /// Counts descriptors taken from fdsets as open while the backend is.
+    _leases: Vec<DupLease>,
 }
 
 impl PipeBackend {
-    /// Opens `PATH.in`/`PATH.out`, falling back to `PATH` alone.
-    pub(crate) fn open(path: &str) -> Result<PipeBackend> {
+    /// Opens `PATH.in`/`PATH.out`, falling back to `PATH` alone (which is
+    /// what `/dev/fdset/N` always ends up as: `N.in` does not parse).
+    pub(crate) fn open(fdsets: &FdSets, path: &str) -> Result<PipeBackend> {
         // Read-write opens never block on a FIFO without a peer.
-        let rw = || {
-            let mut o = OpenOptions::new();
-            o.read(true).write(true);
-            o
-        };
-        let pair = open_path(&format!("{path}.in"), &mut rw())
-            .and_then(|i| open_path(&format!("{path}.out"), &mut rw()).map(|o| (i, o)));
-        let (i, o) = match pair {
-            Ok(p) => p,
+        let pair = open_path(fdsets, &format!("{path}.in"), OFlags::RDWR)
+            .and_then(|i| open_path(fdsets, &format!("{path}.out"), OFlags::RDWR).map(|o| (i, o)));
+        let (i, o, leases) = match pair {
+            Ok((i, o)) => (i.fd, o.fd, i.lease.into_iter().chain(o.lease).collect()),
             Err(_) => {
-                let fd = open_path(path, &mut rw())?;
-                let dup = fd
+                let one = open_path(fdsets, path, OFlags::RDWR)?;
+                let dup = one
+                    .fd
                     .try_clone()
                     .map_err(|e| ChardevError::io(format!("Could not open '{path}'"), e))?;
-                (fd, dup)
+                (one.fd, dup, one.lease.into_iter().collect())
             }
         };
         let wrap = |fd| {
@@ -43,6 +44,7 @@ impl PipeBackend {
         Ok(PipeBackend {
             input: wrap(i)?,
             output: wrap(o)?,
+            _leases: leases,
         })
     }
 }

@@ -4,15 +4,16 @@
 //! QEMU, a device that is not a tty is accepted and the settings are
 //! skipped. `query-chardev` calls it `serial`.
 
-use std::fs::OpenOptions;
 use std::io::{self, IsTerminal};
 use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::task::{Context, Poll};
+
+use rustix::fs::OFlags;
 
 use super::fdio::FdIo;
 use super::{tty, Backend, BackendEvent, IoctlReply, SerialIoctl, SerialParams};
 use crate::error::Result;
+use crate::fdset::{DupLease, FdSets};
 
 /// The `serial` backend.
 pub(crate) struct SerialBackend {
@@ -20,18 +21,19 @@ pub(crate) struct SerialBackend {
     is_tty: bool,
     /// The line reported end of input (a pty whose master went away).
     closed: bool,
+    /// Counts a descriptor taken from an fdset as open while the backend is.
+    _lease: Option<DupLease>,
 }
 
 impl SerialBackend {
     /// Opens `path` read-write, without making it our controlling tty.
-    pub(crate) fn open(path: &str) -> Result<SerialBackend> {
-        let fd = super::file::open_path(
+    pub(crate) fn open(fdsets: &FdSets, path: &str) -> Result<SerialBackend> {
+        let opened = super::file::open_path(
+            fdsets,
             path,
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK),
+            OFlags::RDWR | OFlags::NOCTTY | OFlags::NONBLOCK,
         )?;
+        let (fd, lease) = (opened.fd, opened.lease);
         let is_tty = fd.is_terminal();
         if is_tty {
             let _ = tty::make_raw(fd.as_fd(), false);
@@ -52,6 +54,7 @@ impl SerialBackend {
             dev,
             is_tty,
             closed: false,
+            _lease: lease,
         })
     }
 }
