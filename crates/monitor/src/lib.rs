@@ -8,6 +8,7 @@
 //!   command under `qmp/cmd/`), argument visitor, and the chardev frontend.
 //! - [`hmp`]: the human monitor, also used by `human-monitor-command`.
 //! - [`event`]: events fan-out, and qchar's own `X_QCHAR_*` events.
+//! - [`fds`]: a monitor's descriptors (`getfd` names, SCM_RIGHTS receipt).
 //! - [`vm`]: the [`vm::VmControl`] trait the binary implements for its guest.
 //! - [`ops`]: the chardev operations commands use (implemented for the
 //!   registry).
@@ -32,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod event;
+pub mod fds;
 pub mod hmp;
 pub mod json;
 pub mod ops;

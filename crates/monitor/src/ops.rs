@@ -2,6 +2,9 @@
 //! command layer can be tested without the real registry. The binary uses
 //! the implementation for [`qchar_chardev::registry::Registry`].
 
+use std::sync::Arc;
+
+use qchar_chardev::fdset::FdSets;
 use qchar_chardev::registry::Registry;
 use qchar_chardev::spec::{ChardevBackend, ChardevInfo, ChardevReturn, SUPPORTED_BACKENDS};
 use qchar_chardev::ChardevError;
@@ -27,6 +30,8 @@ pub trait ChardevOps: Send + Sync {
     fn yank_instances(&self) -> Vec<String>;
     /// `yank` of chardev instances (all or nothing).
     fn yank(&self, ids: &[String]) -> Result<(), ChardevError>;
+    /// The descriptor sets (`add-fd`, `remove-fd`, `query-fdsets`).
+    fn fdsets(&self) -> Arc<FdSets>;
     /// `query-chardev-backends`.
     fn backends(&self) -> Vec<String> {
         SUPPORTED_BACKENDS.iter().map(|s| s.to_string()).collect()
@@ -51,6 +56,9 @@ impl ChardevOps for Registry {
     }
     fn query(&self) -> Vec<ChardevInfo> {
         Registry::query(self)
+    }
+    fn fdsets(&self) -> Arc<FdSets> {
+        Registry::fdsets(self).clone()
     }
     fn yank_instances(&self) -> Vec<String> {
         Registry::yank_instances(self)

@@ -176,6 +176,10 @@ impl ChardevOps for GatedChardevs {
     fn backends(&self) -> Vec<String> {
         ChardevOps::backends(&self.reg)
     }
+    fn fdsets(&self) -> Arc<qchar_chardev::fdset::FdSets> {
+        self.gate.wait();
+        ChardevOps::fdsets(&self.reg)
+    }
     fn add_opts(&self, opts: &str) -> Result<ChardevReturn, String> {
         self.gate.wait();
         ChardevOps::add_opts(&self.reg, opts)
@@ -210,6 +214,15 @@ impl VmCtl {
 
     fn wait_set_up(&self) {
         self.gate.wait();
+    }
+
+    /// Whether the guest runs now (QEMU's `runstate_is_running`), without
+    /// waiting for set-up: before it, the guest is in prelaunch.
+    pub fn is_running_now(&self) -> bool {
+        match &*self.lock() {
+            Guest::Pending(_) => false,
+            Guest::Started(vm) => map_state(vm.status()) == RunState::Running,
+        }
     }
 
     /// The machine will be made by `launcher` on the first `cont`.

@@ -10,6 +10,7 @@
 pub mod monitor;
 pub mod readline;
 
+use crate::fds::MonitorFds;
 use crate::json::utf8;
 use crate::qmp::cmd::QmpEnv;
 
@@ -45,9 +46,19 @@ const COMMANDS: &[Cmd] = &[
         help: "send a break on chardev",
     },
     Cmd {
+        names: "closefd",
+        params: "closefd name",
+        help: "close a file descriptor previously passed via SCM rights",
+    },
+    Cmd {
         names: "cont|c",
         params: "",
         help: "resume emulation",
+    },
+    Cmd {
+        names: "getfd",
+        params: "getfd name",
+        help: "receive a file descriptor via SCM rights and assign it a name",
     },
     Cmd {
         names: "help|?",
@@ -115,9 +126,11 @@ pub struct Outcome {
     pub quit: bool,
 }
 
-/// Runs one HMP command line; returns its output with `\r\n` line ends.
+/// Runs one HMP command line on a temporary monitor (no descriptors
+/// received, no names: `human-monitor-command`); returns its output with
+/// `\r\n` line ends.
 pub fn execute(env: &QmpEnv, line: &str) -> String {
-    crlf(&run(env, line).text)
+    crlf(&run(env, &MonitorFds::default(), line).text)
 }
 
 /// `\n` to `\r\n`, as QEMU's monitor output does.
@@ -211,7 +224,7 @@ impl<'a> Args<'a> {
     }
 }
 
-fn run(env: &QmpEnv, line: &str) -> Outcome {
+fn run(env: &QmpEnv, fds: &MonitorFds, line: &str) -> Outcome {
     let text = |t: String| Outcome {
         text: t,
         quit: false,
@@ -324,6 +337,19 @@ fn run(env: &QmpEnv, line: &str) -> Outcome {
                     Err(e) => err(e.to_string()),
                 }
             }
+            "getfd" | "closefd" => {
+                let name = args.string()?;
+                args.end()?;
+                let r = if primary == "getfd" {
+                    fds.getfd(&name)
+                } else {
+                    fds.closefd(&name)
+                };
+                match r {
+                    Ok(()) => ok(String::new()),
+                    Err(e) => err(e),
+                }
+            }
             "chardev-remove" | "chardev-send-break" => {
                 let id = args.string()?;
                 args.end()?;
@@ -400,9 +426,9 @@ fn ringbuf_text(data: &[u8]) -> String {
     s
 }
 
-/// `run` for the frontend.
-pub(crate) fn run_line(env: &QmpEnv, line: &str) -> Outcome {
-    run(env, line)
+/// `run` for the frontend, with its monitor's descriptors.
+pub(crate) fn run_line(env: &QmpEnv, fds: &MonitorFds, line: &str) -> Outcome {
+    run(env, fds, line)
 }
 
 #[cfg(test)]

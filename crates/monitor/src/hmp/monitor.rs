@@ -9,6 +9,7 @@ use qchar_chardev::registry::Registry;
 use qchar_chardev::{CharFrontend, ChardevError, ChardevEvent, FrontendHandlers};
 
 use super::readline::Readline;
+use crate::fds::{ConnectionCount, MonitorFds};
 use crate::output::{Shared, DEFAULT_OUTPUT_CAP};
 use crate::qmp::cmd::QmpEnv;
 
@@ -35,6 +36,8 @@ impl HmpMonitor {
         shared.out().set_frontend(fe.clone());
         let h = HmpHandlers {
             rl: Readline::new(),
+            fds: MonitorFds::new(),
+            connection: ConnectionCount::new(env.chardevs.clone()),
             env,
             shared,
             quit: false,
@@ -53,6 +56,10 @@ impl HmpMonitor {
 
 struct HmpHandlers {
     rl: Readline,
+    /// The monitor's `getfd` names and received descriptor.
+    fds: Arc<MonitorFds>,
+    /// Counts the client in the descriptor sets' cleanup rule.
+    connection: ConnectionCount,
     env: Arc<QmpEnv>,
     shared: Arc<Shared>,
     quit: bool,
@@ -78,7 +85,7 @@ impl FrontendHandlers for HmpHandlers {
             self.shared.out().push(echo);
             if let Some(line) = line {
                 let line = crate::json::utf8::to_string_lossy(&line);
-                let o = super::run_line(&self.env, &line);
+                let o = super::run_line(&self.env, &self.fds, &line);
                 let mut text = super::crlf(&o.text).into_bytes();
                 if o.quit {
                     self.quit = true;
@@ -98,6 +105,7 @@ impl FrontendHandlers for HmpHandlers {
                     return;
                 }
                 self.rl = Readline::new();
+                self.connection.opened();
                 let v = &self.env.version;
                 let banner = format!(
                     "QEMU {}.{}.{} monitor - type 'help' for more information\r\n(qemu) ",
@@ -108,6 +116,7 @@ impl FrontendHandlers for HmpHandlers {
             ChardevEvent::Closed => {
                 self.swap_keeps_peer = false;
                 self.shared.out().clear();
+                self.connection.closed();
             }
             _ => {}
         }

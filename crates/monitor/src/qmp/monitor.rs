@@ -21,6 +21,7 @@ use qchar_chardev::registry::{Registry, RegistryEvent};
 use qchar_chardev::{CharFrontend, ChardevError, ChardevEvent, FrontendHandlers};
 
 use crate::event::EventSink;
+use crate::fds::{ConnectionCount, MonitorFds};
 use crate::json::JsonLimits;
 use crate::output::{Shared, DEFAULT_OUTPUT_CAP};
 
@@ -86,8 +87,10 @@ impl QmpMonitor {
         env.events.register(Arc::downgrade(&sink));
         let mut session = QmpSession::with_limits(opts.offer_oob, opts.json_limits);
         session.set_pretty(opts.pretty);
+        session.set_fds(MonitorFds::new());
         let h = QmpHandlers {
             session,
+            connection: ConnectionCount::new(env.chardevs.clone()),
             env,
             shared,
             swap_keeps_peer: false,
@@ -141,6 +144,8 @@ pub fn forward_registry_events(registry: &Registry, events: crate::event::EventB
 
 struct QmpHandlers {
     session: QmpSession,
+    /// Counts the client in the descriptor sets' cleanup rule.
+    connection: ConnectionCount,
     env: Arc<QmpEnv>,
     shared: Arc<Shared>,
     /// The last backend change happened with a peer on both sides: the
@@ -190,6 +195,7 @@ impl FrontendHandlers for QmpHandlers {
                     return;
                 }
                 self.reset();
+                self.connection.opened();
                 let greeting = self.session.greeting(&self.env);
                 self.shared.out().push(greeting);
             }
@@ -197,6 +203,7 @@ impl FrontendHandlers for QmpHandlers {
                 self.swap_keeps_peer = false;
                 self.reset();
                 self.shared.out().clear();
+                self.connection.closed();
             }
             _ => {}
         }

@@ -12,6 +12,9 @@
 //! then the command visits its arguments and runs. `id` is copied into the
 //! reply, whatever JSON value it is.
 
+use std::sync::Arc;
+
+use crate::fds::MonitorFds;
 use crate::json::{Dict, JsonError, JsonLimits, JsonStreamer, Value};
 
 use super::cmd::{self, Caps, Ctx, QmpEnv};
@@ -24,6 +27,8 @@ pub struct QmpSession {
     caps: Caps,
     /// Replies in QEMU's pretty style (`pretty=on`).
     pretty: bool,
+    /// The monitor's descriptors; they outlive [`QmpSession::reset`].
+    fds: Arc<MonitorFds>,
 }
 
 impl QmpSession {
@@ -41,7 +46,19 @@ impl QmpSession {
                 ..Caps::default()
             },
             pretty: false,
+            fds: MonitorFds::new(),
         }
+    }
+
+    /// The monitor's descriptors (a session alone has its own, with no
+    /// connection to receive any on).
+    pub fn fds(&self) -> &Arc<MonitorFds> {
+        &self.fds
+    }
+
+    /// Uses `fds` as the monitor's descriptors.
+    pub fn set_fds(&mut self, fds: Arc<MonitorFds>) {
+        self.fds = fds;
     }
 
     /// Back to the state of a new connection: partial input dropped,
@@ -188,6 +205,7 @@ impl QmpSession {
         let mut ctx = Ctx {
             env,
             caps: &mut self.caps,
+            fds: &self.fds,
         };
         (cmd.run)(&mut ctx, ObjVisitor::new(args))
     }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::event::EventBus;
+use crate::fds::MonitorFds;
 use crate::json::Value;
 use crate::ops::ChardevOps;
 use crate::vm::VmControl;
@@ -11,15 +12,20 @@ use crate::vm::VmControl;
 use super::error::QmpResult;
 use super::visitor::ObjVisitor;
 
+mod add_fd;
 mod capabilities;
 mod chardev_add;
 mod chardev_change;
 mod chardev_remove;
+mod closefd;
+mod getfd;
 mod human_monitor;
 mod query_chardev;
 mod query_commands;
+mod query_fdsets;
 mod query_name;
 mod query_version;
+mod remove_fd;
 mod ringbuf;
 mod run_state;
 mod send_break;
@@ -90,6 +96,8 @@ pub struct Ctx<'a> {
     pub env: &'a QmpEnv,
     /// The session's capabilities.
     pub caps: &'a mut Caps,
+    /// The monitor's descriptors (`getfd` names, what SCM_RIGHTS brought).
+    pub fds: &'a MonitorFds,
 }
 
 /// A command's implementation: visits its arguments (ending with
@@ -109,6 +117,11 @@ pub struct CommandDef {
 /// Every command qchar implements, in the order QEMU 7.2 lists them in
 /// `query-commands`.
 pub static COMMANDS: &[CommandDef] = &[
+    query_fdsets::DEF,
+    remove_fd::DEF,
+    add_fd::DEF,
+    closefd::DEF,
+    getfd::DEF,
     human_monitor::DEF,
     run_state::CONT,
     run_state::STOP,
