@@ -177,6 +177,20 @@ pub struct ChardevReq {
     pub options: Result<ChardevOptions, Diag>,
 }
 
+/// One `-add-fd fd=N,set=M[,opaque=S]`, as parsed (QEMU checks the
+/// values once the command line is read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddFdReq {
+    /// The option as typed.
+    pub loc: String,
+    /// `fd=`, as QEMU reads it into an `int`.
+    pub fd: Option<i32>,
+    /// `set=`.
+    pub set: Option<i64>,
+    /// `opaque=`.
+    pub opaque: Option<String>,
+}
+
 /// Monitor flavour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MonMode {
@@ -303,6 +317,8 @@ pub struct Config {
     /// QEMU's refusal of `-nographic` with `-daemonize` when a default
     /// device would go to stdio.
     pub nographic_daemonize: bool,
+    /// `-add-fd`, in order.
+    pub add_fds: Vec<AddFdReq>,
 }
 
 impl Default for Config {
@@ -321,6 +337,7 @@ impl Default for Config {
             name: None,
             process_name: None,
             nographic_daemonize: false,
+            add_fds: Vec::new(),
         }
     }
 }
@@ -357,6 +374,7 @@ const OPTIONS: &[(&str, bool)] = &[
     ("fda", true),
     ("hda", true),
     ("no-reboot", false),
+    ("add-fd", true),
 ];
 
 /// Machine types accepted by `-machine` (they all mean qchar's machine).
@@ -390,6 +408,26 @@ static MON_OPTS: OptsList = OptsList {
         OptDesc::new("mode", OptType::String),
         OptDesc::new("chardev", OptType::String),
         OptDesc::new("pretty", OptType::Bool),
+    ]),
+};
+
+/// `-add-fd`.
+static ADD_FD_OPTS: OptsList = OptsList {
+    name: "add-fd",
+    implied: None,
+    merge_lists: false,
+    desc: Some(&[
+        OptDesc::with_help(
+            "fd",
+            OptType::Number,
+            "file descriptor of which a duplicate is added to fd set",
+        ),
+        OptDesc::with_help("set", OptType::Number, "ID of the fd set to add fd to"),
+        OptDesc::with_help(
+            "opaque",
+            OptType::String,
+            "free-form string used to describe fd",
+        ),
     ]),
 };
 
@@ -515,6 +553,8 @@ pub fn help_text() -> String {
          -name NAME[,process=P][,debug-threads=on|off]\n\
          -pidfile FILE             write the process id to FILE (removed at exit)\n\
          -daemonize                detach once set up\n\
+         -add-fd fd=N,set=M[,opaque=S]  put inherited descriptor N into fd set M\n\
+         \x20                         (chardevs open it as /dev/fdset/M)\n\
          -no-reboot                accepted: qchar never reboots the guest\n\
          -parallel none            accepted: qchar has no parallel port\n\
          -drive file=IMG[,format=raw][,if=floppy|ide][,index=0]  boot image\n\
@@ -749,6 +789,17 @@ impl Scan {
                     }
                 }
                 "name" => self.name(&loc, value)?,
+                "add-fd" => {
+                    let o = self.read_opts(&loc, &ADD_FD_OPTS, value, None)?;
+                    // QEMU reads both as unsigned 64-bit numbers into an
+                    // `int` and an `int64_t`.
+                    self.cfg.add_fds.push(AddFdReq {
+                        loc: loc.clone(),
+                        fd: o.get_number("fd").map(|n| n as i32),
+                        set: o.get_number("set").map(|n| n as i64),
+                        opaque: o.get("opaque").map(str::to_string),
+                    });
+                }
                 "pidfile" => self.cfg.pidfile = Some(value.to_string()),
                 "daemonize" => self.cfg.daemonize = true,
                 "drive" => self.drive(&loc, value)?,

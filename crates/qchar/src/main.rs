@@ -5,11 +5,12 @@
 //!
 //! Modules: [`cli`] (argv to a typed configuration), [`setup`] (the
 //! configuration to chardevs, machine and monitors, and the orderly exit),
-//! [`vmctl`] (the guest as the monitors see it), [`process`]
+//! [`vmctl`] (the guest as the monitors see it), [`fds`] (`-add-fd`), [`process`]
 //! (`-daemonize`, `-pidfile`, signals), [`report`] (QEMU-style messages).
 //! QEMU's option syntax itself is `qchar_chardev::qemuopts`.
 
 mod cli;
+mod fds;
 mod process;
 mod report;
 mod setup;
@@ -99,6 +100,14 @@ fn run_config(cfg: &Config) -> i32 {
     if let Some(name) = &cfg.process_name {
         process::set_process_name(name);
     }
+    // Before anything else opens a descriptor, as QEMU does.
+    let set_members = match fds::take(&cfg.add_fds) {
+        Ok(m) => m,
+        Err(d) => {
+            report::print(&d);
+            return 1;
+        }
+    };
     let daemon = if cfg.daemonize {
         match process::daemonize() {
             Ok(d) => Some(d),
@@ -124,7 +133,7 @@ fn run_config(cfg: &Config) -> i32 {
         report::error(&format!("cannot start the signal thread: {e}"));
         return 1;
     }
-    let running = match setup::setup(cfg, exit) {
+    let running = match setup::setup(cfg, exit, set_members) {
         Ok(r) => r,
         Err(e) => {
             print_error(&e);

@@ -210,12 +210,21 @@ fn build_machine(
     m.start().map_err(|e| (None, e))
 }
 
-/// Sets everything up. Errors are [`Diag`]s where QEMU has a text.
-pub fn setup(cfg: &Config, exit: Arc<ExitSignal>) -> Result<Running> {
+/// Sets everything up; `set_members` go into the descriptor sets first.
+/// Errors are [`Diag`]s where QEMU has a text.
+pub fn setup(
+    cfg: &Config,
+    exit: Arc<ExitSignal>,
+    set_members: Vec<crate::fds::SetMember>,
+) -> Result<Running> {
     if cfg.nographic_daemonize {
         return Err(diag(None, "-nographic cannot be used with -daemonize"));
     }
     let reg = Registry::new().context("cannot start the chardev I/O thread")?;
+    for m in set_members {
+        // A set id is never negative here: `-add-fd` checked it.
+        let _ = reg.fdsets().add_fd(m.fd, Some(m.set), m.opaque);
+    }
     let events = EventBus::new();
     forward_registry_events(&reg, events.clone());
     {
@@ -235,6 +244,12 @@ pub fn setup(cfg: &Config, exit: Arc<ExitSignal>) -> Result<Running> {
     // starts (or, without one, until `cont` makes it).
     let gate = Arc::new(SetUpGate::default());
     let vmctl = VmCtl::new(events.clone(), exit.clone(), gate.clone(), cfg.name.clone());
+    {
+        // Descriptor sets close members only while the guest runs.
+        let vm = Arc::downgrade(&vmctl);
+        reg.fdsets()
+            .set_running_probe(move || vm.upgrade().is_some_and(|v| v.is_running_now()));
+    }
     match setup_on(cfg, &reg, &events, (&exit, &gate), &vmctl) {
         Ok(r) => Ok(r),
         Err(e) => {

@@ -10,7 +10,7 @@
 //! prerequisite fails the test instead.
 
 use std::fmt;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -263,6 +263,55 @@ pub fn openpty() -> (OwnedFd, String) {
     unlockpt(&m).expect("unlockpt");
     let name = ptsname(&m, Vec::new()).expect("ptsname");
     (m, name.to_string_lossy().into_owned())
+}
+
+/// Sends `data` with `fds` attached (SCM_RIGHTS) in one `sendmsg`; all of
+/// `data` must go in that call.
+pub fn send_with_fds(sock: &UnixStream, data: &[u8], fds: &[BorrowedFd<'_>]) {
+    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let mut space =
+        vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+    let mut cmsg = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() {
+        assert!(
+            cmsg.push(SendAncillaryMessage::ScmRights(fds)),
+            "cmsg space"
+        );
+    }
+    let n = sendmsg(
+        sock,
+        &[std::io::IoSlice::new(data)],
+        &mut cmsg,
+        SendFlags::empty(),
+    )
+    .expect("sendmsg");
+    assert_eq!(n, data.len(), "sendmsg took part of the message");
+}
+
+/// The process `pid`'s open descriptors: number and link target.
+pub fn proc_fds(pid: u32) -> Vec<(i32, String)> {
+    let dir = format!("/proc/{pid}/fd");
+    let mut v: Vec<(i32, String)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let n = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            Some((n, target.to_string_lossy().into_owned()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// What descriptor `fd` of this process is (its `/proc/self/fd` link),
+/// to find the same open file in another process's [`proc_fds`].
+pub fn fd_target(fd: BorrowedFd<'_>) -> String {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .expect("/proc/self/fd link")
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Makes a FIFO at `path` (mode 0600).

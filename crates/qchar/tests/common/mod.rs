@@ -3,8 +3,9 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -46,11 +47,65 @@ impl Proc {
         Proc::spawn(program, args, dir, None)
     }
 
+    /// Starts `program args` in `dir` as [`Proc::spawn_program`], passing
+    /// each `(descriptor, number)` of `fds` as that number (inherited, not
+    /// close-on-exec), as a management stack passes descriptors.
+    pub fn spawn_with_fds(
+        program: &str,
+        args: &[String],
+        dir: &Path,
+        fds: &[(BorrowedFd<'_>, RawFd)],
+    ) -> Proc {
+        // Out of the way of the target numbers first (close-on-exec, so
+        // only the numbers asked for reach the child).
+        let high: Vec<(OwnedFd, RawFd)> = fds
+            .iter()
+            .map(|(fd, n)| {
+                let h = fd.try_clone_to_owned().unwrap();
+                // SAFETY: `h` is open; F_DUPFD_CLOEXEC returns a new open
+                // descriptor or -1.
+                let moved = unsafe { libc::fcntl(h.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 300) };
+                assert!(moved >= 0, "F_DUPFD_CLOEXEC");
+                // SAFETY: `moved` was just returned open and is owned here only.
+                (unsafe { OwnedFd::from_raw_fd(moved) }, *n)
+            })
+            .collect();
+        let pairs: Vec<(RawFd, RawFd)> = high.iter().map(|(h, n)| (h.as_raw_fd(), *n)).collect();
+        let mut cmd = Command::new(program);
+        // SAFETY: the hook runs in the child between fork and exec and only
+        // calls dup2, which is async-signal-safe, on descriptors inherited
+        // from the parent (`high` outlives the spawn); the copies dup2
+        // makes are not close-on-exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                for &(from, to) in &pairs {
+                    if libc::dup2(from, to) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let p = Proc::spawn_cmd(cmd, program, args, dir, None);
+        drop(high);
+        p
+    }
+
     /// Starts `program args` in `dir` with stdin from /dev/null and stdout
     /// to `stdout` (collected only if `None`).
     fn spawn(program: &str, args: &[String], dir: &Path, stdout: Option<OwnedFd>) -> Proc {
+        Proc::spawn_cmd(Command::new(program), program, args, dir, stdout)
+    }
+
+    fn spawn_cmd(
+        mut cmd: Command,
+        program: &str,
+        args: &[String],
+        dir: &Path,
+        stdout: Option<OwnedFd>,
+    ) -> Proc {
         let collect_out = stdout.is_none();
-        let mut child = Command::new(program)
+        let mut child = cmd
             .args(args)
             .current_dir(dir)
             .stdin(Stdio::null())
@@ -339,4 +394,136 @@ pub fn check_demo_stream(data: &[u8]) -> (u64, Vec<String>) {
         next += 1;
     }
     (next - 1, echoes)
+}
+
+/// A QMP client that keeps every line as the bytes received (to compare
+/// with QEMU byte for byte) and can attach descriptors to what it sends.
+pub struct RawQmp {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    /// The greeting line.
+    pub greeting: String,
+    /// Event lines received so far.
+    pub events: Vec<String>,
+}
+
+impl RawQmp {
+    /// Connects (retrying while the socket is not there) and reads the
+    /// greeting; no capabilities negotiated yet.
+    pub fn connect_raw(path: &Path) -> RawQmp {
+        RawQmp::on(connect_unix(path))
+    }
+
+    /// A client on a connected stream: reads the greeting.
+    pub fn on(stream: UnixStream) -> RawQmp {
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut q = RawQmp {
+            stream,
+            buf: Vec::new(),
+            greeting: String::new(),
+            events: Vec::new(),
+        };
+        q.greeting = q.line();
+        q
+    }
+
+    /// Connects, reads the greeting and negotiates capabilities.
+    pub fn connect(path: &Path) -> RawQmp {
+        let mut q = RawQmp::connect_raw(path);
+        assert_eq!(
+            q.cmd(r#"{"execute":"qmp_capabilities"}"#, &[]),
+            "{\"return\": {}}\r\n"
+        );
+        q
+    }
+
+    /// The stream (to shut it down, or to look at it).
+    pub fn stream(&self) -> &UnixStream {
+        &self.stream
+    }
+
+    /// Sends `text` and a newline in one message, `fds` attached.
+    pub fn send(&mut self, text: &str, fds: &[BorrowedFd<'_>]) {
+        let msg = format!("{text}\n");
+        if fds.is_empty() {
+            (&self.stream).write_all(msg.as_bytes()).unwrap();
+        } else {
+            qchar_testkit::send_with_fds(&self.stream, msg.as_bytes(), fds);
+        }
+    }
+
+    /// The next line, `\r\n` included; panics at end of stream.
+    pub fn line(&mut self) -> String {
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let rest = self.buf.split_off(i + 1);
+                let line = std::mem::replace(&mut self.buf, rest);
+                return String::from_utf8(line).expect("QMP line is UTF-8");
+            }
+            let mut chunk = [0u8; 65536];
+            let n = (&self.stream).read(&mut chunk).expect("QMP read");
+            assert!(n > 0, "QMP connection closed; have {:?}", self.buf);
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// The next line that is not an event (events are kept).
+    pub fn reply(&mut self) -> String {
+        loop {
+            let l = self.line();
+            let v: Value = serde_json::from_str(&l).unwrap_or_else(|e| panic!("{l:?}: {e}"));
+            if v.get("event").is_some() {
+                self.events.push(l);
+            } else {
+                return l;
+            }
+        }
+    }
+
+    /// Sends a command (`fds` attached) and returns its reply line.
+    pub fn cmd(&mut self, text: &str, fds: &[BorrowedFd<'_>]) -> String {
+        self.send(text, fds);
+        self.reply()
+    }
+
+    /// [`RawQmp::cmd`] for a command given as a JSON value.
+    pub fn exec(&mut self, cmd: &Value, fds: &[BorrowedFd<'_>]) -> String {
+        self.cmd(&cmd.to_string(), fds)
+    }
+}
+
+/// A reply line made comparable across processes: `dir` as `$D`, every
+/// `"fd": NUMBER` as `"fd": N` (each process numbers its descriptors), the
+/// HMP banner's version as `7.2.x`.
+pub fn normalise(line: &str, dir: &Path) -> String {
+    let s = line.replace(dir.to_str().unwrap(), "$D");
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s.as_str();
+    while let Some(i) = rest.find("\"fd\": ") {
+        out.push_str(&rest[..i + 6]);
+        rest = &rest[i + 6..];
+        let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+        if digits > 0 {
+            out.push('N');
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    mask_monitor_version(&out)
+}
+
+/// `QEMU 7.2.N monitor` as `QEMU 7.2.x monitor` (qchar says 7.2.0, a
+/// distribution's QEMU its micro release).
+pub fn mask_monitor_version(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("QEMU 7.2.") {
+        out.push_str(&rest[..i + 9]);
+        rest = &rest[i + 9..];
+        let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+        out.push('x');
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
 }
