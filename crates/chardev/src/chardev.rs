@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
 use crate::backend::{Backend, BackendEvent, IoctlReply, SerialIoctl};
@@ -101,8 +101,10 @@ pub(crate) struct State {
     removed: bool,
     /// A handler of this chardev is running on the I/O thread right now.
     in_handler: bool,
-    /// A change asked for from inside a handler, applied when it returns.
-    pending: Option<Installed>,
+    /// A change asked for from inside a handler of this chardev, applied
+    /// when it returns: the chardev whose backend changes (this one, or the
+    /// base under this mux) and its new backend.
+    pending: Option<(Arc<Chardev>, Installed)>,
     /// First write error was logged; later ones are only counted.
     write_error_logged: bool,
     /// A mux focus change to announce from the I/O task.
@@ -121,6 +123,9 @@ pub(crate) struct Chardev {
     /// Where this chardev stands among yank instances (`query-yank` order,
     /// see [`Chardev::yank_order`]); 0 while its backend is no socket.
     yank_order: AtomicU64,
+    /// The mux chardev whose backend is a frontend of this one, if any: its
+    /// handlers write into this chardev.
+    mux_above: Mutex<Weak<Chardev>>,
 }
 
 /// Hands out yank registration numbers: QEMU lists yank instances in the
@@ -173,7 +178,18 @@ impl Chardev {
             listeners,
             stats: ChardevStats::default(),
             yank_order: AtomicU64::new(yank_order),
+            mux_above: Mutex::new(Weak::new()),
         })
+    }
+
+    /// Records that mux chardev `mux` sits on this one.
+    pub(crate) fn set_mux_above(&self, mux: &Arc<Chardev>) {
+        *lock(&self.mux_above) = Arc::downgrade(mux);
+    }
+
+    /// The mux chardev on this one, unless it is gone.
+    pub(crate) fn mux_above(&self) -> Option<Arc<Chardev>> {
+        lock(&self.mux_above).upgrade().filter(|m| !m.is_removed())
     }
 
     /// This chardev's place among yank instances, `None` if it is none (its
@@ -428,8 +444,14 @@ impl Chardev {
             }
             let mut progress = self.deliver_owed_opens();
             let pending = self.state().pending.take();
-            if let Some(inst) = pending {
-                if let Err(e) = self.swap(inst) {
+            if let Some((target, inst)) = pending {
+                if !Arc::ptr_eq(&target, self) {
+                    // A change of the base under this mux: what the handler
+                    // wrote goes down into the base first, so that it
+                    // leaves through the base's old backend.
+                    self.flush_with(cx);
+                }
+                if let Err(e) = target.apply_change(inst) {
                     log::error!("{e}");
                 }
                 progress = true;
@@ -663,7 +685,12 @@ impl Chardev {
     /// which this wakes: the caller may be a handler of another chardev, or
     /// the change, with this chardev's handlers not to be called from here.
     fn flush_now(&self) {
-        let mut cx = Context::from_waker(Waker::noop());
+        self.flush_with(&mut Context::from_waker(Waker::noop()));
+    }
+
+    /// [`Self::flush_now`] with the task's context, so that a backend that
+    /// cannot take more now wakes the task when it can.
+    fn flush_with(&self, cx: &mut Context<'_>) {
         let mut chunk = Vec::new();
         let mut owed = false;
         loop {
@@ -673,7 +700,7 @@ impl Chardev {
             }
             let taken = {
                 let mut st = self.state();
-                self.offer(&mut st, &mut cx, &chunk)
+                self.offer(&mut st, cx, &chunk)
             };
             match taken {
                 Some(n) if n > 0 => owed |= self.out.consume_quietly(n),
@@ -693,17 +720,43 @@ impl Chardev {
         self.io.on_io_thread() && self.state().in_handler
     }
 
-    /// Queues a change to be applied when the running handler returns.
-    pub(crate) fn defer(&self, inst: Installed) -> Result<()> {
+    /// Queues a change of `target` (this chardev, or the base under this
+    /// mux) to be applied when the running handler of this one returns.
+    pub(crate) fn defer(&self, target: Arc<Chardev>, inst: Installed) -> Result<()> {
         let mut st = self.state();
         if st.pending.is_some() {
             return Err(ChardevError::Invalid(format!(
                 "Chardev '{}' change already in progress",
-                self.id
+                target.id
             )));
         }
-        st.pending = Some(inst);
+        st.pending = Some((target, inst));
         Ok(())
+    }
+
+    /// Applies a change on the I/O thread: a chardev without users gets the
+    /// backend as is, one whose users all follow changes gets it through
+    /// [`Self::swap`]; a chardev removed meanwhile refuses it.
+    pub(crate) fn apply_change(self: &Arc<Self>, inst: Installed) -> Result<()> {
+        debug_assert!(self.io.on_io_thread());
+        if self.is_removed() {
+            // A remove ran between the look-up and now: the change lost the
+            // race, and says so as QEMU would after it.
+            return Err(ChardevError::DoesNotExist(self.id.clone()));
+        }
+        if !self.has_frontend() {
+            self.replace_unused(inst);
+            let filename = self.filename();
+            self.listeners.emit(&RegistryEvent::Changed {
+                id: self.id.clone(),
+                filename,
+            });
+            return Ok(());
+        }
+        if self.blocks_hotswap() {
+            return Err(ChardevError::HotswapUnsupported);
+        }
+        self.swap(inst)
     }
 
     /// Replaces the backend. Runs on the I/O thread. Output queued before

@@ -239,6 +239,11 @@ impl Registry {
             let seq = map.seq;
             map.by_id.insert(id.to_string(), (seq, cd.clone()));
         }
+        if let ChardevBackend::Mux(m) = &spec {
+            if let Some(base) = self.get(&m.chardev) {
+                base.set_mux_above(&cd);
+            }
+        }
         cd.start();
         self.inner
             .listeners
@@ -252,58 +257,43 @@ impl Registry {
         let cd = self
             .get(id)
             .ok_or_else(|| ChardevError::DoesNotExist(id.to_string()))?;
-        if let ChardevBackend::Mux(m) = cd.spec() {
-            // Better than QEMU: the change goes under the mux, whose frontends,
-            // focus and settings all stay.
-            if matches!(spec, ChardevBackend::Mux(_)) {
-                return Err(ChardevError::Invalid(
-                    "Mux device hotswap not supported yet".into(),
-                ));
-            }
-            return self.change(&m.chardev, spec);
-        }
         if matches!(spec, ChardevBackend::Mux(_)) {
             return Err(ChardevError::Invalid(
                 "Mux device hotswap not supported yet".into(),
             ));
         }
-        if cd.has_frontend() && cd.blocks_hotswap() {
+        // Better than QEMU: the change of a mux goes under it, to its base,
+        // whose frontend (the mux) keeps its frontends, focus and settings.
+        let (target, above) = match cd.spec() {
+            ChardevBackend::Mux(m) => {
+                let base = self
+                    .get(&m.chardev)
+                    .ok_or_else(|| ChardevError::DoesNotExist(m.chardev.clone()))?;
+                (base, Some(cd))
+            }
+            _ => {
+                let above = cd.mux_above();
+                (cd, above)
+            }
+        };
+        if target.has_frontend() && target.blocks_hotswap() {
             return Err(ChardevError::HotswapUnsupported);
         }
-        let inst = self.open(id, &spec)?;
+        let inst = self.open(&target.id, &spec)?;
         let ret = ChardevReturn {
             pty: inst.backend.pty_path(),
         };
-        if cd.must_defer() {
-            // Asked from inside one of this chardev's own handlers (a monitor
-            // on it): apply once the handler returns, so what it writes now
-            // leaves through the old backend and nothing it holds goes stale.
-            cd.defer(inst)?;
+        // Asked from inside a handler of the chardev (a monitor on it) or of
+        // the mux on it: apply once that handler returns, so what it writes
+        // now leaves through the old backend and nothing it holds goes stale.
+        let host = std::iter::once(&target)
+            .chain(above.as_ref())
+            .find(|c| c.must_defer());
+        if let Some(host) = host {
+            host.defer(target.clone(), inst)?;
             return Ok(ret);
         }
-        let cd2 = cd.clone();
-        let gone = ChardevError::DoesNotExist(id.to_string());
-        self.inner.io.run(move || {
-            if cd2.is_removed() {
-                // A remove ran between the look-up and now: the change
-                // lost the race, and says so as QEMU would after it.
-                Err(gone)
-            } else if !cd2.has_frontend() {
-                cd2.replace_unused(inst);
-                Ok(())
-            } else if cd2.blocks_hotswap() {
-                Err(ChardevError::HotswapUnsupported)
-            } else {
-                cd2.swap(inst)
-            }
-        })??;
-        if !cd.has_frontend() {
-            let filename = cd.filename();
-            self.inner.listeners.emit(&RegistryEvent::Changed {
-                id: id.to_string(),
-                filename,
-            });
-        }
+        self.inner.io.run(move || target.apply_change(inst))??;
         Ok(ret)
     }
 
