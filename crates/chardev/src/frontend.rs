@@ -3,8 +3,11 @@
 //!
 //! A device writes through [`CharFrontend::write`] from any thread (a vCPU
 //! thread, typically); that never blocks and never touches the backend, it
-//! only fills the chardev's bounded output queue. Everything else reaches the
-//! device through its [`FrontendHandlers`], called on the chardev I/O thread.
+//! only fills the chardev's bounded output queue, and it takes no lock the
+//! I/O thread holds across a system call. [`CharFrontend::ioctl`] from such
+//! a thread does not wait for the backend either. Everything else reaches
+//! the device through its [`FrontendHandlers`], called on the chardev I/O
+//! thread.
 
 use std::sync::Arc;
 
@@ -128,6 +131,15 @@ impl CharFrontend {
 
     /// A serial-line request to the backend; backends without a tty answer
     /// [`IoctlReply::Unsupported`].
+    ///
+    /// On the chardev I/O thread (a handler, `backend_changed`) it is
+    /// carried out at once. From any other thread it never waits for the
+    /// backend: a setting is handed to the I/O thread, which applies it on
+    /// its next turn (so `Done` means queued; a failure is logged there),
+    /// and [`SerialIoctl::GetModem`] answers with the modem lines the I/O
+    /// thread read last, at most about 10 ms old while someone keeps asking.
+    /// A change applies the settings queued before it to the old backend
+    /// first.
     pub fn ioctl(&self, req: SerialIoctl) -> Result<IoctlReply> {
         self.cd.ioctl(req)
     }

@@ -17,6 +17,8 @@
 //!   backend that goes.
 //! - `outq`: the bounded output queue that carries bytes across a change.
 //! - `iothread`: the one I/O thread and how other threads use it.
+//! - `ioctl`: serial-line requests without the caller waiting for a
+//!   backend.
 //!
 //! Guarantees of [`Registry::change`]:
 //! - the new backend is opened first; if that fails, or a frontend refuses
@@ -50,6 +52,7 @@ mod change;
 mod chardev;
 pub mod error;
 pub mod frontend;
+mod ioctl;
 mod iothread;
 pub mod opts;
 mod outq;
