@@ -15,7 +15,7 @@ use std::task::{Context, Poll, Waker};
 use crate::backend::{Backend, BackendEvent};
 use crate::change::Drains;
 use crate::error::{ChardevError, Result};
-use crate::frontend::{CharFrontend, ChardevEvent, FrontendHandlers};
+use crate::frontend::{CharFrontend, ChardevEvent, FrontendHandlers, FrontendStats, StatsHook};
 use crate::ioctl::{ModemCache, QueuedIoctls};
 use crate::iothread::IoThread;
 use crate::outq::OutQueue;
@@ -66,6 +66,8 @@ struct FeSlot {
     fe_open: bool,
     /// Owes the handlers an `Opened` event (they arrived on an open backend).
     owe_open: bool,
+    /// Reports the frontend's own counters.
+    stats: Option<StatsHook>,
 }
 
 /// Newest output kept while no peer is connected (`x-backlog`).
@@ -288,6 +290,7 @@ impl Chardev {
             hotswap: false,
             fe_open: false,
             owe_open: false,
+            stats: None,
         };
         let tag = match st.frontends.iter().position(|f| f.is_none()) {
             Some(i) => {
@@ -336,6 +339,27 @@ impl Chardev {
             }
         }
         self.kick();
+    }
+
+    pub(crate) fn set_stats_hook(&self, tag: usize, gen: u64, hook: StatsHook) {
+        if let Some(Some(slot)) = self.state().frontends.get_mut(tag) {
+            if slot.gen == gen {
+                slot.stats = Some(hook);
+            }
+        }
+    }
+
+    /// The counters of the frontends that report some, in slot order; the
+    /// hooks run with no lock held.
+    pub(crate) fn frontend_stats(&self) -> Vec<FrontendStats> {
+        let hooks: Vec<StatsHook> = self
+            .state()
+            .frontends
+            .iter()
+            .flatten()
+            .filter_map(|s| s.stats.clone())
+            .collect();
+        hooks.iter().filter_map(|h| h()).collect()
     }
 
     pub(crate) fn set_fe_open(&self, tag: usize, gen: u64, open: bool) {

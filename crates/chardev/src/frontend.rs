@@ -63,6 +63,22 @@ pub trait FrontendHandlers: Send + 'static {
     fn write_ready(&mut self) {}
 }
 
+/// Counters a frontend keeps (a UART's bytes, overruns, FIFO clears),
+/// reported beside its chardev's own by [`crate::Registry::all_stats`] and
+/// QMP `x-query-chardev-stats`. The chardev layer knows nothing of what they
+/// count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontendStats {
+    /// What the frontend is (`"uart"`).
+    pub kind: String,
+    /// Each counter's name (QMP style, `tx-bytes`) and value, in the
+    /// frontend's order.
+    pub counters: Vec<(String, u64)>,
+}
+
+/// A frontend's stats callback (see [`CharFrontend::set_stats_hook`]).
+pub(crate) type StatsHook = std::sync::Arc<dyn Fn() -> Option<FrontendStats> + Send + Sync>;
+
 /// A device's handle on a chardev. Cheap to clone; stays attached until
 /// [`CharFrontend::detach`] (a handler that holds its own handle would
 /// otherwise keep the chardev alive forever, as it does in QEMU).
@@ -92,6 +108,15 @@ impl CharFrontend {
     /// backend is open, the handlers get [`ChardevEvent::Opened`] first.
     pub fn set_handlers(&self, handlers: Box<dyn FrontendHandlers>) {
         self.cd.set_handlers(self.tag, self.gen, Some(handlers));
+    }
+
+    /// Registers the callback that reports this frontend's counters (the
+    /// device's, beside the chardev's own). It runs on whichever thread asks
+    /// for stats (a monitor's command: the I/O thread), with no chardev lock
+    /// held, and must not block; `None` reports nothing (a device gone).
+    pub fn set_stats_hook(&self, hook: impl Fn() -> Option<FrontendStats> + Send + Sync + 'static) {
+        self.cd
+            .set_stats_hook(self.tag, self.gen, std::sync::Arc::new(hook));
     }
 
     /// Unregisters the handlers; input stops and the frontend is closed.

@@ -62,9 +62,9 @@ pub mod spec;
 pub use backend::{modem, IoctlReply, Parity, SerialIoctl, SerialParams};
 pub use chardev::ChardevStats;
 pub use error::{ChardevError, Result};
-pub use frontend::{CharFrontend, ChardevEvent, FrontendHandlers};
+pub use frontend::{CharFrontend, ChardevEvent, FrontendHandlers, FrontendStats};
 pub use outq::DEFAULT_OUT_CAPACITY;
-pub use registry::{Registry, RegistryEvent, StatsSnapshot};
+pub use registry::{ChardevStatsInfo, Registry, RegistryEvent, StatsSnapshot};
 
 /// Most frontends one mux chardev takes (QEMU's `MAX_MUX`).
 pub const MAX_MUX_FRONTENDS: usize = 4;
