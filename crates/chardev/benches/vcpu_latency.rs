@@ -208,7 +208,6 @@ fn main() {
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicBool::new(false)),
         );
-        let log_thread = slow_reader(log_r, fast.clone(), stop.clone());
         // SAFETY: F_SETFL with a flag on a descriptor we own.
         unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
         let pty_thread = fast_reader(File::from(master), stop.clone());
@@ -220,6 +219,9 @@ fn main() {
             device: slave,
         });
         reg.add("s", spec).unwrap();
+        // Only now: before the registry opened it, a read of the FIFO ends
+        // (no writer yet).
+        let log_thread = slow_reader(log_r, fast.clone(), stop.clone());
         let fe = reg.attach("s").unwrap();
         fe.set_handlers(Box::new(Device));
         let (mut w, mut m) = drive(&fe, calls, true);
