@@ -12,7 +12,9 @@
 //!
 //! A stall is one call, so stalls are rare among calls: besides p50 and
 //! p99, the table gives p99.9, the calls that took over 1 ms and the time
-//! they took in all.
+//! they took in all, and how often the calling thread went to sleep
+//! (voluntary context switches: waiting for a lock, say) as against being
+//! descheduled, which on a busy machine makes stalls of its own.
 //!
 //! `cargo bench -p qchar-chardev --bench vcpu_latency`; `QCHAR_VCPU_CALLS`
 //! (default 400000) calls per case.
@@ -125,8 +127,24 @@ fn fast_reader(mut r: File, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()
 #[derive(Default)]
 struct Samples(Vec<u64>);
 
+/// The calling thread's (voluntary, involuntary) context switches so far.
+fn switches() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (
+        field("voluntary_ctxt_switches:"),
+        field("nonvoluntary_ctxt_switches:"),
+    )
+}
+
 impl Samples {
-    fn row(&mut self, case: &str) {
+    fn row(&mut self, case: &str, (vol, invol): (u64, u64)) {
         self.0.sort_unstable();
         let n = self.0.len();
         let at = |q: f64| self.0[((n as f64 * q) as usize).min(n - 1)] as f64 / 1e3;
@@ -134,7 +152,8 @@ impl Samples {
         let stalls: Vec<u64> = self.0.iter().copied().filter(|&v| v > 1_000_000).collect();
         let stalled_ms = stalls.iter().sum::<u64>() as f64 / 1e6;
         println!(
-            "{case:<46} {n:>7} {:>8.2} {:>8.2} {:>9.2} {max:>10.1} {:>7} {stalled_ms:>10.1}",
+            "{case:<46} {n:>7} {:>8.2} {:>8.2} {:>9.2} {max:>10.1} {:>7} {stalled_ms:>10.1} \
+             {vol:>6} {invol:>6}",
             at(0.50),
             at(0.99),
             at(0.999),
@@ -142,7 +161,8 @@ impl Samples {
         );
         println!(
             "RESULT vcpu_latency case={case:?} p50_us={:.2} p99_us={:.2} p999_us={:.2} \
-             max_us={max:.1} stalls_over_1ms={} stalled_ms={stalled_ms:.1}",
+             max_us={max:.1} stalls_over_1ms={} stalled_ms={stalled_ms:.1} \
+             voluntary_switches={vol} involuntary_switches={invol}",
             at(0.50),
             at(0.99),
             at(0.999),
@@ -152,9 +172,11 @@ impl Samples {
 }
 
 /// Makes `calls` paced calls; `modem` also times a GetModem after each
-/// write.
-fn drive(fe: &CharFrontend, calls: usize, modem: bool) -> (Samples, Samples) {
+/// write. Returns the samples and the context switches the calling thread
+/// made meanwhile.
+fn drive(fe: &CharFrontend, calls: usize, modem: bool) -> (Samples, Samples, (u64, u64)) {
     let (mut w, mut m) = (Samples::default(), Samples::default());
+    let before = switches();
     let mut next = Instant::now();
     for i in 0..calls {
         let b = [b'a' + (i % 26) as u8];
@@ -172,7 +194,8 @@ fn drive(fe: &CharFrontend, calls: usize, modem: bool) -> (Samples, Samples) {
             std::hint::spin_loop();
         }
     }
-    (w, m)
+    let after = switches();
+    (w, m, (after.0 - before.0, after.1 - before.1))
 }
 
 fn env_num(name: &str, default: usize) -> usize {
@@ -187,9 +210,19 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     println!("vCPU-side call latency, one call every {PACE:?}, {calls} calls per case");
     println!(
-        "{:<46} {:>7} {:>8} {:>8} {:>9} {:>10} {:>7} {:>10}",
-        "case", "calls", "p50 us", "p99 us", "p99.9 us", "max us", ">1 ms", "stalled ms"
+        "{:<46} {:>7} {:>8} {:>8} {:>9} {:>10} {:>7} {:>10} {:>6} {:>6}",
+        "case",
+        "calls",
+        "p50 us",
+        "p99 us",
+        "p99.9 us",
+        "max us",
+        ">1 ms",
+        "stalled ms",
+        "vol cs",
+        "inv cs"
     );
+    println!("(vol cs / inv cs: the calling thread's context switches over the whole case)");
 
     // 1. serial line on a pty, log file on a slowly read FIFO.
     {
@@ -224,9 +257,9 @@ fn main() {
         let log_thread = slow_reader(log_r, fast.clone(), stop.clone());
         let fe = reg.attach("s").unwrap();
         fe.set_handlers(Box::new(Device));
-        let (mut w, mut m) = drive(&fe, calls, true);
-        w.row("serial (pty), slow log FIFO: write");
-        m.row("serial (pty), slow log FIFO: ioctl(GetModem)");
+        let (mut w, mut m, cs) = drive(&fe, calls, true);
+        w.row("serial (pty), slow log FIFO: write", cs);
+        m.row("serial (pty), slow log FIFO: ioctl(GetModem)", cs);
         fast.store(true, Ordering::Relaxed);
         fe.detach();
         drop(fe);
@@ -262,8 +295,8 @@ fn main() {
             Arc::new(AtomicBool::new(false)),
         );
         let t = slow_reader(client.try_clone().unwrap(), fast.clone(), stop.clone());
-        let (mut w, _) = drive(&fe, calls, false);
-        w.row("unix socket, slow client: write");
+        let (mut w, _, cs) = drive(&fe, calls, false);
+        w.row("unix socket, slow client: write", cs);
         fast.store(true, Ordering::Relaxed);
         fe.detach();
         drop(fe);
