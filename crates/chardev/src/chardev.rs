@@ -2,9 +2,12 @@
 //! task that moves bytes between them. A backend change is in
 //! [`crate::change`].
 //!
-//! Locking: `state` is held only for short, non-blocking backend calls and
-//! never while a frontend handler runs, so handlers may call back into the
-//! chardev (ioctl, write) or the registry (change, add) freely.
+//! Locking: `state` is held around backend calls (non-blocking ones, and
+//! the log-file write, which may block) and never while a frontend handler
+//! runs, so handlers may call back into the chardev (ioctl, write) or the
+//! registry (change, add) freely. What a vCPU thread calls (`write`, and
+//! `ioctl` off the I/O thread) never takes it: see `current` and
+//! [`crate::ioctl`].
 
 use std::collections::VecDeque;
 use std::io::Write;
