@@ -6,7 +6,10 @@
 //! [`Registry::change`] swaps the backend while the frontend keeps running.
 //!
 //! Module map:
-//! - [`spec`]: QEMU's QAPI `ChardevBackend` types (what a backend is).
+//! - [`spec`]: QEMU's QAPI `ChardevBackend` types (what a backend is), in
+//!   QEMU's JSON form through serde with the `serde` feature.
+//! - [`qemuopts`]: QEMU's option-string grammar, numbers and sizes (used
+//!   by `-chardev` here and by the qchar binary's other options).
 //! - [`opts`]: `-chardev` strings and `-serial` shorthands into specs.
 //! - [`backend`]: the `Backend` trait and one file per backend kind.
 //! - [`frontend`]: what a device holds ([`CharFrontend`]) and implements
@@ -56,6 +59,7 @@ mod ioctl;
 mod iothread;
 pub mod opts;
 mod outq;
+pub mod qemuopts;
 pub mod registry;
 pub mod spec;
 

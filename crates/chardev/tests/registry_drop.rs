@@ -8,7 +8,8 @@ mod support;
 
 use qchar_chardev::spec::{ChardevBackend, ChardevCommon};
 use qchar_chardev::{ChardevEvent, Registry};
-use support::{fd_count, file_spec, wait_until, Recorder};
+use qchar_testkit::{connect_unix, fd_count, wait_until};
+use support::{file_spec, Recorder};
 
 fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task")
@@ -34,7 +35,7 @@ fn dropping_the_last_registry_handle_stops_its_thread_and_closes_its_descriptors
     let fe = reg.attach("s").unwrap();
     let (rec, seen) = Recorder::new(true);
     fe.set_handlers(Box::new(rec));
-    let client = net::connect_unix(&sock);
+    let client = connect_unix(&sock);
     wait_until("the client is connected", || {
         seen.lock().unwrap().events.contains(&ChardevEvent::Opened)
     });

@@ -14,7 +14,8 @@ use qchar_chardev::{
     CharFrontend, ChardevEvent, FrontendHandlers, IoctlReply, Parity, Registry, SerialIoctl,
     SerialParams,
 };
-use support::{wait_until, Recorder};
+use qchar_testkit::{openpty, wait_until};
+use support::Recorder;
 
 fn slave_termios(path: &str) -> libc::termios {
     let f = std::fs::OpenOptions::new()

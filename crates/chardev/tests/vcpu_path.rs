@@ -3,13 +3,10 @@
 //! stuck in a backend or log-file write. One test in this binary: it looks
 //! for the registry's I/O thread among the process's threads.
 
-#[path = "support/net.rs"]
-mod net;
 mod support;
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -17,21 +14,12 @@ use std::time::Duration;
 
 use qchar_chardev::spec::{ChardevBackend, ChardevCommon, ChardevHostdev};
 use qchar_chardev::{Registry, SerialIoctl, SerialParams};
-use support::{wait_until, Recorder};
+use qchar_testkit::{mkfifo, openpty, wait_until};
+use support::Recorder;
 
-fn mkfifo(path: &std::path::Path) {
-    let c = std::ffi::CString::new(path.to_string_lossy().as_bytes()).unwrap();
-    // SAFETY: mkfifo only reads the NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-}
-
-/// Bytes waiting in a pipe (FIONREAD).
-fn unread(f: &File) -> usize {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int through the pointer to `n`.
-    let r = unsafe { libc::ioctl(f.as_raw_fd(), libc::FIONREAD, &mut n) };
-    assert_eq!(r, 0, "FIONREAD");
-    n as usize
+/// Bytes waiting in a pipe.
+fn unread(f: &File) -> u64 {
+    rustix::io::ioctl_fionread(f).expect("FIONREAD")
 }
 
 /// Whether a thread named `qchar-io` sleeps in a pipe write.
@@ -53,13 +41,12 @@ fn io_thread_in_pipe_write() -> bool {
 #[test]
 fn write_and_ioctl_return_while_the_io_thread_is_stuck_in_a_log_write() {
     let dir = tempfile::tempdir().unwrap();
-    let (master, slave) = net::openpty();
+    let (master, slave) = openpty();
     // The pty's far end reads everything: the serial backend never waits.
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {
         let stop = stop.clone();
-        // SAFETY: F_SETFL with a flag, on a descriptor we own.
-        unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+        rustix::fs::fcntl_setfl(&master, rustix::fs::OFlags::NONBLOCK).unwrap();
         let mut m = File::from(master);
         std::thread::spawn(move || {
             let mut buf = [0u8; 65536];

@@ -5,11 +5,11 @@ mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use common::{Client, Harness};
 use qchar_chardev::spec::{ChardevBackend, ChardevRingbuf};
 use qchar_chardev::{FrontendHandlers, FrontendStats};
+use qchar_testkit::wait_until;
 
 /// A device that counts what it reads and reports it as its stats.
 struct Counting(Arc<AtomicU64>);
@@ -23,18 +23,10 @@ impl FrontendHandlers for Counting {
     }
 }
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 #[test]
 fn chardev_and_frontend_counters_over_qmp_and_hmp() {
     let mut h = Harness::new();
-    let path = h.qmp_socket("mon0").expect("QMP socket chardev");
+    let path = h.qmp_socket("mon0");
     h.reg
         .add(
             "log",

@@ -6,12 +6,11 @@
 //! Modules: [`cli`] (argv to a typed configuration), [`setup`] (the
 //! configuration to chardevs, machine and monitors, and the orderly exit),
 //! [`vmctl`] (the guest as the monitors see it), [`process`]
-//! (`-daemonize`, `-pidfile`, signals), [`report`] (QEMU-style messages),
-//! [`qemuopts`] (QEMU's option syntax).
+//! (`-daemonize`, `-pidfile`, signals), [`report`] (QEMU-style messages).
+//! QEMU's option syntax itself is `qchar_chardev::qemuopts`.
 
 mod cli;
 mod process;
-mod qemuopts;
 mod report;
 mod setup;
 mod vmctl;
@@ -49,6 +48,17 @@ fn run() -> i32 {
         Ok(Action::Print(text)) => {
             let _ = std::io::stdout().write_all(text.as_bytes());
             0
+        }
+        Ok(Action::PrintAfterWarnings {
+            warnings,
+            text,
+            status,
+        }) => {
+            for w in &warnings {
+                report::print(w);
+            }
+            let _ = std::io::stdout().write_all(text.as_bytes());
+            status
         }
         Ok(Action::WriteImage { name, path }) => write_image(&name, &path),
         Ok(Action::Run(cfg)) => run_config(&cfg),

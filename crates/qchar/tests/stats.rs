@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{kvm_or_skip, p, qchar_and_qmp, wait_until};
+use common::{p, qchar_and_qmp};
+use qchar_testkit::{require, wait_until, Prereq};
 use serde_json::{json, Value};
 
 fn chardev(stats: &Value, label: &str) -> Value {
@@ -18,7 +19,7 @@ fn chardev(stats: &Value, label: &str) -> Value {
 
 #[test]
 fn uart_counters_come_under_the_chardev_their_uart_uses() {
-    if !kvm_or_skip("uart_counters_come_under_the_chardev_their_uart_uses") {
+    if !require(Prereq::Kvm) {
         return;
     }
     let (dir, mut proc, mut q) = qchar_and_qmp(

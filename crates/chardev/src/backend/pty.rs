@@ -1,12 +1,12 @@
+// Hand-written part: the open(2)/FIONREAD calls of the drain after drop (`hold_until_read`), left as they are while that code is being reworked elsewhere (issue 14's backend retire step).
 //! `pty`: a new pseudo-terminal whose slave path is returned to the user.
 //! Usable with no slave open: output is then dropped (or kept in the
 //! backlog), as in QEMU; the slave opening is noticed by polling for the
 //! master's hang-up to clear.
 
-use std::ffi::CStr;
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -37,53 +37,37 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 /// Whether the slave side has no opener (the master reads hang-up).
-fn slave_closed(fd: RawFd) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
+fn slave_closed(fd: BorrowedFd<'_>) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut p = [PollFd::new(&fd, PollFlags::IN)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    // SAFETY: poll reads and writes the one pollfd we own; timeout 0.
-    let r = unsafe { libc::poll(&mut p, 1, 0) };
-    r > 0 && (p.revents & libc::POLLHUP) != 0
+    matches!(poll(&mut p, Some(&now)), Ok(n) if n > 0) && p[0].revents().contains(PollFlags::HUP)
 }
 
 impl PtyBackend {
     /// Creates the pty, with the slave in raw mode.
     pub(crate) fn open(id: &str) -> Result<PtyBackend> {
+        use rustix::fs::{open, Mode, OFlags};
+        use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
         let err = |e| ChardevError::io(format!("chardev '{id}': cannot create a pty"), e);
-        // SAFETY: posix_openpt returns a new descriptor or -1.
-        let m = cvt(unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) })
-            .map_err(err)?;
-        // SAFETY: `m` is a fresh descriptor we own from here on.
-        let master = unsafe { OwnedFd::from_raw_fd(m) };
-        // SAFETY: grantpt/unlockpt act on the master descriptor only.
-        cvt(unsafe { libc::grantpt(master.as_raw_fd()) }).map_err(err)?;
-        // SAFETY: as above.
-        cvt(unsafe { libc::unlockpt(master.as_raw_fd()) }).map_err(err)?;
-        let mut name = [0 as libc::c_char; 128];
-        // SAFETY: ptsname_r writes a NUL-terminated name of at most
-        // `name.len()` bytes into the buffer we own.
-        let r = unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) };
-        if r != 0 {
-            return Err(err(io::Error::from_raw_os_error(r)));
-        }
-        // SAFETY: ptsname_r succeeded, so `name` holds a NUL-terminated string.
-        let path = unsafe { CStr::from_ptr(name.as_ptr()) }
-            .to_string_lossy()
-            .into_owned();
+        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+            .map_err(|e| err(e.into()))?;
+        grantpt(&master).map_err(|e| err(e.into()))?;
+        unlockpt(&master).map_err(|e| err(e.into()))?;
+        let name = ptsname(&master, Vec::new()).map_err(|e| err(e.into()))?;
+        let path = name.to_string_lossy().into_owned();
         // Make the slave raw once, so whoever opens it gets bytes unaltered.
         {
-            let c = std::ffi::CString::new(path.clone())
-                .map_err(|_| err(io::ErrorKind::InvalidData.into()))?;
-            // SAFETY: open with a valid C string; the result is owned below.
-            let s = cvt(unsafe {
-                libc::open(c.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC)
-            })
-            .map_err(err)?;
-            // SAFETY: `s` is a fresh descriptor we own; dropped at block end.
-            let slave = unsafe { OwnedFd::from_raw_fd(s) };
-            tty::make_raw(slave.as_raw_fd(), false).map_err(err)?;
+            let slave = open(
+                name.as_c_str(),
+                OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| err(e.into()))?;
+            tty::make_raw(slave.as_fd(), false).map_err(err)?;
         }
         let master = FdIo::new(master).map_err(err)?;
         Ok(PtyBackend {
@@ -95,7 +79,7 @@ impl PtyBackend {
     }
 
     fn check_connected(&mut self) -> bool {
-        if !self.connected && !slave_closed(self.master.raw()) {
+        if !self.connected && !slave_closed(self.master.fd()) {
             self.connected = true;
             self.timer = None;
             // Clear the hang-up the reactor latched while no slave was open.

@@ -19,15 +19,16 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use socket2::{Domain, SockRef, Socket, Type};
 use tokio::task::JoinHandle;
 
-use super::net::{self, RawAddr, SockIo};
+use super::net::{self, SockAddr, SockIo};
 use super::telnet::{self, TelnetDecoder};
 use super::websocket::{self, WsAction, WsDecoder};
 use super::{Backend, BackendEvent, Drain};
@@ -94,7 +95,7 @@ enum Target {
         ipv4: bool,
         ipv6: bool,
     },
-    Unix(RawAddr, String),
+    Unix(SockAddr, String),
 }
 
 impl Target {
@@ -103,11 +104,11 @@ impl Target {
     fn connect(&self) -> Result<OwnedFd> {
         match self {
             Target::Unix(addr, path) => {
-                let fd = net::socket(libc::AF_UNIX, libc::SOCK_STREAM, false)
+                let s = Socket::new(Domain::UNIX, Type::STREAM, None)
                     .map_err(|e| ChardevError::io("Failed to create socket", e))?;
-                net::connect(fd.as_raw_fd(), addr)
+                net::connect(&s, addr)
                     .map_err(|e| ChardevError::io(format!("Failed to connect to '{path}'"), e))?;
-                Ok(fd)
+                Ok(s.into())
             }
             Target::Inet {
                 host,
@@ -123,16 +124,15 @@ impl Target {
                     })?;
                 let mut last = io::Error::from(io::ErrorKind::AddrNotAvailable);
                 for sa in &addrs {
-                    let ra = RawAddr::inet(sa);
-                    let fd = match net::socket(ra.family(), libc::SOCK_STREAM, false) {
-                        Ok(fd) => fd,
+                    let s = match Socket::new(Domain::for_address(*sa), Type::STREAM, None) {
+                        Ok(s) => s,
                         Err(e) => {
                             last = e;
                             continue;
                         }
                     };
-                    match net::connect(fd.as_raw_fd(), &ra) {
-                        Ok(()) => return Ok(fd),
+                    match net::connect(&s, &SockAddr::from(*sa)) {
+                        Ok(()) => return Ok(s.into()),
                         Err(e) => last = e,
                     }
                 }
@@ -669,7 +669,7 @@ impl SocketBackend {
         match &spec.addr {
             SocketAddressLegacy::Unix(u) => {
                 let (abstract_, tight) = unix_parts(u);
-                let addr = RawAddr::unix(&u.path, abstract_, tight)
+                let addr = net::unix_addr(&u.path, abstract_, tight)
                     .map_err(|e| ChardevError::Invalid(crate::error::os_message(&e)))?;
                 b.disconnected = format!(
                     "disconnected:unix:{}{}{}{srv}",
@@ -758,16 +758,16 @@ impl SocketBackend {
     /// Takes a connected socket. `at_open`: it comes with the backend, so no
     /// `Opened` is reported for it (the chardev starts open).
     fn adopt(&mut self, fd: OwnedFd, at_open: bool) -> io::Result<()> {
-        let raw = fd.as_raw_fd();
+        let sock = SockRef::from(&fd);
         if !self.is_unix {
             if self.nodelay {
-                let _ = net::setsockopt_int(raw, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+                let _ = sock.set_tcp_nodelay(true);
             }
             if self.keep_alive {
-                let _ = net::setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+                let _ = sock.set_keepalive(true);
             }
         }
-        let name = self.connected_name(raw);
+        let name = self.connected_name(&sock);
         let mut c = Conn::new(fd, self.proto, name)?;
         if at_open && !self.proto.websocket {
             c.announced = true;
@@ -778,19 +778,19 @@ impl SocketBackend {
     }
 
     /// QEMU's name for a connected socket.
-    fn connected_name(&self, fd: i32) -> String {
+    fn connected_name(&self, sock: &SockRef<'_>) -> String {
         let srv = if self.server { ",server=on" } else { "" };
-        let (Ok(l), Ok(p)) = (net::local_addr(fd), net::peer_addr(fd)) else {
+        let (Ok(l), Ok(p)) = (sock.local_addr(), sock.peer_addr()) else {
             return "unknown".into();
         };
-        match (l.as_inet(), p.as_inet()) {
+        match (l.as_socket(), p.as_socket()) {
             (Some(l), Some(p)) => format!(
                 "{}:{}{srv} <-> {}",
                 self.proto_name,
                 net::host_port(&l),
                 net::host_port(&p)
             ),
-            _ if l.family() == libc::AF_UNIX => format!("unix:{}{srv}", l.unix_path()),
+            _ if l.is_unix() => format!("unix:{}{srv}", net::unix_path(&l)),
             _ => "unknown".into(),
         }
     }
@@ -892,8 +892,8 @@ impl SocketBackend {
 
 /// Binds and listens on a unix socket, replacing a stale file first as QEMU
 /// does.
-fn listen_unix(path: &str, abstract_: bool, addr: &RawAddr) -> Result<Listener> {
-    let fd = net::socket(libc::AF_UNIX, libc::SOCK_STREAM, false)
+fn listen_unix(path: &str, abstract_: bool, addr: &SockAddr) -> Result<Listener> {
+    let s = Socket::new(Domain::UNIX, Type::STREAM, None)
         .map_err(|e| ChardevError::io("Failed to create Unix socket", e))?;
     if !abstract_ {
         if let Err(e) = std::fs::remove_file(path) {
@@ -905,7 +905,7 @@ fn listen_unix(path: &str, abstract_: bool, addr: &RawAddr) -> Result<Listener> 
             }
         }
     }
-    net::bind(fd.as_raw_fd(), addr)
+    s.bind(addr)
         .map_err(|e| ChardevError::io(format!("Failed to bind socket to {path}"), e))?;
     let file = if abstract_ {
         None
@@ -916,10 +916,10 @@ fn listen_unix(path: &str, abstract_: bool, addr: &RawAddr) -> Result<Listener> 
             ino: m.ino(),
         })
     };
-    net::listen(fd.as_raw_fd(), LISTEN_BACKLOG)
+    s.listen(LISTEN_BACKLOG)
         .map_err(|e| ChardevError::io("Failed to listen on socket", e))?;
     Ok(Listener {
-        io: SockIo::new(fd).map_err(|e| ChardevError::io("Failed to listen on socket", e))?,
+        io: SockIo::new(s.into()).map_err(|e| ChardevError::io("Failed to listen on socket", e))?,
         _file: file,
         retry: None,
         error_logged: false,
@@ -948,35 +948,29 @@ fn listen_inet(
         for p in first..=last_port {
             let mut sa = sa;
             sa.set_port(p);
-            let ra = RawAddr::inet(&sa);
-            let fd = net::socket(ra.family(), libc::SOCK_STREAM, false)
+            let s = Socket::new(Domain::for_address(sa), Type::STREAM, None)
                 .map_err(|e| ChardevError::io("Failed to create socket", e))?;
-            let raw = fd.as_raw_fd();
-            let _ = net::setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
+            let _ = s.set_reuse_address(true);
             if sa.is_ipv6() {
                 // Dual stack unless IPv6 only was asked for.
-                let _ = net::setsockopt_int(
-                    raw,
-                    libc::IPPROTO_IPV6,
-                    libc::IPV6_V6ONLY,
-                    i32::from(ipv6 && !ipv4),
-                );
+                let _ = s.set_only_v6(ipv6 && !ipv4);
             }
-            if let Err(e) = net::bind(raw, &ra) {
+            if let Err(e) = s.bind(&sa.into()) {
                 if e.raw_os_error() == Some(libc::EADDRINUSE) {
                     last = Some(e);
                     continue;
                 }
                 return Err(ChardevError::io("Failed to bind socket", e));
             }
-            net::listen(raw, LISTEN_BACKLOG)
+            s.listen(LISTEN_BACKLOG)
                 .map_err(|e| ChardevError::io("Failed to listen on socket", e))?;
-            let bound = net::local_addr(raw)
+            let bound = s
+                .local_addr()
                 .ok()
-                .and_then(|a| a.as_inet())
+                .and_then(|a| a.as_socket())
                 .unwrap_or(sa);
-            let io =
-                SockIo::new(fd).map_err(|e| ChardevError::io("Failed to listen on socket", e))?;
+            let io = SockIo::new(s.into())
+                .map_err(|e| ChardevError::io("Failed to listen on socket", e))?;
             return Ok((
                 Listener {
                     io,
