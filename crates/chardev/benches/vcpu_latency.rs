@@ -21,10 +21,8 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +31,7 @@ use qchar_chardev::spec::{
     ChardevBackend, ChardevCommon, ChardevHostdev, ChardevSocket, SocketAddressLegacy,
 };
 use qchar_chardev::{CharFrontend, FrontendHandlers, Registry, SerialIoctl};
+use qchar_testkit::{mkfifo, openpty};
 
 /// Time between two calls of the "vCPU".
 const PACE: Duration = Duration::from_micros(10);
@@ -48,32 +47,6 @@ impl FrontendHandlers for Device {
         4096
     }
     fn read(&mut self, _: &[u8]) {}
-}
-
-/// A new pty: the master, and the slave's path.
-fn openpty() -> (OwnedFd, String) {
-    // SAFETY: posix_openpt returns a new descriptor or -1; grantpt, unlockpt
-    // and ptsname_r act on that descriptor and write at most `name.len()`
-    // bytes into the buffer we own; the descriptor is owned once checked.
-    unsafe {
-        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
-        assert!(m >= 0, "posix_openpt");
-        let master = OwnedFd::from_raw_fd(m);
-        assert_eq!(libc::grantpt(m), 0);
-        assert_eq!(libc::unlockpt(m), 0);
-        let mut name = [0 as libc::c_char; 128];
-        assert_eq!(libc::ptsname_r(m, name.as_mut_ptr(), name.len()), 0);
-        let path = std::ffi::CStr::from_ptr(name.as_ptr())
-            .to_string_lossy()
-            .into_owned();
-        (master, path)
-    }
-}
-
-fn mkfifo(path: &Path) {
-    let c = std::ffi::CString::new(path.to_string_lossy().as_bytes()).unwrap();
-    // SAFETY: mkfifo only reads the NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
 }
 
 /// Reads `r` slowly (`SLOW_BYTES` every `SLOW_EVERY`) until `fast` is set,
@@ -241,8 +214,7 @@ fn main() {
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicBool::new(false)),
         );
-        // SAFETY: F_SETFL with a flag on a descriptor we own.
-        unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+        rustix::fs::fcntl_setfl(&master, rustix::fs::OFlags::NONBLOCK).unwrap();
         let pty_thread = fast_reader(File::from(master), stop.clone());
         let spec = ChardevBackend::Serial(ChardevHostdev {
             common: ChardevCommon {
