@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use qchar_chardev::fdset::FdSets;
-use qchar_chardev::registry::Registry;
+use qchar_chardev::registry::{ChardevStatsInfo, Registry};
 use qchar_chardev::spec::{ChardevBackend, ChardevInfo, ChardevReturn, SUPPORTED_BACKENDS};
 use qchar_chardev::ChardevError;
 
@@ -32,6 +32,11 @@ pub trait ChardevOps: Send + Sync {
     fn yank(&self, ids: &[String]) -> Result<(), ChardevError>;
     /// The descriptor sets (`add-fd`, `remove-fd`, `query-fdsets`).
     fn fdsets(&self) -> Arc<FdSets>;
+    /// `x-query-chardev-stats`: every chardev's counters with its
+    /// frontends'. None by default.
+    fn stats(&self) -> Vec<ChardevStatsInfo> {
+        Vec::new()
+    }
     /// `query-chardev-backends`.
     fn backends(&self) -> Vec<String> {
         SUPPORTED_BACKENDS.iter().map(|s| s.to_string()).collect()
@@ -74,6 +79,9 @@ impl ChardevOps for Registry {
     }
     fn ringbuf_read(&self, id: &str, max: usize) -> Result<Vec<u8>, ChardevError> {
         Registry::ringbuf_read(self, id, max)
+    }
+    fn stats(&self) -> Vec<ChardevStatsInfo> {
+        Registry::all_stats(self)
     }
     fn add_opts(&self, opts: &str) -> Result<ChardevReturn, String> {
         let o = qchar_chardev::opts::parse_chardev(opts).map_err(|e| e.to_string())?;
