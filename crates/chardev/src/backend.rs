@@ -10,8 +10,8 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::Arc;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::error::{ChardevError, Result};

@@ -32,6 +32,7 @@ use crate::chardev::{backlog_for, Backlog, Chardev, Installed};
 use crate::error::{ChardevError, Result};
 use crate::frontend::ChardevEvent;
 use crate::registry::{Registry, RegistryEvent};
+use crate::slow_open::Done;
 use crate::spec::{ChardevBackend, ChardevReturn};
 
 /// How long a retired backend may take to hand its peer what it owed.
@@ -44,6 +45,29 @@ pub(crate) const MAX_DRAINS: usize = 64;
 
 /// Step 1: see the module documentation. `Registry::change` is this.
 pub(crate) fn change(reg: &Registry, id: &str, spec: ChardevBackend) -> Result<ChardevReturn> {
+    let (target, above) = look_up(reg, id, &spec)?;
+    let inst = reg.open(&target.id, &spec)?;
+    let ret = ChardevReturn {
+        pty: inst.backend.pty_path(),
+    };
+    // Step 2. Asked from inside a handler of the chardev (a monitor on it)
+    // or of the mux on it: that handler is on the stack, and this is the I/O
+    // thread, so neither inline nor waiting will do.
+    if let Some(host) = host_of(&target, above.as_ref()) {
+        host.defer(target.clone(), inst)?;
+        return Ok(ret);
+    }
+    reg.io().run(move || target.apply_change(inst))??;
+    Ok(ret)
+}
+
+/// The chardev a change of `id` to `spec` replaces the backend of, and the
+/// mux above it if any; refuses what QEMU refuses before opening.
+fn look_up(
+    reg: &Registry,
+    id: &str,
+    spec: &ChardevBackend,
+) -> Result<(Arc<Chardev>, Option<Arc<Chardev>>)> {
     let cd = reg
         .get(id)
         .ok_or_else(|| ChardevError::DoesNotExist(id.to_string()))?;
@@ -69,22 +93,63 @@ pub(crate) fn change(reg: &Registry, id: &str, spec: ChardevBackend) -> Result<C
     if target.has_frontend() && target.blocks_hotswap() {
         return Err(ChardevError::HotswapUnsupported);
     }
-    let inst = reg.open(&target.id, &spec)?;
-    let ret = ChardevReturn {
-        pty: inst.backend.pty_path(),
+    Ok((target, above))
+}
+
+/// The chardev whose handler is running and asked for the change of
+/// `target` (the target itself, or the mux above it), if one is.
+fn host_of(target: &Arc<Chardev>, above: Option<&Arc<Chardev>>) -> Option<Arc<Chardev>> {
+    std::iter::once(target)
+        .chain(above)
+        .find(|c| c.must_defer())
+        .cloned()
+}
+
+/// Steps 1 to 3 for an open that may wait (see [`crate::slow_open`]): the
+/// checks now, the open on a thread of its own, then on the I/O thread the
+/// change and `done`. A change asked for by a handler of the chardev (a
+/// monitor changing its own) answers first, so that the answer leaves
+/// through the old backend, as in step 2; any other answers with the
+/// change's outcome.
+pub(crate) fn change_then(
+    reg: &Registry,
+    id: &str,
+    spec: ChardevBackend,
+    done: Done<ChardevReturn>,
+) {
+    let (target, above) = match look_up(reg, id, &spec) {
+        Ok(t) => t,
+        Err(e) => return done(Err(e)),
     };
-    // Step 2. Asked from inside a handler of the chardev (a monitor on it)
-    // or of the mux on it: that handler is on the stack, and this is the I/O
-    // thread, so neither inline nor waiting will do.
-    let host = std::iter::once(&target)
-        .chain(above.as_ref())
-        .find(|c| c.must_defer());
-    if let Some(host) = host {
-        host.defer(target.clone(), inst)?;
-        return Ok(ret);
+    if let Err(e) = crate::backend::validate(&spec) {
+        return done(Err(e));
     }
-    reg.io().run(move || target.apply_change(inst))??;
-    Ok(ret)
+    let host = host_of(&target, above.as_ref());
+    let name = target.id.clone();
+    crate::slow_open::open_elsewhere(reg.io(), name, spec, reg.open_ctx(), move |r| {
+        let inst = match r {
+            Ok(inst) => inst,
+            Err(e) => return done(Err(e)),
+        };
+        let ret = ChardevReturn {
+            pty: inst.backend.pty_path(),
+        };
+        match host {
+            Some(host) => {
+                done(Ok(ret));
+                // What the host's handler wrote, the answer among it, goes
+                // down into the target's queue first when the host is the
+                // mux above it.
+                if !Arc::ptr_eq(&host, &target) {
+                    host.flush_now();
+                }
+                if let Err(e) = target.apply_change(inst) {
+                    log::error!("{e}");
+                }
+            }
+            None => done(target.apply_change(inst).map(|()| ret)),
+        }
+    });
 }
 
 impl Chardev {

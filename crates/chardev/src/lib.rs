@@ -63,6 +63,7 @@ pub mod opts;
 mod outq;
 pub mod qemuopts;
 pub mod registry;
+mod slow_open;
 pub mod spec;
 
 pub use backend::{modem, IoctlReply, Parity, SerialIoctl, SerialParams};
@@ -71,6 +72,7 @@ pub use error::{ChardevError, Result};
 pub use frontend::{CharFrontend, ChardevEvent, FrontendHandlers, FrontendStats};
 pub use outq::DEFAULT_OUT_CAPACITY;
 pub use registry::{ChardevStatsInfo, Registry, RegistryEvent, StatsSnapshot};
+pub use slow_open::Done;
 
 /// Most frontends one mux chardev takes (QEMU's `MAX_MUX`).
 pub const MAX_MUX_FRONTENDS: usize = 4;

@@ -16,6 +16,7 @@ use crate::frontend::{CharFrontend, FrontendStats};
 use crate::iothread::IoThread;
 use crate::opts::ChardevOptions;
 use crate::outq::DEFAULT_OUT_CAPACITY;
+use crate::slow_open::{self, Done, WeakRegistry};
 use crate::spec::{ChardevBackend, ChardevInfo, ChardevMux, ChardevReturn};
 
 /// Something that happened to a chardev, for observers such as a QMP
@@ -88,7 +89,7 @@ struct Map {
     seq: u64,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     io: Arc<IoThread>,
     map: Mutex<Map>,
     listeners: Arc<Listeners>,
@@ -208,32 +209,38 @@ impl Registry {
         &self.inner.io
     }
 
+    /// What opening a backend needs besides its spec.
+    pub(crate) fn open_ctx(&self) -> backend::OpenCtx {
+        backend::OpenCtx {
+            fdsets: self.inner.fdsets.clone(),
+        }
+    }
+
     /// Opens a backend and what comes with it, on the calling thread with
     /// the runtime entered.
     pub(crate) fn open(&self, id: &str, spec: &ChardevBackend) -> Result<Installed> {
-        backend::validate(spec)?;
-        let _rt = self.inner.io.handle().enter();
-        let common = spec.common();
-        let ctx = backend::OpenCtx {
-            fdsets: self.inner.fdsets.clone(),
-        };
-        let logfile = match &common.logfile {
-            Some(path) => Some(LogFile::open(
-                &ctx.fdsets,
-                path,
-                common.logappend.unwrap_or(false),
-            )?),
-            None => None,
-        };
-        let backend = match spec {
-            ChardevBackend::Mux(m) => self.open_mux(id, m)?,
-            _ => backend::open(id, spec, &ctx)?,
-        };
-        Ok(Installed {
-            backend,
-            spec: spec.clone(),
-            logfile,
-        })
+        match spec {
+            ChardevBackend::Mux(m) => {
+                backend::validate(spec)?;
+                Ok(Installed {
+                    backend: self.open_mux(id, m)?,
+                    spec: spec.clone(),
+                    logfile: None,
+                })
+            }
+            _ => open_backend(self.inner.io.handle(), &self.open_ctx(), id, spec),
+        }
+    }
+
+    /// A weak handle, for the I/O thread's tasks (see
+    /// [`crate::slow_open::WeakRegistry`]).
+    pub(crate) fn downgrade(&self) -> WeakRegistry {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// The registry behind a weak handle, if it is still there.
+    pub(crate) fn upgrade(weak: &WeakRegistry) -> Option<Registry> {
+        weak.upgrade().map(|inner| Registry { inner })
     }
 
     /// A mux backend: attaches to the base chardev as its frontend.
@@ -278,9 +285,15 @@ impl Registry {
             return Err(ChardevError::AlreadyExists(id.to_string()));
         }
         let inst = self.open(id, &spec)?;
+        self.install(id, inst, multi)
+    }
+
+    /// Registers and starts chardev `id` on an opened backend.
+    fn install(&self, id: &str, inst: Installed, multi: bool) -> Result<ChardevReturn> {
         let ret = ChardevReturn {
             pty: inst.backend.pty_path(),
         };
+        let spec = inst.spec.clone();
         let multi = multi || matches!(spec, ChardevBackend::Mux(_));
         let cd = Chardev::new(
             id.to_string(),
@@ -294,6 +307,7 @@ impl Registry {
         {
             let mut map = self.map();
             if map.by_id.contains_key(id) {
+                // Another add took the id while this one opened.
                 return Err(ChardevError::AlreadyExists(id.to_string()));
             }
             map.seq += 1;
@@ -310,6 +324,42 @@ impl Registry {
             .listeners
             .emit(&RegistryEvent::Added(id.to_string()));
         Ok(ret)
+    }
+
+    /// [`Registry::add`] for a caller on the I/O thread that must not wait
+    /// (a monitor): an open that may wait for a peer (see
+    /// [`may_block`](crate::slow_open)) runs elsewhere and `done` gets the
+    /// answer when it ends; anything else, and every call from another
+    /// thread, answers before this returns.
+    pub fn add_then(&self, id: &str, spec: ChardevBackend, done: Done<ChardevReturn>) {
+        if !self.inner.io.on_io_thread() || !slow_open::may_block(&spec) {
+            return done(self.add(id, spec));
+        }
+        if self.contains(id) {
+            return done(Err(ChardevError::AlreadyExists(id.to_string())));
+        }
+        if let Err(e) = backend::validate(&spec) {
+            return done(Err(e));
+        }
+        let weak = self.downgrade();
+        let id2 = id.to_string();
+        slow_open::open_elsewhere(&self.inner.io, id.to_string(), spec, self.open_ctx(), {
+            move |r| {
+                let Some(reg) = Registry::upgrade(&weak) else {
+                    return;
+                };
+                done(r.and_then(|inst| reg.install(&id2, inst, false)));
+            }
+        });
+    }
+
+    /// [`Registry::change`] for a caller on the I/O thread that must not
+    /// wait, as [`Registry::add_then`].
+    pub fn change_then(&self, id: &str, spec: ChardevBackend, done: Done<ChardevReturn>) {
+        if !self.inner.io.on_io_thread() || !slow_open::may_block(&spec) {
+            return done(self.change(id, spec));
+        }
+        change::change_then(self, id, spec, done);
     }
 
     /// Changes the backend of chardev `id` while its frontend keeps running
@@ -478,4 +528,31 @@ fn snapshot(cd: &Chardev) -> StatsSnapshot {
         changes: cd.stats.changes.load(Ordering::Relaxed),
         queued: cd.out.len() as u64,
     }
+}
+
+/// Opens a backend (not a mux) and its log file on the calling thread, with
+/// `rt` entered so that its descriptors register with the I/O thread.
+pub(crate) fn open_backend(
+    rt: &tokio::runtime::Handle,
+    ctx: &backend::OpenCtx,
+    id: &str,
+    spec: &ChardevBackend,
+) -> Result<Installed> {
+    backend::validate(spec)?;
+    let _rt = rt.enter();
+    let common = spec.common();
+    let logfile = match &common.logfile {
+        Some(path) => Some(LogFile::open(
+            &ctx.fdsets,
+            path,
+            common.logappend.unwrap_or(false),
+        )?),
+        None => None,
+    };
+    let backend = backend::open(id, spec, ctx)?;
+    Ok(Installed {
+        backend,
+        spec: spec.clone(),
+        logfile,
+    })
 }

@@ -9,6 +9,7 @@
 //! - [`hmp`]: the human monitor, also used by `human-monitor-command`.
 //! - [`event`]: events fan-out, and qchar's own `X_QCHAR_*` events.
 //! - [`fds`]: a monitor's descriptors (`getfd` names, SCM_RIGHTS receipt).
+//! - [`later`]: a command's answer that comes later (a slow connect).
 //! - [`vm`]: the [`vm::VmControl`] trait the binary implements for its guest.
 //! - [`ops`]: the chardev operations commands use (implemented for the
 //!   registry).
@@ -36,6 +37,7 @@ pub mod event;
 pub mod fds;
 pub mod hmp;
 pub mod json;
+pub mod later;
 pub mod ops;
 mod output;
 pub mod qmp;

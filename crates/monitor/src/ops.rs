@@ -7,7 +7,10 @@ use std::sync::Arc;
 use qchar_chardev::fdset::FdSets;
 use qchar_chardev::registry::{ChardevStatsInfo, Registry};
 use qchar_chardev::spec::{ChardevBackend, ChardevInfo, ChardevReturn, SUPPORTED_BACKENDS};
-use qchar_chardev::ChardevError;
+use qchar_chardev::{ChardevError, Done};
+
+/// Where an HMP `chardev-add`'s answer goes (QEMU's text on failure).
+pub type DoneText = Box<dyn FnOnce(Result<ChardevReturn, String>) + Send + 'static>;
 
 /// Registry operations used by the monitors. Error `Display` texts are
 /// QEMU's (see [`ChardevError`]).
@@ -44,6 +47,20 @@ pub trait ChardevOps: Send + Sync {
     /// HMP `chardev-add`: an option string (`ringbuf,id=r0,size=4096`);
     /// `Err` is QEMU's text.
     fn add_opts(&self, opts: &str) -> Result<ChardevReturn, String>;
+    /// `chardev-add` that may answer later (an open that waits for a peer
+    /// runs off the I/O thread; see `Registry::add_then`). By default it
+    /// answers at once.
+    fn add_then(&self, id: &str, backend: ChardevBackend, done: Done<ChardevReturn>) {
+        done(self.add(id, backend));
+    }
+    /// `chardev-change` that may answer later, as [`ChardevOps::add_then`].
+    fn change_then(&self, id: &str, backend: ChardevBackend, done: Done<ChardevReturn>) {
+        done(self.change(id, backend));
+    }
+    /// HMP `chardev-add` that may answer later, as [`ChardevOps::add_then`].
+    fn add_opts_then(&self, opts: &str, done: DoneText) {
+        done(self.add_opts(opts));
+    }
     /// HMP `chardev-change ID OPTS`: parses OPTS (which has no id) into a
     /// backend; `Err` is QEMU's text.
     fn parse_backend(&self, id: &str, opts: &str) -> Result<ChardevBackend, String>;
@@ -92,5 +109,23 @@ impl ChardevOps for Registry {
         let o = qchar_chardev::opts::parse_chardev(&format!("{opts},id={id}"))
             .map_err(|e| e.to_string())?;
         Ok(o.backend)
+    }
+    fn add_then(&self, id: &str, backend: ChardevBackend, done: Done<ChardevReturn>) {
+        Registry::add_then(self, id, backend, done);
+    }
+    fn change_then(&self, id: &str, backend: ChardevBackend, done: Done<ChardevReturn>) {
+        Registry::change_then(self, id, backend, done);
+    }
+    fn add_opts_then(&self, opts: &str, done: DoneText) {
+        match qchar_chardev::opts::parse_chardev(opts) {
+            Err(e) => done(Err(e.to_string())),
+            // `mux=on` is not honoured here: the registry adds plain chardevs.
+            Ok(o) => Registry::add_then(
+                self,
+                &o.id,
+                o.backend,
+                Box::new(move |r| done(r.map_err(|e| e.to_string()))),
+            ),
+        }
     }
 }

@@ -40,6 +40,11 @@ pub(crate) struct Output {
     pub(crate) input_paused: bool,
     /// Events are printed in QEMU's pretty style (`pretty=on`).
     pub(crate) pretty: bool,
+    /// Counts client connections: an answer that comes later is dropped
+    /// if its client has gone meanwhile.
+    pub(crate) epoch: u64,
+    /// The answer a command owed came (see [`Shared::answer`]).
+    pub(crate) answered: bool,
 }
 
 impl Output {
@@ -54,6 +59,8 @@ impl Output {
             overflowed: false,
             input_paused: false,
             pretty: false,
+            epoch: 0,
+            answered: false,
         }
     }
 
@@ -175,6 +182,25 @@ impl Shared {
             if let Some(fe) = fe {
                 fe.accept_input();
             }
+        }
+    }
+}
+
+impl Shared {
+    /// A command's answer that came later: queued (if the client of
+    /// `epoch` is still there), noted for the monitor, whose input is
+    /// resumed. Called on the I/O thread, outside the monitor's handlers.
+    pub(crate) fn answer(&self, epoch: u64, text: Vec<u8>) {
+        let mut out = self.out();
+        if out.epoch != epoch {
+            return;
+        }
+        out.push(text);
+        out.answered = true;
+        let fe = out.fe.clone();
+        drop(out);
+        if let Some(fe) = fe {
+            fe.accept_input();
         }
     }
 }

@@ -7,11 +7,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use qchar_chardev::spec::{ChardevBackend, ChardevInfo, ChardevReturn};
-use qchar_chardev::{ChardevError, Registry};
+use qchar_chardev::{ChardevError, Done, Registry};
 use qchar_machine::{ExitReason, RunState as MachineState, VmHandle};
 use qchar_monitor::event::EventBus;
 use qchar_monitor::json::Dict;
-use qchar_monitor::ops::ChardevOps;
+use qchar_monitor::ops::{ChardevOps, DoneText};
 use qchar_monitor::vm::{shutdown_quit_data, RunState, VmControl};
 
 /// Why the process ends.
@@ -190,6 +190,18 @@ impl ChardevOps for GatedChardevs {
     }
     fn parse_backend(&self, id: &str, opts: &str) -> Result<ChardevBackend, String> {
         ChardevOps::parse_backend(&self.reg, id, opts)
+    }
+    fn add_then(&self, id: &str, backend: ChardevBackend, done: Done<ChardevReturn>) {
+        self.gate.wait();
+        ChardevOps::add_then(&self.reg, id, backend, done);
+    }
+    fn change_then(&self, id: &str, backend: ChardevBackend, done: Done<ChardevReturn>) {
+        self.gate.wait();
+        ChardevOps::change_then(&self.reg, id, backend, done);
+    }
+    fn add_opts_then(&self, opts: &str, done: DoneText) {
+        self.gate.wait();
+        ChardevOps::add_opts_then(&self.reg, opts, done);
     }
 }
 

@@ -265,6 +265,40 @@ pub fn openpty() -> (OwnedFd, String) {
     (m, name.to_string_lossy().into_owned())
 }
 
+/// A loopback TCP listener whose accept queue is full (`listen(1)`, two
+/// clients connected and never accepted): a connect to it is neither
+/// accepted nor refused, its SYNs are dropped, until the kernel gives up
+/// (minutes) or the listener closes (then the next retry, about a second
+/// after the connect began, is refused). Returns the listener, the clients
+/// filling it, and its port.
+pub fn full_tcp_listener() -> (OwnedFd, Vec<std::net::TcpStream>, u16) {
+    use rustix::net::{bind, listen, socket, AddressFamily, SocketType};
+    let l = socket(AddressFamily::INET, SocketType::STREAM, None).expect("socket");
+    let any = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0);
+    bind(&l, &any).expect("bind 127.0.0.1:0");
+    listen(&l, 1).expect("listen");
+    let bound = rustix::net::getsockname(&l).expect("getsockname");
+    let port = std::net::SocketAddrV4::try_from(bound)
+        .expect("an IPv4 address")
+        .port();
+    // With a backlog of 1 the queue takes two connections.
+    let clients = (0..2)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("fill the queue"))
+        .collect();
+    (l, clients, port)
+}
+
+/// Whether stream socket `fd` has bytes to read right now (peeked, nothing
+/// consumed, no waiting).
+pub fn readable_now(fd: BorrowedFd<'_>) -> bool {
+    use rustix::net::{recv, RecvFlags};
+    let mut b = [0u8; 1];
+    matches!(
+        recv(fd, &mut b, RecvFlags::PEEK | RecvFlags::DONTWAIT),
+        Ok((n, _)) if n > 0
+    )
+}
+
 /// Sends `data` with `fds` attached (SCM_RIGHTS) in one `sendmsg`; all of
 /// `data` must go in that call.
 pub fn send_with_fds(sock: &UnixStream, data: &[u8], fds: &[BorrowedFd<'_>]) {

@@ -12,6 +12,7 @@ pub mod readline;
 
 use crate::fds::MonitorFds;
 use crate::json::utf8;
+use crate::later::Later;
 use crate::qmp::cmd::QmpEnv;
 
 pub use monitor::HmpMonitor;
@@ -129,13 +130,57 @@ pub struct Outcome {
     pub text: String,
     /// The command was `quit`.
     pub quit: bool,
+    /// The output comes later (a `chardev-add` waiting for its connect);
+    /// `text` is then empty.
+    pub later: Option<Later<String>>,
+}
+
+impl Outcome {
+    /// Output that is there now.
+    fn now(text: String) -> Outcome {
+        Outcome {
+            text,
+            quit: false,
+            later: None,
+        }
+    }
+
+    /// Output of a registry call that may answer later: `Error: ...` or
+    /// nothing.
+    fn of(ask: impl FnOnce(Box<dyn FnOnce(Result<(), String>) + Send>)) -> Outcome {
+        let later = Later::new();
+        let l = later.clone();
+        ask(Box::new(move |r| {
+            l.finish(match r {
+                Ok(()) => String::new(),
+                Err(e) => format!("Error: {e}\n"),
+            })
+        }));
+        match later.take_ready() {
+            Some(text) => Outcome::now(text),
+            None => Outcome {
+                text: String::new(),
+                quit: false,
+                later: Some(later),
+            },
+        }
+    }
 }
 
 /// Runs one HMP command line on a temporary monitor (no descriptors
 /// received, no names: `human-monitor-command`); returns its output with
-/// `\r\n` line ends.
-pub fn execute(env: &QmpEnv, line: &str) -> String {
-    crlf(&run(env, &MonitorFds::default(), line).text)
+/// `\r\n` line ends, now or later (see [`Outcome::later`]).
+pub fn execute(env: &QmpEnv, line: &str) -> Later<String> {
+    let o = run(env, &MonitorFds::default(), line);
+    let out = Later::new();
+    match o.later {
+        None => out.finish(crlf(&o.text)),
+        Some(l) => {
+            let out = out.clone();
+            l.then(move |text| out.finish(crlf(&text)));
+        }
+    }
+    out
 }
 
 /// `\n` to `\r\n`, as QEMU's monitor output does.
@@ -230,10 +275,7 @@ impl<'a> Args<'a> {
 }
 
 fn run(env: &QmpEnv, fds: &MonitorFds, line: &str) -> Outcome {
-    let text = |t: String| Outcome {
-        text: t,
-        quit: false,
-    };
+    let text = Outcome::now;
     let line = line.trim_start();
     if line.is_empty() {
         return text(String::new());
@@ -250,12 +292,7 @@ fn run(env: &QmpEnv, fds: &MonitorFds, line: &str) -> Outcome {
         help: primary.to_string(),
     };
     let r: Result<Outcome, ArgError> = (|| {
-        let ok = |t: String| {
-            Ok(Outcome {
-                text: t,
-                quit: false,
-            })
-        };
+        let ok = |t: String| Ok(Outcome::now(t));
         let err = |e: String| ok(format!("Error: {e}\n"));
         match primary {
             "help" => {
@@ -325,10 +362,11 @@ fn run(env: &QmpEnv, fds: &MonitorFds, line: &str) -> Outcome {
             "chardev-add" => {
                 let opts = args.string()?;
                 args.end()?;
-                match env.chardevs.add_opts(&opts) {
-                    Ok(_) => ok(String::new()),
-                    Err(e) => err(e),
-                }
+                // The open may wait for a peer: the output then comes later.
+                Ok(Outcome::of(|done| {
+                    env.chardevs
+                        .add_opts_then(&opts, Box::new(move |r| done(r.map(drop))))
+                }))
             }
             "chardev-change" => {
                 let id = args.string()?;
@@ -338,10 +376,13 @@ fn run(env: &QmpEnv, fds: &MonitorFds, line: &str) -> Outcome {
                     Ok(b) => b,
                     Err(e) => return err(e),
                 };
-                match env.chardevs.change(&id, backend) {
-                    Ok(_) => ok(String::new()),
-                    Err(e) => err(e.to_string()),
-                }
+                Ok(Outcome::of(|done| {
+                    env.chardevs.change_then(
+                        &id,
+                        backend,
+                        Box::new(move |r| done(r.map(drop).map_err(|e| e.to_string()))),
+                    )
+                }))
             }
             "getfd" | "closefd" => {
                 let name = args.string()?;
@@ -405,6 +446,7 @@ fn run(env: &QmpEnv, fds: &MonitorFds, line: &str) -> Outcome {
                 Ok(Outcome {
                     text: String::new(),
                     quit: true,
+                    later: None,
                 })
             }
         }

@@ -3,6 +3,7 @@
 //! editing with QEMU's echo, command output, the prompt again. Supports
 //! hotswap like the QMP monitor (the line being edited survives).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use qchar_chardev::registry::Registry;
@@ -42,6 +43,8 @@ impl HmpMonitor {
             shared,
             quit: false,
             swap_keeps_peer: false,
+            rest: VecDeque::new(),
+            waiting: false,
         };
         fe.set_handlers(Box::new(h));
         HmpMonitor { fe }
@@ -64,11 +67,79 @@ struct HmpHandlers {
     shared: Arc<Shared>,
     quit: bool,
     swap_keeps_peer: bool,
+    /// Input not handled yet: what came after a command whose output comes
+    /// later.
+    rest: VecDeque<u8>,
+    /// A command's output is awaited; no input is handled meanwhile.
+    waiting: bool,
+}
+
+impl HmpHandlers {
+    /// Handles input bytes until they run out or a command's output is
+    /// awaited.
+    fn run(&mut self) {
+        while !self.waiting && !self.quit {
+            let Some(b) = self.rest.pop_front() else {
+                return;
+            };
+            let mut echo = Vec::new();
+            let line = self.rl.feed(b, &mut echo);
+            self.shared.out().push(echo);
+            let Some(line) = line else {
+                continue;
+            };
+            let line = crate::json::utf8::to_string_lossy(&line);
+            let o = super::run_line(&self.env, &self.fds, &line);
+            if o.quit {
+                self.quit = true;
+                self.shared.out().push(super::crlf(&o.text).into_bytes());
+                return;
+            }
+            match o.later {
+                None => {
+                    let mut text = super::crlf(&o.text).into_bytes();
+                    text.extend_from_slice(PROMPT);
+                    self.rl.prompt_shown();
+                    self.shared.out().push(text);
+                }
+                Some(later) => {
+                    // The output and the prompt go out when they come.
+                    self.waiting = true;
+                    let shared = self.shared.clone();
+                    let epoch = shared.out().epoch;
+                    later.then(move |text| {
+                        let mut text = super::crlf(&text).into_bytes();
+                        text.extend_from_slice(PROMPT);
+                        shared.answer(epoch, text);
+                    });
+                }
+            }
+        }
+    }
+
+    /// The awaited output went out: the rest of the input is handled.
+    fn resume(&mut self) {
+        if std::mem::take(&mut self.shared.out().answered) {
+            self.waiting = false;
+            self.rl.prompt_shown();
+            self.run();
+        }
+    }
+
+    /// A new client (or none): nothing of the old one's is handled.
+    fn forget_client(&mut self) {
+        self.rest.clear();
+        self.waiting = false;
+        let mut out = self.shared.out();
+        out.epoch += 1;
+        out.answered = false;
+    }
 }
 
 impl FrontendHandlers for HmpHandlers {
     fn can_read(&mut self) -> usize {
-        if self.quit {
+        self.resume();
+        if self.quit || self.waiting {
             return 0;
         }
         self.shared.out().input_room(4096)
@@ -76,26 +147,8 @@ impl FrontendHandlers for HmpHandlers {
 
     fn read(&mut self, data: &[u8]) {
         self.swap_keeps_peer = false;
-        for &b in data {
-            if self.quit {
-                return;
-            }
-            let mut echo = Vec::new();
-            let line = self.rl.feed(b, &mut echo);
-            self.shared.out().push(echo);
-            if let Some(line) = line {
-                let line = crate::json::utf8::to_string_lossy(&line);
-                let o = super::run_line(&self.env, &self.fds, &line);
-                let mut text = super::crlf(&o.text).into_bytes();
-                if o.quit {
-                    self.quit = true;
-                } else {
-                    text.extend_from_slice(PROMPT);
-                    self.rl.prompt_shown();
-                }
-                self.shared.out().push(text);
-            }
-        }
+        self.rest.extend(data);
+        self.run();
     }
 
     fn event(&mut self, event: ChardevEvent) {
@@ -105,6 +158,7 @@ impl FrontendHandlers for HmpHandlers {
                     return;
                 }
                 self.rl = Readline::new();
+                self.forget_client();
                 self.connection.opened();
                 let v = &self.env.version;
                 let banner = format!(
@@ -115,6 +169,7 @@ impl FrontendHandlers for HmpHandlers {
             }
             ChardevEvent::Closed => {
                 self.swap_keeps_peer = false;
+                self.forget_client();
                 self.shared.out().clear();
                 self.connection.closed();
             }

@@ -26,7 +26,7 @@ use crate::json::JsonLimits;
 use crate::output::{Shared, DEFAULT_OUTPUT_CAP};
 
 use super::cmd::QmpEnv;
-use super::session::QmpSession;
+use super::session::{Pending, QmpSession};
 
 /// Input bytes taken per read.
 const READ_CHUNK: usize = 64 << 10;
@@ -159,6 +159,9 @@ impl QmpHandlers {
         let mut out = self.shared.out();
         out.events_wanted = false;
         out.overflowed = false;
+        // An answer still owed to the old client is not for the next one.
+        out.epoch += 1;
+        out.answered = false;
     }
 
     fn check_overflow(&mut self) {
@@ -166,11 +169,50 @@ impl QmpHandlers {
             self.reset();
         }
     }
+
+    /// How replies made now reach the client.
+    fn replier(shared: &Arc<Shared>) -> impl FnMut(&QmpSession, Vec<u8>) + '_ {
+        move |s, line| {
+            let mut out = shared.out();
+            out.push(line);
+            if !out.overflowed {
+                out.events_wanted = s.negotiated();
+            }
+        }
+    }
+
+    /// A command answers later: its reply goes out when it comes, and the
+    /// session waits for it (see [`Shared::answer`]).
+    fn await_answer(&mut self, p: Pending) {
+        let shared = self.shared.clone();
+        let epoch = shared.out().epoch;
+        let answer = p.answer.clone();
+        answer.then(move |a| shared.answer(epoch, p.line(a)));
+    }
+
+    /// Handles what waited behind an answer that has now been sent.
+    fn resume(&mut self) {
+        if !std::mem::take(&mut self.shared.out().answered) {
+            return;
+        }
+        let shared = self.shared.clone();
+        let env = self.env.clone();
+        let pending = self.session.answered(&env, &mut Self::replier(&shared));
+        if let Some(p) = pending {
+            self.await_answer(p);
+        }
+    }
 }
 
 impl FrontendHandlers for QmpHandlers {
     fn can_read(&mut self) -> usize {
         self.check_overflow();
+        self.resume();
+        // While a command's answer is owed, nothing more is read from the
+        // client (QEMU's monitor is busy running it).
+        if self.session.waiting() {
+            return 0;
+        }
         self.shared.out().input_room(READ_CHUNK)
     }
 
@@ -179,13 +221,10 @@ impl FrontendHandlers for QmpHandlers {
         self.swap_keeps_peer = false;
         let shared = self.shared.clone();
         let env = self.env.clone();
-        self.session.feed(&env, data, &mut |s, line| {
-            let mut out = shared.out();
-            out.push(line);
-            if !out.overflowed {
-                out.events_wanted = s.negotiated();
-            }
-        });
+        let pending = self.session.feed(&env, data, &mut Self::replier(&shared));
+        if let Some(p) = pending {
+            self.await_answer(p);
+        }
     }
 
     fn event(&mut self, event: ChardevEvent) {

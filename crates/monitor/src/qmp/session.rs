@@ -12,13 +12,15 @@
 //! then the command visits its arguments and runs. `id` is copied into the
 //! reply, whatever JSON value it is.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::fds::MonitorFds;
 use crate::json::{Dict, JsonError, JsonLimits, JsonStreamer, Value};
+use crate::later::Later;
 
 use super::cmd::{self, Caps, Ctx, QmpEnv};
-use super::error::QmpError;
+use super::error::{QmpError, QmpResult};
 use super::visitor::ObjVisitor;
 
 /// A QMP session.
@@ -29,6 +31,33 @@ pub struct QmpSession {
     pretty: bool,
     /// The monitor's descriptors; they outlive [`QmpSession::reset`].
     fds: Arc<MonitorFds>,
+    /// Messages parsed and not handled yet: those that came after a command
+    /// whose answer comes later.
+    queue: VecDeque<Result<Value, JsonError>>,
+    /// A command's answer is awaited; nothing else runs meanwhile.
+    waiting: bool,
+}
+
+/// A command whose answer comes later, and how to print it.
+pub struct Pending {
+    /// The answer.
+    pub answer: Later<QmpResult<Value>>,
+    id: Option<Value>,
+    pretty: bool,
+}
+
+impl Pending {
+    /// The reply line for `answer`, as [`QmpSession::feed`] would have
+    /// printed it at once.
+    pub fn line(&self, answer: QmpResult<Value>) -> Vec<u8> {
+        reply_line(answer, self.id.as_ref(), self.pretty)
+    }
+}
+
+/// What handling one message gave.
+enum Handled {
+    Now(Vec<u8>),
+    Later(Pending),
 }
 
 impl QmpSession {
@@ -47,6 +76,8 @@ impl QmpSession {
             },
             pretty: false,
             fds: MonitorFds::new(),
+            queue: VecDeque::new(),
+            waiting: false,
         }
     }
 
@@ -65,6 +96,8 @@ impl QmpSession {
     /// capabilities to be negotiated again.
     pub fn reset(&mut self) {
         self.parser.reset();
+        self.queue.clear();
+        self.waiting = false;
         self.caps = Caps {
             oob_offered: self.caps.oob_offered,
             ..Caps::default()
@@ -100,44 +133,92 @@ impl QmpSession {
 
     /// Feeds client bytes; `reply` gets each reply line as soon as it
     /// exists (so events emitted by a later command in the same chunk come
-    /// after it).
-    pub fn feed(&mut self, env: &QmpEnv, data: &[u8], reply: &mut dyn FnMut(&Self, Vec<u8>)) {
-        let mut msgs = Vec::new();
-        self.parser.feed_with(data, |m| msgs.push(m));
-        for m in msgs {
-            let r = self.handle(env, m);
-            reply(self, r);
-        }
+    /// after it). A command whose answer comes later stops the handling:
+    /// it is returned, and the messages after it wait for
+    /// [`QmpSession::answered`].
+    pub fn feed(
+        &mut self,
+        env: &QmpEnv,
+        data: &[u8],
+        reply: &mut dyn FnMut(&Self, Vec<u8>),
+    ) -> Option<Pending> {
+        let queue = &mut self.queue;
+        self.parser.feed_with(data, |m| queue.push_back(m));
+        self.run(env, reply)
     }
 
-    /// Handles one parsed message, returning the reply line.
-    pub fn handle(&mut self, env: &QmpEnv, msg: Result<Value, JsonError>) -> Vec<u8> {
+    /// Whether a command's answer is awaited.
+    pub fn waiting(&self) -> bool {
+        self.waiting
+    }
+
+    /// Whether messages wait to be handled.
+    pub fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// The awaited answer was sent: the messages after it are handled now,
+    /// up to the next command that answers later.
+    pub fn answered(
+        &mut self,
+        env: &QmpEnv,
+        reply: &mut dyn FnMut(&Self, Vec<u8>),
+    ) -> Option<Pending> {
+        self.waiting = false;
+        self.run(env, reply)
+    }
+
+    fn run(&mut self, env: &QmpEnv, reply: &mut dyn FnMut(&Self, Vec<u8>)) -> Option<Pending> {
+        while !self.waiting {
+            let m = self.queue.pop_front()?;
+            match self.handle_msg(env, m) {
+                Handled::Now(line) => reply(self, line),
+                Handled::Later(p) => {
+                    self.waiting = true;
+                    return Some(p);
+                }
+            }
+        }
+        None
+    }
+
+    /// Handles one parsed message: its reply line, or the command whose
+    /// answer comes later.
+    fn handle_msg(&mut self, env: &QmpEnv, msg: Result<Value, JsonError>) -> Handled {
         let req = match msg {
             Ok(v) => v,
-            Err(e) => return error_line(&QmpError::Json(e), None, self.pretty),
+            Err(e) => return Handled::Now(error_line(&QmpError::Json(e), None, self.pretty)),
         };
         let Value::Dict(req) = req else {
-            return error_line(
+            return Handled::Now(error_line(
                 &QmpError::generic("QMP input must be a JSON object"),
                 None,
                 self.pretty,
-            );
+            ));
         };
-        let id = req.get("id");
-        match self.dispatch(env, &req) {
-            Ok(ret) => {
-                let mut rsp = Dict::new();
-                rsp.insert("return", ret);
-                if let Some(id) = id {
-                    rsp.insert("id", id.clone());
-                }
-                line(&Value::Dict(rsp), self.pretty)
-            }
-            Err(e) => error_line(&e, id, self.pretty),
+        let id = req.get("id").cloned();
+        let mut later = None;
+        let r = self.dispatch(env, &req, &mut later);
+        match later {
+            // Answered at once after all (an open that did not wait).
+            Some(l) => match l.take_ready() {
+                Some(a) => Handled::Now(reply_line(a, id.as_ref(), self.pretty)),
+                None => Handled::Later(Pending {
+                    answer: l,
+                    id,
+                    pretty: self.pretty,
+                }),
+            },
+            None => Handled::Now(reply_line(r, id.as_ref(), self.pretty)),
         }
     }
 
-    fn dispatch(&mut self, env: &QmpEnv, req: &Dict) -> Result<Value, QmpError> {
+    fn dispatch(
+        &mut self,
+        env: &QmpEnv,
+        req: &Dict,
+        later: &mut Option<Later<QmpResult<Value>>>,
+    ) -> Result<Value, QmpError> {
         let allow_oob = self.caps.oob_enabled;
         let mut exec_key: Option<&str> = None;
         for (k, v) in req.iter_qemu_order() {
@@ -206,6 +287,7 @@ impl QmpSession {
             env,
             caps: &mut self.caps,
             fds: &self.fds,
+            later,
         };
         (cmd.run)(&mut ctx, ObjVisitor::new(args))
     }
@@ -220,6 +302,21 @@ pub(crate) fn line(v: &Value, pretty: bool) -> Vec<u8> {
     };
     out.extend_from_slice(b"\r\n");
     out
+}
+
+/// The reply line for a command's outcome.
+fn reply_line(r: QmpResult<Value>, id: Option<&Value>, pretty: bool) -> Vec<u8> {
+    match r {
+        Ok(ret) => {
+            let mut rsp = Dict::new();
+            rsp.insert("return", ret);
+            if let Some(id) = id {
+                rsp.insert("id", id.clone());
+            }
+            line(&Value::Dict(rsp), pretty)
+        }
+        Err(e) => error_line(&e, id, pretty),
+    }
 }
 
 /// An error reply line.

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -478,6 +478,25 @@ impl RawQmp {
                 return l;
             }
         }
+    }
+
+    /// Whether a reply (not an event) has arrived: reads what is there now
+    /// without waiting, keeping events aside.
+    pub fn reply_ready(&mut self) -> bool {
+        while qchar_testkit::readable_now(self.stream.as_fd()) {
+            let mut chunk = [0u8; 65536];
+            let n = (&self.stream).read(&mut chunk).expect("QMP read");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+        let mut rest = self.buf.as_slice();
+        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+            let v: Value = serde_json::from_slice(&rest[..i]).expect("JSON line");
+            if v.get("event").is_none() {
+                return true;
+            }
+            rest = &rest[i + 1..];
+        }
+        false
     }
 
     /// Sends a command (`fds` attached) and returns its reply line.

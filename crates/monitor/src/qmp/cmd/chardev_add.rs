@@ -24,12 +24,19 @@ fn run(ctx: &mut Ctx<'_>, mut args: ObjVisitor<'_>) -> QmpResult<Value> {
             "Failed to add chardev '{id}': '{k}' is not a valid char driver name"
         ))
     })?;
-    let ret = ctx
-        .env
-        .chardevs
-        .add(&id, backend)
-        .map_err(|e| add_error(&id, e))?;
-    Ok(chardev_return(&ret))
+    // The open may wait for a peer: the answer then comes later.
+    let answer = ctx.answer_later();
+    ctx.env.chardevs.add_then(
+        &id.clone(),
+        backend,
+        Box::new(move |r| {
+            answer.finish(
+                r.map(|ret| chardev_return(&ret))
+                    .map_err(|e| add_error(&id, e)),
+            )
+        }),
+    );
+    Ok(Value::Null)
 }
 
 /// QEMU words a failure to create the backend as

@@ -24,10 +24,17 @@ fn run(ctx: &mut Ctx<'_>, mut args: ObjVisitor<'_>) -> QmpResult<Value> {
     let backend = backend.map_err(|UnsupportedKind(k)| {
         QmpError::generic(format!("'{k}' is not a valid char driver name"))
     })?;
-    let ret = ctx
-        .env
-        .chardevs
-        .change(&id, backend)
-        .map_err(|e| QmpError::generic(e.to_string()))?;
-    Ok(chardev_return(&ret))
+    // The open may wait for a peer: the answer then comes later.
+    let answer = ctx.answer_later();
+    ctx.env.chardevs.change_then(
+        &id,
+        backend,
+        Box::new(move |r| {
+            answer.finish(
+                r.map(|ret| chardev_return(&ret))
+                    .map_err(|e| QmpError::generic(e.to_string())),
+            )
+        }),
+    );
+    Ok(Value::Null)
 }

@@ -15,5 +15,8 @@ fn run(ctx: &mut Ctx<'_>, mut args: ObjVisitor<'_>) -> QmpResult<Value> {
     let line = args.req_str("command-line")?;
     let _cpu = args.opt_int("cpu-index")?;
     args.finish()?;
-    Ok(Value::str(crate::hmp::execute(ctx.env, &line)))
+    // A `chardev-add` whose open waits for a peer answers later.
+    let answer = ctx.answer_later();
+    crate::hmp::execute(ctx.env, &line).then(move |text| answer.finish(Ok(Value::str(text))));
+    Ok(Value::Null)
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::event::EventBus;
 use crate::fds::MonitorFds;
 use crate::json::Value;
+use crate::later::Later;
 use crate::ops::ChardevOps;
 use crate::vm::VmControl;
 
@@ -100,6 +101,18 @@ pub struct Ctx<'a> {
     pub caps: &'a mut Caps,
     /// The monitor's descriptors (`getfd` names, what SCM_RIGHTS brought).
     pub fds: &'a MonitorFds,
+    /// Set by [`Ctx::answer_later`].
+    pub(crate) later: &'a mut Option<Later<QmpResult<Value>>>,
+}
+
+impl Ctx<'_> {
+    /// The command answers through the returned handle instead of its
+    /// return value (which is then ignored): now, if the handle is finished
+    /// before the command returns, else later, the monitor reading nothing
+    /// from its client until then.
+    pub fn answer_later(&mut self) -> Later<QmpResult<Value>> {
+        self.later.get_or_insert_with(Later::new).clone()
+    }
 }
 
 /// A command's implementation: visits its arguments (ending with
