@@ -262,3 +262,90 @@ fn fifo_wait_server_change_and_hmp_wait_off_the_io_thread() {
     a.cmd(r#"{"execute":"quit"}"#, &[]);
     assert!(proc.wait().success());
 }
+
+/// A monitor that changes its own chardev to a connect that takes a while
+/// answers through the old backend, then goes on over the new one; a
+/// client that leaves while its command waits does not lose the command;
+/// `human-monitor-command` waits like QMP.
+#[test]
+fn own_chardev_change_reconnects_and_human_monitor_command() {
+    let dir = tempdir();
+    let d = dir.path();
+    let mut proc = Proc::qchar(
+        &argv(
+            "-nodefaults -display none -S \
+             -qmp unix:$D/a,server=on,wait=off -qmp unix:$D/b,server=on,wait=off",
+            d,
+        ),
+        d,
+    );
+    let mut a = RawQmp::connect(&p(d, "a"));
+    let mut b = RawQmp::connect(&p(d, "b"));
+    let status =
+        "{\"return\": {\"status\": \"prelaunch\", \"singlestep\": false, \"running\": false}}\r\n";
+
+    // human-monitor-command: the HMP command's output, when it comes.
+    let (l1, _c1, port1) = full_tcp_listener();
+    let hmc = json!({"execute": "human-monitor-command", "arguments":
+        {"command-line": format!("chardev-add socket,id=h1,host=127.0.0.1,port={port1}")}});
+    a.send(&format!("{{\"execute\":\"query-name\"}}\n{hmc}"), &[]);
+    assert_eq!(a.reply(), "{\"return\": {}}\r\n");
+    assert_eq!(b.cmd(r#"{"execute":"query-status"}"#, &[]), status);
+    assert!(!a.reply_ready());
+    drop(l1);
+    assert_eq!(
+        a.reply(),
+        format!("{{\"return\": \"Error: {}\\r\\n\"}}\r\n", refused(port1))
+    );
+
+    // The client leaves while its chardev-add waits: the add completes on
+    // its own, and the monitor then takes its next client. (It reads nothing
+    // while the command waits, so it learns of the hang-up after.)
+    let (l2, _fill2, port2) = full_tcp_listener();
+    let add = json!({"execute": "chardev-add", "arguments": {"id": "late", "backend": tcp_client(port2)}});
+    a.send(&format!("{{\"execute\":\"query-name\"}}\n{add}"), &[]);
+    assert_eq!(a.reply(), "{\"return\": {}}\r\n");
+    drop(a);
+    // Room in the queue: the connect's next try is taken in.
+    let listener = std::net::TcpListener::from(l2);
+    drop(listener.accept().unwrap());
+    wait_until("the add waited for completed", || {
+        b.cmd(r#"{"execute":"query-chardev"}"#, &[])
+            .contains(r#""label": "late""#)
+    });
+    let mut a = RawQmp::connect(&p(d, "a"));
+    assert_eq!(a.cmd(r#"{"execute":"query-status"}"#, &[]), status);
+
+    // Monitor a changes its own chardev to a TCP client: the answer goes to
+    // the old peer (this unix client), and the session goes on over TCP.
+    let (l3, fill3, port3) = full_tcp_listener();
+    let own = json!({"execute": "chardev-change", "arguments": {"id": "compat_monitor0", "backend": tcp_client(port3)}});
+    a.send(&format!("{{\"execute\":\"query-name\"}}\n{own}"), &[]);
+    assert_eq!(a.reply(), "{\"return\": {}}\r\n");
+    assert_eq!(b.cmd(r#"{"execute":"query-status"}"#, &[]), status);
+    assert!(!a.reply_ready());
+    // The two connections filling the queue are taken; qchar's next try
+    // comes after them.
+    let listener = std::net::TcpListener::from(l3);
+    let _taken = [listener.accept().unwrap(), listener.accept().unwrap()];
+    let (tcp, _) = listener.accept().unwrap();
+    assert_eq!(a.reply(), "{\"return\": {}}\r\n");
+    // Both sides had a peer at the change: no new greeting, the session
+    // (capabilities negotiated) goes on.
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    let mut r = std::io::BufReader::new(tcp.try_clone().unwrap());
+    let mut ask = |cmd: &str| {
+        (&tcp).write_all(format!("{cmd}\n").as_bytes()).unwrap();
+        loop {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+            if !line.contains("\"event\"") {
+                return line;
+            }
+        }
+    };
+    assert_eq!(ask(r#"{"execute":"query-status"}"#), status);
+    ask(r#"{"execute":"quit"}"#);
+    drop(fill3);
+    assert!(proc.wait().success());
+}
