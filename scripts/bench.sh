@@ -6,10 +6,11 @@
 #   rows 1, 2  QCHAR_BENCH_CHANGES=1000 cargo bench -p qchar --bench serial
 #              guest serial output over file / unix socket and
 #              chardev-change latency while the guest prints, qchar vs QEMU
-#   rows 3, 4, 6a-c
+#   rows 3, 4, 6a-c, 8
 #              cargo bench -p qchar --bench vs_qemu
 #              QMP round trip and bulk input, idle RSS, 10,000 chardev-add
-#              over QMP, qchar vs QEMU with the same options and client
+#              over QMP, another monitor's round trip while a chardev-add
+#              connect hangs, qchar vs QEMU with the same options and client
 #   row 5      cargo bench -p qchar-chardev --bench relay
 #              unix socket -> chardev -> relay frontend -> chardev -> unix
 #              socket, vs socat UNIX-LISTEN:a UNIX-LISTEN:b, same client

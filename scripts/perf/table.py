@@ -108,6 +108,11 @@ ROWS = [
      g("many_lib", "qchar", "bytes_per_chardev"), None, None, None),
     ("7", "guest output across a chardev-change every 100 ms (file/unix/pty)", "bytes/s", True,
      g("swaps", "qchar", "rate_b_s"), "QEMU", g("swaps", "qemu", "rate_b_s"), None),
+    ("8a", "another monitor's query-status round trip while a chardev-add connect hangs, median",
+     "us", False, g("hung_connect", "qchar", "p50_us"), "QEMU",
+     g("hung_connect", "qemu", "p50_us"), 1.0),
+    ("8b", "same, worst (the hang ends after 2 s)", "us", False,
+     g("hung_connect", "qchar", "max_us"), "QEMU", g("hung_connect", "qemu", "max_us"), 1.0),
 ]
 
 

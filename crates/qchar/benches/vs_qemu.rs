@@ -14,6 +14,13 @@
 //!   then one `query-chardev`, and the RSS growth per chardev. QEMU gets a
 //!   time budget (`QCHAR_BENCH_MANY_BUDGET`, seconds, default 300); past it
 //!   the bench says so and reports the rate it had.
+//! - Another monitor during a hung connect: monitor A asks `chardev-add` of
+//!   a TCP client to a loopback listener whose accept queue is full (the
+//!   connect is neither accepted nor refused); monitor B's `query-status`
+//!   round trips are timed while A's reply has not come. The bench closes
+//!   the listener after [`HANG`]; the connect then ends at the kernel's
+//!   next SYN retry. QEMU's whole main loop waits for the connect, so its
+//!   first round trip lasts until then; qchar answers B meanwhile.
 //!
 //! `cargo bench -p qchar --bench vs_qemu` (needs `/dev/kvm`; QEMU figures
 //! where `qemu-system-x86_64` is installed). Environment:
@@ -31,6 +38,8 @@ use std::time::{Duration, Instant};
 use qchar_testkit::{require, Prereq};
 
 const WAIT: Duration = Duration::from_secs(60);
+/// How long the bench keeps a connect hanging before it lets it fail.
+const HANG: Duration = Duration::from_secs(2);
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -280,6 +289,60 @@ fn many(vmm: Vmm, dir: &Path, n: u64, budget: Duration) -> Many {
     }
 }
 
+/// Monitor B's round trips while monitor A's `chardev-add` connect hangs
+/// (see the module documentation): median and worst, in microseconds, and
+/// how many round trips were made before A's reply.
+fn hung_connect(vmm: Vmm, dir: &Path) -> (f64, f64, usize) {
+    let b_path = dir.join(format!("{}-b.sock", vmm.name()));
+    let _ = std::fs::remove_file(&b_path);
+    let (_p, mut a) = vmm.start(
+        dir,
+        &[
+            "-qmp".into(),
+            format!("unix:{},server=on,wait=off", b_path.display()),
+        ],
+    );
+    let mut b = Qmp::connect(&b_path);
+    for _ in 0..200 {
+        b.cmd(r#"{"execute":"query-status"}"#);
+    }
+    let (listener, _clients, port) = qchar_testkit::full_tcp_listener();
+    let add = format!(
+        r#"{{"execute":"chardev-add","arguments":{{"id":"slow","backend":{{"type":"socket","data":{{"addr":{{"type":"inet","data":{{"host":"127.0.0.1","port":"{port}"}}}},"server":false}}}}}}}}"#
+    );
+    a.w.write_all(format!("{add}\n").as_bytes()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        // A's reply: the connect's refusal, once the listener is gone.
+        loop {
+            let line = a.read_line().to_string();
+            if !line.contains("\"event\"") {
+                let _ = tx.send(());
+                return (a, line);
+            }
+        }
+    });
+    // The hang's length is the bench's choice, on a clock of its own: a
+    // VMM whose loop waits for the connect would hold the round trip below.
+    let ender = std::thread::spawn(move || {
+        std::thread::sleep(HANG);
+        drop(listener);
+    });
+    let mut lat = Vec::new();
+    while rx.try_recv().is_err() {
+        let t = Instant::now();
+        b.cmd(r#"{"execute":"query-status"}"#);
+        lat.push(t.elapsed());
+    }
+    ender.join().unwrap();
+    let (mut a, reply) = reader.join().unwrap();
+    assert!(reply.contains("Connection refused"), "{reply}");
+    a.quit();
+    lat.sort();
+    let max = lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e6);
+    (pct(&lat, 0.5), max, lat.len())
+}
+
 fn main() {
     // `cargo test --benches` runs this too: do a token amount then.
     let quick = !std::env::args().any(|a| a == "--bench");
@@ -308,6 +371,11 @@ fn main() {
     }
     for &vmm in &vmms {
         let name = vmm.name();
+        let (p50, max, n) = hung_connect(vmm, &dir);
+        println!(
+            "{name:6} another monitor's query-status round trip while a connect hangs: {n} answered, median {p50:.1} us, worst {max:.1} us"
+        );
+        println!("RESULT hung_connect {name} p50_us={p50:.1} max_us={max:.1} n={n}");
         let (p50, p99) = round_trip(vmm, &dir, rtt_n);
         println!("{name:6} QMP query-status round trip over {rtt_n}: median {p50:.1} us, p99 {p99:.1} us");
         println!("RESULT qmp_rtt {name} p50_us={p50:.1} p99_us={p99:.1}");
