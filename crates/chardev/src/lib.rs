@@ -15,7 +15,9 @@
 //! - [`frontend`]: what a device holds ([`CharFrontend`]) and implements
 //!   ([`FrontendHandlers`]).
 //! - [`registry`]: chardevs by id: add, change, remove, query.
-//! - `chardev`: one chardev's I/O task and the backend change itself.
+//! - `chardev`: one chardev's I/O task.
+//! - `change`: a backend change, in one place, and the retiring of the
+//!   backend that goes.
 //! - `outq`: the bounded output queue that carries bytes across a change.
 //! - `iothread`: the one I/O thread and how other threads use it.
 //!
@@ -47,6 +49,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+mod change;
 mod chardev;
 pub mod error;
 pub mod frontend;

@@ -356,6 +356,9 @@ struct Regs {
     rx: VecDeque<u8>,
     /// Bytes written by the guest not yet taken by the sink.
     tx: VecDeque<u8>,
+    /// Bumped by every clear of `tx`: a flush that copied bytes out of
+    /// `tx` owns their removal only if no clear ran meanwhile.
+    tx_epoch: u64,
     /// THRE interrupt condition (set when the transmitter empties or ETBEI is
     /// enabled with it empty; cleared by an IIR read reporting it or a THR
     /// write).
@@ -385,6 +388,7 @@ impl Regs {
             msr: MSR_DEFAULT_STATUS,
             rx: VecDeque::with_capacity(RX_FIFO_SIZE),
             tx: VecDeque::with_capacity(TX_FIFO_SIZE),
+            tx_epoch: 0,
             thr_ipending: false,
             rx_throttled: false,
             irq_level: false,
@@ -541,6 +545,8 @@ impl Regs {
     }
 
     fn clear_tx(&mut self) {
+        // A flush in flight no longer owns the bytes it copied.
+        self.tx_epoch = self.tx_epoch.wrapping_add(1);
         if !self.tx.is_empty() {
             self.tx.clear();
             self.thr_ipending = true;
@@ -827,25 +833,34 @@ impl Uart {
     }
 
     /// One attempt: offer what is queued, drop what the sink took.
+    ///
+    /// The sink is called without the register lock, so the guest may
+    /// append to the FIFO meanwhile (at the back: harmless) or clear it
+    /// (FCR, on the vCPU thread). After a clear the bytes copied here are no
+    /// longer in the FIFO: those the sink took left anyway, as a byte in the
+    /// transmit shift register does, the others were discarded by the
+    /// clear, and what the FIFO holds now is newer and was not offered.
     fn flush_once(&self) {
         let mut buf = [0u8; TX_FIFO_SIZE];
-        let len = {
+        let (len, epoch) = {
             let regs = self.lock();
             let len = regs.tx.len().min(TX_FIFO_SIZE);
             for (dst, src) in buf.iter_mut().zip(regs.tx.iter()) {
                 *dst = *src;
             }
-            len
+            (len, regs.tx_epoch)
         };
         if len == 0 {
             return;
         }
         let taken = self.sink.write(&buf[..len]).min(len);
         let mut regs = self.lock();
-        // Only this flusher removes from the front, and the guest appends at
-        // the back, so the first `taken` bytes are the ones just written.
-        let taken = taken.min(regs.tx.len());
-        regs.tx.drain(..taken);
+        if regs.tx_epoch == epoch {
+            // No clear ran: only this flusher removes from the front, so the
+            // first `taken` bytes are the ones just written.
+            let n = taken.min(regs.tx.len());
+            regs.tx.drain(..n);
+        }
         regs.stats.tx_bytes += taken as u64;
         if taken < len {
             regs.stats.tx_blocked += 1;

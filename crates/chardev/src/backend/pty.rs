@@ -12,15 +12,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::fdio::FdIo;
-use super::{tty, Backend, BackendEvent};
+use super::{tty, Backend, BackendEvent, Drain};
 use crate::error::{ChardevError, Result};
 
 /// How often a pty without a slave checks whether one has opened.
 const RECHECK: Duration = Duration::from_millis(50);
-/// How long a pty that goes (a change, a remove) stays open for its slave
-/// to read what it was sent; closing the master discards what is unread.
-const UNREAD_DRAIN_LIMIT: Duration = Duration::from_secs(5);
-/// How often that wait looks whether the slave has read everything.
+/// How often a retired pty looks whether its slave has read everything.
 const UNREAD_RECHECK: Duration = Duration::from_millis(10);
 
 /// The `pty` backend.
@@ -94,28 +91,6 @@ impl PtyBackend {
     }
 }
 
-impl Drop for PtyBackend {
-    /// The kernel discards what the slave has not read when the master
-    /// closes. Output the chardev handed over is not to be lost by a change
-    /// of backend, so while a slave is open a task keeps a copy of the
-    /// master until the slave's input is read (or `UNREAD_DRAIN_LIMIT`).
-    fn drop(&mut self) {
-        if !self.connected {
-            return;
-        }
-        // SAFETY: `raw()` is the master descriptor, open for as long as
-        // `self.master` lives, which outlasts this borrow.
-        let master = unsafe { BorrowedFd::borrow_raw(self.master.raw()) };
-        let (Ok(rt), Ok(master)) = (
-            tokio::runtime::Handle::try_current(),
-            master.try_clone_to_owned(),
-        ) else {
-            return;
-        };
-        rt.spawn(hold_until_read(master, self.path.clone()));
-    }
-}
-
 /// Bytes the slave of a pty can read now (FIONREAD on a slave descriptor).
 fn unread(slave: RawFd) -> io::Result<libc::c_int> {
     let mut n: libc::c_int = 0;
@@ -126,9 +101,9 @@ fn unread(slave: RawFd) -> io::Result<libc::c_int> {
 }
 
 /// Keeps `master` open until the slave at `path` has nothing left to read
-/// (seen twice, so that bytes still on their way count) or
-/// `UNREAD_DRAIN_LIMIT` has passed (a reader that stopped reading).
-async fn hold_until_read(master: OwnedFd, path: String) {
+/// (seen twice, so that bytes still on their way count); the registry ends
+/// it after its drain limit (a reader that stopped reading).
+async fn hold_until_read(master: FdIo, path: String) {
     let Ok(c) = std::ffi::CString::new(path) else {
         return;
     };
@@ -143,9 +118,8 @@ async fn hold_until_read(master: OwnedFd, path: String) {
     };
     // SAFETY: `s` is a fresh descriptor owned by nobody else.
     let slave = unsafe { OwnedFd::from_raw_fd(s) };
-    let start = tokio::time::Instant::now();
     let mut empty_checks = 0;
-    while empty_checks < 2 && start.elapsed() < UNREAD_DRAIN_LIMIT {
+    while empty_checks < 2 {
         tokio::time::sleep(UNREAD_RECHECK).await;
         match unread(slave.as_raw_fd()) {
             Ok(0) => empty_checks += 1,
@@ -219,5 +193,16 @@ impl Backend for PtyBackend {
 
     fn drops_output_when_closed(&self) -> bool {
         true
+    }
+
+    /// The kernel discards what the slave has not read when the master
+    /// closes; while a slave is open, the master is kept until it has read
+    /// what it was sent.
+    fn retire(self: Box<Self>) -> Option<Drain> {
+        if !self.connected {
+            return None;
+        }
+        let PtyBackend { master, path, .. } = *self;
+        Some(Drain::new(hold_until_read(master, path)))
     }
 }
