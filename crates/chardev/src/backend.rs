@@ -192,6 +192,14 @@ pub trait Backend: Send {
         Ok(IoctlReply::Unsupported)
     }
 
+    /// Whether [`Backend::ioctl`] does anything (a host tty, or a mux that
+    /// passes requests to its base). Requests from other threads than the
+    /// I/O thread are queued for a backend with a serial line and answered
+    /// `Unsupported` at once for one without.
+    fn has_serial_line(&self) -> bool {
+        false
+    }
+
     /// The ring buffer, for `ringbuf-read`/`ringbuf-write`.
     fn as_ringbuf(&mut self) -> Option<&mut RingBuf> {
         None

@@ -134,6 +134,12 @@ impl Chardev {
             // race, and says so as QEMU would after it.
             return Err(ChardevError::DoesNotExist(self.id.clone()));
         }
+        // Settings asked for before the change reach the old backend first
+        // (through the mux on it, if any), as they would have without it.
+        if let Some(mux) = self.mux_above() {
+            mux.apply_queued_ioctls();
+        }
+        self.apply_queued_ioctls();
         if !self.has_frontend() {
             self.replace_unused(inst);
         } else if self.blocks_hotswap() {
@@ -160,6 +166,7 @@ impl Chardev {
             st.backlog = backlog_for(&new.spec);
             std::mem::replace(&mut st.inst, new)
         };
+        self.note_serial_line();
         self.retire(old);
     }
 
@@ -189,6 +196,7 @@ impl Chardev {
             let old_backlog = std::mem::replace(&mut st.backlog, new_backlog);
             (old, st.be_open, old_backlog)
         };
+        self.note_serial_line();
         let closed_sent = old_open && !new_open;
         if closed_sent {
             self.state().be_open = false;
@@ -209,6 +217,7 @@ impl Chardev {
             };
             // Never offered output: nothing owed, only released.
             drop(rejected);
+            self.note_serial_line();
             if closed_sent {
                 self.state().be_open = true;
                 self.broadcast(ChardevEvent::Opened);

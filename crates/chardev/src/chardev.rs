@@ -2,20 +2,24 @@
 //! task that moves bytes between them. A backend change is in
 //! [`crate::change`].
 //!
-//! Locking: `state` is held only for short, non-blocking backend calls and
-//! never while a frontend handler runs, so handlers may call back into the
-//! chardev (ioctl, write) or the registry (change, add) freely.
+//! Locking: `state` is held around backend calls (non-blocking ones, and
+//! the log-file write, which may block) and never while a frontend handler
+//! runs, so handlers may call back into the chardev (ioctl, write) or the
+//! registry (change, add) freely. What a vCPU thread calls (`write`, and
+//! `ioctl` off the I/O thread) never takes it: see `current` and
+//! [`crate::ioctl`].
 
 use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
-use crate::backend::{Backend, BackendEvent, IoctlReply, SerialIoctl};
+use crate::backend::{Backend, BackendEvent};
 use crate::change::Drains;
 use crate::error::{ChardevError, Result};
-use crate::frontend::{CharFrontend, ChardevEvent, FrontendHandlers};
+use crate::frontend::{CharFrontend, ChardevEvent, FrontendHandlers, FrontendStats, StatsHook};
+use crate::ioctl::{ModemCache, QueuedIoctls};
 use crate::iothread::IoThread;
 use crate::outq::OutQueue;
 use crate::registry::{Listeners, RegistryEvent};
@@ -65,6 +69,8 @@ struct FeSlot {
     fe_open: bool,
     /// Owes the handlers an `Opened` event (they arrived on an open backend).
     owe_open: bool,
+    /// Reports the frontend's own counters.
+    stats: Option<StatsHook>,
 }
 
 /// Newest output kept while no peer is connected (`x-backlog`).
@@ -129,6 +135,20 @@ pub(crate) struct Chardev {
     /// The mux chardev whose backend is a frontend of this one, if any: its
     /// handlers write into this chardev.
     mux_above: Mutex<Weak<Chardev>>,
+    /// Per frontend slot, the generation of the frontend holding it (0:
+    /// free), so that `CharFrontend::write` knows whether its handle is
+    /// current without the state lock, which the I/O thread holds across
+    /// backend and log writes.
+    current: [AtomicU64; crate::MAX_MUX_FRONTENDS],
+    /// Serial-line settings from other threads, for the I/O task (see
+    /// [`crate::ioctl`]).
+    pub(crate) ioctls: Mutex<QueuedIoctls>,
+    /// The installed backend has a serial line (`Backend::has_serial_line`).
+    pub(crate) serial_line: AtomicBool,
+    /// Its modem lines as the I/O thread read them last.
+    pub(crate) modem: ModemCache,
+    /// A queued setting failed and was logged; later failures are quieter.
+    pub(crate) ioctl_error_logged: AtomicBool,
 }
 
 /// Hands out yank registration numbers: QEMU lists yank instances in the
@@ -160,7 +180,7 @@ impl Chardev {
         } else {
             0
         };
-        Arc::new(Chardev {
+        let cd = Arc::new(Chardev {
             id,
             io,
             out: OutQueue::new(out_cap),
@@ -184,7 +204,14 @@ impl Chardev {
             stats: ChardevStats::default(),
             yank_order: AtomicU64::new(yank_order),
             mux_above: Mutex::new(Weak::new()),
-        })
+            current: Default::default(),
+            ioctls: Mutex::new(QueuedIoctls::default()),
+            serial_line: AtomicBool::new(false),
+            modem: ModemCache::default(),
+            ioctl_error_logged: AtomicBool::new(false),
+        });
+        cd.note_serial_line();
+        cd
     }
 
     /// Records that mux chardev `mux` sits on this one.
@@ -266,6 +293,7 @@ impl Chardev {
             hotswap: false,
             fe_open: false,
             owe_open: false,
+            stats: None,
         };
         let tag = match st.frontends.iter().position(|f| f.is_none()) {
             Some(i) => {
@@ -277,6 +305,10 @@ impl Chardev {
                 st.frontends.len() - 1
             }
         };
+        // At most MAX_MUX_FRONTENDS slots exist (checked above).
+        if let Some(c) = self.current.get(tag) {
+            c.store(gen, Ordering::Release);
+        }
         Ok(CharFrontend {
             cd: self.clone(),
             tag,
@@ -284,8 +316,12 @@ impl Chardev {
         })
     }
 
+    /// Whether frontend handle (`tag`, `gen`) is attached; lock-free (see
+    /// `current`).
     pub(crate) fn is_current(&self, tag: usize, gen: u64) -> bool {
-        matches!(self.state().frontends.get(tag), Some(Some(s)) if s.gen == gen)
+        self.current
+            .get(tag)
+            .is_some_and(|c| c.load(Ordering::Acquire) == gen)
     }
 
     pub(crate) fn set_handlers(&self, tag: usize, gen: u64, h: Option<Box<dyn FrontendHandlers>>) {
@@ -308,6 +344,27 @@ impl Chardev {
         self.kick();
     }
 
+    pub(crate) fn set_stats_hook(&self, tag: usize, gen: u64, hook: StatsHook) {
+        if let Some(Some(slot)) = self.state().frontends.get_mut(tag) {
+            if slot.gen == gen {
+                slot.stats = Some(hook);
+            }
+        }
+    }
+
+    /// The counters of the frontends that report some, in slot order; the
+    /// hooks run with no lock held.
+    pub(crate) fn frontend_stats(&self) -> Vec<FrontendStats> {
+        let hooks: Vec<StatsHook> = self
+            .state()
+            .frontends
+            .iter()
+            .flatten()
+            .filter_map(|s| s.stats.clone())
+            .collect();
+        hooks.iter().filter_map(|h| h()).collect()
+    }
+
     pub(crate) fn set_fe_open(&self, tag: usize, gen: u64, open: bool) {
         if let Some(Some(slot)) = self.state().frontends.get_mut(tag) {
             if slot.gen == gen {
@@ -320,6 +377,9 @@ impl Chardev {
         let mut st = self.state();
         if matches!(st.frontends.get(tag), Some(Some(s)) if s.gen == gen) {
             st.frontends[tag] = None;
+            if let Some(c) = self.current.get(tag) {
+                c.store(0, Ordering::Release);
+            }
             if st.focus == tag {
                 st.focus = st.frontends.iter().position(|f| f.is_some()).unwrap_or(0);
             }
@@ -355,10 +415,6 @@ impl Chardev {
     pub(crate) fn disconnect_peer(&self) {
         self.state().inst.backend.disconnect();
         self.kick();
-    }
-
-    pub(crate) fn ioctl(&self, req: SerialIoctl) -> Result<IoctlReply> {
-        self.state().inst.backend.ioctl(req)
     }
 
     /// Runs `f` with the handlers of frontend `tag` taken out of the slot,
@@ -447,7 +503,9 @@ impl Chardev {
             if self.state().removed {
                 return Poll::Ready(());
             }
-            let mut progress = self.deliver_owed_opens();
+            let mut progress = self.apply_queued_ioctls();
+            self.refresh_modem(false);
+            progress |= self.deliver_owed_opens();
             progress |= self.apply_pending(cx);
             let input_before = self.stats.bytes_in.load(Ordering::Relaxed);
             progress |= self.pump_input(cx);
@@ -725,6 +783,7 @@ impl Chardev {
         st.removed = true;
         let old = take_backend(&mut st);
         drop(st);
+        self.serial_line.store(false, Ordering::Release);
         self.retire(old);
         self.kick();
         Ok(())
@@ -739,6 +798,7 @@ impl Chardev {
         let pending = st.pending.take();
         let old = take_backend(&mut st);
         drop(st);
+        self.serial_line.store(false, Ordering::Release);
         drop((old, pending));
         self.kick();
     }
@@ -766,6 +826,9 @@ impl Chardev {
     /// handlers that hold their own handle create. Used at shutdown.
     pub(crate) fn clear_frontends(&self) {
         let slots = std::mem::take(&mut self.state().frontends);
+        for c in &self.current {
+            c.store(0, Ordering::Release);
+        }
         drop(slots);
     }
 }

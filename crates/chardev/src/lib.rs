@@ -20,6 +20,8 @@
 //!   backend that goes.
 //! - `outq`: the bounded output queue that carries bytes across a change.
 //! - `iothread`: the one I/O thread and how other threads use it.
+//! - `ioctl`: serial-line requests without the caller waiting for a
+//!   backend.
 //!
 //! Guarantees of [`Registry::change`]:
 //! - the new backend is opened first; if that fails, or a frontend refuses
@@ -53,6 +55,7 @@ mod change;
 mod chardev;
 pub mod error;
 pub mod frontend;
+mod ioctl;
 mod iothread;
 pub mod opts;
 mod outq;
@@ -63,9 +66,9 @@ pub mod spec;
 pub use backend::{modem, IoctlReply, Parity, SerialIoctl, SerialParams};
 pub use chardev::ChardevStats;
 pub use error::{ChardevError, Result};
-pub use frontend::{CharFrontend, ChardevEvent, FrontendHandlers};
+pub use frontend::{CharFrontend, ChardevEvent, FrontendHandlers, FrontendStats};
 pub use outq::DEFAULT_OUT_CAPACITY;
-pub use registry::{Registry, RegistryEvent, StatsSnapshot};
+pub use registry::{ChardevStatsInfo, Registry, RegistryEvent, StatsSnapshot};
 
 /// Most frontends one mux chardev takes (QEMU's `MAX_MUX`).
 pub const MAX_MUX_FRONTENDS: usize = 4;

@@ -11,7 +11,7 @@ use crate::backend;
 use crate::change::{self, Drains};
 use crate::chardev::{Chardev, Installed};
 use crate::error::{ChardevError, Result};
-use crate::frontend::CharFrontend;
+use crate::frontend::{CharFrontend, FrontendStats};
 use crate::iothread::IoThread;
 use crate::opts::ChardevOptions;
 use crate::outq::DEFAULT_OUT_CAPACITY;
@@ -69,6 +69,17 @@ pub struct StatsSnapshot {
     pub changes: u64,
     /// Bytes waiting in the output queue.
     pub queued: u64,
+}
+
+/// One chardev's counters and its frontends' (QMP `x-query-chardev-stats`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChardevStatsInfo {
+    /// The chardev's id.
+    pub label: String,
+    /// The chardev's own counters.
+    pub stats: StatsSnapshot,
+    /// Counters of its frontends that keep some (a UART's).
+    pub frontends: Vec<FrontendStats>,
 }
 
 struct Map {
@@ -415,13 +426,21 @@ impl Registry {
 
     /// Counters of chardev `id`.
     pub fn stats(&self, id: &str) -> Option<StatsSnapshot> {
-        self.get(id).map(|cd| StatsSnapshot {
-            bytes_out: cd.stats.bytes_out.load(Ordering::Relaxed),
-            bytes_in: cd.stats.bytes_in.load(Ordering::Relaxed),
-            bytes_lost: cd.stats.bytes_lost.load(Ordering::Relaxed),
-            changes: cd.stats.changes.load(Ordering::Relaxed),
-            queued: cd.out.len() as u64,
-        })
+        self.get(id).map(|cd| snapshot(&cd))
+    }
+
+    /// Every chardev's counters with its frontends', in the order they were
+    /// added (QMP `x-query-chardev-stats`).
+    pub fn all_stats(&self) -> Vec<ChardevStatsInfo> {
+        let mut all: Vec<(u64, Arc<Chardev>)> = self.map().by_id.values().cloned().collect();
+        all.sort_by_key(|(seq, _)| *seq);
+        all.into_iter()
+            .map(|(_, cd)| ChardevStatsInfo {
+                label: cd.id.clone(),
+                stats: snapshot(&cd),
+                frontends: cd.frontend_stats(),
+            })
+            .collect()
     }
 
     /// Ids in the order they were added.
@@ -445,5 +464,15 @@ impl Registry {
     /// keeps it alive: call this then).
     pub fn shutdown(&self) {
         self.inner.shutdown();
+    }
+}
+
+fn snapshot(cd: &Chardev) -> StatsSnapshot {
+    StatsSnapshot {
+        bytes_out: cd.stats.bytes_out.load(Ordering::Relaxed),
+        bytes_in: cd.stats.bytes_in.load(Ordering::Relaxed),
+        bytes_lost: cd.stats.bytes_lost.load(Ordering::Relaxed),
+        changes: cd.stats.changes.load(Ordering::Relaxed),
+        queued: cd.out.len() as u64,
     }
 }

@@ -316,8 +316,9 @@ impl IrqLine for NoIrq {
     fn set_level(&self, _level: bool) {}
 }
 
-/// Counters of things a guest or a sink did that a real UART would not
-/// survive gracefully; exposed for tests and debugging.
+/// What went through the UART, and what a guest or a sink did that a real
+/// UART would not survive gracefully; for tests, debugging and
+/// `x-query-chardev-stats` (see [`UartStats::counters`]).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct UartStats {
     /// Bytes the sink accepted.
@@ -327,16 +328,48 @@ pub struct UartStats {
     pub tx_dropped: u64,
     /// Times a sink write returned short (backpressure episodes).
     pub tx_blocked: u64,
+    /// FCR writes that cleared the transmit FIFO (asked, or by switching
+    /// FIFO mode).
+    pub tx_fifo_clears: u64,
+    /// Bytes those clears discarded.
+    pub tx_cleared: u64,
+    /// Bytes the sink delivered into the receive FIFO.
+    pub rx_received: u64,
     /// Bytes the guest read from RBR.
     pub rx_bytes: u64,
     /// Input bytes dropped because the receive FIFO was full (LSR.OE).
     pub rx_overruns: u64,
+    /// FCR writes that cleared the receive FIFO.
+    pub rx_fifo_clears: u64,
+    /// Bytes those clears discarded.
+    pub rx_cleared: u64,
     /// Break conditions received.
     pub breaks: u64,
     /// Control requests the sink refused.
     pub control_errors: u64,
     /// Accesses the UART could not decode (offsets beyond 7).
     pub bad_accesses: u64,
+}
+
+impl UartStats {
+    /// Every counter with its name as `x-query-chardev-stats` prints it.
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("tx-bytes", self.tx_bytes),
+            ("tx-dropped", self.tx_dropped),
+            ("tx-blocked", self.tx_blocked),
+            ("tx-fifo-clears", self.tx_fifo_clears),
+            ("tx-cleared-bytes", self.tx_cleared),
+            ("rx-bytes", self.rx_received),
+            ("rx-read-bytes", self.rx_bytes),
+            ("rx-overruns", self.rx_overruns),
+            ("rx-fifo-clears", self.rx_fifo_clears),
+            ("rx-cleared-bytes", self.rx_cleared),
+            ("breaks", self.breaks),
+            ("control-errors", self.control_errors),
+            ("bad-accesses", self.bad_accesses),
+        ]
+    }
 }
 
 /// Everything behind the UART's mutex.
@@ -536,6 +569,7 @@ impl Regs {
     }
 
     fn clear_rx(&mut self, fx: &mut Effects) {
+        self.stats.rx_cleared += self.rx.len() as u64;
         self.rx.clear();
         self.lsr_errors &= !LSR_FIFO_ERR;
         if self.rx_throttled {
@@ -547,6 +581,7 @@ impl Regs {
     fn clear_tx(&mut self) {
         // A flush in flight no longer owns the bytes it copied.
         self.tx_epoch = self.tx_epoch.wrapping_add(1);
+        self.stats.tx_cleared += self.tx.len() as u64;
         if !self.tx.is_empty() {
             self.tx.clear();
             self.thr_ipending = true;
@@ -643,7 +678,14 @@ impl Regs {
             }
             FCR => {
                 let enable = value & FCR_FIFO_ENABLE != 0;
-                if enable != self.fifo_enabled {
+                let switch = enable != self.fifo_enabled;
+                if switch || (enable && value & FCR_CLEAR_RX != 0) {
+                    self.stats.rx_fifo_clears += 1;
+                }
+                if switch || (enable && value & FCR_CLEAR_TX != 0) {
+                    self.stats.tx_fifo_clears += 1;
+                }
+                if switch {
                     // Switching FIFO mode resets both FIFOs.
                     self.clear_rx(fx);
                     self.clear_tx();
@@ -896,6 +938,7 @@ impl Uart {
         for &byte in data {
             if regs.rx.len() < RX_FIFO_SIZE {
                 regs.rx.push_back(byte);
+                regs.stats.rx_received += 1;
             } else {
                 regs.lsr_errors |= LSR_OE;
                 regs.stats.rx_overruns += 1;
@@ -1227,9 +1270,12 @@ mod tests {
         assert_eq!(u.tx_pending(), TX_FIFO_SIZE);
         assert_eq!(u.stats().tx_dropped, 1 + 4);
         // FCR can throw held output away.
+        let clears = u.stats().tx_fifo_clears;
         u.pio_write(FCR, FCR_FIFO_ENABLE | FCR_CLEAR_TX);
         assert_eq!(u.tx_pending(), 0);
         assert_ne!(u.pio_read(LSR) & LSR_THRE, 0);
+        assert_eq!(u.stats().tx_fifo_clears, clears + 1);
+        assert_eq!(u.stats().tx_cleared, TX_FIFO_SIZE as u64);
     }
 
     #[test]
@@ -1288,6 +1334,10 @@ mod tests {
         assert_eq!(u.pio_read(IIR), IIR_RDI | IIR_FIFO_ENABLED);
         u.pio_write(FCR, FCR_FIFO_ENABLE | FCR_CLEAR_RX);
         assert_eq!(u.rx_pending(), 0);
+        let st = u.stats();
+        assert_eq!((st.rx_received, st.rx_cleared), (8, 8));
+        // Enabling the FIFOs (the first FCR write) cleared both once.
+        assert_eq!((st.rx_fifo_clears, st.tx_fifo_clears), (2, 1));
         assert_eq!(u.pio_read(IIR), IIR_NO_INT | IIR_FIFO_ENABLED);
     }
 

@@ -5,29 +5,19 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use qchar_chardev::spec::{ChardevBackend, ChardevFile};
 use qchar_chardev::Registry;
 use qchar_machine::serial::ChardevSink;
 use qchar_machine::uart::{NoIrq, FCR, FCR_CLEAR_TX, FCR_FIFO_ENABLE, THR};
 use qchar_machine::{ComPort, SerialPort};
+use qchar_testkit::wait_until;
 
 fn file_spec(path: &Path) -> ChardevBackend {
     ChardevBackend::File(ChardevFile {
         out: path.to_string_lossy().into_owned(),
         ..Default::default()
     })
-}
-
-/// Polls `f` until it holds; panics naming `what` after a generous bound
-/// (only a hang reaches it).
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 /// Bytes per segment: the guest writes one segment, then clears the FIFO.

@@ -265,18 +265,10 @@ fn chardev_change_of_own_mux_chardev_answers_on_old_backend() {
     assert_eq!(c.line_str(), "{\"return\": {}, \"id\": \"sw\"}\r\n");
     assert!(c.at_eof());
     // The monitor carries on in the file: the event, a greeting.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let text = loop {
+    let text = qchar_testkit::wait_for("a greeting in the file", || {
         let t = String::from_utf8_lossy(&std::fs::read(&file).unwrap_or_default()).into_owned();
-        if t.contains("{\"QMP\": ") {
-            break t;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no greeting in the file: {t:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    };
+        t.contains("{\"QMP\": ").then_some(t)
+    });
     assert!(text.contains("X_QCHAR_CHARDEV_CHANGED"), "{text}");
     assert!(
         !text.contains("\"id\": \"sw\""),
