@@ -1,0 +1,443 @@
+//! One connection: its phases (websocket handshake), its framing (telnet,
+//! websocket), the bytes it owes its peer, and its retirement.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::task::{Context, Poll};
+
+use crate::backend::net::{self, SockIo};
+use crate::backend::telnet::{self, TelnetDecoder};
+use crate::backend::websocket::{self, WsAction, WsDecoder};
+use crate::backend::Drain;
+
+/// Raw input read at once from a framed (telnet/websocket) connection.
+pub(super) const RX_CAP: usize = 4096;
+/// Most protocol bytes (pongs) queued for a peer that does not read.
+pub(super) const TX_CONTROL_CAP: usize = 64 * 1024;
+
+/// Framing of one connection.
+#[derive(Clone, Copy)]
+pub(super) struct Proto {
+    pub(super) telnet: bool,
+    pub(super) websocket: bool,
+}
+
+pub(super) enum Phase {
+    /// Websocket: reading the request.
+    Handshake(Vec<u8>),
+    /// Websocket: the request was refused; the reply is in `tx`.
+    Refused,
+    /// Data flows.
+    Open,
+}
+
+/// One connected peer.
+pub(super) struct Conn {
+    pub(super) io: SockIo,
+    proto: Proto,
+    pub(super) phase: Phase,
+    /// `Opened` was reported (or the connection came with the backend).
+    pub(super) announced: bool,
+    /// Bytes owed to the peer before any new output: telnet options,
+    /// handshake reply, pongs, the rest of a partly written frame.
+    tx: Vec<u8>,
+    tx_pos: usize,
+    /// Raw input not decoded yet (framed connections only).
+    rx: Vec<u8>,
+    rx_pos: usize,
+    /// Websocket payload not telnet-decoded yet (both framings).
+    mid: Vec<u8>,
+    mid_pos: usize,
+    pub(super) telnet: TelnetDecoder,
+    ws: WsDecoder,
+    /// A break to report after the data that came before it.
+    pending_break: bool,
+    /// End of input: the peer closed, a read failed, or the protocol ended.
+    pub(super) eof: bool,
+    /// Writes fail: output is dropped until the input side sees the end.
+    pub(super) write_broken: bool,
+    pub(super) name: String,
+}
+
+pub(super) enum ConnEvent {
+    Opened,
+    Input(usize),
+    Break,
+    Closed,
+}
+
+impl Conn {
+    pub(super) fn new(fd: OwnedFd, proto: Proto, name: String) -> io::Result<Conn> {
+        let io = SockIo::new(fd)?;
+        let mut tx = Vec::new();
+        if proto.telnet {
+            tx.extend_from_slice(&telnet::NEGOTIATION);
+        }
+        Ok(Conn {
+            io,
+            proto,
+            phase: if proto.websocket {
+                Phase::Handshake(Vec::new())
+            } else {
+                Phase::Open
+            },
+            announced: false,
+            tx,
+            tx_pos: 0,
+            rx: Vec::new(),
+            rx_pos: 0,
+            mid: Vec::new(),
+            mid_pos: 0,
+            telnet: TelnetDecoder::default(),
+            ws: WsDecoder::default(),
+            pending_break: false,
+            eof: false,
+            write_broken: false,
+            name,
+        })
+    }
+
+    fn framed(&self) -> bool {
+        self.proto.telnet || self.proto.websocket
+    }
+
+    pub(super) fn is_open(&self) -> bool {
+        self.announced && matches!(self.phase, Phase::Open) && !self.write_broken
+    }
+
+    /// Writes owed bytes. Ready(()) when `tx` is empty.
+    fn flush_tx(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while self.tx_pos < self.tx.len() {
+            if self.write_broken {
+                self.tx.clear();
+                self.tx_pos = 0;
+                break;
+            }
+            match self.io.poll_send(cx, &self.tx[self.tx_pos..]) {
+                Poll::Ready(Ok(n)) if n > 0 => self.tx_pos += n,
+                Poll::Ready(Ok(_)) | Poll::Ready(Err(_)) => self.write_broken = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.tx.clear();
+        self.tx_pos = 0;
+        Poll::Ready(())
+    }
+
+    /// Queues protocol bytes; dropped past a bound (a peer that sends pings
+    /// and never reads must not grow memory).
+    fn queue_control(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
+        if self.tx.len() - self.tx_pos < TX_CONTROL_CAP {
+            f(&mut self.tx);
+        }
+    }
+
+    pub(super) fn poll_event(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<ConnEvent> {
+        let _ = self.flush_tx(cx);
+        loop {
+            match &mut self.phase {
+                Phase::Refused => {
+                    // Best effort: the reply went out above or is dropped.
+                    return Poll::Ready(ConnEvent::Closed);
+                }
+                Phase::Handshake(req) => {
+                    let mut chunk = [0u8; 1024];
+                    let room = (websocket::MAX_HANDSHAKE - req.len()).min(chunk.len());
+                    if room == 0 {
+                        log::warn!("websocket handshake refused: request too large");
+                        return Poll::Ready(ConnEvent::Closed);
+                    }
+                    let n = match self.io.poll_recv(cx, &mut chunk[..room]) {
+                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                            return Poll::Ready(ConnEvent::Closed)
+                        }
+                        Poll::Ready(Ok(n)) => n,
+                        Poll::Pending => return Poll::Pending,
+                    };
+                    req.extend_from_slice(&chunk[..n]);
+                    if let Some(end) = websocket::request_end(req) {
+                        // Bytes after the request are the first frames.
+                        self.rx.extend_from_slice(&req[end..]);
+                        match websocket::handshake_response(&req[..end]) {
+                            Ok(resp) => {
+                                self.tx.splice(0..0, resp);
+                                self.phase = Phase::Open;
+                            }
+                            Err((resp, why)) => {
+                                log::warn!("{why}");
+                                self.tx = resp;
+                                self.tx_pos = 0;
+                                self.phase = Phase::Refused;
+                            }
+                        }
+                        let _ = self.flush_tx(cx);
+                    }
+                }
+                Phase::Open => break,
+            }
+        }
+        if !self.announced {
+            self.announced = true;
+            return Poll::Ready(ConnEvent::Opened);
+        }
+        if self.pending_break {
+            self.pending_break = false;
+            return Poll::Ready(ConnEvent::Break);
+        }
+        if buf.is_empty() {
+            if self.eof && self.rx_pos == self.rx.len() && self.mid_pos == self.mid.len() {
+                return Poll::Ready(ConnEvent::Closed);
+            }
+            return Poll::Pending;
+        }
+        if !self.framed() {
+            if self.eof {
+                return Poll::Ready(ConnEvent::Closed);
+            }
+            return match self.io.poll_recv(cx, buf) {
+                Poll::Ready(Ok(0)) => {
+                    self.eof = true;
+                    Poll::Ready(ConnEvent::Closed)
+                }
+                Poll::Ready(Ok(n)) => Poll::Ready(ConnEvent::Input(n)),
+                Poll::Ready(Err(e)) if net::is_transient(&e) => Poll::Pending,
+                Poll::Ready(Err(_)) => {
+                    self.eof = true;
+                    Poll::Ready(ConnEvent::Closed)
+                }
+                Poll::Pending => Poll::Pending,
+            };
+        }
+        self.poll_framed(cx, buf)
+    }
+
+    fn poll_framed(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<ConnEvent> {
+        loop {
+            // Telnet stage: from `mid` (after websocket) or straight from rx.
+            if self.proto.telnet {
+                let (src, pos) = if self.proto.websocket {
+                    (&self.mid, &mut self.mid_pos)
+                } else {
+                    (&self.rx, &mut self.rx_pos)
+                };
+                if *pos < src.len() {
+                    let r = self.telnet.decode(&src[*pos..], buf);
+                    *pos += r.consumed;
+                    if r.brk {
+                        if r.produced > 0 {
+                            self.pending_break = true;
+                            return Poll::Ready(ConnEvent::Input(r.produced));
+                        }
+                        return Poll::Ready(ConnEvent::Break);
+                    }
+                    if r.produced > 0 {
+                        return Poll::Ready(ConnEvent::Input(r.produced));
+                    }
+                    if r.consumed > 0 {
+                        continue;
+                    }
+                }
+            }
+            // Websocket stage.
+            if self.proto.websocket && self.rx_pos < self.rx.len() {
+                let r = if self.proto.telnet {
+                    if self.mid_pos == self.mid.len() {
+                        self.mid.clear();
+                        self.mid_pos = 0;
+                    }
+                    let start = self.mid.len();
+                    self.mid.resize(RX_CAP, 0);
+                    let r = self
+                        .ws
+                        .decode(&self.rx[self.rx_pos..], &mut self.mid[start..]);
+                    self.mid.truncate(start + r.produced);
+                    r
+                } else {
+                    self.ws.decode(&self.rx[self.rx_pos..], buf)
+                };
+                self.rx_pos += r.consumed;
+                match r.action {
+                    None => {}
+                    Some(WsAction::Pong(p)) => {
+                        self.queue_control(|tx| websocket::encode_pong(&p, tx))
+                    }
+                    Some(WsAction::Close) => {
+                        self.queue_control(|tx| {
+                            websocket::encode_close(websocket::CLOSE_NORMAL, tx)
+                        });
+                        self.eof = true;
+                    }
+                    Some(WsAction::Fail(code, why)) => {
+                        log::warn!("websocket client dropped: {why}");
+                        self.queue_control(|tx| websocket::encode_close(code, tx));
+                        self.eof = true;
+                    }
+                }
+                if self.eof {
+                    // Nothing after a close frame counts.
+                    self.rx.clear();
+                    self.rx_pos = 0;
+                }
+                if self.tx_pos < self.tx.len() {
+                    // A pong or close frame: out now, or when writable.
+                    let _ = self.flush_tx(cx);
+                }
+                if !self.proto.telnet && r.produced > 0 {
+                    return Poll::Ready(ConnEvent::Input(r.produced));
+                }
+                if r.consumed > 0 || r.produced > 0 || self.eof {
+                    continue;
+                }
+            }
+            if self.rx_pos == self.rx.len() {
+                self.rx.clear();
+                self.rx_pos = 0;
+            }
+            let drained = self.rx_pos == self.rx.len() && self.mid_pos == self.mid.len();
+            if self.eof {
+                if drained {
+                    return Poll::Ready(ConnEvent::Closed);
+                }
+                continue;
+            }
+            // Read more raw input.
+            if self.rx.len() >= RX_CAP {
+                // Cannot happen: every stage above made room. Be safe.
+                return Poll::Pending;
+            }
+            let start = self.rx.len();
+            self.rx.resize(RX_CAP, 0);
+            let r = self.io.poll_recv(cx, &mut self.rx[start..]);
+            let got = match &r {
+                Poll::Ready(Ok(n)) => *n,
+                _ => 0,
+            };
+            self.rx.truncate(start + got);
+            match r {
+                Poll::Ready(Ok(0)) => self.eof = true,
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) if net::is_transient(&e) => continue,
+                Poll::Ready(Err(_)) => self.eof = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    pub(super) fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.write_broken || !matches!(self.phase, Phase::Open) {
+            return Poll::Ready(Ok(data.len()));
+        }
+        if self.flush_tx(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if self.write_broken {
+            return Poll::Ready(Ok(data.len()));
+        }
+        if self.proto.websocket {
+            // Raw bytes become one frame per write: the frame is owed in
+            // full once any of it is out, so it is queued whole.
+            let mut payload = Vec::new();
+            let take = data.len().min(websocket::MAX_OUT_FRAME);
+            let data = &data[..take];
+            let payload = if self.proto.telnet {
+                telnet::encode(data, &mut payload);
+                &payload[..]
+            } else {
+                data
+            };
+            websocket::encode_binary(payload, &mut self.tx);
+            let _ = self.flush_tx(cx);
+            return Poll::Ready(Ok(take));
+        }
+        if self.proto.telnet {
+            return self.write_telnet(cx, data);
+        }
+        match self.io.poll_send(cx, data) {
+            Poll::Ready(Ok(n)) => Poll::Ready(Ok(n)),
+            Poll::Ready(Err(e)) if net::is_transient(&e) => Poll::Pending,
+            Poll::Ready(Err(_)) => {
+                // The peer is gone; the input side reports it after its
+                // last bytes. Until then output is dropped, as QEMU.
+                self.write_broken = true;
+                Poll::Ready(Ok(data.len()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Telnet output: 0xff doubled. Only input bytes whose encoding reached
+    /// the socket count as taken; half of a doubled 0xff may wait in `tx`.
+    fn write_telnet(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let mut enc = Vec::with_capacity(data.len() + 16);
+        telnet::encode(data, &mut enc);
+        match self.io.poll_send(cx, &enc) {
+            Poll::Ready(Ok(n)) => {
+                // Map encoded bytes sent back to input bytes.
+                let mut used = 0;
+                let mut k = 0;
+                while k < n {
+                    if data[used] == telnet::IAC {
+                        if k + 1 == n {
+                            // First half out: the second is owed.
+                            self.tx.push(telnet::IAC);
+                            used += 1;
+                            break;
+                        }
+                        k += 2;
+                    } else {
+                        k += 1;
+                    }
+                    used += 1;
+                }
+                Poll::Ready(Ok(used))
+            }
+            Poll::Ready(Err(e)) if net::is_transient(&e) => Poll::Pending,
+            Poll::Ready(Err(_)) => {
+                self.write_broken = true;
+                Poll::Ready(Ok(data.len()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Conn {
+    /// Bytes owed to a live peer (the tail of a websocket frame, half of a
+    /// doubled telnet 0xff) were already taken from the chardev's queue, so
+    /// they must not be lost when the backend is retired: the connection
+    /// goes to a drain that writes them as the peer reads, then closes.
+    pub(super) fn retire(self) -> Option<Drain> {
+        if self.write_broken || self.tx_pos >= self.tx.len() {
+            return None;
+        }
+        Some(Drain::new(finish_owed(self.io, self.tx, self.tx_pos)))
+    }
+
+    /// One non-blocking attempt to send what is owed, for a connection that
+    /// ends on its own (the peer closed, or a handshake was refused).
+    pub(super) fn send_owed_now(&mut self) {
+        if !self.write_broken && self.tx_pos < self.tx.len() {
+            let _ = net::send(self.io.raw(), &self.tx[self.tx_pos..]);
+        }
+    }
+}
+
+/// Writes `owed[pos..]` to the socket as its peer reads, then closes it.
+pub(super) async fn finish_owed(io: SockIo, owed: Vec<u8>, mut pos: usize) {
+    let drain = std::future::poll_fn(|cx| {
+        while pos < owed.len() {
+            match io.poll_send(cx, &owed[pos..]) {
+                Poll::Ready(Ok(n)) if n > 0 => pos += n,
+                Poll::Ready(Err(e)) if net::is_transient(&e) => continue,
+                Poll::Ready(_) => break,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(())
+    });
+    drain.await;
+}
