@@ -4,7 +4,7 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
-use socket2::{Domain, Socket, Type};
+use socket2::{Domain, SockRef, Socket, Type};
 
 use crate::backend::net::{self, SockAddr};
 use crate::error::{ChardevError, Result};
@@ -116,4 +116,23 @@ pub(super) fn unix_parts(u: &crate::spec::UnixSocketAddress) -> (bool, bool) {
     // QEMU's default for `tight` is on.
     let tight = u.tight.unwrap_or(true);
     (abstract_, tight)
+}
+
+/// QEMU's `query-chardev` name for a connected socket:
+/// `tcp:127.0.0.1:4444,server=on <-> 127.0.0.1:50000` (`telnet:`,
+/// `websocket:` as `proto_name` says), `unix:PATH,server=on`.
+pub(super) fn connected_name(sock: &SockRef<'_>, proto_name: &str, server: bool) -> String {
+    let srv = if server { ",server=on" } else { "" };
+    let (Ok(l), Ok(p)) = (sock.local_addr(), sock.peer_addr()) else {
+        return "unknown".into();
+    };
+    match (l.as_socket(), p.as_socket()) {
+        (Some(l), Some(p)) => format!(
+            "{proto_name}:{}{srv} <-> {}",
+            net::host_port(&l),
+            net::host_port(&p)
+        ),
+        _ if l.is_unix() => format!("unix:{}{srv}", net::unix_path(&l)),
+        _ => "unknown".into(),
+    }
 }

@@ -5,15 +5,18 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::task::{Context, Poll};
 
+use socket2::SockRef;
+
+use super::address;
 use crate::backend::net::{self, SockIo};
 use crate::backend::telnet::{self, TelnetDecoder};
 use crate::backend::websocket::{self, WsAction, WsDecoder};
 use crate::backend::Drain;
 
 /// Raw input read at once from a framed (telnet/websocket) connection.
-pub(super) const RX_CAP: usize = 4096;
+const RX_CAP: usize = 4096;
 /// Most protocol bytes (pongs) queued for a peer that does not read.
-pub(super) const TX_CONTROL_CAP: usize = 64 * 1024;
+const TX_CONTROL_CAP: usize = 64 * 1024;
 
 /// Framing of one connection.
 #[derive(Clone, Copy)]
@@ -22,7 +25,45 @@ pub(super) struct Proto {
     pub(super) websocket: bool,
 }
 
-pub(super) enum Phase {
+/// How a backend sets up each connection it gets, accepted or connected:
+/// framing, socket options and QEMU's name for it. Kept apart from any one
+/// connection so that every connection of a backend is made the same way.
+#[derive(Clone)]
+pub(super) struct ConnSetup {
+    pub(super) proto: Proto,
+    /// Protocol name in filenames: `tcp`, `telnet` or `websocket`.
+    pub(super) proto_name: &'static str,
+    pub(super) server: bool,
+    pub(super) nodelay: bool,
+    pub(super) keep_alive: bool,
+    pub(super) is_unix: bool,
+}
+
+impl ConnSetup {
+    /// A connection on a connected socket (accepted, connected, or one
+    /// handed over already connected). `at_open`: it comes with the backend,
+    /// so no `Opened` is reported for it (the chardev starts open), unless
+    /// it must still shake hands.
+    pub(super) fn connection(&self, fd: OwnedFd, at_open: bool) -> io::Result<Conn> {
+        let sock = SockRef::from(&fd);
+        if !self.is_unix {
+            if self.nodelay {
+                let _ = sock.set_tcp_nodelay(true);
+            }
+            if self.keep_alive {
+                let _ = sock.set_keepalive(true);
+            }
+        }
+        let name = address::connected_name(&sock, self.proto_name, self.server);
+        let mut c = Conn::new(fd, self.proto, name)?;
+        if at_open && !self.proto.websocket {
+            c.announced = true;
+        }
+        Ok(c)
+    }
+}
+
+enum Phase {
     /// Websocket: reading the request.
     Handshake(Vec<u8>),
     /// Websocket: the request was refused; the reply is in `tx`.
@@ -31,13 +72,14 @@ pub(super) enum Phase {
     Open,
 }
 
-/// One connected peer.
+/// One connected peer. Everything about it lives here, so a backend may
+/// hold one (today) or several.
 pub(super) struct Conn {
-    pub(super) io: SockIo,
+    io: SockIo,
     proto: Proto,
-    pub(super) phase: Phase,
+    phase: Phase,
     /// `Opened` was reported (or the connection came with the backend).
-    pub(super) announced: bool,
+    announced: bool,
     /// Bytes owed to the peer before any new output: telnet options,
     /// handshake reply, pongs, the rest of a partly written frame.
     tx: Vec<u8>,
@@ -48,26 +90,32 @@ pub(super) struct Conn {
     /// Websocket payload not telnet-decoded yet (both framings).
     mid: Vec<u8>,
     mid_pos: usize,
-    pub(super) telnet: TelnetDecoder,
+    telnet: TelnetDecoder,
     ws: WsDecoder,
     /// A break to report after the data that came before it.
     pending_break: bool,
     /// End of input: the peer closed, a read failed, or the protocol ended.
-    pub(super) eof: bool,
+    eof: bool,
     /// Writes fail: output is dropped until the input side sees the end.
-    pub(super) write_broken: bool,
-    pub(super) name: String,
+    write_broken: bool,
+    name: String,
 }
 
+/// What a connection reports; the backend passes it on as its own event.
 pub(super) enum ConnEvent {
+    /// Ready for data (a websocket handshake done), the first time.
     Opened,
+    /// `n` bytes of decoded input at the start of the buffer.
     Input(usize),
+    /// A telnet break, after the input that came before it.
     Break,
+    /// The connection ended: the peer closed, I/O failed, the protocol
+    /// ended, or a handshake failed. All its input was reported before.
     Closed,
 }
 
 impl Conn {
-    pub(super) fn new(fd: OwnedFd, proto: Proto, name: String) -> io::Result<Conn> {
+    fn new(fd: OwnedFd, proto: Proto, name: String) -> io::Result<Conn> {
         let io = SockIo::new(fd)?;
         let mut tx = Vec::new();
         if proto.telnet {
@@ -101,8 +149,28 @@ impl Conn {
         self.proto.telnet || self.proto.websocket
     }
 
+    /// Whether data flows both ways (announced, handshake done, writes work).
     pub(super) fn is_open(&self) -> bool {
         self.announced && matches!(self.phase, Phase::Open) && !self.write_broken
+    }
+
+    /// Whether `Opened` was reported (or the connection came with the
+    /// backend): only then is its end reported as `Closed`.
+    pub(super) fn announced(&self) -> bool {
+        self.announced
+    }
+
+    /// QEMU's `query-chardev` name for it, once it is announced and open.
+    pub(super) fn filename(&self) -> Option<&str> {
+        (self.announced && matches!(self.phase, Phase::Open)).then_some(self.name.as_str())
+    }
+
+    /// Ends it as if the peer had gone: the peer sees the end at once; the
+    /// next poll reports `Closed`, and output is dropped until then.
+    pub(super) fn disconnect(&mut self) {
+        let _ = net::shutdown(self.io.raw());
+        self.eof = true;
+        self.write_broken = true;
     }
 
     /// Writes owed bytes. Ready(()) when `tx` is empty.
@@ -417,9 +485,10 @@ impl Conn {
         Some(Drain::new(finish_owed(self.io, self.tx, self.tx_pos)))
     }
 
-    /// One non-blocking attempt to send what is owed, for a connection that
-    /// ends on its own (the peer closed, or a handshake was refused).
-    pub(super) fn send_owed_now(&mut self) {
+    /// Closes a connection that ended on its own (the peer closed, or a
+    /// handshake was refused), after one non-blocking attempt to send what
+    /// is owed.
+    pub(super) fn close(self) {
         if !self.write_broken && self.tx_pos < self.tx.len() {
             let _ = net::send(self.io.raw(), &self.tx[self.tx_pos..]);
         }
@@ -427,7 +496,7 @@ impl Conn {
 }
 
 /// Writes `owed[pos..]` to the socket as its peer reads, then closes it.
-pub(super) async fn finish_owed(io: SockIo, owed: Vec<u8>, mut pos: usize) {
+async fn finish_owed(io: SockIo, owed: Vec<u8>, mut pos: usize) {
     let drain = std::future::poll_fn(|cx| {
         while pos < owed.len() {
             match io.poll_send(cx, &owed[pos..]) {

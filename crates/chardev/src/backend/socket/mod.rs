@@ -27,11 +27,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use socket2::SockRef;
 use tokio::task::JoinHandle;
 
 use self::address::{unix_parts, Target};
-use self::conn::{Conn, ConnEvent, Phase, Proto};
+use self::conn::{Conn, ConnEvent, ConnSetup, Proto};
 use self::listen::{listen_inet, listen_unix, Listener, ACCEPT_RETRY};
 use super::net;
 use super::{Backend, BackendEvent, Drain};
@@ -43,13 +42,7 @@ pub(crate) use self::address::validate;
 /// The `socket` backend.
 pub(crate) struct SocketBackend {
     id: String,
-    proto: Proto,
-    /// Protocol name in filenames: `tcp`, `telnet` or `websocket`.
-    proto_name: &'static str,
-    server: bool,
-    nodelay: bool,
-    keep_alive: bool,
-    is_unix: bool,
+    setup: ConnSetup,
     listener: Option<Listener>,
     target: Option<Target>,
     conn: Option<Conn>,
@@ -89,12 +82,14 @@ impl SocketBackend {
         };
         let mut b = SocketBackend {
             id: id.to_string(),
-            proto,
-            proto_name,
-            server,
-            nodelay: spec.nodelay.unwrap_or(false),
-            keep_alive: false,
-            is_unix: matches!(spec.addr, SocketAddressLegacy::Unix(_)),
+            setup: ConnSetup {
+                proto,
+                proto_name,
+                server,
+                nodelay: spec.nodelay.unwrap_or(false),
+                keep_alive: false,
+                is_unix: matches!(spec.addr, SocketAddressLegacy::Unix(_)),
+            },
             listener: None,
             target: None,
             conn: None,
@@ -127,7 +122,7 @@ impl SocketBackend {
                 }
             }
             SocketAddressLegacy::Inet(i) => {
-                b.keep_alive = i.keep_alive.unwrap_or(false);
+                b.setup.keep_alive = i.keep_alive.unwrap_or(false);
                 let (ipv4, ipv6) = (i.ipv4.unwrap_or(false), i.ipv6.unwrap_or(false));
                 if server {
                     let (l, bound) = listen_inet(&i.host, &i.port, i.to, ipv4, ipv6)?;
@@ -194,44 +189,12 @@ impl SocketBackend {
         Ok(())
     }
 
-    /// Takes a connected socket. `at_open`: it comes with the backend, so no
-    /// `Opened` is reported for it (the chardev starts open).
+    /// Takes a connected socket as the connection. `at_open`: it comes with
+    /// the backend (see [`ConnSetup::connection`]).
     fn adopt(&mut self, fd: OwnedFd, at_open: bool) -> io::Result<()> {
-        let sock = SockRef::from(&fd);
-        if !self.is_unix {
-            if self.nodelay {
-                let _ = sock.set_tcp_nodelay(true);
-            }
-            if self.keep_alive {
-                let _ = sock.set_keepalive(true);
-            }
-        }
-        let name = self.connected_name(&sock);
-        let mut c = Conn::new(fd, self.proto, name)?;
-        if at_open && !self.proto.websocket {
-            c.announced = true;
-        }
-        self.conn = Some(c);
+        self.conn = Some(self.setup.connection(fd, at_open)?);
         self.failure_logged = false;
         Ok(())
-    }
-
-    /// QEMU's name for a connected socket.
-    fn connected_name(&self, sock: &SockRef<'_>) -> String {
-        let srv = if self.server { ",server=on" } else { "" };
-        let (Ok(l), Ok(p)) = (sock.local_addr(), sock.peer_addr()) else {
-            return "unknown".into();
-        };
-        match (l.as_socket(), p.as_socket()) {
-            (Some(l), Some(p)) => format!(
-                "{}:{}{srv} <-> {}",
-                self.proto_name,
-                net::host_port(&l),
-                net::host_port(&p)
-            ),
-            _ if l.is_unix() => format!("unix:{}{srv}", net::unix_path(&l)),
-            _ => "unknown".into(),
-        }
     }
 
     fn start_connect(&mut self) {
@@ -241,11 +204,10 @@ impl SocketBackend {
     }
 
     fn lost_connection(&mut self) {
-        if let Some(c) = self.conn.as_mut() {
-            c.send_owed_now();
+        if let Some(c) = self.conn.take() {
+            c.close();
         }
-        self.conn = None;
-        if !self.server && self.reconnect.is_some() {
+        if !self.setup.server && self.reconnect.is_some() {
             self.arm_timer();
         }
     }
@@ -339,7 +301,7 @@ impl Backend for SocketBackend {
                     Poll::Ready(ConnEvent::Input(n)) => return Poll::Ready(BackendEvent::Input(n)),
                     Poll::Ready(ConnEvent::Break) => return Poll::Ready(BackendEvent::Break),
                     Poll::Ready(ConnEvent::Closed) => {
-                        let announced = c.announced;
+                        let announced = c.announced();
                         self.lost_connection();
                         if announced {
                             return Poll::Ready(BackendEvent::Closed);
@@ -348,7 +310,7 @@ impl Backend for SocketBackend {
                     }
                 }
             }
-            let r = if self.server {
+            let r = if self.setup.server {
                 self.poll_accept(cx)
             } else {
                 self.poll_connect(cx)
@@ -377,16 +339,14 @@ impl Backend for SocketBackend {
     /// its next client and a client with `reconnect` connects again.
     fn disconnect(&mut self) {
         if let Some(c) = self.conn.as_mut() {
-            let _ = net::shutdown(c.io.raw());
-            c.eof = true;
-            c.write_broken = true;
+            c.disconnect();
         }
     }
 
     fn filename(&self) -> String {
-        match &self.conn {
-            Some(c) if c.announced && matches!(c.phase, Phase::Open) => c.name.clone(),
-            _ => self.disconnected.clone(),
+        match self.conn.as_ref().and_then(Conn::filename) {
+            Some(name) => name.to_string(),
+            None => self.disconnected.clone(),
         }
     }
 
