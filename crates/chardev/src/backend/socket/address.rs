@@ -1,6 +1,7 @@
 //! Socket addresses: the checks QEMU makes before anything is opened, and
 //! where a client connects.
 
+use std::fmt::Display;
 use std::io;
 use std::os::fd::OwnedFd;
 
@@ -8,7 +9,7 @@ use socket2::{Domain, SockRef, Socket, Type};
 
 use crate::backend::net::{self, SockAddr};
 use crate::error::{ChardevError, Result};
-use crate::spec::{ChardevSocket, SocketAddressLegacy};
+use crate::spec::{ChardevSocket, SocketAddressLegacy, UnixSocketAddress};
 
 /// Checks options that QEMU refuses, with QEMU's messages, before anything
 /// is opened.
@@ -111,11 +112,40 @@ impl Target {
     }
 }
 
-pub(super) fn unix_parts(u: &crate::spec::UnixSocketAddress) -> (bool, bool) {
+pub(super) fn unix_parts(u: &UnixSocketAddress) -> (bool, bool) {
     let abstract_ = u.abstract_.unwrap_or(false);
     // QEMU's default for `tight` is on.
     let tight = u.tight.unwrap_or(true);
     (abstract_, tight)
+}
+
+/// QEMU's `query-chardev` name of a unix socket backend with no peer.
+pub(super) fn disconnected_unix(u: &UnixSocketAddress, server: bool) -> String {
+    let abstract_ = u.abstract_.unwrap_or(false);
+    format!(
+        "disconnected:unix:{}{}{}{}",
+        u.path,
+        if abstract_ { ",abstract=on" } else { "" },
+        // Only when given: QEMU prints the option, not its default.
+        if abstract_ && u.tight == Some(true) {
+            ",tight=on"
+        } else {
+            ""
+        },
+        if server { ",server=on" } else { "" },
+    )
+}
+
+/// QEMU's `query-chardev` name of a TCP backend with no peer; a server
+/// names the address it bound (the real port for `port=0`).
+pub(super) fn disconnected_inet(
+    proto_name: &str,
+    host: impl Display,
+    port: impl Display,
+    server: bool,
+) -> String {
+    let srv = if server { ",server=on" } else { "" };
+    format!("disconnected:{proto_name}:{host}:{port}{srv}")
 }
 
 /// QEMU's `query-chardev` name for a connected socket:

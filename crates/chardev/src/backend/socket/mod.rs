@@ -18,20 +18,18 @@
 
 mod address;
 mod conn;
+mod connect;
 mod listen;
 
-use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
-
 use self::address::{unix_parts, Target};
 use self::conn::{Conn, ConnEvent, ConnSetup, Proto};
-use self::listen::{listen_inet, listen_unix, Listener, ACCEPT_RETRY};
+use self::connect::Connector;
+use self::listen::{listen_inet, listen_unix, Listener};
 use super::net;
 use super::{Backend, BackendEvent, Drain};
 use crate::error::{ChardevError, Result};
@@ -39,18 +37,31 @@ use crate::spec::{ChardevSocket, SocketAddressLegacy};
 
 pub(crate) use self::address::validate;
 
+/// Where a backend's connections come from.
+enum Endpoint {
+    /// A server: clients are accepted here.
+    Listen(Listener),
+    /// A client. With a connector it connects again after losing its
+    /// connection (`reconnect`); without one it had its one connection at
+    /// open.
+    Connect(Option<Connector>),
+}
+
+/// What a socket address opened to, before the backend starts.
+enum Origin {
+    /// A server's listening socket.
+    Listen(Listener),
+    /// Where a client connects.
+    Target(Target),
+}
+
 /// The `socket` backend.
 pub(crate) struct SocketBackend {
     id: String,
     setup: ConnSetup,
-    listener: Option<Listener>,
-    target: Option<Target>,
+    endpoint: Endpoint,
+    /// The connected peer; a server takes the next client once it is gone.
     conn: Option<Conn>,
-    reconnect: Option<Duration>,
-    connecting: Option<JoinHandle<Result<OwnedFd>>>,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// A failed connect was logged since the last success.
-    failure_logged: bool,
     /// `query-chardev` filename while no peer is connected.
     disconnected: String,
 }
@@ -80,112 +91,100 @@ impl SocketBackend {
             (_, Some(ms)) if ms > 0 => Some(Duration::from_millis(ms as u64)),
             _ => None,
         };
-        let mut b = SocketBackend {
-            id: id.to_string(),
-            setup: ConnSetup {
-                proto,
-                proto_name,
-                server,
-                nodelay: spec.nodelay.unwrap_or(false),
-                keep_alive: false,
-                is_unix: matches!(spec.addr, SocketAddressLegacy::Unix(_)),
-            },
-            listener: None,
-            target: None,
-            conn: None,
-            reconnect,
-            connecting: None,
-            timer: None,
-            failure_logged: false,
-            disconnected: String::new(),
+        let mut setup = ConnSetup {
+            proto,
+            proto_name,
+            server,
+            nodelay: spec.nodelay.unwrap_or(false),
+            keep_alive: false,
+            is_unix: matches!(spec.addr, SocketAddressLegacy::Unix(_)),
         };
-        let srv = if server { ",server=on" } else { "" };
-        match &spec.addr {
+        let (origin, disconnected) = match &spec.addr {
             SocketAddressLegacy::Unix(u) => {
                 let (abstract_, tight) = unix_parts(u);
                 let addr = net::unix_addr(&u.path, abstract_, tight)
                     .map_err(|e| ChardevError::Invalid(crate::error::os_message(&e)))?;
-                b.disconnected = format!(
-                    "disconnected:unix:{}{}{}{srv}",
-                    u.path,
-                    if abstract_ { ",abstract=on" } else { "" },
-                    if abstract_ && u.tight == Some(true) {
-                        ",tight=on"
-                    } else {
-                        ""
-                    },
-                );
+                let name = address::disconnected_unix(u, server);
                 if server {
-                    b.listener = Some(listen_unix(&u.path, abstract_, &addr)?);
+                    (
+                        Origin::Listen(listen_unix(&u.path, abstract_, &addr)?),
+                        name,
+                    )
                 } else {
-                    b.target = Some(Target::Unix(addr, u.path.clone()));
+                    (Origin::Target(Target::Unix(addr, u.path.clone())), name)
                 }
             }
             SocketAddressLegacy::Inet(i) => {
-                b.setup.keep_alive = i.keep_alive.unwrap_or(false);
+                setup.keep_alive = i.keep_alive.unwrap_or(false);
                 let (ipv4, ipv6) = (i.ipv4.unwrap_or(false), i.ipv6.unwrap_or(false));
                 if server {
                     let (l, bound) = listen_inet(&i.host, &i.port, i.to, ipv4, ipv6)?;
-                    let host = match bound.ip() {
-                        std::net::IpAddr::V4(a) => a.to_string(),
-                        std::net::IpAddr::V6(a) => a.to_string(),
-                    };
-                    b.disconnected =
-                        format!("disconnected:{proto_name}:{host}:{}{srv}", bound.port());
-                    b.listener = Some(l);
+                    let name =
+                        address::disconnected_inet(proto_name, bound.ip(), bound.port(), server);
+                    (Origin::Listen(l), name)
                 } else {
-                    b.disconnected =
-                        format!("disconnected:{proto_name}:{}:{}{srv}", i.host, i.port);
-                    b.target = Some(Target::Inet {
+                    let name = address::disconnected_inet(proto_name, &i.host, &i.port, server);
+                    let target = Target::Inet {
                         host: i.host.clone(),
                         port: i.port.clone(),
                         ipv4,
                         ipv6,
-                    });
+                    };
+                    (Origin::Target(target), name)
                 }
             }
             _ => unreachable!("refused by validate"),
-        }
-        if server {
+        };
+        let mut b = SocketBackend {
+            id: id.to_string(),
+            setup,
+            endpoint: Endpoint::Connect(None),
+            conn: None,
+            disconnected,
+        };
+        match origin {
             // Absent `wait` is QMP's default, false; `-chardev` spells out
             // its own default (true for a server).
-            if spec.wait.unwrap_or(false) {
-                log::info!("QEMU waiting for connection on: {}", b.disconnected);
-                b.accept_blocking()?;
-            }
-        } else if b.reconnect.is_some() {
-            // First attempt in the background; failures are retried.
-            b.start_connect();
-        } else {
-            let fd = b.target.as_ref().map(Target::connect).transpose()?;
-            if let Some(fd) = fd {
-                b.adopt(fd, true)
-                    .map_err(|e| ChardevError::io("Failed to set up socket", e))?;
-            }
+            Origin::Listen(l) => b.start_server(l, spec.wait.unwrap_or(false))?,
+            Origin::Target(t) => b.start_client(t, reconnect)?,
         }
         Ok(b)
     }
 
-    /// `wait=on`: accepts the first client on the caller's thread.
-    fn accept_blocking(&mut self) -> Result<()> {
-        let Some(l) = &self.listener else {
-            return Ok(());
+    /// A server: with `wait`, accepts the first client on the caller's
+    /// thread before it returns.
+    fn start_server(&mut self, l: Listener, wait: bool) -> Result<()> {
+        let first = if wait {
+            log::info!("QEMU waiting for connection on: {}", self.disconnected);
+            Some(l.accept_blocking()?)
+        } else {
+            None
         };
-        let fd = loop {
-            net::wait_readable(l.io.raw())
-                .map_err(|e| ChardevError::io("Failed to accept connection", e))?;
-            match net::accept(l.io.raw()) {
-                Ok(fd) => break fd,
-                Err(e) if net::is_transient(&e) || e.raw_os_error() == Some(libc::ECONNABORTED) => {
-                    continue
-                }
-                Err(e) => return Err(ChardevError::io("Failed to accept connection", e)),
+        self.endpoint = Endpoint::Listen(l);
+        if let Some(fd) = first {
+            // A websocket client must still shake hands: that is reported
+            // as `Opened` later, like any later client.
+            self.adopt(fd, true)
+                .map_err(|e| ChardevError::io("Failed to set up socket", e))?;
+        }
+        Ok(())
+    }
+
+    /// A client: connects now on the caller's thread, or with `reconnect`
+    /// in the background (failures are retried).
+    fn start_client(&mut self, t: Target, reconnect: Option<Duration>) -> Result<()> {
+        match reconnect {
+            Some(every) => {
+                let mut c = Connector::new(t, every);
+                c.start();
+                self.endpoint = Endpoint::Connect(Some(c));
             }
-        };
-        self.adopt(fd, true)
-            .map_err(|e| ChardevError::io("Failed to set up socket", e))?;
-        // A websocket client must still shake hands: that is reported as
-        // `Opened` later, like any client that comes after creation.
+            None => {
+                let fd = t.connect()?;
+                self.adopt(fd, true)
+                    .map_err(|e| ChardevError::io("Failed to set up socket", e))?;
+            }
+        }
         Ok(())
     }
 
@@ -193,13 +192,28 @@ impl SocketBackend {
     /// the backend (see [`ConnSetup::connection`]).
     fn adopt(&mut self, fd: OwnedFd, at_open: bool) -> io::Result<()> {
         self.conn = Some(self.setup.connection(fd, at_open)?);
-        self.failure_logged = false;
+        if let Endpoint::Connect(Some(c)) = &mut self.endpoint {
+            c.connected();
+        }
         Ok(())
     }
 
-    fn start_connect(&mut self) {
-        if let Some(t) = self.target.clone() {
-            self.connecting = Some(tokio::task::spawn_blocking(move || t.connect()));
+    /// A socket the endpoint produced after open (an accepted or a
+    /// reconnected client) becomes the connection.
+    fn adopt_new(&mut self, fd: OwnedFd) {
+        let Err(e) = self.adopt(fd, false) else {
+            return;
+        };
+        match &mut self.endpoint {
+            Endpoint::Listen(_) => {
+                log::warn!("chardev '{}': cannot use new connection: {e}", self.id)
+            }
+            Endpoint::Connect(c) => {
+                log::warn!("chardev '{}': cannot use connection: {e}", self.id);
+                if let Some(c) = c {
+                    c.retry_later();
+                }
+            }
         }
     }
 
@@ -207,87 +221,9 @@ impl SocketBackend {
         if let Some(c) = self.conn.take() {
             c.close();
         }
-        if !self.setup.server && self.reconnect.is_some() {
-            self.arm_timer();
+        if let Endpoint::Connect(Some(c)) = &mut self.endpoint {
+            c.retry_later();
         }
-    }
-
-    fn arm_timer(&mut self) {
-        if let Some(d) = self.reconnect {
-            self.timer = Some(Box::pin(tokio::time::sleep(d)));
-        }
-    }
-
-    /// Server side: accepts a client when none is connected.
-    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(l) = self.listener.as_mut() else {
-            return Poll::Pending;
-        };
-        if let Some(t) = l.retry.as_mut() {
-            if t.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            l.retry = None;
-        }
-        let r = l.io.poll_read_with(cx, net::accept);
-        match r {
-            Poll::Ready(Ok(fd)) => {
-                l.error_logged = false;
-                if let Err(e) = self.adopt(fd, false) {
-                    log::warn!("chardev '{}': cannot use new connection: {e}", self.id);
-                }
-                Poll::Ready(())
-            }
-            Poll::Ready(Err(e)) if e.raw_os_error() == Some(libc::ECONNABORTED) => Poll::Ready(()),
-            Poll::Ready(Err(e)) => {
-                if !l.error_logged {
-                    l.error_logged = true;
-                    log::error!("chardev '{}': accept failed: {e}", self.id);
-                }
-                l.retry = Some(Box::pin(tokio::time::sleep(ACCEPT_RETRY)));
-                Poll::Ready(())
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    /// Client side: drives the background connect and the retry timer.
-    fn poll_connect(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if let Some(j) = self.connecting.as_mut() {
-            let r = match Pin::new(j).poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(r) => r,
-            };
-            self.connecting = None;
-            match r {
-                Ok(Ok(fd)) => {
-                    if let Err(e) = self.adopt(fd, false) {
-                        log::warn!("chardev '{}': cannot use connection: {e}", self.id);
-                        self.arm_timer();
-                    }
-                }
-                Ok(Err(e)) => {
-                    if !self.failure_logged {
-                        self.failure_logged = true;
-                        log::error!("Unable to connect character device {}: {e}", self.id);
-                    } else {
-                        log::debug!("Unable to connect character device {}: {e}", self.id);
-                    }
-                    self.arm_timer();
-                }
-                Err(_) => self.arm_timer(),
-            }
-            return Poll::Ready(());
-        }
-        if let Some(t) = self.timer.as_mut() {
-            if t.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            self.timer = None;
-            self.start_connect();
-            return Poll::Ready(());
-        }
-        Poll::Pending
     }
 }
 
@@ -310,13 +246,16 @@ impl Backend for SocketBackend {
                     }
                 }
             }
-            let r = if self.setup.server {
-                self.poll_accept(cx)
-            } else {
-                self.poll_connect(cx)
+            // No connection: wait for the next one.
+            let next = match &mut self.endpoint {
+                Endpoint::Listen(l) => l.poll_accept(cx, &self.id),
+                Endpoint::Connect(Some(c)) => c.poll_connect(cx, &self.id),
+                Endpoint::Connect(None) => Poll::Pending,
             };
-            if r.is_pending() {
-                return Poll::Pending;
+            match next {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(fd)) => self.adopt_new(fd),
+                Poll::Ready(None) => {}
             }
         }
     }
