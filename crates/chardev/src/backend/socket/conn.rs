@@ -8,7 +8,8 @@ use std::task::{Context, Poll};
 use socket2::SockRef;
 
 use super::address;
-use crate::backend::net::{self, SockIo};
+use super::transport::Transport;
+use crate::backend::net;
 use crate::backend::telnet::{self, TelnetDecoder};
 use crate::backend::websocket::{self, WsAction, WsDecoder};
 use crate::backend::Drain;
@@ -55,8 +56,8 @@ impl ConnSetup {
             }
         }
         let name = address::connected_name(&sock, self.proto_name, self.server);
-        let mut c = Conn::new(fd, self.proto, name)?;
-        if at_open && !self.proto.websocket {
+        let mut c = Conn::new(Transport::plain(fd)?, self.proto, name);
+        if at_open && matches!(c.phase, Phase::Open) {
             c.announced = true;
         }
         Ok(c)
@@ -64,6 +65,8 @@ impl ConnSetup {
 }
 
 enum Phase {
+    /// The transport does not carry data yet (its own handshake).
+    Transport,
     /// Websocket: reading the request.
     Handshake(Vec<u8>),
     /// Websocket: the request was refused; the reply is in `tx`.
@@ -72,10 +75,22 @@ enum Phase {
     Open,
 }
 
+impl Phase {
+    /// The phase once the transport carries data.
+    fn first(proto: Proto) -> Phase {
+        if proto.websocket {
+            Phase::Handshake(Vec::new())
+        } else {
+            Phase::Open
+        }
+    }
+}
+
 /// One connected peer. Everything about it lives here, so a backend may
 /// hold one (today) or several.
 pub(super) struct Conn {
-    io: SockIo,
+    /// The byte stream under the framing.
+    transport: Transport,
     proto: Proto,
     phase: Phase,
     /// `Opened` was reported (or the connection came with the backend).
@@ -115,20 +130,19 @@ pub(super) enum ConnEvent {
 }
 
 impl Conn {
-    fn new(fd: OwnedFd, proto: Proto, name: String) -> io::Result<Conn> {
-        let io = SockIo::new(fd)?;
+    fn new(transport: Transport, proto: Proto, name: String) -> Conn {
         let mut tx = Vec::new();
         if proto.telnet {
             tx.extend_from_slice(&telnet::NEGOTIATION);
         }
-        Ok(Conn {
-            io,
-            proto,
-            phase: if proto.websocket {
-                Phase::Handshake(Vec::new())
+        Conn {
+            phase: if transport.is_ready() {
+                Phase::first(proto)
             } else {
-                Phase::Open
+                Phase::Transport
             },
+            transport,
+            proto,
             announced: false,
             tx,
             tx_pos: 0,
@@ -142,7 +156,7 @@ impl Conn {
             eof: false,
             write_broken: false,
             name,
-        })
+        }
     }
 
     fn framed(&self) -> bool {
@@ -168,20 +182,25 @@ impl Conn {
     /// Ends it as if the peer had gone: the peer sees the end at once; the
     /// next poll reports `Closed`, and output is dropped until then.
     pub(super) fn disconnect(&mut self) {
-        let _ = net::shutdown(self.io.raw());
+        let _ = self.transport.shutdown();
         self.eof = true;
         self.write_broken = true;
     }
 
-    /// Writes owed bytes. Ready(()) when `tx` is empty.
+    /// Writes owed bytes, then what the transport keeps. Ready(()) when
+    /// both are out (or writes are broken).
     fn flush_tx(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if matches!(self.phase, Phase::Transport) {
+            // Owed bytes wait until the transport carries data.
+            return Poll::Pending;
+        }
         while self.tx_pos < self.tx.len() {
             if self.write_broken {
                 self.tx.clear();
                 self.tx_pos = 0;
                 break;
             }
-            match self.io.poll_send(cx, &self.tx[self.tx_pos..]) {
+            match self.transport.poll_write(cx, &self.tx[self.tx_pos..]) {
                 Poll::Ready(Ok(n)) if n > 0 => self.tx_pos += n,
                 Poll::Ready(Ok(_)) | Poll::Ready(Err(_)) => self.write_broken = true,
                 Poll::Pending => return Poll::Pending,
@@ -189,6 +208,13 @@ impl Conn {
         }
         self.tx.clear();
         self.tx_pos = 0;
+        if !self.write_broken {
+            match self.transport.poll_flush(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => self.write_broken = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
         Poll::Ready(())
     }
 
@@ -204,6 +230,17 @@ impl Conn {
         let _ = self.flush_tx(cx);
         loop {
             match &mut self.phase {
+                Phase::Transport => match self.transport.poll_ready(cx) {
+                    Poll::Ready(Ok(())) => {
+                        self.phase = Phase::first(self.proto);
+                        let _ = self.flush_tx(cx);
+                    }
+                    Poll::Ready(Err(e)) => {
+                        log::warn!("{}: connection dropped: {e}", self.name);
+                        return Poll::Ready(ConnEvent::Closed);
+                    }
+                    Poll::Pending => return Poll::Pending,
+                },
                 Phase::Refused => {
                     // Best effort: the reply went out above or is dropped.
                     return Poll::Ready(ConnEvent::Closed);
@@ -215,7 +252,7 @@ impl Conn {
                         log::warn!("websocket handshake refused: request too large");
                         return Poll::Ready(ConnEvent::Closed);
                     }
-                    let n = match self.io.poll_recv(cx, &mut chunk[..room]) {
+                    let n = match self.transport.poll_read(cx, &mut chunk[..room]) {
                         Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
                             return Poll::Ready(ConnEvent::Closed)
                         }
@@ -262,7 +299,7 @@ impl Conn {
             if self.eof {
                 return Poll::Ready(ConnEvent::Closed);
             }
-            return match self.io.poll_recv(cx, buf) {
+            return match self.transport.poll_read(cx, buf) {
                 Poll::Ready(Ok(0)) => {
                     self.eof = true;
                     Poll::Ready(ConnEvent::Closed)
@@ -375,7 +412,7 @@ impl Conn {
             }
             let start = self.rx.len();
             self.rx.resize(RX_CAP, 0);
-            let r = self.io.poll_recv(cx, &mut self.rx[start..]);
+            let r = self.transport.poll_read(cx, &mut self.rx[start..]);
             let got = match &r {
                 Poll::Ready(Ok(n)) => *n,
                 _ => 0,
@@ -424,7 +461,7 @@ impl Conn {
         if self.proto.telnet {
             return self.write_telnet(cx, data);
         }
-        match self.io.poll_send(cx, data) {
+        match self.transport.poll_write(cx, data) {
             Poll::Ready(Ok(n)) => Poll::Ready(Ok(n)),
             Poll::Ready(Err(e)) if net::is_transient(&e) => Poll::Pending,
             Poll::Ready(Err(_)) => {
@@ -437,12 +474,12 @@ impl Conn {
         }
     }
 
-    /// Telnet output: 0xff doubled. Only input bytes whose encoding reached
-    /// the socket count as taken; half of a doubled 0xff may wait in `tx`.
+    /// Telnet output: 0xff doubled. Only input bytes whose encoding the
+    /// transport took count as taken; half of a doubled 0xff may wait in `tx`.
     fn write_telnet(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let mut enc = Vec::with_capacity(data.len() + 16);
         telnet::encode(data, &mut enc);
-        match self.io.poll_send(cx, &enc) {
+        match self.transport.poll_write(cx, &enc) {
             Poll::Ready(Ok(n)) => {
                 // Map encoded bytes sent back to input bytes.
                 let mut used = 0;
@@ -479,34 +516,41 @@ impl Conn {
     /// they must not be lost when the backend is retired: the connection
     /// goes to a drain that writes them as the peer reads, then closes.
     pub(super) fn retire(self) -> Option<Drain> {
-        if self.write_broken || self.tx_pos >= self.tx.len() {
+        let owes = self.tx_pos < self.tx.len() || self.transport.owes();
+        if self.write_broken || !self.transport.is_ready() || !owes {
             return None;
         }
-        Some(Drain::new(finish_owed(self.io, self.tx, self.tx_pos)))
+        Some(Drain::new(finish_owed(
+            self.transport,
+            self.tx,
+            self.tx_pos,
+        )))
     }
 
     /// Closes a connection that ended on its own (the peer closed, or a
     /// handshake was refused), after one non-blocking attempt to send what
     /// is owed.
-    pub(super) fn close(self) {
-        if !self.write_broken && self.tx_pos < self.tx.len() {
-            let _ = net::send(self.io.raw(), &self.tx[self.tx_pos..]);
+    pub(super) fn close(mut self) {
+        let owes = self.tx_pos < self.tx.len() || self.transport.owes();
+        if !self.write_broken && owes {
+            let _ = self.transport.write_now(&self.tx[self.tx_pos..]);
         }
     }
 }
 
-/// Writes `owed[pos..]` to the socket as its peer reads, then closes it.
-async fn finish_owed(io: SockIo, owed: Vec<u8>, mut pos: usize) {
+/// Writes `owed[pos..]` (and what the transport keeps) as the peer reads,
+/// then closes the connection.
+async fn finish_owed(mut transport: Transport, owed: Vec<u8>, mut pos: usize) {
     let drain = std::future::poll_fn(|cx| {
         while pos < owed.len() {
-            match io.poll_send(cx, &owed[pos..]) {
+            match transport.poll_write(cx, &owed[pos..]) {
                 Poll::Ready(Ok(n)) if n > 0 => pos += n,
                 Poll::Ready(Err(e)) if net::is_transient(&e) => continue,
-                Poll::Ready(_) => break,
+                Poll::Ready(_) => return Poll::Ready(()),
                 Poll::Pending => return Poll::Pending,
             }
         }
-        Poll::Ready(())
+        transport.poll_flush(cx).map(|_| ())
     });
     drain.await;
 }

@@ -20,6 +20,7 @@ mod address;
 mod conn;
 mod connect;
 mod listen;
+mod transport;
 
 use std::io;
 use std::os::fd::OwnedFd;
