@@ -1,5 +1,5 @@
-//! Socket addresses: the checks QEMU makes before anything is opened, and
-//! where a client connects.
+//! Socket addresses: the checks QEMU makes before anything is opened,
+//! where a client connects, and QEMU's `query-chardev` names.
 
 use std::fmt::Display;
 use std::io;

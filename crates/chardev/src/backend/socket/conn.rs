@@ -1,5 +1,7 @@
-//! One connection: its phases (websocket handshake), its framing (telnet,
-//! websocket), the bytes it owes its peer, and its retirement.
+//! One connection: its phases (the transport's handshake, the websocket
+//! handshake), its framing (telnet, websocket), the bytes it owes its peer,
+//! and its retirement. It holds no backend state, so a backend can hold one
+//! or several.
 
 use std::io;
 use std::os::fd::OwnedFd;

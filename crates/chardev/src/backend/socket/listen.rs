@@ -1,5 +1,5 @@
-//! The listening side of a server: bind, listen, accept, and the unix
-//! socket file it created.
+//! The listening side of a server: bind and listen (or listen on a socket
+//! handed over by descriptor), accept, and the unix socket file it created.
 
 use std::future::Future;
 use std::io;

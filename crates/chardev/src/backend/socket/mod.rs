@@ -15,6 +15,20 @@
 //! from another thread that is what QEMU does; a monitor running on the
 //! chardev I/O thread stalls every chardev until the client comes (QEMU's
 //! main loop stalls the same way).
+//!
+//! The parts, each knowing nothing of the others' insides:
+//! - `address.rs`: the option checks, where a client connects, QEMU's
+//!   filenames.
+//! - `listen.rs`: bind and listen (or a listening socket handed over as a
+//!   descriptor), accept, the unix socket file.
+//! - `connect.rs`: a reconnecting client's background connect and pause.
+//! - `conn.rs`: one connection, made from any connected descriptor by
+//!   `ConnSetup`: its phases, telnet/websocket framing (codecs in
+//!   `backend/telnet.rs`, `backend/websocket.rs`), the bytes it owes its
+//!   peer, its retirement.
+//! - `transport.rs`: the byte stream under the framing (the plain socket).
+//! - this file: the backend, which takes connected sockets from its
+//!   endpoint (listener or connector) and holds the one connection.
 
 mod address;
 mod conn;
