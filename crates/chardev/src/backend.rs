@@ -207,6 +207,13 @@ pub trait Backend: Send {
         None
     }
 
+    /// Takes the descriptor that came with the newest input carrying any
+    /// (SCM_RIGHTS on a unix socket; QEMU's `qemu_chr_fe_get_msgfd`), if
+    /// it still waits. The default has none.
+    fn take_msgfd(&mut self) -> Option<std::os::fd::OwnedFd> {
+        None
+    }
+
     /// Drops the current peer, if the backend has one (a socket client);
     /// QEMU's `qemu_chr_fe_disconnect`. The default does nothing.
     fn disconnect(&mut self) {}
@@ -227,18 +234,36 @@ pub trait Backend: Send {
 }
 
 /// What opening a backend may need besides its spec: where `/dev/fdset/N`
-/// paths come from.
-#[derive(Clone, Debug)]
+/// paths come from, and what a socket's `fd` string names (see
+/// [`crate::fdpass`]).
+#[derive(Clone)]
 pub struct OpenCtx {
     /// The VM's descriptor sets.
     pub fdsets: Arc<FdSets>,
+    /// The `getfd` names of the monitor whose command opens the backend;
+    /// `None` outside monitor commands, where `fd` strings are numbers.
+    pub names: Option<Arc<dyn crate::fdpass::NamedFds>>,
+    /// Which descriptor numbers `fd=N` may take.
+    pub fd_numbers: crate::fdpass::FdNumbers,
+}
+
+impl std::fmt::Debug for OpenCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenCtx")
+            .field("fdsets", &self.fdsets)
+            .field("names", &self.names.is_some())
+            .field("fd_numbers", &self.fd_numbers)
+            .finish()
+    }
 }
 
 impl Default for OpenCtx {
-    /// No descriptor sets.
+    /// No descriptor sets, no monitor, any descriptor number.
     fn default() -> Self {
         OpenCtx {
             fdsets: FdSets::new(),
+            names: None,
+            fd_numbers: Default::default(),
         }
     }
 }
@@ -259,7 +284,7 @@ pub fn open(id: &str, spec: &ChardevBackend, ctx: &OpenCtx) -> Result<Box<dyn Ba
             s.signal.unwrap_or(true),
         )?)),
         ChardevBackend::Parallel(_) => Err(ChardevError::UnknownDriver("parallel".into())),
-        ChardevBackend::Socket(s) => Ok(Box::new(socket::SocketBackend::open(id, s)?)),
+        ChardevBackend::Socket(s) => Ok(Box::new(socket::SocketBackend::open(id, s, ctx)?)),
         ChardevBackend::Udp(u) => Ok(Box::new(udp::UdpBackend::open(u)?)),
         ChardevBackend::Serial(h) => Ok(Box::new(serial::SerialBackend::open(
             &ctx.fdsets,

@@ -412,6 +412,11 @@ impl Chardev {
         self.state().inst.spec.clone()
     }
 
+    /// The descriptor waiting with the backend's input (SCM_RIGHTS).
+    pub(crate) fn take_msgfd(&self) -> Option<std::os::fd::OwnedFd> {
+        self.state().inst.backend.take_msgfd()
+    }
+
     pub(crate) fn disconnect_peer(&self) {
         self.state().inst.backend.disconnect();
         self.kick();

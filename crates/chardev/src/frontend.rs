@@ -185,6 +185,16 @@ impl CharFrontend {
         self.cd.disconnect_peer();
     }
 
+    /// Takes the descriptor that came with the newest input carrying any
+    /// (SCM_RIGHTS on a unix socket), if it still waits; what a monitor's
+    /// `getfd` takes. Later ones replace (close) one not taken.
+    pub fn take_msgfd(&self) -> Option<std::os::fd::OwnedFd> {
+        if !self.cd.is_current(self.tag, self.gen) {
+            return None;
+        }
+        self.cd.take_msgfd()
+    }
+
     /// Bytes that `write` would take right now.
     pub fn free_space(&self) -> usize {
         self.cd.out.free()

@@ -16,6 +16,8 @@
 //!   ([`FrontendHandlers`]).
 //! - [`registry`]: chardevs by id: add, change, remove, query.
 //! - [`fdset`]: descriptor sets (`-add-fd`, `add-fd`) and `/dev/fdset/N`.
+//! - [`fdpass`]: descriptors passed to sockets (`fd=N`, `getfd` names) and
+//!   received with SCM_RIGHTS.
 //! - `chardev`: one chardev's I/O task.
 //! - `change`: a backend change, in one place, and the retiring of the
 //!   backend that goes.
@@ -55,6 +57,7 @@ pub mod backend;
 mod change;
 mod chardev;
 pub mod error;
+pub mod fdpass;
 pub mod fdset;
 pub mod frontend;
 mod ioctl;

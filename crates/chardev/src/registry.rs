@@ -11,6 +11,7 @@ use crate::backend::file::LogFile;
 use crate::change::{self, Drains};
 use crate::chardev::{Chardev, Installed};
 use crate::error::{ChardevError, Result};
+use crate::fdpass::FdNumbers;
 use crate::fdset::FdSets;
 use crate::frontend::{CharFrontend, FrontendStats};
 use crate::iothread::IoThread;
@@ -94,6 +95,7 @@ pub(crate) struct Inner {
     map: Mutex<Map>,
     listeners: Arc<Listeners>,
     fdsets: Arc<FdSets>,
+    fd_numbers: Mutex<FdNumbers>,
     drains: Arc<Drains>,
     out_cap: usize,
 }
@@ -169,6 +171,7 @@ impl Registry {
                 }),
                 listeners: Arc::new(Listeners::default()),
                 fdsets: FdSets::new(),
+                fd_numbers: Mutex::new(FdNumbers::Any),
                 drains: Arc::new(Drains::new()),
                 out_cap: cap.max(1),
             }),
@@ -209,11 +212,28 @@ impl Registry {
         &self.inner.io
     }
 
-    /// What opening a backend needs besides its spec.
+    /// What opening a backend needs besides its spec; on this thread, for
+    /// a command of the monitor running here, if one is.
     pub(crate) fn open_ctx(&self) -> backend::OpenCtx {
         backend::OpenCtx {
             fdsets: self.inner.fdsets.clone(),
+            names: crate::fdpass::current_monitor(),
+            fd_numbers: *self
+                .inner
+                .fd_numbers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
         }
+    }
+
+    /// Which descriptor numbers a socket's `fd=N` may take from now on
+    /// (outside monitor commands); [`FdNumbers::Any`] by default.
+    pub fn set_fd_numbers(&self, numbers: FdNumbers) {
+        *self
+            .inner
+            .fd_numbers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = numbers;
     }
 
     /// Opens a backend and what comes with it, on the calling thread with

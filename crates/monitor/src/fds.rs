@@ -94,6 +94,12 @@ impl MonitorFds {
     }
 }
 
+impl qchar_chardev::fdpass::NamedFds for MonitorFds {
+    fn take(&self, name: &str) -> Option<OwnedFd> {
+        self.take_named(name)
+    }
+}
+
 /// One monitor's place in its VM's count of open monitor connections,
 /// which the descriptor sets' cleanup rule reads (QEMU counts QMP and HMP
 /// connections alike). The sets are looked up when a client first

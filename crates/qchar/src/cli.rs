@@ -890,8 +890,9 @@ impl Scan {
             }
             let options = match opts::parse_serial_shorthand(dev, &label) {
                 Ok(SerialTarget::New { options, .. }) => Ok(options),
+                // QEMU names the device string after a `mon:` prefix.
                 Ok(SerialTarget::None) | Err(OptsError::CompatUnknown(_)) => {
-                    let name = dev.split(':').next().unwrap_or(dev);
+                    let name = dev.strip_prefix("mon:").unwrap_or(dev);
                     return Err(
                         Diag::at(loc, format!("'{name}' is not a valid char driver"))
                             .then(loc, format!("parse error: {dev}")),

@@ -221,6 +221,9 @@ pub fn setup(
         return Err(diag(None, "-nographic cannot be used with -daemonize"));
     }
     let reg = Registry::new().context("cannot start the chardev I/O thread")?;
+    // `-chardev socket,fd=N` takes descriptors the parent passed, never one
+    // of qchar's own.
+    reg.set_fd_numbers(qchar_chardev::fdpass::FdNumbers::Inherited);
     for m in set_members {
         // A set id is never negative here: `-add-fd` checked it.
         let _ = reg.fdsets().add_fd(m.fd, Some(m.set), m.opaque);

@@ -12,7 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::path::Path;
 
-use common::{argv, normalise, p, tempdir, Proc, RawQmp};
+use common::{argv, normalise, p, running_base, tempdir, Proc, RawQmp};
 use qchar_testkit::{proc_fds, require, Prereq};
 use serde_json::json;
 
@@ -208,19 +208,6 @@ fn dev_fdset_paths_fail_with_qemus_texts() {
     }
 }
 
-/// What a test needs to start qchar or QEMU running (not in prelaunch)
-/// without devices: QEMU's empty machine; qchar boots its demo guest,
-/// whose serial output goes nowhere here.
-fn running_base(program: &str) -> Option<&'static str> {
-    if program == QEMU {
-        Some("-nodefaults -display none -machine none")
-    } else if require(Prereq::Kvm) {
-        Some("-nodefaults -display none -machine pc -fda builtin:demo")
-    } else {
-        None
-    }
-}
-
 /// Files passed as sets 115 to 119 (see [`refcount_conversation`]).
 struct SetFiles {
     files: Vec<File>,
@@ -275,6 +262,9 @@ fn refcount_conversation(program: &str, prelaunch: bool) -> Option<(Vec<String>,
     );
     let proc = Proc::spawn_with_fds(program, &argv(&line, d), d, &files.pass());
     let mut q = RawQmp::connect(&p(d, "qmp"));
+    if !prelaunch {
+        common::wait_running(&mut q);
+    }
     let mut out = Vec::new();
     let mut counts = Vec::new();
     let pid = proc.pid();
@@ -485,10 +475,10 @@ fn set_members_close_as_in_qemu_while_running() {
             r#"{"error": {"class": "GenericError", "desc": "File descriptor named 'fdset-id:99' not found"}}"#,
         ),
         s(
-            r#"{"error": {"class": "GenericError", "desc": "File descriptor named 'fdset-id:118, fd:999' not found"}}"#,
+            r#"{"error": {"class": "GenericError", "desc": "File descriptor named 'fdset-id:118, fd:N' not found"}}"#,
         ),
         s(
-            r#"{"error": {"class": "GenericError", "desc": "File descriptor named 'fdset-id:99, fd:999' not found"}}"#,
+            r#"{"error": {"class": "GenericError", "desc": "File descriptor named 'fdset-id:99, fd:N' not found"}}"#,
         ),
         s(
             r#"{"error": {"class": "GenericError", "desc": "File descriptor named 'fdset-id:-1' not found"}}"#,
@@ -563,6 +553,7 @@ fn log_file_conversation(program: &str) -> Option<(Vec<String>, Vec<usize>)> {
     );
     let mut proc = Proc::spawn_with_fds(program, &argv(&line, d), d, &files.pass());
     let mut q = RawQmp::connect(&p(d, "qmp"));
+    common::wait_running(&mut q);
     let mut out = Vec::new();
     let mut counts = Vec::new();
     for c in [

@@ -265,8 +265,8 @@ fn fifo_wait_server_change_and_hmp_wait_off_the_io_thread() {
 
 /// A monitor that changes its own chardev to a connect that takes a while
 /// answers through the old backend, then goes on over the new one; a
-/// client that leaves while its command waits does not lose the command;
-/// `human-monitor-command` waits like QMP.
+/// client that leaves while its command waits does not hold up the next
+/// client, nor lose the command; `human-monitor-command` waits like QMP.
 #[test]
 fn own_chardev_change_reconnects_and_human_monitor_command() {
     let dir = tempdir();
@@ -298,14 +298,16 @@ fn own_chardev_change_reconnects_and_human_monitor_command() {
         format!("{{\"return\": \"Error: {}\\r\\n\"}}\r\n", refused(port1))
     );
 
-    // The client leaves while its chardev-add waits: the add completes on
-    // its own, and the monitor then takes its next client. (It reads nothing
-    // while the command waits, so it learns of the hang-up after.)
+    // The client leaves while its chardev-add waits: the monitor notices
+    // (it had read everything the client sent) and takes the next client
+    // at once; the add completes on its own.
     let (l2, _fill2, port2) = full_tcp_listener();
     let add = json!({"execute": "chardev-add", "arguments": {"id": "late", "backend": tcp_client(port2)}});
     a.send(&format!("{{\"execute\":\"query-name\"}}\n{add}"), &[]);
     assert_eq!(a.reply(), "{\"return\": {}}\r\n");
     drop(a);
+    let mut a = RawQmp::connect(&p(d, "a"));
+    assert_eq!(a.cmd(r#"{"execute":"query-status"}"#, &[]), status);
     // Room in the queue: the connect's next try is taken in.
     let listener = std::net::TcpListener::from(l2);
     drop(listener.accept().unwrap());
@@ -313,8 +315,6 @@ fn own_chardev_change_reconnects_and_human_monitor_command() {
         b.cmd(r#"{"execute":"query-chardev"}"#, &[])
             .contains(r#""label": "late""#)
     });
-    let mut a = RawQmp::connect(&p(d, "a"));
-    assert_eq!(a.cmd(r#"{"execute":"query-status"}"#, &[]), status);
 
     // Monitor a changes its own chardev to a TCP client: the answer goes to
     // the old peer (this unix client), and the session goes on over TCP.

@@ -301,7 +301,7 @@ pub fn readable_now(fd: BorrowedFd<'_>) -> bool {
 
 /// Sends `data` with `fds` attached (SCM_RIGHTS) in one `sendmsg`; all of
 /// `data` must go in that call.
-pub fn send_with_fds(sock: &UnixStream, data: &[u8], fds: &[BorrowedFd<'_>]) {
+pub fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) {
     use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
     let mut space =
         vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];

@@ -279,6 +279,11 @@ impl Drop for MuxBackend {
 }
 
 impl Backend for MuxBackend {
+    /// What came with the base's input (a monitor on `mon:unix:...`).
+    fn take_msgfd(&mut self) -> Option<std::os::fd::OwnedFd> {
+        self.base.take_msgfd()
+    }
+
     fn poll_event(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<BackendEvent> {
         let _ = self.flush_pending(cx);
         if let Some(ev) = self.owed.pop_front() {

@@ -241,6 +241,33 @@ impl SockIo {
         }
     }
 
+    /// Whether the peer has ended the stream with nothing left unread,
+    /// found without taking any input (for a connection whose frontend
+    /// reads nothing now). Data waiting counts as "not gone": its end is
+    /// seen when it is read.
+    pub(crate) fn poll_gone(&self, cx: &mut Context<'_>) -> bool {
+        loop {
+            let mut guard = match self.fd.poll_read_ready(cx) {
+                Poll::Ready(Ok(g)) => g,
+                Poll::Ready(Err(_)) => return true,
+                Poll::Pending => return false,
+            };
+            let mut b = [0u8; 1];
+            let peeked = rustix::net::recv(
+                self.raw(),
+                &mut b,
+                rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
+            );
+            match peeked {
+                Ok((0, _)) => return true,
+                Ok(_) => return false,
+                Err(rustix::io::Errno::AGAIN) => guard.clear_ready(),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => return true,
+            }
+        }
+    }
+
     /// Reads what is there; `Ok(0)` is the peer's end of stream.
     pub(crate) fn poll_recv(
         &self,

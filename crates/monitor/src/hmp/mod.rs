@@ -10,6 +10,8 @@
 pub mod monitor;
 pub mod readline;
 
+use std::sync::Arc;
+
 use crate::fds::MonitorFds;
 use crate::json::utf8;
 use crate::later::Later;
@@ -171,7 +173,7 @@ impl Outcome {
 /// received, no names: `human-monitor-command`); returns its output with
 /// `\r\n` line ends, now or later (see [`Outcome::later`]).
 pub fn execute(env: &QmpEnv, line: &str) -> Later<String> {
-    let o = run(env, &MonitorFds::default(), line);
+    let o = run_line(env, &MonitorFds::new(), line);
     let out = Later::new();
     match o.later {
         None => out.finish(crlf(&o.text)),
@@ -474,9 +476,11 @@ fn ringbuf_text(data: &[u8]) -> String {
     s
 }
 
-/// `run` for the frontend, with its monitor's descriptors.
-pub(crate) fn run_line(env: &QmpEnv, fds: &MonitorFds, line: &str) -> Outcome {
-    run(env, fds, line)
+/// Runs one command line of the monitor whose descriptors are `fds` (its
+/// names are what socket `fd` strings name meanwhile).
+pub(crate) fn run_line(env: &QmpEnv, fds: &Arc<MonitorFds>, line: &str) -> Outcome {
+    let names: Arc<dyn qchar_chardev::fdpass::NamedFds> = fds.clone();
+    qchar_chardev::fdpass::with_monitor(names, || run(env, fds, line))
 }
 
 #[cfg(test)]

@@ -35,9 +35,15 @@ impl HmpMonitor {
     pub fn on_frontend(fe: CharFrontend, env: Arc<QmpEnv>) -> HmpMonitor {
         let shared = Shared::new(DEFAULT_OUTPUT_CAP);
         shared.out().set_frontend(fe.clone());
+        let fds = MonitorFds::new();
+        {
+            // Descriptors sent with the client's input (SCM_RIGHTS).
+            let fe = fe.clone();
+            fds.set_received(Arc::new(move || fe.take_msgfd()));
+        }
         let h = HmpHandlers {
             rl: Readline::new(),
-            fds: MonitorFds::new(),
+            fds,
             connection: ConnectionCount::new(env.chardevs.clone()),
             env,
             shared,

@@ -87,7 +87,13 @@ impl QmpMonitor {
         env.events.register(Arc::downgrade(&sink));
         let mut session = QmpSession::with_limits(opts.offer_oob, opts.json_limits);
         session.set_pretty(opts.pretty);
-        session.set_fds(MonitorFds::new());
+        let fds = MonitorFds::new();
+        {
+            // Descriptors sent with the client's messages (SCM_RIGHTS).
+            let fe = fe.clone();
+            fds.set_received(Arc::new(move || fe.take_msgfd()));
+        }
+        session.set_fds(fds);
         let h = QmpHandlers {
             session,
             connection: ConnectionCount::new(env.chardevs.clone()),

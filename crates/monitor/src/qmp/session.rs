@@ -283,13 +283,15 @@ impl QmpSession {
             .get("arguments")
             .and_then(Value::as_dict)
             .unwrap_or(&empty);
+        let names: Arc<dyn qchar_chardev::fdpass::NamedFds> = self.fds.clone();
         let mut ctx = Ctx {
             env,
             caps: &mut self.caps,
             fds: &self.fds,
             later,
         };
-        (cmd.run)(&mut ctx, ObjVisitor::new(args))
+        // Socket `fd` strings opened by the command are this monitor's names.
+        qchar_chardev::fdpass::with_monitor(names, || (cmd.run)(&mut ctx, ObjVisitor::new(args)))
     }
 }
 

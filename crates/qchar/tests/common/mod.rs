@@ -448,7 +448,7 @@ impl RawQmp {
         if fds.is_empty() {
             (&self.stream).write_all(msg.as_bytes()).unwrap();
         } else {
-            qchar_testkit::send_with_fds(&self.stream, msg.as_bytes(), fds);
+            qchar_testkit::send_with_fds(self.stream.as_fd(), msg.as_bytes(), fds);
         }
     }
 
@@ -512,15 +512,23 @@ impl RawQmp {
 }
 
 /// A reply line made comparable across processes: `dir` as `$D`, every
-/// `"fd": NUMBER` as `"fd": N` (each process numbers its descriptors), the
-/// HMP banner's version as `7.2.x`.
+/// descriptor number (`"fd": NUMBER`, `fd:NUMBER` in `remove-fd`'s error)
+/// as `N` (each process numbers its descriptors), the HMP banner's version
+/// as `7.2.x`.
 pub fn normalise(line: &str, dir: &Path) -> String {
     let s = line.replace(dir.to_str().unwrap(), "$D");
+    let s = mask_number_after(&s, "\"fd\": ");
+    let s = mask_number_after(&s, ", fd:");
+    mask_monitor_version(&s)
+}
+
+/// Every run of digits right after `marker` as `N`.
+fn mask_number_after(s: &str, marker: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    let mut rest = s.as_str();
-    while let Some(i) = rest.find("\"fd\": ") {
-        out.push_str(&rest[..i + 6]);
-        rest = &rest[i + 6..];
+    let mut rest = s;
+    while let Some(i) = rest.find(marker) {
+        out.push_str(&rest[..i + marker.len()]);
+        rest = &rest[i + marker.len()..];
         let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
         if digits > 0 {
             out.push('N');
@@ -528,7 +536,7 @@ pub fn normalise(line: &str, dir: &Path) -> String {
         rest = &rest[digits..];
     }
     out.push_str(rest);
-    mask_monitor_version(&out)
+    out
 }
 
 /// `QEMU 7.2.N monitor` as `QEMU 7.2.x monitor` (qchar says 7.2.0, a
@@ -545,4 +553,27 @@ pub fn mask_monitor_version(s: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// What a test needs to start `program` (qchar or QEMU) running, not in
+/// prelaunch, without devices: QEMU's empty machine; qchar boots its demo
+/// guest (under KVM: `None`, with the skip said, without it), whose serial
+/// output goes nowhere.
+pub fn running_base(program: &str) -> Option<&'static str> {
+    if program == "qemu-system-x86_64" {
+        Some("-nodefaults -display none -machine none")
+    } else if qchar_testkit::require(qchar_testkit::Prereq::Kvm) {
+        Some("-nodefaults -display none -machine pc -fda builtin:demo")
+    } else {
+        None
+    }
+}
+
+/// Waits until `q`'s VM says it runs: qchar's vCPU thread reports
+/// `running` once it has entered the guest, a moment after start-up.
+pub fn wait_running(q: &mut RawQmp) {
+    qchar_testkit::wait_until("the VM to run", || {
+        q.cmd(r#"{"execute":"query-status"}"#, &[])
+            .contains("\"running\": true")
+    });
 }

@@ -16,6 +16,10 @@ use crate::spec::{ChardevSocket, SocketAddressLegacy, UnixSocketAddress};
 pub(crate) fn validate(s: &ChardevSocket) -> Result<()> {
     let server = s.server.unwrap_or(true);
     let bad = |m: &str| Err(ChardevError::Invalid(m.to_string()));
+    // QEMU checks what depends on the address type first.
+    if matches!(s.addr, SocketAddressLegacy::Fd(_)) && s.reconnect.is_some() {
+        return bad("'reconnect' option is incompatible with 'fd' address type");
+    }
     if s.tls_creds.is_some() || s.tls_authz.is_some() {
         return Err(ChardevError::Unsupported(
             "TLS is not supported by qchar socket chardevs".into(),
@@ -43,12 +47,11 @@ pub(crate) fn validate(s: &ChardevSocket) -> Result<()> {
         return bad("'wait' option is incompatible with socket in client connect mode");
     }
     match &s.addr {
-        SocketAddressLegacy::Inet(_) | SocketAddressLegacy::Unix(_) => Ok(()),
+        SocketAddressLegacy::Inet(_)
+        | SocketAddressLegacy::Unix(_)
+        | SocketAddressLegacy::Fd(_) => Ok(()),
         SocketAddressLegacy::Vsock(_) => Err(ChardevError::Unsupported(
             "vsock sockets are not supported by qchar".into(),
-        )),
-        SocketAddressLegacy::Fd(_) => Err(ChardevError::Unsupported(
-            "sockets passed by descriptor are not supported by qchar".into(),
         )),
     }
 }
@@ -146,6 +149,20 @@ pub(super) fn disconnected_inet(
 ) -> String {
     let srv = if server { ",server=on" } else { "" };
     format!("disconnected:{proto_name}:{host}:{port}{srv}")
+}
+
+/// QEMU's `query-chardev` name of a server on a listening socket handed
+/// over by descriptor: QEMU names it by the address it is bound to.
+pub(super) fn disconnected_passed(fd: &OwnedFd, proto_name: &str, s: &str, server: bool) -> String {
+    let srv = if server { ",server=on" } else { "" };
+    match SockRef::from(fd).local_addr() {
+        Ok(a) if a.is_unix() => format!("disconnected:unix:{}{srv}", net::unix_path(&a)),
+        Ok(a) => match a.as_socket() {
+            Some(sa) => disconnected_inet(proto_name, sa.ip(), sa.port(), server),
+            None => format!("disconnected:fd:{s}{srv}"),
+        },
+        Err(_) => format!("disconnected:fd:{s}{srv}"),
+    }
 }
 
 /// QEMU's `query-chardev` name for a connected socket:

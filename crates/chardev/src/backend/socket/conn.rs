@@ -181,6 +181,12 @@ impl Conn {
         (self.announced && matches!(self.phase, Phase::Open)).then_some(self.name.as_str())
     }
 
+    /// Takes the descriptor that came with the newest input that carried
+    /// any (SCM_RIGHTS on a unix socket), if it waits still.
+    pub(super) fn take_received(&mut self) -> Option<OwnedFd> {
+        self.transport.take_received()
+    }
+
     /// Ends it as if the peer had gone: the peer sees the end at once; the
     /// next poll reports `Closed`, and output is dropped until then.
     pub(super) fn disconnect(&mut self) {
@@ -292,7 +298,14 @@ impl Conn {
             return Poll::Ready(ConnEvent::Break);
         }
         if buf.is_empty() {
-            if self.eof && self.rx_pos == self.rx.len() && self.mid_pos == self.mid.len() {
+            let drained = self.rx_pos == self.rx.len() && self.mid_pos == self.mid.len();
+            // No room for input (no frontend, or one that waits): a peer
+            // that went away with nothing left unread is still noticed, as
+            // QEMU's hang-up watch notices it.
+            if !self.eof && drained && self.transport.poll_gone(cx) {
+                self.eof = true;
+            }
+            if self.eof && drained {
                 return Poll::Ready(ConnEvent::Closed);
             }
             return Poll::Pending;

@@ -4,8 +4,8 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -53,11 +53,34 @@ impl Listener {
     /// handed over by descriptor (listen(2) again only sets the backlog of
     /// a socket that already listens).
     pub(super) fn from_fd(fd: OwnedFd) -> Result<Listener> {
+        Listener::listening(fd, "Failed to listen on socket")
+    }
+
+    /// A socket handed over by descriptor (`fd=N`, a `getfd` name) as
+    /// QEMU takes one: listen(2) on it, backlog 1, with QEMU's error for one
+    /// that cannot listen (connected, unbound). Like QEMU, which names it by
+    /// the path it is bound to, the socket file is removed when the
+    /// listener goes (if it is still that socket's).
+    pub(super) fn from_passed(fd: OwnedFd) -> Result<Listener> {
+        let path = crate::fdpass::bound_path(fd.as_fd());
+        let mut l = Listener::listening(fd, "Failed to listen on fd socket")?;
+        l._file = path.and_then(|path| {
+            let m = std::fs::symlink_metadata(&path).ok()?;
+            m.file_type().is_socket().then(|| SocketFile {
+                dev: m.dev(),
+                ino: m.ino(),
+                path,
+            })
+        });
+        Ok(l)
+    }
+
+    fn listening(fd: OwnedFd, failed: &str) -> Result<Listener> {
         SockRef::from(&fd)
             .listen(LISTEN_BACKLOG)
-            .map_err(|e| ChardevError::io("Failed to listen on socket", e))?;
+            .map_err(|e| ChardevError::io(failed, e))?;
         Ok(Listener {
-            io: SockIo::new(fd).map_err(|e| ChardevError::io("Failed to listen on socket", e))?,
+            io: SockIo::new(fd).map_err(|e| ChardevError::io(failed, e))?,
             _file: None,
             retry: None,
             error_logged: false,

@@ -46,8 +46,9 @@ use self::conn::{Conn, ConnEvent, ConnSetup, Proto};
 use self::connect::Connector;
 use self::listen::{listen_inet, listen_unix, Listener};
 use super::net;
-use super::{Backend, BackendEvent, Drain};
+use super::{Backend, BackendEvent, Drain, OpenCtx};
 use crate::error::{ChardevError, Result};
+use crate::fdpass;
 use crate::spec::{ChardevSocket, SocketAddressLegacy};
 
 pub(crate) use self::address::validate;
@@ -68,6 +69,11 @@ enum Origin {
     Listen(Listener),
     /// Where a client connects.
     Target(Target),
+    /// A client's connection, handed over by descriptor.
+    Connected(OwnedFd),
+    /// Nothing: QEMU 7.2's server on an empty `fd` string, which listens on
+    /// no socket (accepted for compatibility; nothing ever connects).
+    Nothing,
 }
 
 /// The `socket` backend.
@@ -83,8 +89,9 @@ pub(crate) struct SocketBackend {
 
 impl SocketBackend {
     /// Opens the socket: binds and listens (and with `wait=on` accepts the
-    /// first client), or connects.
-    pub(crate) fn open(id: &str, spec: &ChardevSocket) -> Result<SocketBackend> {
+    /// first client), or connects; or takes the socket an `fd` address
+    /// names (see [`crate::fdpass`]).
+    pub(crate) fn open(id: &str, spec: &ChardevSocket, ctx: &OpenCtx) -> Result<SocketBackend> {
         validate(spec)?;
         let server = spec.server.unwrap_or(true);
         let telnet_opt = spec.telnet.unwrap_or(false);
@@ -148,6 +155,20 @@ impl SocketBackend {
                     (Origin::Target(target), name)
                 }
             }
+            SocketAddressLegacy::Fd(w) if server && w.str.is_empty() => {
+                (Origin::Nothing, format!("disconnected:fd:{}", ",server=on"))
+            }
+            SocketAddressLegacy::Fd(w) => {
+                let fd = fdpass::socket_fd(&w.str, ctx.names.as_ref(), ctx.fd_numbers)?;
+                setup.is_unix = fdpass::is_unix_socket(&fd);
+                if server {
+                    let name = address::disconnected_passed(&fd, proto_name, &w.str, server);
+                    (Origin::Listen(Listener::from_passed(fd)?), name)
+                } else {
+                    // Used as the connection as it is, as QEMU does.
+                    (Origin::Connected(fd), format!("disconnected:fd:{}", w.str))
+                }
+            }
             _ => unreachable!("refused by validate"),
         };
         let mut b = SocketBackend {
@@ -162,6 +183,10 @@ impl SocketBackend {
             // its own default (true for a server).
             Origin::Listen(l) => b.start_server(l, spec.wait.unwrap_or(false))?,
             Origin::Target(t) => b.start_client(t, reconnect)?,
+            Origin::Connected(fd) => b
+                .adopt(fd, true)
+                .map_err(|e| ChardevError::io("Failed to set up socket", e))?,
+            Origin::Nothing => {}
         }
         Ok(b)
     }
@@ -273,6 +298,10 @@ impl Backend for SocketBackend {
                 Poll::Ready(None) => {}
             }
         }
+    }
+
+    fn take_msgfd(&mut self) -> Option<OwnedFd> {
+        self.conn.as_mut().and_then(Conn::take_received)
     }
 
     fn poll_write(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
