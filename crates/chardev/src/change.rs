@@ -35,6 +35,10 @@ use crate::registry::{Registry, RegistryEvent};
 use crate::slow_open::Done;
 use crate::spec::{ChardevBackend, ChardevReturn};
 
+/// What a change keeps, besides a ring buffer's unread content, for the
+/// new backend's first peer (see `Chardev::hand_over`).
+pub(crate) const HANDOVER_BACKLOG: usize = 1 << 20;
+
 /// How long a retired backend may take to hand its peer what it owed.
 pub(crate) const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 /// Most retired backends finishing their output at once, per registry. One
@@ -253,6 +257,7 @@ impl Chardev {
                 let nb = new_backlog.get_or_insert_with(|| Backlog {
                     buf: VecDeque::new(),
                     cap: kept.cap,
+                    until_first_peer: false,
                 });
                 let carried: Vec<u8> = kept.buf.iter().copied().collect();
                 nb.keep(&carried);
@@ -297,6 +302,8 @@ impl Chardev {
                 reason,
             });
         }
+        let mut old = old;
+        self.hand_over(&mut old);
         // Step 4: the old backend goes, after the new one is in.
         self.retire(old);
         let spec = self.spec();
@@ -306,6 +313,40 @@ impl Chardev {
             self.broadcast(ChardevEvent::Opened);
         }
         Ok(())
+    }
+
+    /// Better than QEMU, which loses both at a change: what the old backend
+    /// holds that no reader has had yet (a ring buffer's unread content), and
+    /// what is written until the new backend's first peer if it drops output
+    /// while it has none (a socket server before its client), are kept for
+    /// the new backend, in order, ahead of later output: up to
+    /// [`HANDOVER_BACKLOG`] bytes besides the ring's, the newest kept. Once
+    /// the first peer has them, the new backend drops output without a peer
+    /// again, as QEMU (unless its own `x-backlog` says otherwise).
+    fn hand_over(&self, old: &mut Installed) {
+        let unread = old
+            .backend
+            .as_ringbuf()
+            .map(|r| r.read(usize::MAX))
+            .unwrap_or_default();
+        let mut st = self.state();
+        let waits = !st.inst.backend.is_open() && st.inst.backend.drops_output_when_closed();
+        if unread.is_empty() && !waits {
+            return;
+        }
+        let b = st.backlog.get_or_insert_with(|| Backlog {
+            buf: VecDeque::new(),
+            cap: HANDOVER_BACKLOG,
+            until_first_peer: true,
+        });
+        // Older than anything kept meanwhile: in front.
+        let mut buf: VecDeque<u8> = unread.into();
+        buf.extend(b.buf.drain(..));
+        b.cap = b
+            .cap
+            .max(buf.len() + HANDOVER_BACKLOG)
+            .min(crate::MAX_BACKLOG);
+        b.buf = buf;
     }
 
     /// Step 4: retires a backend that a change or a remove took out. Its log

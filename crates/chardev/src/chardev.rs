@@ -77,6 +77,9 @@ struct FeSlot {
 pub(crate) struct Backlog {
     pub(crate) buf: VecDeque<u8>,
     pub(crate) cap: usize,
+    /// Kept by a change for the new backend's first peer only (see
+    /// `change.rs`): gone once replayed to it.
+    pub(crate) until_first_peer: bool,
 }
 
 impl Backlog {
@@ -676,9 +679,17 @@ impl Chardev {
     /// peer is there). Returns how many bytes left the queue, None if the
     /// backend would block.
     fn offer(&self, st: &mut State, cx: &mut Context<'_>, chunk: &[u8]) -> Option<usize> {
+        // What the backlog keeps is older: it goes first.
+        if replay(st, cx).pending {
+            return None;
+        }
         if !st.inst.backend.is_open() && st.inst.backend.drops_output_when_closed() {
             if let Some(b) = st.backlog.as_mut() {
                 b.keep(chunk);
+                // Logged as written, as QEMU logs what the frontend wrote.
+                if let Some(log) = st.inst.logfile.as_mut() {
+                    let _ = log.write_all(chunk);
+                }
                 return Some(chunk.len());
             }
         }
@@ -707,30 +718,7 @@ impl Chardev {
 
     /// Sends the backlog to a peer that has connected.
     fn replay_backlog(&self, cx: &mut Context<'_>) -> bool {
-        let mut st = self.state();
-        let st = &mut *st;
-        let Some(b) = st.backlog.as_mut() else {
-            return false;
-        };
-        if b.buf.is_empty() || !st.inst.backend.is_open() {
-            return false;
-        }
-        let mut progress = false;
-        while !b.buf.is_empty() {
-            let (front, _) = b.buf.as_slices();
-            match st.inst.backend.poll_write(cx, front) {
-                Poll::Ready(Ok(n)) if n > 0 => {
-                    b.buf.drain(..n.min(front.len()));
-                    progress = true;
-                }
-                Poll::Ready(Err(_)) => {
-                    b.buf.clear();
-                    break;
-                }
-                _ => break,
-            }
-        }
-        progress
+        replay(&mut self.state(), cx).progress
     }
 
     /// Moves queued output into the current backend as far as it takes it
@@ -928,7 +916,50 @@ pub(crate) fn backlog_for(spec: &ChardevBackend) -> Option<Backlog> {
     spec.common().backlog.filter(|&n| n > 0).map(|n| Backlog {
         buf: VecDeque::new(),
         cap: n.min(crate::MAX_BACKLOG as u64) as usize,
+        until_first_peer: false,
     })
+}
+
+/// What [`replay`] did.
+struct Replayed {
+    /// Bytes went out.
+    progress: bool,
+    /// Bytes are left that an open backend did not take now.
+    pending: bool,
+}
+
+/// Sends the backlog to the backend if it has a peer now; a backlog kept
+/// only for the first peer goes once it is out.
+fn replay(st: &mut State, cx: &mut Context<'_>) -> Replayed {
+    let mut r = Replayed {
+        progress: false,
+        pending: false,
+    };
+    let Some(b) = st.backlog.as_mut() else {
+        return r;
+    };
+    if b.buf.is_empty() || !st.inst.backend.is_open() {
+        return r;
+    }
+    while !b.buf.is_empty() {
+        let (front, _) = b.buf.as_slices();
+        match st.inst.backend.poll_write(cx, front) {
+            Poll::Ready(Ok(n)) if n > 0 => {
+                b.buf.drain(..n.min(front.len()));
+                r.progress = true;
+            }
+            Poll::Ready(Err(_)) => {
+                b.buf.clear();
+                break;
+            }
+            _ => break,
+        }
+    }
+    r.pending = !b.buf.is_empty();
+    if !r.pending && b.until_first_peer {
+        st.backlog = None;
+    }
+    r
 }
 
 /// Puts [`Removed`] in place of the installed backend; returns that.
