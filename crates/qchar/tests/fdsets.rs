@@ -585,7 +585,7 @@ fn a_log_files_set_is_freed_when_it_goes() {
         return;
     }
     // QEMU 7.2 closes a log file's duplicate without telling the set, so
-    // the set is listed empty for good (docs/differences.md).
+    // the set is listed empty for good (README, "Where qchar goes further").
     let (theirs, their_counts) = log_file_conversation(QEMU).unwrap();
     assert_eq!(ours[..3], theirs[..3]);
     assert_eq!(

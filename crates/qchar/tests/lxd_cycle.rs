@@ -13,7 +13,8 @@
 //! ring reads and socket reads joined in their order, and qchar holds the
 //! descriptors it held after the first round. QEMU 7.2 loses lines at each
 //! swap (the ring's unread tail, and what is written before the client
-//! connects): qchar keeps them for the new backend (docs/differences.md).
+//! connects): qchar keeps them for the new backend (README, "Where qchar
+//! goes further").
 //! Where QEMU is installed, a few rounds against it check that its replies
 //! are the same.
 

@@ -12,9 +12,15 @@
 //!
 //! `wait=on` makes opening the backend accept the first client before it
 //! returns, on the caller's thread. For `-chardev` at start-up and for QMP
-//! from another thread that is what QEMU does; a monitor running on the
-//! chardev I/O thread stalls every chardev until the client comes (QEMU's
-//! main loop stalls the same way).
+//! from another thread that is what QEMU does; a monitor's command (on the
+//! chardev I/O thread) has it opened on a thread of its own
+//! (`crate::slow_open`), so that nothing else stalls meanwhile, where
+//! QEMU's whole main loop does.
+//!
+//! An address of type `fd` takes a socket handed over by descriptor
+//! (`crate::fdpass`): a server listens on it, a client uses it as its
+//! connection as it is; a unix socket's connection also receives the
+//! descriptors its peer sends (SCM_RIGHTS), for a monitor's `getfd`.
 //!
 //! The parts, each knowing nothing of the others' insides:
 //! - `address.rs`: the option checks, where a client connects, QEMU's
