@@ -1088,3 +1088,169 @@ fn passing_descriptors_leaks_none() {
     q.exec(&cmd("quit", json!(null)), &[]);
     assert!(proc.wait().success());
 }
+
+/// A descriptor passed to a child, as which number.
+type Passed<'a> = (BorrowedFd<'a>, RawFd);
+
+/// Runs `program` on `line` with `fds`, expecting it to exit; its status
+/// and stderr with its name as `PROG`.
+fn refused(program: &str, line: &str, fds: &[(BorrowedFd<'_>, RawFd)]) -> (i32, String) {
+    let dir = tempdir();
+    let name = Path::new(program).file_name().unwrap().to_str().unwrap();
+    let mut proc = Proc::spawn_with_fds(program, &argv(line, dir.path()), dir.path(), fds);
+    let st = proc.wait();
+    (
+        st.code().unwrap_or(-1),
+        proc.stderr().replace(&format!("{name}: "), "PROG: "),
+    )
+}
+
+#[test]
+fn socket_fd_on_the_command_line_fails_as_qemu() {
+    let dir = tempdir();
+    let (conn, _peer) = UnixStream::pair().unwrap();
+    let (pr, _pw) = pipe();
+    let l = listening(&p(dir.path(), "l.sock"));
+    let base = "-nodefaults -display none -machine none ";
+    let cases: Vec<(String, Vec<Passed<'_>>, String)> = [
+        (
+            "socket,id=s,fd=3,server=on,wait=off",
+            conn.as_fd(),
+            "Failed to listen on fd socket: Invalid argument",
+        ),
+        (
+            "socket,id=s,fd=5,server=on,wait=off",
+            pr.as_fd(),
+            "File descriptor '5' is not a socket",
+        ),
+        (
+            "socket,id=s,fd=5,server=off",
+            pr.as_fd(),
+            "File descriptor '5' is not a socket",
+        ),
+        (
+            "socket,id=s,fd=200,server=on,wait=off",
+            pr.as_fd(),
+            "File descriptor '200' is not a socket",
+        ),
+        (
+            "socket,id=s,fd=abc,server=on,wait=off",
+            pr.as_fd(),
+            "Unable to parse FD number abc",
+        ),
+        (
+            "socket,id=s,fd=-3,server=on,wait=off",
+            pr.as_fd(),
+            "File descriptor '-3' is not a socket",
+        ),
+        (
+            "socket,id=s,fd=,server=off",
+            pr.as_fd(),
+            "Unable to parse FD number ",
+        ),
+        (
+            "socket,id=s,fd=8,path=/tmp/x,server=on,wait=off",
+            l.as_fd(),
+            "None or one of 'path', 'fd' or 'host' option required.",
+        ),
+        (
+            "socket,id=s,fd=8,reconnect=1",
+            l.as_fd(),
+            "'reconnect' option is incompatible with 'fd' address type",
+        ),
+    ]
+    .into_iter()
+    .map(|(opt, fd, msg)| {
+        let n = opt
+            .split("fd=")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .and_then(|r| r.parse::<RawFd>().ok())
+            .filter(|n| (3..100).contains(n))
+            .unwrap_or(9);
+        (
+            format!("-chardev {opt}"),
+            vec![(fd, n)],
+            format!("PROG: -chardev {opt}: {msg}\n"),
+        )
+    })
+    .collect();
+    for (opt, fds, want) in &cases {
+        let line = format!("{base}{opt}");
+        assert_eq!(
+            refused(common::qchar_bin(), &line, fds),
+            (1, want.clone()),
+            "{opt}"
+        );
+        if require(Prereq::Qemu) {
+            assert_eq!(refused(QEMU, &line, fds), (1, want.clone()), "QEMU: {opt}");
+        }
+    }
+    let want = (
+        1,
+        "PROG: -qmp fd:3: 'fd:3' is not a valid char driver\nPROG: -qmp fd:3: parse error: fd:3\n"
+            .to_string(),
+    );
+    assert_eq!(
+        refused(common::qchar_bin(), &format!("{base}-qmp fd:3"), &[]),
+        want
+    );
+    if require(Prereq::Qemu) {
+        assert_eq!(refused(QEMU, &format!("{base}-qmp fd:3"), &[]), want);
+    }
+}
+
+/// Socket chardevs on descriptors from the command line: clients on a
+/// connected socket and on a listening one, a server on nothing (`fd=`),
+/// and a server that waits for its client (`wait` is on by default there),
+/// as `query-chardev` and stderr show them.
+fn cmdline_sockets_conversation(program: &str) -> Vec<String> {
+    let dir = tempdir();
+    let d = dir.path();
+    let (conn, _peer) = UnixStream::pair().unwrap();
+    let lsn = listening(&p(d, "lsn.sock"));
+    let wait = listening(&p(d, "wait.sock"));
+    let line = "-nodefaults -display none -machine none -S -qmp unix:$D/qmp,server=on,wait=off \
+        -chardev socket,id=client,fd=11,server=off -chardev socket,id=lclient,fd=14,server=off \
+        -chardev socket,id=empty,fd=,server=on,wait=off -chardev socket,id=w,fd=7,server=on";
+    let mut proc = Proc::spawn_with_fds(
+        program,
+        &argv(line, d),
+        d,
+        &[(conn.as_fd(), 11), (lsn.as_fd(), 14), (wait.as_fd(), 7)],
+    );
+    // The server waits for its client before the monitor is there.
+    let client = qchar_testkit::connect_unix(&p(d, "wait.sock"));
+    let mut q = RawQmp::connect(&p(d, "qmp"));
+    let r = q.exec(&cmd("query-chardev", json!(null)), &[]);
+    let mut out = vec![chardevs(&r, d)];
+    q.exec(&cmd("quit", json!(null)), &[]);
+    assert!(proc.wait().success());
+    let name = Path::new(program).file_name().unwrap().to_str().unwrap();
+    out.push(
+        proc.stderr()
+            .replace(&format!("{name}: "), "PROG: ")
+            .replace(d.to_str().unwrap(), "$D"),
+    );
+    drop(client);
+    out
+}
+
+#[test]
+fn socket_fd_on_the_command_line_as_qemu() {
+    let ours = cmdline_sockets_conversation(common::qchar_bin());
+    for want in [
+        r#"{"filename":"unix:","frontend-open":false,"label":"client"}"#,
+        r#"{"filename":"unix:$D/lsn.sock","frontend-open":false,"label":"lclient"}"#,
+        r#"{"filename":"disconnected:fd:,server=on","frontend-open":false,"label":"empty"}"#,
+        r#"{"filename":"unix:$D/wait.sock,server=on","frontend-open":false,"label":"w"}"#,
+    ] {
+        assert!(ours[0].contains(want), "{want} in {}", ours[0]);
+    }
+    assert_eq!(
+        ours[1],
+        "PROG: -chardev socket,id=w,fd=7,server=on: info: QEMU waiting for connection on: \
+         disconnected:unix:$D/wait.sock,server=on\n"
+    );
+    same_as_qemu(&ours, cmdline_sockets_conversation);
+}

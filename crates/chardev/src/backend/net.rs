@@ -263,7 +263,19 @@ impl SockIo {
                 Ok(_) => return false,
                 Err(rustix::io::Errno::AGAIN) => guard.clear_ready(),
                 Err(rustix::io::Errno::INTR) => continue,
-                Err(_) => return true,
+                Err(
+                    rustix::io::Errno::CONNRESET
+                    | rustix::io::Errno::CONNABORTED
+                    | rustix::io::Errno::TIMEDOUT
+                    | rustix::io::Errno::PIPE,
+                ) => return true,
+                // Not a connection at all (a listening socket handed over as
+                // a client's): nothing to hang up, as QEMU sees it. Waiting
+                // for a new edge keeps this from spinning.
+                Err(_) => {
+                    guard.clear_ready();
+                    return false;
+                }
             }
         }
     }

@@ -170,7 +170,15 @@ pub(super) fn disconnected_passed(fd: &OwnedFd, proto_name: &str, s: &str, serve
 /// `websocket:` as `proto_name` says), `unix:PATH,server=on`.
 pub(super) fn connected_name(sock: &SockRef<'_>, proto_name: &str, server: bool) -> String {
     let srv = if server { ",server=on" } else { "" };
-    let (Ok(l), Ok(p)) = (sock.local_addr(), sock.peer_addr()) else {
+    let Ok(l) = sock.local_addr() else {
+        return "unknown".into();
+    };
+    // A unix socket is named by its own address alone (a listening socket
+    // handed over as a client's "connection" has no peer).
+    if l.is_unix() {
+        return format!("unix:{}{srv}", net::unix_path(&l));
+    }
+    let Ok(p) = sock.peer_addr() else {
         return "unknown".into();
     };
     match (l.as_socket(), p.as_socket()) {
