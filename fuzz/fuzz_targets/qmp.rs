@@ -141,6 +141,11 @@ impl ChardevOps for Sandbox {
         // The result goes through `change`, which confines it.
         ChardevOps::parse_backend(&self.reg, id, opts)
     }
+    fn fdsets(&self) -> Arc<qchar_chardev::fdset::FdSets> {
+        // No descriptor reaches the fuzzer's monitor (no SCM_RIGHTS): the
+        // sets stay empty, and `/dev/fdset/N` paths are confined like any.
+        self.reg.fdsets().clone()
+    }
 }
 
 /// `c0`'s frontend: takes and drops input, accepts backend changes.
