@@ -222,6 +222,9 @@ pub struct DeviceReq {
     pub loc: String,
     /// The device, or the error QEMU reports when it creates it.
     pub spec: Result<IsaSerial, Diag>,
+    /// The driver is `isa-serial` (QEMU looks for its bus before it looks
+    /// at the properties).
+    pub isa_serial: bool,
 }
 
 /// Where a boot image comes from.
@@ -267,6 +270,9 @@ pub struct Config {
     pub mem_size: u64,
     /// `-S`.
     pub start_paused: bool,
+    /// `-machine none`: QEMU's empty machine, no vCPU, no UART, no drive;
+    /// `cont` and `stop` only change the run state.
+    pub machine_none: bool,
     /// `-daemonize`.
     pub daemonize: bool,
     /// `-pidfile`.
@@ -291,6 +297,7 @@ impl Default for Config {
             drives: Vec::new(),
             mem_size: DEFAULT_MEM_SIZE,
             start_paused: false,
+            machine_none: false,
             daemonize: false,
             pidfile: None,
             name: None,
@@ -343,7 +350,7 @@ const MACHINES: &[(&str, &str)] = &[
     ("pc-i440fx-7.2", "Standard PC (default); qchar's machine"),
     ("q35", "Standard PC (alias of pc-q35-7.2); qchar's machine"),
     ("pc-q35-7.2", "Standard PC; qchar's machine"),
-    ("none", "empty machine; qchar's machine"),
+    ("none", "empty machine"),
 ];
 
 /// `-drive if=` values QEMU has and qchar lacks.
@@ -385,7 +392,7 @@ pub fn help_text() -> String {
          -display none             the only display type (no display)\n\
          -S                        wait in prelaunch for QMP/HMP 'cont'\n\
          -m [size=]SIZE            guest RAM (default unit MiB; default 128M)\n\
-         -machine/-M TYPE[,accel=kvm]  pc, q35, none (all the same machine)\n\
+         -machine/-M TYPE[,accel=kvm]  pc, q35 (qchar's machine) or none (no guest)\n\
          -enable-kvm, -accel kvm   KVM (the only accelerator)\n\
          -name NAME[,process=P][,debug-threads=on|off]\n\
          -pidfile FILE             write the process id to FILE (removed at exit)\n\
@@ -550,7 +557,7 @@ pub fn parse(args: &[String]) -> Result<Action, Diag> {
             "S" => s.cfg.start_paused = true,
             "m" => s.cfg.mem_size = mem_size(&loc, value, &mut s.cfg.warnings)?,
             "machine" | "M" => {
-                if let Some(text) = machine(&loc, value)? {
+                if let Some(text) = machine(&loc, value, &mut s.cfg.machine_none)? {
                     return Ok(Action::Print(text));
                 }
             }
@@ -720,6 +727,7 @@ impl Scan {
         self.cfg.devices.push(DeviceReq {
             loc: loc.to_string(),
             spec,
+            isa_serial: driver.as_deref() == Some("isa-serial"),
         });
         Ok(None)
     }
@@ -1074,8 +1082,9 @@ fn accel_list_ok(list: &str) -> Result<(), String> {
     }
 }
 
-/// `-machine [type=]NAME[,accel=kvm]`. Returns help text to print.
-fn machine(loc: &str, value: &str) -> Result<Option<String>, Diag> {
+/// `-machine [type=]NAME[,accel=kvm]`; sets `none` (the last type given
+/// counts). Returns help text to print.
+fn machine(loc: &str, value: &str, none: &mut bool) -> Result<Option<String>, Diag> {
     for p in qemuopts::split(value, Some("type")) {
         match p.key.as_str() {
             "type" if p.value == "help" || p.value == "?" => return Ok(Some(machine_help())),
@@ -1084,6 +1093,7 @@ fn machine(loc: &str, value: &str) -> Result<Option<String>, Diag> {
                     return Err(Diag::at(None, "unsupported machine type")
                         .hint("Use -machine help to list supported machines"));
                 }
+                *none = p.value == "none";
             }
             "accel" => accel_list_ok(&p.value).map_err(|e| Diag::at(Some(loc), e))?,
             "help" => return Ok(Some(machine_help())),

@@ -142,6 +142,17 @@ fn load_image(cfg: &Config) -> Result<Option<(Vec<u8>, u8)>> {
         if let Some(w) = &d.probe_warning {
             report::print(w);
         }
+        if cfg.machine_none {
+            // QEMU's empty machine has no floppy controller; its IDE
+            // drives are made and left unused.
+            if drive < 0x80 {
+                return Err(diag(
+                    loc,
+                    format!("machine type does not support if=floppy,bus=0,unit={drive}"),
+                ));
+            }
+            continue;
+        }
         if found.is_some() {
             return Err(diag(
                 loc,
@@ -285,6 +296,7 @@ fn setup_on(
     let mut machine = None;
     let mut pending_reason: Option<String> = None;
     match &image {
+        None if cfg.machine_none => {}
         // Reported when the machine would start (QEMU would boot its BIOS
         // and report the later problems first).
         None => pending_reason = Some(NO_IMAGE.to_string()),
@@ -371,7 +383,9 @@ fn setup_on(
     // 6. UARTs.
     let mut ports = Vec::new();
     let mut isa_index = 0usize;
-    for (loc, id) in serial_hds.iter().take(MAX_ISA_SERIAL) {
+    // QEMU's empty machine leaves the serial chardevs without a device.
+    let serial_uarts = if cfg.machine_none { 0 } else { MAX_ISA_SERIAL };
+    for (loc, id) in serial_hds.iter().take(serial_uarts) {
         let fe = reg
             .attach(id)
             .map_err(|e| diag(loc.as_deref(), e.to_string()))?;
@@ -385,6 +399,9 @@ fn setup_on(
     }
     for d in &cfg.devices {
         let loc = Some(d.loc.as_str());
+        if cfg.machine_none && d.isa_serial {
+            return Err(diag(loc, "No 'ISA' bus found for device 'isa-serial'"));
+        }
         let spec: IsaSerial = d.spec.clone()?;
         let index = spec.index.map(|i| i as usize).unwrap_or(isa_index);
         if index >= MAX_ISA_SERIAL {
@@ -449,6 +466,7 @@ fn setup_on(
         .collect();
     let mut placeholders = Vec::new();
     match machine {
+        None if cfg.machine_none => vmctl.set_empty(cfg.start_paused),
         Some(mut m) => {
             for p in &ports {
                 let r = match &p.fe {

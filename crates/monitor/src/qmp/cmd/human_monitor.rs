@@ -2,7 +2,7 @@
 
 use super::{CommandDef, Ctx};
 use crate::json::Value;
-use crate::qmp::error::QmpResult;
+use crate::qmp::error::{QmpError, QmpResult};
 use crate::qmp::visitor::ObjVisitor;
 
 pub(super) const DEF: CommandDef = CommandDef {
@@ -13,7 +13,13 @@ pub(super) const DEF: CommandDef = CommandDef {
 
 fn run(ctx: &mut Ctx<'_>, mut args: ObjVisitor<'_>) -> QmpResult<Value> {
     let line = args.req_str("command-line")?;
-    let _cpu = args.opt_int("cpu-index")?;
+    let cpu = args.opt_int("cpu-index")?;
     args.finish()?;
+    // QEMU passes the index on as a C int.
+    if cpu.is_some_and(|i| !ctx.env.vm.has_cpu(i64::from(i as i32))) {
+        return Err(QmpError::generic(
+            "Parameter 'cpu-index' expects a CPU number",
+        ));
+    }
     Ok(Value::str(crate::hmp::execute(ctx.env, &line)))
 }
