@@ -160,6 +160,23 @@ pub enum OptsError {
 }
 
 impl OptsError {
+    /// Whether QEMU finds this while it parses the option string (its
+    /// option parser checks the id, the keys and typed values) rather than
+    /// when it creates the chardev: HMP then adds `Parsing chardev args
+    /// failed`, and the command line reports it before creating anything.
+    pub fn is_parse_error(&self) -> bool {
+        matches!(
+            self,
+            OptsError::InvalidId(_)
+                | OptsError::InvalidParameter(_)
+                | OptsError::ExpectsBool(_)
+                | OptsError::ExpectsNumber(_)
+                | OptsError::NumberTooLarge { .. }
+                | OptsError::ExpectsSize(_)
+                | OptsError::OutOfRange { .. }
+        )
+    }
+
     /// The extra line(s) QEMU prints under this error, if any.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
@@ -175,6 +192,12 @@ impl OptsError {
     }
 }
 
+/// The `id=` of an option string, found as QEMU's option parser finds it
+/// (before any other key is looked at).
+pub fn option_id(s: &str) -> Option<String> {
+    scan_id(s)
+}
+
 /// Parses a `-chardev` option string, dropping deprecation warnings.
 pub fn parse_chardev(s: &str) -> Result<ChardevOptions, OptsError> {
     parse_chardev_with_warnings(s).map(|(options, _)| options)
@@ -187,12 +210,28 @@ pub fn parse_chardev(s: &str) -> Result<ChardevOptions, OptsError> {
 /// follows a `\n`. Warnings are only returned with a successful parse.
 pub fn parse_chardev_with_warnings(s: &str) -> Result<(ChardevOptions, Vec<String>), OptsError> {
     let mut warnings = Vec::new();
+    let o = parse_chardev_warning_into(s, &mut warnings)?;
+    Ok((o, warnings))
+}
+
+/// [`parse_chardev_with_warnings`] that also gives, on an error, the
+/// warnings QEMU prints before it (it warns as it reads each key).
+pub fn parse_chardev_reporting(s: &str) -> (Result<ChardevOptions, OptsError>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let r = parse_chardev_warning_into(s, &mut warnings);
+    (r, warnings)
+}
+
+fn parse_chardev_warning_into(
+    s: &str,
+    warnings: &mut Vec<String>,
+) -> Result<ChardevOptions, OptsError> {
     let id = scan_id(s);
     if let Some(id) = &id {
         check_id(id)?;
     }
     let mut opts = Opts::default();
-    parse_into(&mut opts, s, Some("backend"), true, &mut warnings)?;
+    parse_into(&mut opts, s, Some("backend"), true, warnings)?;
     let backend = opts.string("backend");
     if backend.is_some_and(is_help_word) {
         return Err(OptsError::BackendHelp);
@@ -201,9 +240,9 @@ pub fn parse_chardev_with_warnings(s: &str) -> Result<(ChardevOptions, Vec<Strin
     let Some(backend) = backend else {
         return Err(OptsError::MissingBackend(id));
     };
-    let backend = build_backend(backend, &opts, &mut warnings)?;
+    let backend = build_backend(backend, &opts, warnings)?;
     let mux = opts.boolean("mux").unwrap_or(false);
-    Ok((ChardevOptions { id, backend, mux }, warnings))
+    Ok(ChardevOptions { id, backend, mux })
 }
 
 /// Parses a legacy `-serial`/`-monitor`/`-parallel` DEV string the way QEMU

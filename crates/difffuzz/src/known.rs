@@ -36,34 +36,112 @@ fn has(b: &[u8], s: &str) -> bool {
     contains(b, s.as_bytes())
 }
 
-/// Whether any step of the input so far names `s`.
-fn input_has(d: &Diff<'_>, s: &str) -> bool {
-    d.steps.iter().any(|st| has(st, s))
+/// Splits a transcript into pieces: lines (sent, or `\r\n` inside a JSON
+/// string) and the entries of a JSON list of objects.
+fn pieces(t: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = vec![t.to_vec()];
+    for sep in [
+        &b"\r\n"[..],
+        b"\\r\\n",
+        b"}, {",
+        b"\n",
+        b"{\"return\": \"",
+        b"[{",
+    ] {
+        out = out
+            .into_iter()
+            .flat_map(|p| {
+                let mut v = Vec::new();
+                let mut rest = &p[..];
+                while let Some(i) = rest.windows(sep.len()).position(|w| w == sep) {
+                    v.push(rest[..i].to_vec());
+                    rest = &rest[i + sep.len()..];
+                }
+                v.push(rest.to_vec());
+                v
+            })
+            .collect();
+    }
+    out
+}
+
+/// Whether the sides are equal once QEMU's pieces that `extra` accepts
+/// and qchar does not have are left out: qchar lists a subset of what
+/// QEMU lists, in QEMU's order.
+fn subset_of_qemu(d: &Diff<'_>, extra: fn(&[u8]) -> bool) -> bool {
+    let q = pieces(d.qemu);
+    let c = pieces(d.qchar);
+    let kept: Vec<&Vec<u8>> = q.iter().filter(|p| !extra(p) || c.contains(p)).collect();
+    kept.len() == c.len() && kept.iter().zip(c.iter()).all(|(a, b)| *a == b)
+}
+
+/// Backends QEMU 7.2 has and qchar does not.
+const LACKING: &[&str] = &[
+    "vc",
+    "msmouse",
+    "wctablet",
+    "testdev",
+    "parallel",
+    "parport",
+    "qemu-vdagent",
+    "braille",
+    "spicevmc",
+    "spiceport",
+    "dbus",
+    "console",
+];
+
+/// Whether the step asks for backend `name`.
+fn asks_for_backend(step: &[u8], name: &str) -> bool {
+    [
+        format!("\"type\": \"{name}\""),
+        format!("\0{name}"),
+        format!("add {name}"),
+        format!(" {name},"),
+        format!("backend={name}"),
+    ]
+    .iter()
+    .any(|p| has(step, p))
 }
 
 /// The rules, checked in order.
 pub const RULES: &[Rule] = &[
     Rule {
-        id: "query-commands-subset",
-        what: "query-commands lists the commands qchar has, a subset of QEMU's",
-        matches: |d| has(d.step, "query-commands") && has(d.qemu, "\"return\": [{\"name\""),
+        id: "help-lists-qchar-commands",
+        what: "HMP help, and info without a subcommand, list the commands qchar has (a subset of QEMU's, same lines, same order)",
+        matches: |d| subset_of_qemu(d, |p| contains(p, b" -- ")),
+    },
+    Rule {
+        id: "query-commands-lists-qchar-commands",
+        what: "query-commands lists the commands qchar has (a subset of QEMU's, same order)",
+        matches: |d| has(d.step, "query-commands") && subset_of_qemu(d, |p| contains(p, b"\"name\": \"")),
     },
     Rule {
         id: "backends-qchar-lacks",
-        what: "backends QEMU has and qchar lacks (vc, msmouse, wctablet, testdev, parallel, qemu-vdagent, braille, spice, dbus)",
+        what: "backends QEMU has and qchar refuses as unknown (vc, msmouse, wctablet, testdev, parallel, qemu-vdagent, braille, spice, dbus)",
         matches: |d| {
-            (has(d.qchar, "is not a valid char driver")
-                || has(d.qchar, "not supported by qchar")
-                || has(d.qchar, "qchar does not support"))
-                && ["vc", "msmouse", "wctablet", "testdev", "parallel", "parport", "qemu-vdagent", "braille", "spice", "dbus", "console"]
-                    .iter()
-                    .any(|b| input_has(d, b))
+            (has(d.qchar, "is not a valid char driver") || has(d.qchar, "does not accept value"))
+                && LACKING.iter().any(|b| asks_for_backend(d.step, b))
         },
     },
     Rule {
-        id: "query-chardev-backends-subset",
-        what: "query-chardev-backends lists qchar's backends, a subset of QEMU's",
-        matches: |d| has(d.step, "query-chardev-backends"),
+        id: "query-chardev-backends-lists-qchar-backends",
+        what: "query-chardev-backends lists the backends qchar has",
+        matches: |d| has(d.step, "query-chardev-backends") && subset_of_qemu(d, |p| contains(p, b"\"name\": \"")),
+    },
+    Rule {
+        id: "monitor-follows-change",
+        what: "a monitor's chardev can be changed (QEMU: Chardev user does not support chardev hotswap)",
+        matches: |d| {
+            has(d.qemu, "Chardev user does not support chardev hotswap")
+                && !has(d.qchar, "Chardev user does not support chardev hotswap")
+                && ["qin", "qobs", "hmp"].iter().any(|m| has(d.step, m))
+        },
+    },
+    Rule {
+        id: "backlog",
+        what: "backlog=SIZE (x-backlog in QMP) keeps output for the next peer; QEMU does not know the key",
+        matches: |d| has(d.step, "backlog") && (has(d.qemu, "backlog") || has(d.qemu, "Invalid parameter")),
     },
 ];
 

@@ -46,7 +46,11 @@ fn run() -> Result<i32> {
     let mut progress = 30u64;
     let mut shrink_budget = 200usize;
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut args = std::env::args().skip(1);
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("--explain") {
+        return explain_files(&argv[1..]);
+    }
+    let mut args = argv.into_iter();
     while let Some(a) = args.next() {
         let mut val = || args.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {
@@ -146,6 +150,25 @@ fn run() -> Result<i32> {
         return Ok(1);
     }
     Ok(0)
+}
+
+/// `--explain FILE...`: the verdict on reproducers' recorded transcripts
+/// under today's rules (nothing is run).
+fn explain_files(files: &[String]) -> Result<i32> {
+    use qchar_difffuzz::campaign::{compare, Verdict};
+    let mut unexplained = 0;
+    for f in files {
+        let r = qchar_difffuzz::repro::Repro::parse(&std::fs::read_to_string(f)?)?;
+        let Some(c) = &r.qchar else {
+            continue;
+        };
+        let v = compare(&r.input(), &[r.qemu.clone(), c.clone()]);
+        if matches!(v, Verdict::Unexplained(_)) {
+            unexplained += 1;
+        }
+        println!("{f}: {v:?}");
+    }
+    Ok(i32::from(unexplained > 0))
 }
 
 /// QEMU's schema, from a QEMU started for the purpose.

@@ -318,6 +318,11 @@ fn setup_on(
         chardevs: Arc::new(GatedChardevs {
             reg: reg.clone(),
             gate: gate.clone(),
+            option_ids: cfg
+                .chardevs
+                .iter()
+                .filter_map(|c| c.options.as_ref().ok().map(|o| o.id.clone()))
+                .collect(),
         }),
         vm: vmctl.clone(),
         version: Default::default(),

@@ -137,6 +137,8 @@ pub struct GatedChardevs {
     pub reg: Registry,
     /// The gate.
     pub gate: Arc<SetUpGate>,
+    /// Ids of the command line's `-chardev` and monitor chardevs.
+    pub option_ids: Vec<String>,
 }
 
 impl ChardevOps for GatedChardevs {
@@ -185,6 +187,9 @@ impl ChardevOps for GatedChardevs {
     }
     fn parse_backend(&self, id: &str, opts: &str) -> Result<ChardevBackend, String> {
         ChardevOps::parse_backend(&self.reg, id, opts)
+    }
+    fn option_ids(&self) -> Vec<String> {
+        self.option_ids.clone()
     }
 }
 
