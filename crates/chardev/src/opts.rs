@@ -209,22 +209,41 @@ pub fn parse_chardev(s: &str) -> Result<ChardevOptions, OptsError> {
 /// text after QEMU's `warning: ` prefix; a second line, when QEMU prints one,
 /// follows a `\n`. Warnings are only returned with a successful parse.
 pub fn parse_chardev_with_warnings(s: &str) -> Result<(ChardevOptions, Vec<String>), OptsError> {
-    let mut warnings = Vec::new();
-    let o = parse_chardev_warning_into(s, &mut warnings)?;
-    Ok((o, warnings))
+    let r = parse_chardev_reporting(s);
+    let o = r.result?;
+    Ok((o, [r.parse_warnings, r.create_warnings].concat()))
+}
+
+/// What [`parse_chardev_reporting`] found.
+#[derive(Debug)]
+pub struct Reported {
+    /// The options, or the error.
+    pub result: Result<ChardevOptions, OptsError>,
+    /// Warnings QEMU prints while it parses the string (short-form
+    /// booleans, hex sizes with a suffix), up to an error.
+    pub parse_warnings: Vec<String>,
+    /// Warnings QEMU prints when it creates the chardev (the `tty` and
+    /// `parport` aliases).
+    pub create_warnings: Vec<String>,
 }
 
 /// [`parse_chardev_with_warnings`] that also gives, on an error, the
-/// warnings QEMU prints before it (it warns as it reads each key).
-pub fn parse_chardev_reporting(s: &str) -> (Result<ChardevOptions, OptsError>, Vec<String>) {
-    let mut warnings = Vec::new();
-    let r = parse_chardev_warning_into(s, &mut warnings);
-    (r, warnings)
+/// warnings QEMU prints before it, each at its moment.
+pub fn parse_chardev_reporting(s: &str) -> Reported {
+    let mut parse_warnings = Vec::new();
+    let mut create_warnings = Vec::new();
+    let result = parse_chardev_warning_into(s, &mut parse_warnings, &mut create_warnings);
+    Reported {
+        result,
+        parse_warnings,
+        create_warnings,
+    }
 }
 
 fn parse_chardev_warning_into(
     s: &str,
     warnings: &mut Vec<String>,
+    create_warnings: &mut Vec<String>,
 ) -> Result<ChardevOptions, OptsError> {
     let id = scan_id(s);
     if let Some(id) = &id {
@@ -240,7 +259,7 @@ fn parse_chardev_warning_into(
     let Some(backend) = backend else {
         return Err(OptsError::MissingBackend(id));
     };
-    let backend = build_backend(backend, &opts, warnings)?;
+    let backend = build_backend(backend, &opts, create_warnings)?;
     let mux = opts.boolean("mux").unwrap_or(false);
     Ok(ChardevOptions { id, backend, mux })
 }

@@ -376,6 +376,9 @@ impl Gen<'_> {
                     s.push(b'\r');
                 }
             }
+            // The echo shows what is typed, cut anywhere: a path there must
+            // not depend on the side's directory (relative ones are in it).
+            let s = crate::norm::replace(&crate::norm::replace(&s, b"$D/", b""), b"$D", b".");
             steps.push(s);
         }
         steps

@@ -50,6 +50,9 @@ fn run() -> Result<i32> {
     if argv.first().map(String::as_str) == Some("--explain") {
         return explain_files(&argv[1..]);
     }
+    if argv.first().map(String::as_str) == Some("--record") {
+        return record_files(&argv[1..], &default_qchar());
+    }
     let mut args = argv.into_iter();
     while let Some(a) = args.next() {
         let mut val = || args.next().with_context(|| format!("{a} needs a value"));
@@ -169,6 +172,31 @@ fn explain_files(files: &[String]) -> Result<i32> {
         println!("{f}: {v:?}");
     }
     Ok(i32::from(unexplained > 0))
+}
+
+/// `--record FILE...`: runs each reproducer's steps on both sides, freshly
+/// started, and writes their transcripts into the file.
+fn record_files(files: &[String], qchar: &std::path::Path) -> Result<i32> {
+    let root = tempfile::Builder::new().prefix("dfz").tempdir_in("/tmp")?;
+    let progs = Programs {
+        qemu: PathBuf::from("qemu-system-x86_64"),
+        qchar: std::fs::canonicalize(qchar)?,
+        root: root.path().to_path_buf(),
+    };
+    progs.prepare()?;
+    for f in files {
+        let mut r = qchar_difffuzz::repro::Repro::parse(&std::fs::read_to_string(f)?)?;
+        r.qemu = qchar_difffuzz::repro::replay(&progs, qchar_difffuzz::target::Side::Qemu, &r)?;
+        r.qchar = Some(qchar_difffuzz::repro::replay(
+            &progs,
+            qchar_difffuzz::target::Side::Qchar,
+            &r,
+        )?);
+        let same = r.qchar.as_ref() == Some(&r.qemu);
+        std::fs::write(f, r.to_text())?;
+        println!("{f}: {}", if same { "same" } else { "DIFFERENT" });
+    }
+    Ok(0)
 }
 
 /// QEMU's schema, from a QEMU started for the purpose.

@@ -155,3 +155,19 @@ impl Repro {
         Ok(r)
     }
 }
+
+/// Runs a reproducer's input on one side, freshly started: the live
+/// processes' command line, or the input's own command line.
+pub fn replay(
+    progs: &crate::target::Programs,
+    side: crate::target::Side,
+    r: &Repro,
+) -> Result<Vec<Vec<u8>>, HarnessError> {
+    let input = r.input();
+    if r.class == Class::Cli {
+        let machine = if r.machine_pc { "pc" } else { "none" };
+        return crate::runner::run_cli_one(progs, side, &input, machine);
+    }
+    let mut live = crate::runner::Live::start_one(progs, side)?;
+    live.run_one(&input, crate::campaign::IDLE_CONFIRM)
+}

@@ -380,6 +380,27 @@ impl Live {
         })
     }
 
+    /// Starts one side only (a replay against recorded bytes).
+    pub fn start_one(progs: &Programs, side: Side) -> Result<Live, HarnessError> {
+        Ok(Live {
+            progs: progs.clone(),
+            sides: vec![LiveSide::start(progs, side)?],
+            restarts: 0,
+        })
+    }
+
+    /// Runs `input` on the one side of a [`Live::start_one`].
+    pub fn run_one(&mut self, input: &Input, idle: Duration) -> Result<Transcript, HarnessError> {
+        let s = self
+            .sides
+            .first_mut()
+            .ok_or_else(|| HarnessError::Protocol("no side".into()))?;
+        match input.class {
+            Class::Readline => s.run_readline(input, idle),
+            _ => s.run_qmp(input),
+        }
+    }
+
     /// Kills and starts both sides again.
     pub fn restart(&mut self) -> Result<(), HarnessError> {
         for s in &mut self.sides {
@@ -511,7 +532,7 @@ fn run_cli_side(
     let mut out = Vec::new();
     let conn = loop {
         if let Some(st) = proc.try_status() {
-            out.extend_from_slice(format!("exit {:?} before the monitor\n", st.code()).as_bytes());
+            out.extend_from_slice(format!("exit {:?}\n", st.code()).as_bytes());
             break None;
         }
         if let Ok(s) = std::os::unix::net::UnixStream::connect(&sock) {
@@ -542,22 +563,33 @@ fn run_cli_side(
     };
     if let Some(stream) = conn {
         let mut c = Conn::new(stream);
-        greet(&mut c, &mut ctx)?;
-        let mut seq = 0;
-        obs_cmd(&mut c, &mut seq, "{\"execute\": \"qmp_capabilities\"}")?;
-        let st = observe(&mut c, &mut seq, &ctx)?;
-        out.extend_from_slice(&st);
-        out.push(b'\n');
-        c.send(b"{\"execute\": \"quit\"}\n");
-        let _ = c.lines_until(b"\"return\"", REPLY_LIMIT);
-        match proc.wait_for(REPLY_LIMIT) {
-            Some(st) => {
-                out.extend_from_slice(format!("exit {:?} after quit\n", st.code()).as_bytes())
+        let state = (|| -> Result<Vec<u8>, HarnessError> {
+            greet(&mut c, &mut ctx)?;
+            let mut seq = 0;
+            obs_cmd(&mut c, &mut seq, "{\"execute\": \"qmp_capabilities\"}")?;
+            observe(&mut c, &mut seq, &ctx)
+        })();
+        match state {
+            Ok(st) => {
+                out.extend_from_slice(&st);
+                out.push(b'\n');
+                c.send(b"{\"execute\": \"quit\"}\n");
+                let _ = c.lines_until(b"\"return\"", REPLY_LIMIT);
+                match proc.wait_for(REPLY_LIMIT) {
+                    Some(st) => out
+                        .extend_from_slice(format!("exit {:?} after quit\n", st.code()).as_bytes()),
+                    None => {
+                        out.extend_from_slice(b"did not exit after quit\n");
+                        proc.kill();
+                    }
+                }
             }
-            None => {
-                out.extend_from_slice(b"did not exit after quit\n");
-                proc.kill();
-            }
+            // It ended while the monitor was being set up (an error in a
+            // later step of its start): only the exit counts.
+            Err(e) => match proc.wait_for(REPLY_LIMIT) {
+                Some(st) => out.extend_from_slice(format!("exit {:?}\n", st.code()).as_bytes()),
+                None => return Err(e),
+            },
         }
     }
     drop(clients);
@@ -598,6 +630,16 @@ fn connect_waiting(addr: &str) -> Option<Box<dyn std::any::Any>> {
         }
     }
     None
+}
+
+/// Runs a command-line input on one side.
+pub fn run_cli_one(
+    progs: &Programs,
+    side: Side,
+    input: &Input,
+    machine: &str,
+) -> Result<Transcript, HarnessError> {
+    Ok(vec![run_cli_side(progs, side, input, machine)?])
 }
 
 /// Runs a command-line input on both sides at once (`machine`: `none` or

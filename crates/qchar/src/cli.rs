@@ -150,6 +150,8 @@ pub struct ChardevReq {
     pub loc: Option<String>,
     /// The parsed options, or the error QEMU reports when it creates it.
     pub options: Result<ChardevOptions, Diag>,
+    /// Warnings QEMU prints when it creates it (before its error, if any).
+    pub create_warnings: Vec<Diag>,
 }
 
 /// Monitor flavour.
@@ -485,122 +487,155 @@ pub fn parse(args: &[String]) -> Result<Action, Diag> {
         device_ids: HashSet::new(),
         serial_args: Vec::new(),
     };
-    let mut i = 0;
-    while i < args.len() {
-        let arg = &args[i];
-        i += 1;
-        if !arg.starts_with('-') {
-            s.drive_image(arg, arg, 0x80);
-            continue;
-        }
-        let Some((name, has_arg)) = lookup(arg) else {
-            return Err(Diag::at(None, format!("{arg}: invalid option")));
-        };
-        let value = if has_arg {
-            let Some(v) = args.get(i) else {
-                return Err(Diag::at(None, format!("{arg}: requires an argument")));
-            };
+    // QEMU prints warnings as it reads the options: those before an error
+    // come out before it.
+    let scanned = (|| -> Result<Option<Action>, Diag> {
+        let mut i = 0;
+        while i < args.len() {
+            let arg = &args[i];
             i += 1;
-            v.as_str()
-        } else {
-            ""
-        };
-        let loc = format!("{arg} {value}");
-        match name {
-            "h" | "help" => return Ok(Action::Print(help_text())),
-            "version" => return Ok(Action::Print(version_text())),
-            "chardev" => s.chardev(&loc, value),
-            "serial" => {
-                s.default_serial = false;
-                if value.starts_with("mon:") {
-                    s.default_monitor = false;
-                }
-                s.serial_args.push((Some(loc), value.to_string()));
+            if !arg.starts_with('-') {
+                s.drive_image(arg, arg, 0x80);
+                continue;
             }
-            "parallel" => {
-                s.default_parallel = false;
-                if value != "none" {
-                    return Err(Diag::at(
-                        Some(&loc),
-                        "qchar has no parallel port (only -parallel none is accepted)",
-                    ));
+            let Some((name, has_arg)) = lookup(arg) else {
+                return Err(Diag::at(None, format!("{arg}: invalid option")));
+            };
+            let value = if has_arg {
+                let Some(v) = args.get(i) else {
+                    return Err(Diag::at(None, format!("{arg}: requires an argument")));
+                };
+                i += 1;
+                v.as_str()
+            } else {
+                ""
+            };
+            let loc = format!("{arg} {value}");
+            match name {
+                "h" | "help" => return Ok(Some(Action::Print(help_text()))),
+                "version" => return Ok(Some(Action::Print(version_text()))),
+                "chardev" => s.chardev(&loc, value)?,
+                "serial" => {
+                    s.default_serial = false;
+                    if value.starts_with("mon:") {
+                        s.default_monitor = false;
+                    }
+                    s.serial_args.push((Some(loc), value.to_string()));
                 }
-            }
-            "device" => {
-                if let Some(text) = s.device(&loc, value)? {
-                    return Ok(Action::Print(text));
-                }
-            }
-            "mon" => s.mon(&loc, value)?,
-            "monitor" => {
-                s.default_monitor = false;
-                if !value.starts_with("none") {
-                    s.monitor_parse(Some(&loc), value, MonMode::Readline)?;
-                }
-            }
-            "qmp" | "qmp-pretty" => {
-                s.default_monitor = false;
-                s.monitor_parse(Some(&loc), value, MonMode::Control)?;
-                if name == "qmp-pretty" {
-                    if let Some(m) = s.cfg.monitors.last_mut() {
-                        m.pretty = true;
+                "parallel" => {
+                    s.default_parallel = false;
+                    if value != "none" {
+                        return Err(Diag::at(
+                            Some(&loc),
+                            "qchar has no parallel port (only -parallel none is accepted)",
+                        ));
                     }
                 }
-            }
-            "display" => {
-                if let Some(text) = display(&loc, value)? {
-                    return Ok(Action::Print(text));
+                "device" => {
+                    if let Some(text) = s.device(&loc, value)? {
+                        return Ok(Some(Action::Print(text)));
+                    }
                 }
-            }
-            "nographic" => s.nographic = true,
-            "nodefaults" => s.has_defaults = false,
-            "S" => s.cfg.start_paused = true,
-            "m" => s.cfg.mem_size = mem_size(&loc, value, &mut s.cfg.warnings)?,
-            "machine" | "M" => {
-                if let Some(text) = machine(&loc, value, &mut s.cfg.machine_none)? {
-                    return Ok(Action::Print(text));
+                "mon" => s.mon(&loc, value)?,
+                "monitor" => {
+                    s.default_monitor = false;
+                    if !value.starts_with("none") {
+                        s.monitor_parse(Some(&loc), value, MonMode::Readline)?;
+                    }
                 }
-            }
-            "enable-kvm" | "no-reboot" => {}
-            "accel" => {
-                if let Some(text) = accel(&loc, value)? {
-                    return Ok(Action::Print(text));
+                "qmp" | "qmp-pretty" => {
+                    s.default_monitor = false;
+                    s.monitor_parse(Some(&loc), value, MonMode::Control)?;
+                    if name == "qmp-pretty" {
+                        if let Some(m) = s.cfg.monitors.last_mut() {
+                            m.pretty = true;
+                        }
+                    }
                 }
+                "display" => {
+                    if let Some(text) = display(&loc, value)? {
+                        return Ok(Some(Action::Print(text)));
+                    }
+                }
+                "nographic" => s.nographic = true,
+                "nodefaults" => s.has_defaults = false,
+                "S" => s.cfg.start_paused = true,
+                "m" => s.cfg.mem_size = mem_size(&loc, value, &mut s.cfg.warnings)?,
+                "machine" | "M" => {
+                    if let Some(text) = machine(&loc, value, &mut s.cfg.machine_none)? {
+                        return Ok(Some(Action::Print(text)));
+                    }
+                }
+                "enable-kvm" | "no-reboot" => {}
+                "accel" => {
+                    if let Some(text) = accel(&loc, value)? {
+                        return Ok(Some(Action::Print(text)));
+                    }
+                }
+                "name" => s.name(&loc, value)?,
+                "pidfile" => s.cfg.pidfile = Some(value.to_string()),
+                "daemonize" => s.cfg.daemonize = true,
+                "drive" => s.drive(&loc, value),
+                "fda" => s.drive_image(&loc, value, 0x00),
+                "hda" => s.drive_image(&loc, value, 0x80),
+                _ => unreachable!("option table and match disagree: {name}"),
             }
-            "name" => s.name(&loc, value)?,
-            "pidfile" => s.cfg.pidfile = Some(value.to_string()),
-            "daemonize" => s.cfg.daemonize = true,
-            "drive" => s.drive(&loc, value),
-            "fda" => s.drive_image(&loc, value, 0x00),
-            "hda" => s.drive_image(&loc, value, 0x80),
-            _ => unreachable!("option table and match disagree: {name}"),
         }
+        Ok(None)
+    })();
+    match scanned {
+        Err(d) => {
+            let mut lines: Vec<Line> = s
+                .cfg
+                .warnings
+                .iter()
+                .flat_map(|w| w.lines.clone())
+                .collect();
+            lines.extend(d.lines);
+            return Err(Diag { lines });
+        }
+        Ok(Some(a)) => return Ok(a),
+        Ok(None) => {}
     }
     s.finish();
     Ok(Action::Run(Box::new(s.cfg)))
 }
 
 impl Scan {
-    fn chardev(&mut self, loc: &str, value: &str) {
-        let options = match opts::parse_chardev_with_warnings(value) {
-            Ok((o, warnings)) => {
-                for w in warnings {
-                    self.cfg.warnings.push(Diag::warning(Some(loc), &w));
-                }
-                Ok(o)
-            }
+    /// `-chardev`: what QEMU's option parser refuses (the id, keys, typed
+    /// values) fails the command line at once; the rest when the chardev
+    /// is created.
+    fn chardev(&mut self, loc: &str, value: &str) -> Result<(), Diag> {
+        let r = opts::parse_chardev_reporting(value);
+        for w in r.parse_warnings {
+            self.cfg.warnings.push(Diag::warning(Some(loc), &w));
+        }
+        let create_warnings = r
+            .create_warnings
+            .iter()
+            .map(|w| Diag::warning(Some(loc), w))
+            .collect();
+        let options = match r.result {
+            Ok(o) => Ok(o),
+            Err(e) if e.is_parse_error() => return Err(Diag::opts(Some(loc), &e)),
             Err(e) => Err(Diag::opts(Some(loc), &e)),
         };
         self.cfg.chardevs.push(ChardevReq {
             loc: Some(loc.to_string()),
             options,
+            create_warnings,
         });
+        Ok(())
     }
 
     /// `-monitor DEV` / `-qmp DEV` (and the default monitor): a chardev
     /// `compat_monitorN` unless DEV is `chardev:ID`, and a monitor on it.
     fn monitor_parse(&mut self, loc: Option<&str>, dev: &str, mode: MonMode) -> Result<(), Diag> {
         let label = if let Some(id) = dev.strip_prefix("chardev:") {
+            // The id names the monitor's options too: QEMU checks it first.
+            if !qemuopts::is_identifier(id) {
+                return Err(Diag::at(loc, "Parameter 'id' expects an identifier"));
+            }
             id.to_string()
         } else {
             let label = format!("compat_monitor{}", self.monitor_index);
@@ -621,6 +656,7 @@ impl Scan {
             self.cfg.chardevs.push(ChardevReq {
                 loc: loc.map(str::to_string),
                 options,
+                create_warnings: Vec::new(),
             });
             label
         };

@@ -273,6 +273,9 @@ fn setup_on(
         .collect();
     for c in &cfg.chardevs {
         let loc = c.loc.as_deref();
+        for w in &c.create_warnings {
+            report::print(w);
+        }
         let mut o = c.options.clone()?;
         if monitor_labels.contains(&o.id.as_str()) {
             monitor_on_loopback(&mut o.backend);

@@ -44,10 +44,19 @@ fn resolve(i: &InetSocketAddress, passive: bool) -> Result<Vec<std::net::SocketA
         i.ipv6.unwrap_or(false),
     )
     .map_err(|m| {
-        ChardevError::Invalid(format!(
-            "address resolution failed for {}:{}: {m}",
-            i.host, i.port
-        ))
+        // QEMU names an empty remote host `localhost` and prints an empty
+        // local one as C prints a null string.
+        let host = match (i.host.is_empty(), passive) {
+            (false, _) => i.host.as_str(),
+            (true, false) => "localhost",
+            (true, true) => "(null)",
+        };
+        let port = if i.port.is_empty() && passive {
+            "0"
+        } else {
+            &i.port
+        };
+        ChardevError::Invalid(format!("address resolution failed for {host}:{port}: {m}"))
     })
 }
 
@@ -55,6 +64,9 @@ impl UdpBackend {
     /// Creates the socket, binds `local`, connects to `remote`.
     pub(crate) fn open(spec: &ChardevUdp) -> Result<UdpBackend> {
         let remote = inet(&spec.remote)?;
+        if remote.port.is_empty() {
+            return Err(ChardevError::Invalid("remote port not specified".into()));
+        }
         let remotes = resolve(remote, false)?;
         let Some(dest) = remotes.first().copied() else {
             return Err(ChardevError::Invalid(format!(

@@ -416,6 +416,51 @@ fn skip_blanks_at(s: &str, at: usize) -> usize {
     at + (s[at..].len() - s[at..].trim_start_matches(is_space).len())
 }
 
+/// Tab completion candidates for the line up to the cursor, as QEMU
+/// finds them for command names: the first word among the commands and
+/// their aliases, the word after `info` among its subcommands, the words
+/// after `help` as a command line of their own. Arguments are not
+/// completed. Returns the candidates and the length of the word.
+pub(crate) fn completions(line: &[u8]) -> (Vec<String>, usize) {
+    let text = crate::json::utf8::to_string_lossy(line);
+    let mut words: Vec<String> = Vec::new();
+    let mut a = Args {
+        rest: &text,
+        name: "",
+        help: String::new(),
+    };
+    while !a.rest.trim_start_matches(is_space).is_empty() {
+        match a.string() {
+            Ok(w) if words.len() < 16 => words.push(w),
+            _ => return (Vec::new(), 0),
+        }
+    }
+    if text.ends_with(is_space) {
+        words.push(String::new());
+    }
+    complete_in(COMMANDS, &words)
+}
+
+fn complete_in(table: &[Cmd], words: &[String]) -> (Vec<String>, usize) {
+    if words.len() <= 1 {
+        let w = words.first().map(String::as_str).unwrap_or("");
+        let cands = table
+            .iter()
+            .flat_map(|c| c.names.split('|'))
+            .filter(|n| n.starts_with(w))
+            .map(String::from)
+            .collect();
+        return (cands, w.len());
+    }
+    match find(table, &words[0]) {
+        Some(c) if c.names == "info" && std::ptr::eq(table, COMMANDS) => {
+            complete_in(INFO, &words[1..])
+        }
+        Some(c) if c.names == "help|?" => complete_in(table, &words[1..]),
+        _ => (Vec::new(), 0),
+    }
+}
+
 /// QEMU's `help` over the commands (and `info` subcommands): the words
 /// given select one entry (printed with the words that led to it) or, when
 /// there are none, every entry of the table reached.
@@ -559,13 +604,10 @@ fn run(env: &QmpEnv, line: &str) -> Outcome {
                 let Some(backend) = parsed else {
                     return ok(out);
                 };
-                match env.chardevs.change(&id, backend.backend) {
-                    Ok(ret) => {
-                        if let Some(pty) = ret.pty {
-                            out.push_str(&redirected(&pty, &id));
-                        }
-                    }
-                    Err(e) => out.push_str(&format!("Error: {e}\n")),
+                // A new pty says nothing here (QEMU prints its line only
+                // when a chardev is added).
+                if let Err(e) = env.chardevs.change(&id, backend.backend) {
+                    out.push_str(&format!("Error: {e}\n"));
                 }
                 ok(out)
             }
@@ -674,13 +716,17 @@ fn parse_opts(
     };
     // Parsed without a stand-in id for a change that names one: it is
     // refused after the parse.
-    let (parsed, warnings) = opts::parse_chardev_reporting(full.as_deref().unwrap_or(text));
-    let out: String = warnings.iter().map(|w| format!("warning: {w}\n")).collect();
-    match parsed {
+    let r = opts::parse_chardev_reporting(full.as_deref().unwrap_or(text));
+    let warn = |w: &[String]| -> String { w.iter().map(|w| format!("warning: {w}\n")).collect() };
+    let out = warn(&r.parse_warnings);
+    match r.result {
         Err(e) if e.is_parse_error() => parse_failed(out, &e.to_string(), e.hint()),
         _ if full.is_none() => (out + "Error: Unexpected 'id' parameter\n", None),
-        Err(e) => (out + &format!("Error: {e}\n"), None),
-        Ok(o) => (out, Some(o)),
+        Err(e) => (
+            out + &warn(&r.create_warnings) + &format!("Error: {e}\n"),
+            None,
+        ),
+        Ok(o) => (out + &warn(&r.create_warnings), Some(o)),
     }
 }
 

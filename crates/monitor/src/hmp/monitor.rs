@@ -8,11 +8,9 @@ use std::sync::Arc;
 use qchar_chardev::registry::Registry;
 use qchar_chardev::{CharFrontend, ChardevError, ChardevEvent, FrontendHandlers};
 
-use super::readline::Readline;
+use super::readline::{Readline, PROMPT};
 use crate::output::{Shared, DEFAULT_OUTPUT_CAP};
 use crate::qmp::cmd::QmpEnv;
-
-const PROMPT: &[u8] = b"(qemu) ";
 
 /// A running HMP monitor.
 pub struct HmpMonitor {
@@ -74,7 +72,7 @@ impl FrontendHandlers for HmpHandlers {
                 return;
             }
             let mut echo = Vec::new();
-            let line = self.rl.feed(b, &mut echo);
+            let line = self.rl.feed_completing(b, &mut echo, &super::completions);
             self.shared.out().push(echo);
             if let Some(line) = line {
                 let line = crate::json::utf8::to_string_lossy(&line);
@@ -97,7 +95,7 @@ impl FrontendHandlers for HmpHandlers {
                 if std::mem::take(&mut self.swap_keeps_peer) {
                     return;
                 }
-                self.rl = Readline::new();
+                self.rl.restart();
                 let v = &self.env.version;
                 let banner = format!(
                     "QEMU {}.{}.{} monitor - type 'help' for more information\r\n(qemu) ",
