@@ -278,12 +278,48 @@ pub const RULES: &[Rule] = &[
         matches: |d| has(d.qchar, "is out of range for parameter") && !has(d.qemu, "is out of range for parameter"),
     },
     Rule {
+        status: Status::Open,
+        id: "mux-base-frontend-open",
+        what: "a mux's base chardev reports frontend-open true before any frontend has attached to the mux",
+        matches: |d| has(d.step, "mux") && open_flags_cleared(d.qemu) == open_flags_cleared(d.qchar),
+    },
+    Rule {
+        status: Status::Open,
+        id: "change-to-mux",
+        what: "chardev-change of a chardev without frontend to a mux backend is refused",
+        matches: |d| {
+            has(d.step, "chardev-change")
+                && has(d.qchar, "Mux device hotswap not supported yet")
+                && !has(d.qemu, "Mux device hotswap not supported yet")
+        },
+    },
+    Rule {
+        status: Status::Open,
+        id: "socket-without-address",
+        what: "a socket chardev without address (or with fd=NAME) is refused while parsing; QEMU checks wait/reconnect first and looks the name up",
+        matches: |d| has(d.qchar, "Unable to parse FD number") && !has(d.qemu, "Unable to parse FD number"),
+    },
+    Rule {
+        status: Status::Open,
+        id: "hmp-invalid-utf8",
+        what: "HMP command lines with bytes that are not UTF-8 are quoted back with U+FFFD",
+        matches: |d| {
+            (contains(d.qchar, "\u{FFFD}".as_bytes()) || has(d.qchar, "\\uFFFD"))
+                && !(contains(d.qemu, "\u{FFFD}".as_bytes()) || has(d.qemu, "\\uFFFD"))
+        },
+    },
+    Rule {
         status: Status::Intended,
         id: "backlog",
         what: "backlog=SIZE (x-backlog in QMP) keeps output for the next peer; QEMU does not know the key",
         matches: |d| has(d.step, "backlog") && (has(d.qemu, "backlog") || has(d.qemu, "Invalid parameter")),
     },
 ];
+
+/// `t` with every ` true` of a state line read as ` false`.
+fn open_flags_cleared(t: &[u8]) -> Vec<u8> {
+    crate::norm::replace(t, b" true\n", b" false\n")
+}
 
 /// The rule `d` falls under, if any.
 pub fn explain(d: &Diff<'_>) -> Option<&'static Rule> {

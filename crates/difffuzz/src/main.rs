@@ -140,7 +140,14 @@ fn run() -> Result<i32> {
             s.refused
         );
         for (id, n) in &s.explained {
-            println!("{:12} explained by {id}: {n}", "");
+            let status = qchar_difffuzz::known::RULES
+                .iter()
+                .find(|r| r.id == *id)
+                .map_or("?", |r| match r.status {
+                    qchar_difffuzz::known::Status::Intended => "intended",
+                    qchar_difffuzz::known::Status::Open => "known, open",
+                });
+            println!("{:12} {id} ({status}): {n}", "");
         }
         for d in distinct {
             println!("{:12} UNEXPLAINED {d}", "");
