@@ -22,6 +22,9 @@ use qchar_machine::vm::{DEFAULT_MEM_SIZE, MAX_MEM_SIZE, MIN_MEM_SIZE};
 
 use crate::qemuopts::{self, Pair, SizeError};
 
+/// Marks a [`Diag`] that is help to print on stdout (then an exit status).
+const HELP_EXIT: &str = "\u{0}help-exit\u{0}";
+
 /// The QEMU version qchar speaks (its monitors report the same).
 pub const QEMU_VERSION: &str = "7.2.0";
 
@@ -75,6 +78,26 @@ impl Diag {
         self.lines
             .extend(text.lines().map(|l| Line::Plain(l.to_string())));
         self
+    }
+
+    /// Text QEMU prints on stdout before it exits with `status` (a help
+    /// request): a single plain line marked as such.
+    pub fn help_exit(text: &str, status: u8) -> Diag {
+        Diag {
+            lines: vec![Line::Plain(format!("{HELP_EXIT}{status}{text}"))],
+        }
+    }
+
+    /// The help text and exit status if this is a [`Diag::help_exit`].
+    pub fn help_text(&self) -> Option<(&str, i32)> {
+        match self.lines.as_slice() {
+            [Line::Plain(t)] => {
+                let rest = t.strip_prefix(HELP_EXIT)?;
+                let status = rest.get(..1)?.parse().ok()?;
+                Some((&rest[1..], status))
+            }
+            _ => None,
+        }
     }
 
     /// A chardev option error with QEMU's hint, at `loc`.
@@ -152,6 +175,9 @@ pub struct ChardevReq {
     pub options: Result<ChardevOptions, Diag>,
     /// Warnings QEMU prints when it creates it (before its error, if any).
     pub create_warnings: Vec<Diag>,
+    /// `help` as the backend: the list QEMU prints on stdout, exiting 0,
+    /// when it comes to create this chardev.
+    pub help: Option<String>,
 }
 
 /// Monitor flavour.
@@ -455,6 +481,8 @@ struct Scan {
     monitor_index: usize,
     mon_ids: HashSet<String>,
     device_ids: HashSet<String>,
+    /// Ids of `-chardev` options (QEMU refuses a second one while parsing).
+    chardev_ids: HashSet<String>,
     /// `-serial` strings in order, with their location.
     serial_args: Vec<(Option<String>, String)>,
 }
@@ -485,6 +513,7 @@ pub fn parse(args: &[String]) -> Result<Action, Diag> {
         monitor_index: 0,
         mon_ids: HashSet::new(),
         device_ids: HashSet::new(),
+        chardev_ids: HashSet::new(),
         serial_args: Vec::new(),
     };
     // QEMU prints warnings as it reads the options: those before an error
@@ -606,6 +635,14 @@ impl Scan {
     /// values) fails the command line at once; the rest when the chardev
     /// is created.
     fn chardev(&mut self, loc: &str, value: &str) -> Result<(), Diag> {
+        if let Some(id) = opts::option_id(value) {
+            if qemuopts::is_identifier(&id) && !self.chardev_ids.insert(id.clone()) {
+                return Err(Diag::at(
+                    Some(loc),
+                    format!("Duplicate ID '{id}' for chardev"),
+                ));
+            }
+        }
         let r = opts::parse_chardev_reporting(value);
         for w in r.parse_warnings {
             self.cfg.warnings.push(Diag::warning(Some(loc), &w));
@@ -615,15 +652,25 @@ impl Scan {
             .iter()
             .map(|w| Diag::warning(Some(loc), w))
             .collect();
+        let mut help = None;
         let options = match r.result {
             Ok(o) => Ok(o),
             Err(e) if e.is_parse_error() => return Err(Diag::opts(Some(loc), &e)),
+            // A bare `help` key: QEMU's option parser prints the keys and
+            // exits.
+            Err(e @ OptsError::OptionHelp) => return Err(Diag::help_exit(&e.to_string(), 1)),
+            // `help` as the backend: printed when the chardev would be made.
+            Err(e @ OptsError::BackendHelp) => {
+                help = Some(format!("{e}\n"));
+                Err(Diag::opts(Some(loc), &e))
+            }
             Err(e) => Err(Diag::opts(Some(loc), &e)),
         };
         self.cfg.chardevs.push(ChardevReq {
             loc: Some(loc.to_string()),
             options,
             create_warnings,
+            help,
         });
         Ok(())
     }
@@ -641,8 +688,9 @@ impl Scan {
             let label = format!("compat_monitor{}", self.monitor_index);
             let options = match opts::parse_serial_shorthand(dev, &label) {
                 Ok(SerialTarget::New { options, .. }) => Ok(options),
+                // QEMU names the device string after a `mon:` prefix.
                 Ok(SerialTarget::None) | Err(OptsError::CompatUnknown(_)) => {
-                    let name = dev.split(':').next().unwrap_or(dev);
+                    let name = dev.strip_prefix("mon:").unwrap_or(dev);
                     return Err(
                         Diag::at(loc, format!("'{name}' is not a valid char driver"))
                             .then(loc, format!("parse error: {dev}")),
@@ -657,6 +705,7 @@ impl Scan {
                 loc: loc.map(str::to_string),
                 options,
                 create_warnings: Vec::new(),
+                help: None,
             });
             label
         };
@@ -720,10 +769,7 @@ impl Scan {
         let spec = match (chardev, mode) {
             (_, Err(e)) => Err(e),
             (None, _) => Err(Diag::at(Some(loc), "Parameter 'chardev' is missing")),
-            (Some(_), Ok(MonMode::Readline)) if pretty => Err(Diag::at(
-                Some(loc),
-                "'pretty' is not compatible with HMP monitors",
-            )),
+            // `pretty` on HMP is refused once the chardev is found (setup).
             (Some(c), Ok(m)) => Ok((c, m)),
         };
         self.cfg.monitors.push(MonitorReq {

@@ -43,6 +43,10 @@ fn run() -> i32 {
     report::init_logging();
     match cli::parse(args.get(1..).unwrap_or_default()) {
         Err(d) => {
+            if let Some((text, status)) = d.help_text() {
+                let _ = std::io::stdout().write_all(format!("{text}\n").as_bytes());
+                return status;
+            }
             report::print(&d);
             1
         }
@@ -117,8 +121,12 @@ fn run_config(cfg: &Config) -> i32 {
     let running = match setup::setup(cfg, exit) {
         Ok(r) => r,
         Err(e) => {
-            print_error(&e);
             process::remove_pidfile();
+            if let Some((text, status)) = e.downcast_ref::<Diag>().and_then(Diag::help_text) {
+                let _ = std::io::stdout().write_all(text.as_bytes());
+                return status;
+            }
+            print_error(&e);
             return 1;
         }
     };

@@ -276,6 +276,9 @@ fn setup_on(
         for w in &c.create_warnings {
             report::print(w);
         }
+        if let Some(text) = &c.help {
+            return Err(Diag::help_exit(text, 0).into());
+        }
         let mut o = c.options.clone()?;
         if monitor_labels.contains(&o.id.as_str()) {
             monitor_on_loopback(&mut o.backend);
@@ -342,6 +345,9 @@ fn setup_on(
         let (label, mode) = m.spec.clone()?;
         if !reg.contains(&label) {
             return Err(diag(loc, format!("chardev \"{label}\" not found")));
+        }
+        if m.pretty && mode == MonMode::Readline {
+            return Err(diag(loc, "'pretty' is not compatible with HMP monitors"));
         }
         let fe = reg.attach(&label).map_err(|e| diag(loc, e.to_string()))?;
         restrict_monitor_socket(reg, &label);
