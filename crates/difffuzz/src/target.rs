@@ -139,14 +139,26 @@ pub struct Proc {
 impl Proc {
     /// Starts `program args` in `dir`, stdin and stdout on /dev/null.
     pub fn start(program: &Path, args: &[String], dir: &Path) -> Result<Proc, HarnessError> {
-        let mut child = Command::new(program)
-            .args(args)
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| HarnessError::io("spawn", e))?;
+            .stderr(Stdio::piped());
+        // SAFETY: the closure runs in the child between fork and exec and
+        // only calls prctl, which is async-signal-safe; it touches no
+        // memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                // The program dies with the harness (killed or crashed).
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| HarnessError::io("spawn", e))?;
         let err = Arc::new(Mutex::new(Vec::new()));
         let mut pipe = child.stderr.take().expect("stderr is piped");
         let into = err.clone();
