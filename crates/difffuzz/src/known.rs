@@ -265,10 +265,12 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         status: Status::Intended,
-        id: "no-tls-mptcp",
-        what: "socket chardevs with TLS or MPTCP: qchar has neither and refuses them; QEMU looks for the credentials object",
+        id: "no-tls-mptcp-tn3270",
+        what: "socket chardevs with TLS, MPTCP or tn3270: qchar has none of them and refuses them",
         matches: |d| {
-            has(d.qchar, "TLS is not supported by qchar") || has(d.qchar, "MPTCP is not supported by qchar")
+            has(d.qchar, "TLS is not supported by qchar")
+                || has(d.qchar, "MPTCP is not supported by qchar")
+                || has(d.qchar, "tn3270 is not supported by qchar")
         },
     },
     Rule {

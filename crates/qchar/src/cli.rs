@@ -728,7 +728,15 @@ impl Scan {
         let mut mode = Ok(MonMode::Readline);
         let mut pretty = false;
         let mut id = None;
-        for p in qemuopts::split(value, Some("chardev")) {
+        let pairs = qemuopts::split(value, Some("chardev"));
+        // QEMU's option parser checks the id before any other key.
+        if let Some(p) = pairs.iter().rev().find(|p| p.key == "id") {
+            if !qemuopts::is_identifier(&p.value) {
+                return Err(Diag::at(Some(loc), "Parameter 'id' expects an identifier")
+                    .hint(qemuopts::IDENTIFIER_HINT));
+            }
+        }
+        for p in pairs {
             if p.short_form {
                 self.cfg
                     .warnings

@@ -28,8 +28,9 @@ pub(crate) struct UdpBackend {
 fn inet(a: &SocketAddressLegacy) -> Result<&InetSocketAddress> {
     match a {
         SocketAddressLegacy::Inet(i) => Ok(i),
+        // QEMU's text for a datagram socket of another kind.
         _ => Err(ChardevError::Unsupported(
-            "udp chardevs take inet addresses only".into(),
+            "socket type unsupported for datagram".into(),
         )),
     }
 }
