@@ -223,8 +223,20 @@ pub struct Reported {
     /// booleans, hex sizes with a suffix), up to an error.
     pub parse_warnings: Vec<String>,
     /// Warnings QEMU prints when it creates the chardev (the `tty` and
-    /// `parport` aliases).
+    /// `parport` aliases; once per process, see [`warn_once`]).
     pub create_warnings: Vec<String>,
+}
+
+/// Whether a creation warning (the `tty`/`parport` aliases) is to be
+/// printed: QEMU prints each once per process. Marks it printed.
+pub fn warn_once(warning: &str) -> bool {
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if seen.iter().any(|w| w == warning) {
+        return false;
+    }
+    seen.push(warning.to_string());
+    true
 }
 
 /// [`parse_chardev_with_warnings`] that also gives, on an error, the

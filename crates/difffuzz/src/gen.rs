@@ -376,9 +376,13 @@ impl Gen<'_> {
                     s.push(b'\r');
                 }
             }
-            // The echo shows what is typed, cut anywhere: a path there must
-            // not depend on the side's directory (relative ones are in it).
-            let s = crate::norm::replace(&crate::norm::replace(&s, b"$D/", b""), b"$D", b".");
+            // The echo shows what is typed, cut anywhere: a path or port
+            // there must not depend on the side (relative paths are in its
+            // directory; port 0 is any free port).
+            let mut s = crate::norm::replace(&crate::norm::replace(&s, b"$D/", b""), b"$D", b".");
+            for i in 0..4 {
+                s = crate::norm::replace(&s, format!("$PORT{i}").as_bytes(), b"0");
+            }
             steps.push(s);
         }
         steps

@@ -248,9 +248,12 @@ pub const RULES: &[Rule] = &[
         id: "option-extensions",
         what: "-chardev keys qchar adds (input-path, reconnect-ms, numeric, keep-alive): QEMU 7.2 says Invalid parameter",
         matches: |d| {
-            ["input-path", "reconnect-ms", "numeric", "keep-alive"]
-                .iter()
-                .any(|k| has(d.step, k) && has(d.qemu, &format!("Invalid parameter '{k}'")))
+            // Read from QEMU's answer: a readline step may spell the key
+            // with editing keys in between.
+            ["input-path", "reconnect-ms", "numeric", "keep-alive"].iter().any(|k| {
+                let m = format!("Invalid parameter '{k}'");
+                has(d.qemu, &m) && !has(d.qchar, &m)
+            })
         },
     },
     Rule {
@@ -314,7 +317,11 @@ pub const RULES: &[Rule] = &[
         status: Status::Intended,
         id: "backlog",
         what: "backlog=SIZE (x-backlog in QMP) keeps output for the next peer; QEMU does not know the key",
-        matches: |d| has(d.step, "backlog") && (has(d.qemu, "backlog") || has(d.qemu, "Invalid parameter")),
+        matches: |d| {
+            let q = has(d.qemu, "Invalid parameter 'backlog'") || has(d.qemu, "x-backlog' is unexpected");
+            let c = has(d.qchar, "Invalid parameter 'backlog'") || has(d.qchar, "x-backlog' is unexpected");
+            q && !c
+        },
     },
 ];
 

@@ -173,8 +173,9 @@ pub struct ChardevReq {
     pub loc: Option<String>,
     /// The parsed options, or the error QEMU reports when it creates it.
     pub options: Result<ChardevOptions, Diag>,
-    /// Warnings QEMU prints when it creates it (before its error, if any).
-    pub create_warnings: Vec<Diag>,
+    /// Warnings QEMU prints when it creates it (before its error, if any;
+    /// each once per process): the text and the line to print.
+    pub create_warnings: Vec<(String, Diag)>,
     /// `help` as the backend: the list QEMU prints on stdout, exiting 0,
     /// when it comes to create this chardev.
     pub help: Option<String>,
@@ -650,7 +651,7 @@ impl Scan {
         let create_warnings = r
             .create_warnings
             .iter()
-            .map(|w| Diag::warning(Some(loc), w))
+            .map(|w| (w.clone(), Diag::warning(Some(loc), w)))
             .collect();
         let mut help = None;
         let options = match r.result {

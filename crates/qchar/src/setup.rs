@@ -273,8 +273,10 @@ fn setup_on(
         .collect();
     for c in &cfg.chardevs {
         let loc = c.loc.as_deref();
-        for w in &c.create_warnings {
-            report::print(w);
+        for (text, w) in &c.create_warnings {
+            if qchar_chardev::opts::warn_once(text) {
+                report::print(w);
+            }
         }
         if let Some(text) = &c.help {
             return Err(Diag::help_exit(text, 0).into());

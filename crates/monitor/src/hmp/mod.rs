@@ -719,14 +719,21 @@ fn parse_opts(
     let r = opts::parse_chardev_reporting(full.as_deref().unwrap_or(text));
     let warn = |w: &[String]| -> String { w.iter().map(|w| format!("warning: {w}\n")).collect() };
     let out = warn(&r.parse_warnings);
+    // Creation warnings come out once per process, when creation starts.
+    let create = |w: &[String]| -> String {
+        w.iter()
+            .filter(|w| opts::warn_once(w))
+            .map(|w| format!("warning: {w}\n"))
+            .collect()
+    };
     match r.result {
         Err(e) if e.is_parse_error() => parse_failed(out, &e.to_string(), e.hint()),
         _ if full.is_none() => (out + "Error: Unexpected 'id' parameter\n", None),
         Err(e) => (
-            out + &warn(&r.create_warnings) + &format!("Error: {e}\n"),
+            out + &create(&r.create_warnings) + &format!("Error: {e}\n"),
             None,
         ),
-        Ok(o) => (out + &warn(&r.create_warnings), Some(o)),
+        Ok(o) => (out + &create(&r.create_warnings), Some(o)),
     }
 }
 
