@@ -334,3 +334,80 @@ fn open_flags_cleared(t: &[u8]) -> Vec<u8> {
 pub fn explain(d: &Diff<'_>) -> Option<&'static Rule> {
     RULES.iter().find(|r| (r.matches)(d))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(class: Class, step: &[u8], qemu: &[u8], qchar: &[u8]) -> Option<&'static str> {
+        explain(&Diff {
+            class,
+            step,
+            steps: &[step.to_vec()],
+            qemu,
+            qchar,
+        })
+        .map(|r| r.id)
+    }
+
+    #[test]
+    fn help_must_be_a_subset_in_order() {
+        let step = b"help";
+        let qemu = b"{\"return\": \"a x -- one\\r\\nb  -- two\\r\\n\\t\\tmore of b\\r\\nc  -- three\\r\\n\"}\r\n";
+        let qchar = b"{\"return\": \"a x -- one\\r\\nc  -- three\\r\\n\"}\r\n";
+        assert_eq!(
+            verdict(Class::Hmp, step, qemu, qchar),
+            Some("help-lists-qchar-commands")
+        );
+        // A line QEMU does not have, or another order, is not explained.
+        let extra = b"{\"return\": \"a x -- one\\r\\nz  -- mine\\r\\n\"}\r\n";
+        assert_eq!(verdict(Class::Hmp, step, qemu, extra), None);
+        let swapped = b"{\"return\": \"c  -- three\\r\\na x -- one\\r\\n\"}\r\n";
+        assert_eq!(verdict(Class::Hmp, step, qemu, swapped), None);
+    }
+
+    #[test]
+    fn failed_change_must_keep_the_reason() {
+        let step = b"{\"execute\": \"chardev-change\"}";
+        let qemu = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Failed to add chardev 'n0': Could not open 'x': No such file or directory\"}}\r\n";
+        let same = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Could not open 'x': No such file or directory\"}}\r\n";
+        let other = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Could not open 'y': No such file or directory\"}}\r\n";
+        assert_eq!(
+            verdict(Class::Qmp, step, qemu, same),
+            Some("failed-change-keeps-chardev")
+        );
+        assert_eq!(verdict(Class::Qmp, step, qemu, other), None);
+    }
+
+    #[test]
+    fn an_unknown_command_must_be_one_qemu_knows() {
+        let step = b"x 1";
+        assert_eq!(
+            verdict(
+                Class::Readline,
+                step,
+                b"Try \"help x\"",
+                b"unknown command: 'x'"
+            ),
+            Some("hmp-commands-qchar-lacks")
+        );
+        assert_eq!(
+            verdict(
+                Class::Readline,
+                step,
+                b"unknown command: 'x'",
+                b"unknown command: 'y'"
+            ),
+            Some("hmp-commands-qchar-lacks")
+        );
+        assert_eq!(
+            verdict(
+                Class::Readline,
+                step,
+                b"unknown command: 'x' a",
+                b"unknown command: 'x' b"
+            ),
+            None
+        );
+    }
+}

@@ -319,3 +319,68 @@ fn sort_json_list(line: &[u8]) -> Vec<u8> {
     }
     line.to_vec()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guard_keeps_paths_in_the_side_directory() {
+        for ok in [
+            &b"{\"out\": \"$D/f1\"}"[..],
+            b"file,id=a,path=$D/x,logfile=rel/y",
+            b"{\"path\": \"/dev/null\"}",
+            b"serial,path=/nonexistent-dir/x",
+            b"ringbuf_write r0 a/b",
+        ] {
+            assert!(paths_are_safe(ok), "{}", String::from_utf8_lossy(ok));
+        }
+        for bad in [
+            &b"{\"out\": \"/etc/passwd\"}"[..],
+            b"file,id=a,path=/f",
+            b"{\"out\": \"\\/etc\\/x\"}",
+            b"{\"out\": \"\\u002fetc\"}",
+            b"file,path=$D/../../x",
+            b"{\"out\": \"$D/\\u002e\\u002e/x\"}",
+            b"serial,path=/dev/null/x",
+            b"/dev/ttyS0",
+        ] {
+            assert!(!paths_are_safe(bad), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn masks() {
+        let ctx = SideCtx {
+            dir: "/tmp/dfzX/q".into(),
+            ports: vec![23400, 23401],
+            micro: Some(22),
+            package: Some("Debian 1:7.2".into()),
+        };
+        assert_eq!(ctx.subst(b"$D/s1:$PORT1"), b"/tmp/dfzX/q/s1:23401");
+        let got = ctx.normalize(
+            b"{\"seconds\": 17, \"microseconds\": 5} /tmp/dfzX/q/a /dev/pts/12 tcp:127.0.0.1:23400 \
+              tcp:127.0.0.1:45678,server 234001 \"micro\": 22, \"package\": \"Debian 1:7.2\" 7.2.22Debian 1:7.2",
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "{\"seconds\": S, \"microseconds\": U} $D/a /dev/pts/N tcp:127.0.0.1:$PORT0 \
+             tcp:127.0.0.1:EPH,server 234001 \"micro\": M, \"package\": \"PKG\" 7.2.M PKG"
+        );
+    }
+
+    #[test]
+    fn chardev_lists_in_sorted_order() {
+        let q = b"{\"return\": [{\"frontend-open\": false, \"filename\": \"null\", \"label\": \"b\"}, {\"frontend-open\": true, \"filename\": \"ringbuf\", \"label\": \"a\"}]}\r\n";
+        let c = b"{\"return\": [{\"frontend-open\": true, \"filename\": \"ringbuf\", \"label\": \"a\"}, {\"frontend-open\": false, \"filename\": \"null\", \"label\": \"b\"}]}\r\n";
+        assert_eq!(sort_unordered(q), sort_unordered(c));
+        let q = b"{\"return\": \"b: filename=null\\r\\na: filename=ringbuf\\r\\n\"}";
+        let c = b"{\"return\": \"a: filename=ringbuf\\r\\nb: filename=null\\r\\n\"}";
+        assert_eq!(sort_unordered(q), sort_unordered(c));
+        // Anything else keeps its order.
+        assert_ne!(
+            sort_unordered(b"{\"return\": \"b\\r\\na\\r\\n\"}"),
+            sort_unordered(b"{\"return\": \"a\\r\\nb\\r\\n\"}")
+        );
+    }
+}
