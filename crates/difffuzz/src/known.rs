@@ -305,15 +305,6 @@ pub const RULES: &[Rule] = &[
         matches: |d| has(d.qchar, "Unable to parse FD number") && !has(d.qemu, "Unable to parse FD number"),
     },
     Rule {
-        status: Status::Open,
-        id: "hmp-invalid-utf8",
-        what: "HMP command lines with bytes that are not UTF-8 are quoted back with U+FFFD",
-        matches: |d| {
-            (contains(d.qchar, "\u{FFFD}".as_bytes()) || has(d.qchar, "\\uFFFD"))
-                && !(contains(d.qemu, "\u{FFFD}".as_bytes()) || has(d.qemu, "\\uFFFD"))
-        },
-    },
-    Rule {
         status: Status::Intended,
         id: "backlog",
         what: "backlog=SIZE (x-backlog in QMP) keeps output for the next peer; QEMU does not know the key",

@@ -292,13 +292,11 @@ impl LiveSide {
     fn observe_or_note(&mut self) -> Vec<u8> {
         match observe(&mut self.obs, &mut self.sync, &self.ctx) {
             Ok(s) => s,
-            Err(_) => {
-                if self.proc.try_status().is_some() {
-                    b"state: <process ended>".to_vec()
-                } else {
-                    b"state: <observer lost>".to_vec()
-                }
-            }
+            // A process that is going (quit) may not have ended yet.
+            Err(_) => match self.proc.wait_for(Duration::from_secs(2)) {
+                Some(_) => b"state: <process ended>".to_vec(),
+                None => b"state: <observer lost>".to_vec(),
+            },
         }
     }
 

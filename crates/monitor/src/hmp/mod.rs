@@ -10,7 +10,6 @@
 pub mod monitor;
 pub mod readline;
 
-use crate::json::utf8;
 use crate::qmp::cmd::QmpEnv;
 
 pub use monitor::HmpMonitor;
@@ -118,6 +117,47 @@ pub struct Outcome {
 /// Runs one HMP command line; returns its output with `\r\n` line ends.
 pub fn execute(env: &QmpEnv, line: &str) -> String {
     crlf(&run(env, line).text)
+}
+
+/// [`execute`], the output as bytes (those that are not UTF-8 as they
+/// are, a NUL as `C0 80`).
+pub fn execute_bytes(env: &QmpEnv, line: &str) -> Vec<u8> {
+    bytes_of(&execute(env, line))
+}
+
+/// Bytes that are not UTF-8 (typed on a readline monitor, read from a
+/// ringbuf) go through the HMP layer's strings as the characters
+/// `U+10FF00 + byte` (private use) and come out as those bytes again, as
+/// QEMU, working on C strings, prints them.
+const RAW_BASE: u32 = 0x10_FF00;
+
+/// Bytes as an HMP string (see [`RAW_BASE`]); `C0 80` is a NUL.
+pub(crate) fn str_of(b: &[u8]) -> String {
+    let mut out = String::with_capacity(b.len());
+    for chunk in b.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for &x in chunk.invalid() {
+            out.push(char::from_u32(RAW_BASE + u32::from(x)).unwrap_or('\u{FFFD}'));
+        }
+    }
+    out.replace("\u{10FFC0}\u{10FF80}", "\0")
+}
+
+/// An HMP string as bytes (see [`RAW_BASE`]); a NUL as `C0 80`, as QEMU
+/// keeps a `\u0000` it was sent.
+pub(crate) fn bytes_of(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    for c in s.chars() {
+        match u32::from(c) {
+            0 => out.extend_from_slice(&[0xC0, 0x80]),
+            n if (RAW_BASE..RAW_BASE + 0x100).contains(&n) => out.push((n - RAW_BASE) as u8),
+            _ => {
+                let mut b = [0; 4];
+                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+            }
+        }
+    }
+    out
 }
 
 /// `\n` to `\r\n`, as QEMU's monitor output does.
@@ -422,7 +462,7 @@ fn skip_blanks_at(s: &str, at: usize) -> usize {
 /// after `help` as a command line of their own. Arguments are not
 /// completed. Returns the candidates and the length of the word.
 pub(crate) fn completions(line: &[u8]) -> (Vec<String>, usize) {
-    let text = crate::json::utf8::to_string_lossy(line);
+    let text = str_of(line);
     let mut words: Vec<String> = Vec::new();
     let mut a = Args {
         rest: &text,
@@ -628,7 +668,7 @@ fn run(env: &QmpEnv, line: &str) -> Outcome {
                 let dev = args.string()?;
                 let data = args.string()?;
                 args.end()?;
-                match env.chardevs.ringbuf_write(&dev, &utf8::from_str(&data)) {
+                match env.chardevs.ringbuf_write(&dev, &bytes_of(&data)) {
                     Ok(()) => ok(String::new()),
                     Err(e) => err(crate::qmp::cmd::ringbuf_error(&dev, e).to_string()),
                 }
@@ -749,7 +789,7 @@ fn ringbuf_text(data: &[u8]) -> String {
             _ => out.push(b),
         }
     }
-    let mut s = utf8::to_string_lossy(&out);
+    let mut s = str_of(&out);
     s.push('\n');
     s
 }

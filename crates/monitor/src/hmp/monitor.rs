@@ -75,9 +75,9 @@ impl FrontendHandlers for HmpHandlers {
             let line = self.rl.feed_completing(b, &mut echo, &super::completions);
             self.shared.out().push(echo);
             if let Some(line) = line {
-                let line = crate::json::utf8::to_string_lossy(&line);
+                let line = super::str_of(&line);
                 let o = super::run_line(&self.env, &line);
-                let mut text = super::crlf(&o.text).into_bytes();
+                let mut text = super::bytes_of(&super::crlf(&o.text));
                 if o.quit {
                     self.quit = true;
                 } else {

@@ -21,5 +21,6 @@ fn run(ctx: &mut Ctx<'_>, mut args: ObjVisitor<'_>) -> QmpResult<Value> {
             "Parameter 'cpu-index' expects a CPU number",
         ));
     }
-    Ok(Value::str(crate::hmp::execute(ctx.env, &line)))
+    // Bytes that are not UTF-8 (from a ringbuf) become U+FFFD in JSON.
+    Ok(Value::Str(crate::hmp::execute_bytes(ctx.env, &line)))
 }
