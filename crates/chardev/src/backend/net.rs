@@ -168,8 +168,21 @@ pub(crate) fn resolve(
     ipv4_only: bool,
     ipv6_only: bool,
 ) -> Result<Vec<SocketAddr>, String> {
-    let chost = CString::new(host).map_err(|_| "invalid host name".to_string())?;
-    let cport = CString::new(port).map_err(|_| "invalid port".to_string())?;
+    // A NUL a QMP client sent (`\u0000`) reaches QEMU's resolver as the
+    // two bytes C0 80 it keeps it as: it is a name that does not resolve.
+    let modified = |s: &str| {
+        let mut b = Vec::with_capacity(s.len());
+        for &c in s.as_bytes() {
+            if c == 0 {
+                b.extend_from_slice(&[0xC0, 0x80]);
+            } else {
+                b.push(c);
+            }
+        }
+        CString::new(b)
+    };
+    let chost = modified(host).map_err(|_| "invalid host name".to_string())?;
+    let cport = modified(port).map_err(|_| "invalid port".to_string())?;
     // SAFETY: addrinfo is plain data for which all-zero is a valid value.
     let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
     hints.ai_family = if ipv4_only && !ipv6_only {
