@@ -306,6 +306,25 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         status: Status::Intended,
+        id: "ringbuf-size-cap",
+        what: "ringbufs above 1 GiB are refused (with QEMU's power-of-two text); QEMU allocates them",
+        matches: |d| {
+            let m = "size of ringbuf chardev must be power of two";
+            has(d.qchar, m) && !has(d.qemu, m)
+        },
+    },
+    Rule {
+        status: Status::Intended,
+        id: "qemu-crashes",
+        what: "inputs that make QEMU 7.2 end (a udp chardev with a unix local address aborts it); qchar answers with an error",
+        matches: |d| {
+            has(d.qemu, "state: <process ended>")
+                && !has(d.qchar, "state: <process ended>")
+                && !d.steps.iter().any(|s| has(s, "quit"))
+        },
+    },
+    Rule {
+        status: Status::Intended,
         id: "backlog",
         what: "backlog=SIZE (x-backlog in QMP) keeps output for the next peer; QEMU does not know the key",
         matches: |d| {
