@@ -315,8 +315,16 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         status: Status::Intended,
+        id: "udp-local-not-inet",
+        what: "a udp chardev whose local address is not inet is refused; QEMU reads it as an inet address (the path as host)",
+        matches: |d| {
+            has(d.qchar, "socket type unsupported for datagram") && has(d.qemu, "address resolution failed for")
+        },
+    },
+    Rule {
+        status: Status::Intended,
         id: "qemu-crashes",
-        what: "inputs that make QEMU 7.2 end (a udp chardev with a unix local address aborts it); qchar answers with an error",
+        what: "inputs that make QEMU 7.2 end (a udp chardev with a unix local address with tight or abstract set crashes it); qchar answers with an error",
         matches: |d| {
             has(d.qemu, "state: <process ended>")
                 && !has(d.qchar, "state: <process ended>")
