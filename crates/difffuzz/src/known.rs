@@ -112,6 +112,14 @@ fn asks_for_backend(step: &[u8], name: &str) -> bool {
         .any(|w| w == name.as_bytes())
 }
 
+/// The names in `'NAME' is not a valid char driver` texts.
+fn refused_drivers(t: &[u8]) -> Vec<String> {
+    let s = String::from_utf8_lossy(t);
+    s.match_indices("' is not a valid char driver")
+        .filter_map(|(i, _)| s[..i].rfind('\'').map(|j| s[j + 1..i].to_string()))
+        .collect()
+}
+
 /// The `unknown command: '...'` texts of a transcript.
 fn unknown_commands(t: &[u8]) -> Vec<Vec<u8>> {
     let key = b"unknown command: '";
@@ -178,8 +186,10 @@ pub const RULES: &[Rule] = &[
         id: "backends-qchar-lacks",
         what: "backends QEMU has and qchar refuses as unknown (vc, msmouse, wctablet, testdev, parallel, qemu-vdagent, braille, spice, dbus)",
         matches: |d| {
-            (has(d.qchar, "is not a valid char driver") || has(d.qchar, "does not accept value"))
-                && LACKING.iter().any(|b| asks_for_backend(d.step, b))
+            // The name qchar refuses is one of QEMU's (a shorthand may
+            // carry more, `vc:80Cx24C`, `vci`).
+            refused_drivers(d.qchar).iter().any(|n| LACKING.contains(&n.as_str()))
+                || (has(d.qchar, "does not accept value") && LACKING.iter().any(|b| asks_for_backend(d.step, b)))
         },
     },
     Rule {

@@ -700,6 +700,10 @@ impl Scan {
                 Ok(SerialTarget::Existing(_)) | Err(OptsError::CompatSyntax(_)) => {
                     return Err(Diag::at(loc, format!("parse error: {dev}")));
                 }
+                // The trailing options' parser failed: QEMU stops at once.
+                Err(e) if e.is_parse_error() => {
+                    return Err(Diag::opts(loc, &e).then(loc, format!("parse error: {dev}")));
+                }
                 Err(e) => Err(Diag::opts(loc, &e)),
             };
             self.cfg.chardevs.push(ChardevReq {
