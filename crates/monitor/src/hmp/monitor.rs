@@ -3,13 +3,14 @@
 //! editing with QEMU's echo, command output, the prompt again. Supports
 //! hotswap like the QMP monitor (the line being edited survives).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use qchar_chardev::registry::Registry;
 use qchar_chardev::{CharFrontend, ChardevError, ChardevEvent, FrontendHandlers};
 
 use super::readline::{Readline, PROMPT};
-use crate::output::{Shared, DEFAULT_OUTPUT_CAP};
+use crate::output::{Shared, DEFAULT_OUTPUT_CAP, INPUT_PAUSE_THRESHOLD};
 use crate::qmp::cmd::QmpEnv;
 
 /// A running HMP monitor.
@@ -37,6 +38,7 @@ impl HmpMonitor {
             shared,
             quit: false,
             swap_keeps_peer: false,
+            pending: VecDeque::new(),
         };
         fe.set_handlers(Box::new(h));
         HmpMonitor { fe }
@@ -55,22 +57,25 @@ struct HmpHandlers {
     shared: Arc<Shared>,
     quit: bool,
     swap_keeps_peer: bool,
+    /// Keys taken but not handled yet: each key's echo redraws the line
+    /// (a few KiB for a long one), so keys wait here while the client has
+    /// not read what came before, instead of overflowing the output.
+    pending: VecDeque<u8>,
 }
 
-impl FrontendHandlers for HmpHandlers {
-    fn can_read(&mut self) -> usize {
-        if self.quit {
-            return 0;
+impl HmpHandlers {
+    /// Handles waiting keys while the output held stays small.
+    fn process_pending(&mut self) {
+        while !self.quit && self.shared.out().held() <= INPUT_PAUSE_THRESHOLD {
+            let Some(b) = self.pending.pop_front() else {
+                return;
+            };
+            self.key(b);
         }
-        self.shared.out().input_room(4096)
     }
 
-    fn read(&mut self, data: &[u8]) {
-        self.swap_keeps_peer = false;
-        for &b in data {
-            if self.quit {
-                return;
-            }
+    fn key(&mut self, b: u8) {
+        {
             let mut echo = Vec::new();
             let line = self.rl.feed_completing(b, &mut echo, &super::completions);
             self.shared.out().push(echo);
@@ -87,6 +92,26 @@ impl FrontendHandlers for HmpHandlers {
                 self.shared.out().push(text);
             }
         }
+    }
+}
+
+impl FrontendHandlers for HmpHandlers {
+    fn can_read(&mut self) -> usize {
+        if self.quit {
+            return 0;
+        }
+        if !self.pending.is_empty() {
+            // Resumed by `write_ready` once the client has read.
+            self.shared.out().input_paused = true;
+            return 0;
+        }
+        self.shared.out().input_room(4096)
+    }
+
+    fn read(&mut self, data: &[u8]) {
+        self.swap_keeps_peer = false;
+        self.pending.extend(data);
+        self.process_pending();
     }
 
     fn event(&mut self, event: ChardevEvent) {
@@ -106,6 +131,7 @@ impl FrontendHandlers for HmpHandlers {
             ChardevEvent::Closed => {
                 self.swap_keeps_peer = false;
                 self.shared.out().clear();
+                self.pending.clear();
             }
             _ => {}
         }
@@ -121,6 +147,8 @@ impl FrontendHandlers for HmpHandlers {
     }
 
     fn write_ready(&mut self) {
+        self.shared.out().flush();
+        self.process_pending();
         self.shared.output_ready();
     }
 }
