@@ -342,6 +342,12 @@ pub const RULES: &[Rule] = &[
         },
     },
     Rule {
+        status: Status::Open,
+        id: "nul-in-paths",
+        what: "a path with a NUL (\\u0000) is refused; QEMU opens the name with the NUL as C0 80",
+        matches: |d| has(d.qchar, "unexpected NUL byte") && !has(d.qemu, "unexpected NUL byte"),
+    },
+    Rule {
         status: Status::Intended,
         id: "backlog",
         what: "backlog=SIZE (x-backlog in QMP) keeps output for the next peer; QEMU does not know the key",

@@ -268,7 +268,8 @@ fn is_info_chardev_line(l: &[u8]) -> bool {
     let Some(i) = l.windows(11).position(|w| w == b": filename=") else {
         return false;
     };
-    i > 0 && !l[..i].iter().any(|&c| c == b' ' || c == b'"' || c == b'{')
+    // The label may be empty (QMP's chardev-add takes "id": "").
+    !l[..i].iter().any(|&c| c == b' ' || c == b'"' || c == b'{')
 }
 
 fn sort_runs(text: &[u8], sep: &[u8]) -> Vec<u8> {

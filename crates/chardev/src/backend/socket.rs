@@ -48,6 +48,10 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 pub(crate) fn validate(s: &ChardevSocket) -> Result<()> {
     let server = s.server.unwrap_or(true);
     let bad = |m: &str| Err(ChardevError::Invalid(m.to_string()));
+    // QEMU checks what depends on the address type first.
+    if matches!(s.addr, SocketAddressLegacy::Fd(_)) && s.reconnect.is_some() {
+        return bad("'reconnect' option is incompatible with 'fd' address type");
+    }
     if s.tls_creds.is_some() || s.tls_authz.is_some() {
         return Err(ChardevError::Unsupported(
             "TLS is not supported by qchar socket chardevs".into(),
