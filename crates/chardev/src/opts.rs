@@ -267,7 +267,13 @@ fn parse_chardev_warning_into(
     if backend.is_some_and(is_help_word) {
         return Err(OptsError::BackendHelp);
     }
-    let id = id.ok_or(OptsError::NoId)?;
+    let Some(id) = id else {
+        // QEMU resolves the backend's name (and warns of an alias) first.
+        if let Some(real) = backend.and_then(alias_of) {
+            create_warnings.push(alias_warning(backend.unwrap_or_default(), real));
+        }
+        return Err(OptsError::NoId);
+    };
     let Some(backend) = backend else {
         return Err(OptsError::MissingBackend(id));
     };
@@ -864,21 +870,31 @@ fn ringbuf(opts: &Opts) -> Result<ChardevRingbuf, OptsError> {
     })
 }
 
+/// The backend a deprecated alias names.
+fn alias_of(name: &str) -> Option<&'static str> {
+    match name {
+        "tty" => Some("serial"),
+        "parport" => Some("parallel"),
+        _ => None,
+    }
+}
+
+fn alias_warning(alias: &str, real: &str) -> String {
+    format!("The alias '{alias}' is deprecated, use '{real}' instead")
+}
+
 /// Builds the backend named `name` from the keys.
 fn build_backend(
     name: &str,
     opts: &Opts,
     warnings: &mut Vec<String>,
 ) -> Result<ChardevBackend, OptsError> {
-    let name = match name {
-        "tty" | "parport" => {
-            let real = if name == "tty" { "serial" } else { "parallel" };
-            warnings.push(format!(
-                "The alias '{name}' is deprecated, use '{real}' instead"
-            ));
+    let name = match alias_of(name) {
+        Some(real) => {
+            warnings.push(alias_warning(name, real));
             real
         }
-        other => other,
+        None => name,
     };
     Ok(match name {
         "null" => ChardevBackend::Null(common(opts)),

@@ -734,12 +734,14 @@ impl Scan {
         let mut pretty = false;
         let mut id = None;
         let pairs = qemuopts::split(value, Some("chardev"));
-        // QEMU's option parser checks the id before any other key.
-        if let Some(p) = pairs.iter().rev().find(|p| p.key == "id") {
+        // QEMU's option parser takes the first id, checks it before any
+        // other key, and skips later ones.
+        if let Some(p) = pairs.iter().find(|p| p.key == "id") {
             if !qemuopts::is_identifier(&p.value) {
                 return Err(Diag::at(Some(loc), "Parameter 'id' expects an identifier")
                     .hint(qemuopts::IDENTIFIER_HINT));
             }
+            id = Some(p.value.clone());
         }
         for p in pairs {
             if p.short_form {
@@ -764,13 +766,7 @@ impl Scan {
                         Diag::at(Some(loc), "Parameter 'pretty' expects 'on' or 'off'")
                     })?
                 }
-                "id" => {
-                    if !qemuopts::is_identifier(&p.value) {
-                        return Err(Diag::at(Some(loc), "Parameter 'id' expects an identifier")
-                            .hint(qemuopts::IDENTIFIER_HINT));
-                    }
-                    id = Some(p.value)
-                }
+                "id" => {}
                 other => return Err(Diag::at(Some(loc), format!("Invalid parameter '{other}'"))),
             }
         }

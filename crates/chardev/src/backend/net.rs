@@ -193,7 +193,13 @@ pub(crate) fn resolve(
         libc::AF_UNSPEC
     };
     hints.ai_socktype = socktype;
-    hints.ai_flags = if passive { libc::AI_PASSIVE } else { 0 };
+    // QEMU's flags: a connect (or a datagram's remote end) takes IPv4
+    // addresses mapped into IPv6 when asked for IPv6 only.
+    hints.ai_flags = if passive {
+        libc::AI_PASSIVE
+    } else {
+        libc::AI_CANONNAME | libc::AI_V4MAPPED | libc::AI_ADDRCONFIG
+    };
     let mut res: *mut libc::addrinfo = std::ptr::null_mut();
     let node = if host.is_empty() {
         std::ptr::null()
