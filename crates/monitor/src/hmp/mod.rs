@@ -396,7 +396,12 @@ impl Expr<'_> {
                     strtoull(&self.b[self.i..]).ok_or_else(|| "number too large".to_string())?;
                 if n == 0 {
                     let c = self.b[self.i];
-                    let shown = if c.is_ascii() { c as char } else { '\u{FFFD}' };
+                    // The byte itself, as QEMU prints it (see `RAW_BASE`).
+                    let shown = if c.is_ascii() {
+                        c as char
+                    } else {
+                        char::from_u32(RAW_BASE + u32::from(c)).unwrap_or('\u{FFFD}')
+                    };
                     return Err(format!("invalid char '{shown}' in expression"));
                 }
                 self.i += n;
@@ -644,9 +649,17 @@ fn run(env: &QmpEnv, line: &str) -> Outcome {
                 let Some(backend) = parsed else {
                     return ok(out);
                 };
+                // Options name the backend's kind after its parser: a
+                // `memory` comes out as a ringbuf (QEMU lists it so).
+                let backend = match backend.backend {
+                    qchar_chardev::spec::ChardevBackend::Memory(r) => {
+                        qchar_chardev::spec::ChardevBackend::Ringbuf(r)
+                    }
+                    b => b,
+                };
                 // A new pty says nothing here (QEMU prints its line only
                 // when a chardev is added).
-                if let Err(e) = env.chardevs.change(&id, backend.backend) {
+                if let Err(e) = env.chardevs.change(&id, backend) {
                     out.push_str(&format!("Error: {e}\n"));
                 }
                 ok(out)
