@@ -288,6 +288,15 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         status: Status::Intended,
+        id: "no-fd-vsock-sockets",
+        what: "socket chardevs on a passed descriptor or a vsock address: qchar has neither and refuses them",
+        matches: |d| {
+            has(d.qchar, "sockets passed by descriptor are not supported by qchar")
+                || has(d.qchar, "vsock sockets are not supported by qchar")
+        },
+    },
+    Rule {
+        status: Status::Intended,
         id: "numbers-not-truncated",
         what: "a number too wide for its field (a ringbuf size of 2^63) is refused; QEMU truncates it silently",
         matches: |d| has(d.qchar, "is out of range for parameter") && !has(d.qemu, "is out of range for parameter"),
