@@ -5,7 +5,14 @@
 //! ```text
 //! difffuzz [--seed N] [--seconds S] [--classes qmp,qmp-bytes,hmp,readline,cli]
 //!          [--out DIR] [--qchar PATH] [--qemu PATH] [--no-shrink]
+//!          [--shrink-budget RUNS] [--progress SECONDS]
+//! difffuzz --explain FILE...   # today's verdict on reproducers (nothing run)
+//! difffuzz --record FILE...    # run reproducers on both sides, write transcripts
 //! ```
+//!
+//! Environment: `DIFFFUZZ_PORT_BASE` moves the ports the sides use (two
+//! campaigns at once need different ones), `DIFFFUZZ_DEBUG` says why the
+//! processes are restarted.
 
 use std::path::PathBuf;
 use std::time::Duration;

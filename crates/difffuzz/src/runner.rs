@@ -475,16 +475,6 @@ impl Live {
         }
         Ok([q?, c?])
     }
-
-    /// The side's pid (for reports).
-    pub fn pid(&self, side: Side) -> u32 {
-        self.sides[side.idx()].proc.pid()
-    }
-
-    /// Side name check (keeps `LiveSide::side` read).
-    pub fn side_name(&self, i: usize) -> &'static str {
-        self.sides[i].side.name()
-    }
 }
 
 /// The command line of a command-line input (`$D`, `$PORTi` not yet
