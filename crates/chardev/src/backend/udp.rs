@@ -65,6 +65,12 @@ impl UdpBackend {
     /// Creates the socket, binds `local`, connects to `remote`.
     pub(crate) fn open(spec: &ChardevUdp) -> Result<UdpBackend> {
         let remote = inet(&spec.remote)?;
+        // QEMU works out the address family first.
+        if remote.ipv4 == Some(false) && remote.ipv6 == Some(false) {
+            return Err(ChardevError::Invalid(
+                "Cannot disable IPv4 and IPv6 at same time".into(),
+            ));
+        }
         if remote.port.is_empty() {
             return Err(ChardevError::Invalid("remote port not specified".into()));
         }

@@ -764,6 +764,11 @@ fn parse_opts(
     }
     let full = match change_of {
         Some(_) if given_id.is_some() => None,
+        // After a trailing separator (an odd run of commas) the id goes
+        // on directly; `,,` is an escaped comma in a value.
+        Some(_) if (text.len() - text.trim_end_matches(',').len()) % 2 == 1 => {
+            Some(format!("{text}id=x"))
+        }
         Some(_) => Some(format!("{text},id=x")),
         None => Some(text.to_string()),
     };
