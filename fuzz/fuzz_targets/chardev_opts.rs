@@ -12,6 +12,9 @@
 //! - warnings come only with a successful parse (the API's contract), and
 //!   `parse_chardev` agrees with `parse_chardev_with_warnings`;
 //! - the parsed id is a valid identifier, as the parser promises.
+//!
+//! Each string also goes to the keyval parser (`-machine`/`-display`):
+//! no panic, and every key it accepts is non-empty.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -19,6 +22,7 @@ use qchar_chardev::opts::{
     parse_chardev, parse_chardev_with_warnings, parse_serial_shorthand, ChardevOptions,
     SerialTarget,
 };
+use qchar_chardev::qemuopts::{keyval, KeyvalItem};
 use qchar_chardev::spec::ChardevBackend;
 
 fn valid_id(id: &str) -> bool {
@@ -58,6 +62,16 @@ fn chardev(s: &str) {
     }
 }
 
+fn keyval_string(s: &str) {
+    if let Ok(items) = keyval(s, Some("type")) {
+        for item in items {
+            if let KeyvalItem::Pair { key, .. } = item {
+                assert!(!key.is_empty(), "empty key accepted in {s:?}");
+            }
+        }
+    }
+}
+
 fn shorthand(s: &str) {
     let r = parse_serial_shorthand(s, "serial0");
     assert_eq!(r, parse_serial_shorthand(s, "serial0"));
@@ -83,8 +97,10 @@ fuzz_target!(|data: &[u8]| {
     };
     chardev(a);
     shorthand(a);
+    keyval_string(a);
     if let Some(b) = b {
         chardev(b);
         shorthand(b);
+        keyval_string(b);
     }
 });

@@ -106,25 +106,34 @@ fn world() -> &'static World {
             let mut buf = [0u8; 4096];
             while matches!(out.read(&mut buf), Ok(n) if n > 0) {}
         });
-        // Settle (the connection's OPENED, the focus given at attach),
-        // then learn where the focus is: Ctrl-a c moves it to the other one.
-        std::thread::sleep(Duration::from_millis(200));
+        // Settle: the last frontend to register takes the focus (MUX_IN),
+        // then the connection's OPENED reaches both, last.
+        let has = |l: &Log, e: ChardevEvent| lock(l).contains(&Seen::Event(e));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !(has(&logs[1], ChardevEvent::MuxIn)
+            && logs.iter().all(|l| has(l, ChardevEvent::Opened)))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "mux start-up incomplete: {logs:?}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
         for log in &logs {
             lock(log).clear();
         }
+        // Learn where the focus is: Ctrl-a c moves it to the other one,
+        // which hears MUX_OUT first, then the new one MUX_IN.
         (&client).write_all(&[ESCAPE, b'c']).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
         let focus = loop {
-            let gained = logs
-                .iter()
-                .position(|l| lock(l).contains(&Seen::Event(ChardevEvent::MuxIn)));
+            let gained = logs.iter().position(|l| has(l, ChardevEvent::MuxIn));
             if let Some(i) = gained {
+                assert!(has(&logs[1 - i], ChardevEvent::MuxOut), "{logs:?}");
                 break i;
             }
             assert!(Instant::now() < deadline, "no focus change at start-up");
             std::thread::sleep(Duration::from_millis(1));
         };
-        std::thread::sleep(Duration::from_millis(50));
         for log in &logs {
             lock(log).clear();
         }

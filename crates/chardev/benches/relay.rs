@@ -7,7 +7,8 @@
 //! `cargo bench -p qchar-chardev --bench relay`. Environment:
 //! `QCHAR_RELAY_MIB` (default 1024) MiB per run, `QCHAR_RELAY_ROUNDS`
 //! (default 3) alternating runs of each; the best run of each counts.
-//! Skips socat, saying so, when it is not installed. Prints a `RESULT`
+//! Skips socat, saying so, when it is not installed (fails instead under
+//! `QCHAR_TEST_REQUIRE_ALL`). Prints a `RESULT`
 //! line for `scripts/bench.sh`.
 
 use std::io::{Read, Write};
@@ -18,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use qchar_chardev::{opts, CharFrontend, FrontendHandlers, Registry};
+use qchar_testkit::{connect_unix, require, Prereq};
 
 const CHUNK: usize = 64 * 1024;
 
@@ -86,19 +88,6 @@ impl FrontendHandlers for RelayOut {
     }
 }
 
-fn connect(path: &Path) -> UnixStream {
-    let start = Instant::now();
-    loop {
-        match UnixStream::connect(path) {
-            Ok(s) => return s,
-            Err(e) if start.elapsed() > Duration::from_secs(10) => {
-                panic!("connect {path:?}: {e}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(2)),
-        }
-    }
-}
-
 /// The client side, the same for both relays: writes `total` bytes into
 /// `src` in 64 KiB writes while another thread reads them all from `dst`.
 /// Returns the time from the first write to the last byte read.
@@ -149,8 +138,8 @@ fn through_qchar(dir: &Path, round: usize, total: usize) -> Duration {
         out: fb.clone(),
         pending,
     }));
-    let src = connect(&pa);
-    let dst = connect(&pb);
+    let src = connect_unix(&pa);
+    let dst = connect_unix(&pb);
     // Output to `b` before its client is there would be dropped.
     while !(fa.is_open() && fb.is_open()) {
         std::thread::sleep(Duration::from_millis(1));
@@ -185,18 +174,9 @@ fn through_socat(dir: &Path, round: usize, total: usize, extra: &[&str]) -> Dura
             .expect("socat"),
     );
     // socat listens on `b` once `a` has its client.
-    let src = connect(&pa);
-    let dst = connect(&pb);
+    let src = connect_unix(&pa);
+    let dst = connect_unix(&pb);
     pump(src, dst, total)
-}
-
-fn socat_installed() -> bool {
-    Command::new("socat")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 fn mib_s(bytes: usize, d: Duration) -> f64 {
@@ -219,10 +199,9 @@ fn main() {
     let total = mib << 20;
     let dir = tempfile::tempdir().unwrap();
     let dir: PathBuf = dir.path().to_path_buf();
-    let socat = socat_installed();
-    if !socat {
-        eprintln!("relay: socat not installed, qchar figure only");
-    }
+    // Without socat (said so, or a failure under QCHAR_TEST_REQUIRE_ALL):
+    // the qchar figure only.
+    let socat = require(Prereq::Socat);
     let mut q = Vec::new();
     let mut s = Vec::new();
     let mut s64 = Vec::new();

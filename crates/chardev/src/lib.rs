@@ -6,15 +6,22 @@
 //! [`Registry::change`] swaps the backend while the frontend keeps running.
 //!
 //! Module map:
-//! - [`spec`]: QEMU's QAPI `ChardevBackend` types (what a backend is).
+//! - [`spec`]: QEMU's QAPI `ChardevBackend` types (what a backend is), in
+//!   QEMU's JSON form through serde with the `serde` feature.
+//! - [`qemuopts`]: QEMU's option-string grammar, numbers and sizes (used
+//!   by `-chardev` here and by the qchar binary's other options).
 //! - [`opts`]: `-chardev` strings and `-serial` shorthands into specs.
 //! - [`backend`]: the `Backend` trait and one file per backend kind.
 //! - [`frontend`]: what a device holds ([`CharFrontend`]) and implements
 //!   ([`FrontendHandlers`]).
 //! - [`registry`]: chardevs by id: add, change, remove, query.
-//! - `chardev`: one chardev's I/O task and the backend change itself.
+//! - `chardev`: one chardev's I/O task.
+//! - `change`: a backend change, in one place, and the retiring of the
+//!   backend that goes.
 //! - `outq`: the bounded output queue that carries bytes across a change.
 //! - `iothread`: the one I/O thread and how other threads use it.
+//! - `ioctl`: serial-line requests without the caller waiting for a
+//!   backend.
 //!
 //! Guarantees of [`Registry::change`]:
 //! - the new backend is opened first; if that fails, or a frontend refuses
@@ -44,21 +51,24 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+mod change;
 mod chardev;
 pub mod error;
 pub mod frontend;
+mod ioctl;
 mod iothread;
 pub mod opts;
 mod outq;
+pub mod qemuopts;
 pub mod registry;
 pub mod spec;
 
 pub use backend::{modem, IoctlReply, Parity, SerialIoctl, SerialParams};
 pub use chardev::ChardevStats;
 pub use error::{ChardevError, Result};
-pub use frontend::{CharFrontend, ChardevEvent, FrontendHandlers};
+pub use frontend::{CharFrontend, ChardevEvent, FrontendHandlers, FrontendStats};
 pub use outq::DEFAULT_OUT_CAPACITY;
-pub use registry::{Registry, RegistryEvent, StatsSnapshot};
+pub use registry::{ChardevStatsInfo, Registry, RegistryEvent, StatsSnapshot};
 
 /// Most frontends one mux chardev takes (QEMU's `MAX_MUX`).
 pub const MAX_MUX_FRONTENDS: usize = 4;

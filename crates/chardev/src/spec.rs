@@ -1,95 +1,151 @@
+// Hand-written part: the `wire` copies of the backend structs, because serde cannot refuse unknown members of a struct that flattens another.
 //! The backend specification: Rust types for QEMU's QAPI `ChardevBackend`
-//! union (qapi/char.json), field names exactly as QEMU spells them on the
-//! wire, so a `chardev-add`/`chardev-change` argument deserializes as-is.
+//! union (qapi/char.json). With the `serde` feature they serialize and
+//! deserialize with field names exactly as QEMU spells them on the wire, so
+//! a `chardev-add`/`chardev-change` argument deserializes as-is, and an
+//! unknown member is refused as QEMU refuses it.
 //!
 //! The types are plain data: they describe a backend, they do not open one.
 //! [`crate::backend::open`] turns a spec into a live backend.
 
+#[cfg(feature = "serde")]
 use serde::{Deserialize, Serialize};
 
 /// Options every backend accepts (QAPI `ChardevCommon`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct ChardevCommon {
     /// Copy every byte the frontend writes to this file as well.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub logfile: Option<String>,
     /// Append to `logfile` instead of truncating it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub logappend: Option<bool>,
     /// qchar extension: size in bytes of the replay buffer that keeps the
     /// newest output produced while no peer is connected (off when absent).
-    #[serde(rename = "x-backlog", default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "x-backlog", default, skip_serializing_if = "Option::is_none")
+    )]
     pub backlog: Option<u64>,
 }
 
 /// `file` backend (QAPI `ChardevFile`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "wire::File"))]
 pub struct ChardevFile {
     /// Common options.
-    #[serde(flatten)]
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub common: ChardevCommon,
     /// File to read input from (none: the backend has no input).
-    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "in", default, skip_serializing_if = "Option::is_none")
+    )]
     pub input: Option<String>,
     /// File the output goes to.
     pub out: String,
     /// Open `out` for appending instead of truncating it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub append: Option<bool>,
 }
 
 /// A host device path: `pipe`, `serial` and `parallel` (QAPI `ChardevHostdev`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "wire::Hostdev"))]
 pub struct ChardevHostdev {
     /// Common options.
-    #[serde(flatten)]
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub common: ChardevCommon,
     /// The device or pipe path.
     pub device: String,
 }
 
 /// `socket` backend (QAPI `ChardevSocket`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "wire::Socket"))]
 pub struct ChardevSocket {
     /// Common options.
-    #[serde(flatten)]
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub common: ChardevCommon,
     /// Address to listen on (server) or connect to (client).
     pub addr: SocketAddressLegacy,
     /// TLS credentials object id (not supported by qchar; refused).
-    #[serde(rename = "tls-creds", default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "tls-creds", default, skip_serializing_if = "Option::is_none")
+    )]
     pub tls_creds: Option<String>,
     /// TLS authorization object id (not supported by qchar; refused).
-    #[serde(rename = "tls-authz", default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "tls-authz", default, skip_serializing_if = "Option::is_none")
+    )]
     pub tls_authz: Option<String>,
     /// Listen instead of connecting (QEMU's default: true).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub server: Option<bool>,
     /// A server waits for its first client before start-up goes on
     /// (absent: no, QMP's default; the `-chardev` parser sets it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub wait: Option<bool>,
     /// Set TCP_NODELAY.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub nodelay: Option<bool>,
     /// Speak telnet.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub telnet: Option<bool>,
     /// Speak tn3270 (not supported by qchar; refused).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub tn3270: Option<bool>,
     /// Speak websocket (server only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub websocket: Option<bool>,
     /// Client: seconds between reconnection attempts (0: none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub reconnect: Option<i64>,
     /// Client: milliseconds between reconnection attempts (newer QEMU).
-    #[serde(
-        rename = "reconnect-ms",
-        default,
-        skip_serializing_if = "Option::is_none"
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            rename = "reconnect-ms",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )
     )]
     pub reconnect_ms: Option<i64>,
 }
@@ -122,48 +178,65 @@ impl ChardevSocket {
 }
 
 /// `udp` backend (QAPI `ChardevUdp`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "wire::Udp"))]
 pub struct ChardevUdp {
     /// Common options.
-    #[serde(flatten)]
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub common: ChardevCommon,
     /// Where datagrams are sent.
     pub remote: SocketAddressLegacy,
     /// Local address to bind.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub local: Option<SocketAddressLegacy>,
 }
 
 /// `mux` backend (QAPI `ChardevMux`): in QMP terms a mux wraps another
 /// chardev by id.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "wire::Mux"))]
 pub struct ChardevMux {
     /// Common options.
-    #[serde(flatten)]
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub common: ChardevCommon,
     /// Id of the chardev underneath.
     pub chardev: String,
 }
 
 /// `stdio` backend (QAPI `ChardevStdio`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "wire::Stdio"))]
 pub struct ChardevStdio {
     /// Common options.
-    #[serde(flatten)]
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub common: ChardevCommon,
     /// Let Ctrl-C and friends raise signals (QEMU's default: true).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub signal: Option<bool>,
 }
 
 /// `ringbuf`/`memory` backend (QAPI `ChardevRingbuf`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "wire::Ringbuf"))]
 pub struct ChardevRingbuf {
     /// Common options.
-    #[serde(flatten)]
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub common: ChardevCommon,
     /// Capacity in bytes, a power of two (QEMU's default: 65536).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub size: Option<i64>,
 }
 
@@ -172,8 +245,12 @@ pub struct ChardevRingbuf {
 pub type ChardevDummy = ChardevCommon;
 
 /// The backend union (QAPI `ChardevBackend`), as `{"type": T, "data": {...}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "data", rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    serde(tag = "type", content = "data", rename_all = "kebab-case")
+)]
 pub enum ChardevBackend {
     /// Output to a file, input optionally from another.
     File(ChardevFile),
@@ -202,8 +279,12 @@ pub enum ChardevBackend {
 }
 
 /// A socket address in QEMU's legacy (flat union with `data`) form.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "data", rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    serde(tag = "type", content = "data", rename_all = "kebab-case")
+)]
 pub enum SocketAddressLegacy {
     /// TCP or UDP over IPv4/IPv6.
     Inet(InetSocketAddress),
@@ -226,51 +307,75 @@ impl SocketAddressLegacy {
 }
 
 /// QAPI `InetSocketAddress`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct InetSocketAddress {
     /// Host name or address.
     pub host: String,
     /// Port number or service name, a string as in QEMU.
     pub port: String,
     /// Don't resolve names.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub numeric: Option<bool>,
     /// Try ports `port..=to` until one is free (server).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub to: Option<u16>,
     /// Restrict to IPv4.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub ipv4: Option<bool>,
     /// Restrict to IPv6.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub ipv6: Option<bool>,
     /// Enable SO_KEEPALIVE.
-    #[serde(
-        rename = "keep-alive",
-        default,
-        skip_serializing_if = "Option::is_none"
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            rename = "keep-alive",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )
     )]
     pub keep_alive: Option<bool>,
 }
 
 /// QAPI `UnixSocketAddress`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct UnixSocketAddress {
     /// Filesystem path, or the name in the abstract namespace.
     pub path: String,
     /// Use the abstract namespace.
-    #[serde(rename = "abstract", default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "abstract", default, skip_serializing_if = "Option::is_none")
+    )]
     pub abstract_: Option<bool>,
     /// With `abstract`: the address length covers only the name (default true).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub tight: Option<bool>,
 }
 
 /// QAPI `VsockSocketAddress`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct VsockSocketAddress {
     /// Context id.
     pub cid: String,
@@ -279,23 +384,29 @@ pub struct VsockSocketAddress {
 }
 
 /// QAPI `String` wrapper.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct StringWrapper {
     /// The string.
     pub str: String,
 }
 
 /// What `chardev-add`/`chardev-change` return (QAPI `ChardevReturn`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct ChardevReturn {
     /// Path of the pty slave, when the new backend is a pty.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub pty: Option<String>,
 }
 
 /// One entry of `query-chardev` (QAPI `ChardevInfo`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct ChardevInfo {
     /// The chardev's id.
     pub label: String,
@@ -303,12 +414,13 @@ pub struct ChardevInfo {
     /// `unix:/p,server=on`...).
     pub filename: String,
     /// Whether a frontend has it open.
-    #[serde(rename = "frontend-open")]
+    #[cfg_attr(feature = "serde", serde(rename = "frontend-open"))]
     pub frontend_open: bool,
 }
 
 /// One entry of `query-chardev-backends` (QAPI `ChardevBackendInfo`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct ChardevBackendInfo {
     /// Backend type name.
     pub name: String,
@@ -372,6 +484,99 @@ pub const SUPPORTED_BACKENDS: &[&str] = &[
     "file", "serial", "pipe", "socket", "udp", "pty", "null", "mux", "stdio", "ringbuf", "memory",
 ];
 
+/// Deserialization forms of the backend structs that flatten
+/// [`ChardevCommon`]. serde does not apply `deny_unknown_fields` to a struct
+/// with a flattened member (nor to the member), so through the derived form
+/// an unknown member would be dropped silently. These flat copies list the
+/// common members themselves and refuse unknown ones, as QEMU does; the
+/// `From` impls fail to compile if a member is missing, and the round-trip
+/// test catches a misspelt name.
+#[cfg(feature = "serde")]
+mod wire {
+    use super::*;
+
+    macro_rules! with_common {
+        ($public:ident as $wire:ident { $($(#[$m:meta])* $field:ident: $ty:ty,)* }) => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            pub(super) struct $wire {
+                #[serde(default)]
+                logfile: Option<String>,
+                #[serde(default)]
+                logappend: Option<bool>,
+                #[serde(rename = "x-backlog", default)]
+                backlog: Option<u64>,
+                $($(#[$m])* $field: $ty,)*
+            }
+
+            impl From<$wire> for $public {
+                fn from(w: $wire) -> $public {
+                    $public {
+                        common: ChardevCommon {
+                            logfile: w.logfile,
+                            logappend: w.logappend,
+                            backlog: w.backlog,
+                        },
+                        $($field: w.$field,)*
+                    }
+                }
+            }
+        };
+    }
+
+    with_common!(ChardevFile as File {
+        #[serde(rename = "in", default)]
+        input: Option<String>,
+        out: String,
+        #[serde(default)]
+        append: Option<bool>,
+    });
+
+    with_common!(ChardevHostdev as Hostdev { device: String, });
+
+    with_common!(ChardevSocket as Socket {
+        addr: SocketAddressLegacy,
+        #[serde(rename = "tls-creds", default)]
+        tls_creds: Option<String>,
+        #[serde(rename = "tls-authz", default)]
+        tls_authz: Option<String>,
+        #[serde(default)]
+        server: Option<bool>,
+        #[serde(default)]
+        wait: Option<bool>,
+        #[serde(default)]
+        nodelay: Option<bool>,
+        #[serde(default)]
+        telnet: Option<bool>,
+        #[serde(default)]
+        tn3270: Option<bool>,
+        #[serde(default)]
+        websocket: Option<bool>,
+        #[serde(default)]
+        reconnect: Option<i64>,
+        #[serde(rename = "reconnect-ms", default)]
+        reconnect_ms: Option<i64>,
+    });
+
+    with_common!(ChardevUdp as Udp {
+        remote: SocketAddressLegacy,
+        #[serde(default)]
+        local: Option<SocketAddressLegacy>,
+    });
+
+    with_common!(ChardevMux as Mux { chardev: String, });
+
+    with_common!(ChardevStdio as Stdio {
+        #[serde(default)]
+        signal: Option<bool>,
+    });
+
+    with_common!(ChardevRingbuf as Ringbuf {
+        #[serde(default)]
+        size: Option<i64>,
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,6 +613,116 @@ mod tests {
         let json =
             r#"{"type":"socket","data":{"addr":{"type":"unix","data":{"path":"/p","bogus":1}}}}"#;
         assert!(serde_json::from_str::<ChardevBackend>(json).is_err());
+    }
+
+    #[test]
+    fn unknown_member_beside_the_common_options_is_refused() {
+        // Each backend struct flattens ChardevCommon; QEMU refuses a member
+        // it does not know there as anywhere else.
+        for json in [
+            r#"{"type":"file","data":{"out":"/o","bogus":1}}"#,
+            r#"{"type":"serial","data":{"device":"/d","bogus":1}}"#,
+            r#"{"type":"pipe","data":{"device":"/d","bogus":1}}"#,
+            r#"{"type":"socket","data":{"addr":{"type":"unix","data":{"path":"/p"}},"bogus":1}}"#,
+            r#"{"type":"udp","data":{"remote":{"type":"inet","data":{"host":"h","port":"1"}},"bogus":1}}"#,
+            r#"{"type":"mux","data":{"chardev":"c","bogus":1}}"#,
+            r#"{"type":"stdio","data":{"bogus":1}}"#,
+            r#"{"type":"ringbuf","data":{"bogus":1}}"#,
+            r#"{"type":"memory","data":{"bogus":1}}"#,
+            r#"{"type":"null","data":{"bogus":1}}"#,
+            r#"{"type":"pty","data":{"bogus":1}}"#,
+        ] {
+            let r = serde_json::from_str::<ChardevBackend>(json);
+            let e = r.expect_err(json).to_string();
+            assert!(e.contains("unknown field `bogus`"), "{json}: {e}");
+        }
+    }
+
+    #[test]
+    fn every_member_of_every_backend_round_trips() {
+        let common = ChardevCommon {
+            logfile: Some("/log".into()),
+            logappend: Some(true),
+            backlog: Some(4096),
+        };
+        let hostdev = || ChardevHostdev {
+            common: common.clone(),
+            device: "/dev/x".into(),
+        };
+        let inet = SocketAddressLegacy::Inet(InetSocketAddress {
+            host: "localhost".into(),
+            port: "4444".into(),
+            numeric: Some(true),
+            to: Some(4450),
+            ipv4: Some(true),
+            ipv6: Some(false),
+            keep_alive: Some(true),
+        });
+        let all = [
+            ChardevBackend::File(ChardevFile {
+                common: common.clone(),
+                input: Some("/in".into()),
+                out: "/out".into(),
+                append: Some(true),
+            }),
+            ChardevBackend::Serial(hostdev()),
+            ChardevBackend::Parallel(hostdev()),
+            ChardevBackend::Pipe(hostdev()),
+            ChardevBackend::Socket(ChardevSocket {
+                common: common.clone(),
+                addr: SocketAddressLegacy::Unix(UnixSocketAddress {
+                    path: "/s".into(),
+                    abstract_: Some(true),
+                    tight: Some(false),
+                }),
+                tls_creds: Some("c".into()),
+                tls_authz: Some("a".into()),
+                server: Some(true),
+                wait: Some(false),
+                nodelay: Some(true),
+                telnet: Some(true),
+                tn3270: Some(false),
+                websocket: Some(false),
+                reconnect: Some(3),
+                reconnect_ms: Some(3000),
+            }),
+            ChardevBackend::Udp(ChardevUdp {
+                common: common.clone(),
+                remote: inet.clone(),
+                local: Some(inet),
+            }),
+            ChardevBackend::Pty(common.clone()),
+            ChardevBackend::Null(common.clone()),
+            ChardevBackend::Mux(ChardevMux {
+                common: common.clone(),
+                chardev: "base".into(),
+            }),
+            ChardevBackend::Stdio(ChardevStdio {
+                common: common.clone(),
+                signal: Some(false),
+            }),
+            ChardevBackend::Ringbuf(ChardevRingbuf {
+                common: common.clone(),
+                size: Some(1024),
+            }),
+            ChardevBackend::Memory(ChardevRingbuf {
+                common: common.clone(),
+                size: Some(2048),
+            }),
+        ];
+        for b in all {
+            let json = serde_json::to_string(&b).unwrap();
+            for name in [
+                r#""logfile":"/log""#,
+                r#""logappend":true"#,
+                r#""x-backlog":4096"#,
+            ] {
+                assert!(json.contains(name), "{json} lacks {name}");
+            }
+            let back: ChardevBackend =
+                serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            assert_eq!(back, b, "{json}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 
 use qchar_chardev::spec::{ChardevBackend, ChardevCommon, ChardevHostdev};
 use qchar_chardev::{ChardevEvent, Registry};
+use qchar_testkit::{fd_count, mkfifo, wait_until};
 use support::*;
 
 /// Opens a pty slave in raw mode, as a terminal program would set it up
@@ -135,12 +136,6 @@ fn pty_backlog_replays_output_made_before_the_slave_opened() {
     slave.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"89abcdef", "the newest 8 bytes, in order");
     reg.shutdown();
-}
-
-fn mkfifo(path: &std::path::Path) {
-    let c = std::ffi::CString::new(path.to_string_lossy().as_bytes()).unwrap();
-    // SAFETY: mkfifo reads the NUL-terminated path only.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
 }
 
 #[test]

@@ -5,23 +5,27 @@
 //! returned Ok.
 //!
 //! The order is forced: the remove runs in a handler of another chardev on
-//! the I/O thread, after the changing thread has looked the chardev up and
-//! while it waits for the I/O thread.
+//! the I/O thread, after the changing thread has looked the chardev up (the
+//! file its new backend creates is the sign: the change opens the backend
+//! after the look-up and before it hands the swap to the I/O thread, which
+//! this handler keeps busy).
 
 mod support;
 
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::path::PathBuf;
+use std::sync::mpsc::{channel, Sender};
 use std::time::Duration;
 
 use qchar_chardev::{ChardevError, FrontendHandlers, Registry};
-use support::{file_in_spec, ringbuf_spec};
+use qchar_testkit::wait_until;
+use support::{file_in_spec, file_spec, ringbuf_spec};
 
-/// On its first input: says so, waits for the changer to start, gives it
-/// time to reach the I/O thread, removes `x`.
+/// On its first input: says so, waits until the changer has opened the new
+/// backend (`opened` exists), removes `x`.
 struct Remover {
     reg: Registry,
     in_handler: Sender<()>,
-    changer_started: Receiver<()>,
+    opened: PathBuf,
     done: bool,
 }
 
@@ -34,10 +38,9 @@ impl FrontendHandlers for Remover {
             return;
         }
         self.in_handler.send(()).unwrap();
-        self.changer_started
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the changing thread started");
-        std::thread::sleep(Duration::from_millis(200));
+        wait_until("the change to open its new backend", || {
+            self.opened.exists()
+        });
         self.reg.remove("x").unwrap();
     }
 }
@@ -51,24 +54,22 @@ fn change_that_loses_the_race_with_remove_says_the_chardev_does_not_exist() {
     reg.add("x", ringbuf_spec(4096)).unwrap();
 
     let (in_handler_tx, in_handler) = channel();
-    let (started, changer_started) = channel();
+    let opened = dir.path().join("new.out");
     reg.add("trigger", file_in_spec(&dir.path().join("out"), &input))
         .unwrap();
     let trigger = reg.attach("trigger").unwrap();
     trigger.set_handlers(Box::new(Remover {
         reg: reg.clone(),
         in_handler: in_handler_tx,
-        changer_started,
+        opened: opened.clone(),
         done: false,
     }));
     in_handler
         .recv_timeout(Duration::from_secs(20))
         .expect("the handler ran");
+    assert!(!opened.exists());
     let r2 = reg.clone();
-    let changer = std::thread::spawn(move || {
-        started.send(()).unwrap();
-        r2.change("x", ringbuf_spec(8192))
-    });
+    let changer = std::thread::spawn(move || r2.change("x", file_spec(&opened)));
     let e = changer.join().unwrap().unwrap_err();
     assert!(
         matches!(&e, ChardevError::DoesNotExist(id) if id == "x"),

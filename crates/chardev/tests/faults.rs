@@ -7,29 +7,12 @@ mod net;
 mod support;
 
 use std::io::{Read, Write};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use net::*;
 use qchar_chardev::spec::ChardevBackend;
 use qchar_chardev::{ChardevEvent, Registry};
-use support::{fd_count, wait_until, Recorder};
-
-/// Descriptor counts are per process: the tests of this file run one at a
-/// time so that one's sockets do not show up in another's count.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn count(seen: &Arc<Mutex<support::Seen>>, e: ChardevEvent) -> usize {
-    seen.lock()
-        .unwrap()
-        .events
-        .iter()
-        .filter(|&&x| x == e)
-        .count()
-}
+use qchar_testkit::{connect_unix, fd_count, one_at_a_time, wait_until};
+use support::{count, Recorder};
 
 #[test]
 fn disconnect_storm_leaves_no_descriptor_behind() {
@@ -115,13 +98,6 @@ fn set_reset_on_close(s: &std::net::TcpStream) {
             std::mem::size_of::<libc::linger>() as libc::socklen_t,
         );
     }
-}
-
-fn ws_server(reg: &Registry, id: &str) -> u16 {
-    let mut spec = socket(inet_addr("127.0.0.1", 0), true);
-    spec.websocket = Some(true);
-    reg.add(id, ChardevBackend::Socket(spec)).unwrap();
-    server_port(reg, id)
 }
 
 #[test]
@@ -255,7 +231,8 @@ fn peer_reset_mid_output_is_survived() {
             }
         })
     };
-    std::thread::sleep(Duration::from_millis(20));
+    // Mid-output: the backend has started sending.
+    wait_until("output under way", || reg.stats("t").unwrap().bytes_out > 0);
     set_reset_on_close(&c);
     drop(c);
     writer.join().unwrap();

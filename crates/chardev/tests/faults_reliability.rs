@@ -19,14 +19,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use net::*;
 use qchar_chardev::spec::{ChardevBackend, ChardevCommon, ChardevHostdev};
 use qchar_chardev::{
     CharFrontend, ChardevError, ChardevEvent, Registry, RegistryEvent, DEFAULT_OUT_CAPACITY,
 };
-use support::{fd_count, file_spec, one_at_a_time, wait_until, Recorder, Seen};
+use qchar_testkit::{
+    connect_unix, fd_count, mkfifo, one_at_a_time, wait_for, wait_until, LogWatch,
+};
+use support::{count, file_spec, Recorder, Seen};
 
 // ----- numbered records -----------------------------------------------------
 
@@ -219,10 +221,6 @@ fn attach(reg: &Registry, id: &str) -> (CharFrontend, Arc<Mutex<Seen>>) {
     (fe, seen)
 }
 
-fn count(seen: &Arc<Mutex<Seen>>, e: ChardevEvent) -> usize {
-    seen.lock().unwrap().count(e)
-}
-
 /// One client in and out first, so lazily created descriptors of the
 /// runtime exist before counting.
 fn warm_up(ep: &Endpoint, seen: &Arc<Mutex<Seen>>) {
@@ -408,8 +406,7 @@ impl TestServer {
     }
 
     fn accept(&self) -> Box<dyn ReadWrite> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        wait_for("the chardev to reconnect", || {
             let r: std::io::Result<Box<dyn ReadWrite>> = match self {
                 TestServer::Unix(l, _) => l.accept().map(|(s, _)| {
                     s.set_nonblocking(false).unwrap();
@@ -423,14 +420,11 @@ impl TestServer {
                 }),
             };
             match r {
-                Ok(s) => return s,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    assert!(Instant::now() < deadline, "the chardev never reconnected");
-                    std::thread::sleep(Duration::from_millis(2));
-                }
+                Ok(s) => Some(s),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
                 Err(e) => panic!("accept: {e}"),
             }
-        }
+        })
     }
 }
 
@@ -469,6 +463,9 @@ fn reconnecting_client_follows_a_server_that_comes_and_goes(kind: Kind) {
     };
     let mut spec = socket(addr, false);
     spec.reconnect_ms = Some(20);
+    // What the chardev says of each refused attempt (the first as an
+    // error, the rest at debug level).
+    let refused = LogWatch::new("Unable to connect character device c: ");
     reg.add("c", ChardevBackend::Socket(spec)).unwrap();
     let disconnected = filename(&reg, "c");
     assert!(disconnected.starts_with("disconnected:"), "{disconnected}");
@@ -498,8 +495,9 @@ fn reconnecting_client_follows_a_server_that_comes_and_goes(kind: Kind) {
         assert_eq!(filename(&reg, "c"), disconnected);
         fe.write_all(b"while away\n").unwrap();
         wait_until("dropped", || reg.stats("c").unwrap().queued == 0);
-        // Let a few connection attempts be refused.
-        std::thread::sleep(Duration::from_millis(100));
+        // A few connection attempts are refused, and open nothing.
+        let before = refused.count();
+        wait_until("three refused attempts", || refused.count() >= before + 3);
         assert_eq!(count(&seen, ChardevEvent::Opened), round + 1);
     }
     let pairs: Vec<ChardevEvent> = [ChardevEvent::Opened, ChardevEvent::Closed].repeat(ROUNDS);
@@ -635,20 +633,34 @@ fn remove_and_add_race_change_of_one_id() {
             });
         }
     };
+    // Changes ended, and changing threads still at work.
+    let changes_done = Arc::new(AtomicUsize::new(0));
+    let changers = Arc::new(AtomicUsize::new(2));
     let mut threads = Vec::new();
     for t in 0..4 {
         let call = call.clone();
+        let (changes_done, changers) = (changes_done.clone(), changers.clone());
         threads.push(std::thread::spawn(move || {
-            for _ in 0..ROUNDS {
-                if t < 2 {
+            if t < 2 {
+                for _ in 0..ROUNDS {
                     call(OpKind::Change);
-                } else {
-                    call(OpKind::Remove);
-                    call(OpKind::Add);
-                    // A change takes longer than a remove and an add (it
-                    // opens a socket first): leave it windows to land in.
-                    std::thread::sleep(Duration::from_millis(1));
+                    changes_done.fetch_add(1, Ordering::SeqCst);
                 }
+                changers.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
+            for _ in 0..ROUNDS {
+                call(OpKind::Remove);
+                call(OpKind::Add);
+                // A change takes longer than a remove and an add (it opens
+                // a socket first): leave it windows to land in. The next
+                // remove waits until a change has ended since this add
+                // (while the other changes go on racing).
+                let seen = changes_done.load(Ordering::SeqCst);
+                wait_until("a change to end", || {
+                    changes_done.load(Ordering::SeqCst) > seen
+                        || changers.load(Ordering::SeqCst) == 0
+                });
             }
         }));
     }
@@ -702,12 +714,6 @@ fn pipe_spec(base: &Path) -> ChardevBackend {
         device: base.to_string_lossy().into_owned(),
         ..Default::default()
     })
-}
-
-fn mkfifo(path: &Path) {
-    let c = std::ffi::CString::new(path.to_string_lossy().as_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
 }
 
 #[test]

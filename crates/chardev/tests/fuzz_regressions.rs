@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use qchar_chardev::spec::ChardevBackend;
 use qchar_chardev::{FrontendHandlers, Registry};
-use support::wait_until;
+use qchar_testkit::wait_until;
 
 struct Sink;
 

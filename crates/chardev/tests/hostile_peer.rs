@@ -22,12 +22,13 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hostile::{peak_growth, serial, Echo, EchoTraffic, MIB};
-use net::{connect_tcp, connect_unix, server_port, socket, unix_server, ws_frame, ws_handshake};
+use hostile::{Echo, EchoTraffic, MIB};
+use net::{connect_tcp, server_port, socket, unix_server, ws_frame, ws_handshake};
 use qchar_chardev::spec::ChardevBackend;
 use qchar_chardev::{CharFrontend, ChardevEvent, FrontendHandlers, Registry};
+use qchar_testkit::{connect_unix, one_at_a_time, peak_growth, wait_until};
 
 /// Peak RSS growth allowed during a flood: the chardev layer holds no
 /// message, so this covers I/O buffers, thread stacks, allocator slack.
@@ -40,15 +41,6 @@ fn check_growth(what: &str, growth: u64) {
         "{what}: peak RSS grew by {} MiB",
         growth / MIB
     );
-}
-
-/// Polls `f` until it holds; panics after a generous bound.
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 // ----- frontends ---------------------------------------------------------
@@ -171,7 +163,7 @@ fn flood(s: &Setup, w: &mut TcpStream, total: u64, mut fill: impl FnMut(u64, &mu
 
 #[test]
 fn telnet_subnegotiation_that_never_ends() {
-    let _g = serial();
+    let _g = one_at_a_time();
     let (s, port) = setup(true, false);
     let mut c = connect_tcp(port);
     wait_until("a open", || s.a.is_open());
@@ -195,7 +187,7 @@ fn telnet_subnegotiation_that_never_ends() {
 
 #[test]
 fn websocket_handshake_that_never_ends_is_refused_at_4_kib() {
-    let _g = serial();
+    let _g = one_at_a_time();
     let (s, port) = setup(false, true);
     let mut c = connect_tcp(port);
     let growth = peak_growth(|| {
@@ -225,7 +217,7 @@ fn websocket_handshake_that_never_ends_is_refused_at_4_kib() {
 
 #[test]
 fn websocket_pings_whose_pongs_are_never_read() {
-    let _g = serial();
+    let _g = one_at_a_time();
     let (s, port) = setup(false, true);
     let mut c = connect_tcp(port);
     let head = ws_handshake(&mut c, Some("binary"));
@@ -244,7 +236,7 @@ fn websocket_pings_whose_pongs_are_never_read() {
 
 #[test]
 fn websocket_frame_of_2_pow_63_bytes_is_closed_with_1009() {
-    let _g = serial();
+    let _g = one_at_a_time();
     let (s, port) = setup(false, true);
     let mut c = connect_tcp(port);
     assert!(ws_handshake(&mut c, Some("binary")).starts_with("HTTP/1.1 101 "));
@@ -265,7 +257,7 @@ fn websocket_frame_of_2_pow_63_bytes_is_closed_with_1009() {
 
 #[test]
 fn raw_flood_into_a_frontend_that_does_not_read() {
-    let _g = serial();
+    let _g = one_at_a_time();
     let (s, port) = setup(false, false);
     s.seen.hold.store(true, Ordering::SeqCst);
     let mut c = connect_tcp(port);
@@ -298,7 +290,7 @@ fn raw_flood_into_a_frontend_that_does_not_read() {
 
 #[test]
 fn frontend_writes_to_a_peer_that_never_reads() {
-    let _g = serial();
+    let _g = one_at_a_time();
     let (s, port) = setup(false, false);
     let c = connect_tcp(port);
     wait_until("a open", || s.a.is_open());
@@ -322,7 +314,7 @@ fn frontend_writes_to_a_peer_that_never_reads() {
 
 #[test]
 fn unix_peer_garbage_does_not_reach_another_chardev() {
-    let _g = serial();
+    let _g = one_at_a_time();
     let (s, _) = setup(false, false);
     // A second hostile peer, on b's sibling: a unix server `c` whose input
     // goes to a counter; b's traffic must not change.
@@ -361,7 +353,7 @@ fn unix_peer_garbage_does_not_reach_another_chardev() {
 /// could fail).
 #[test]
 fn peak_measurement_sees_a_transient_allocation() {
-    let _g = serial();
+    let _g = one_at_a_time();
     let growth = peak_growth(|| {
         let v = vec![1u8; 64 * MIB as usize];
         assert_eq!(std::hint::black_box(&v)[12345], 1);

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use qchar_chardev::spec::{ChardevBackend, ChardevCommon, ChardevFile};
 use qchar_chardev::{CharFrontend, ChardevEvent, FrontendHandlers, Registry};
+use qchar_testkit::wait_until;
 use support::*;
 
 #[test]

@@ -22,7 +22,8 @@ use net::*;
 use qchar_chardev::opts::ChardevOptions;
 use qchar_chardev::spec::{ChardevBackend, ChardevMux, ChardevReturn};
 use qchar_chardev::{CharFrontend, ChardevError, Registry};
-use support::{file_spec, ringbuf_spec, wait_until, Recorder};
+use qchar_testkit::{connect_unix, wait_until};
+use support::{file_spec, ringbuf_spec, Recorder};
 
 const LINES: usize = 300;
 const BACKLOG: u64 = 1 << 20;

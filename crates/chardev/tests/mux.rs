@@ -16,22 +16,10 @@ use qchar_chardev::spec::{ChardevBackend, ChardevMux};
 use qchar_chardev::{
     CharFrontend, ChardevEvent, Parity, Registry, RegistryEvent, SerialIoctl, SerialParams,
 };
-use support::{wait_until, Recorder, Seen};
+use qchar_testkit::{connect_unix, openpty, wait_until};
+use support::{count, input, Recorder, Seen};
 
 type Shared = Arc<Mutex<Seen>>;
-
-fn count(seen: &Shared, e: ChardevEvent) -> usize {
-    seen.lock()
-        .unwrap()
-        .events
-        .iter()
-        .filter(|&&x| x == e)
-        .count()
-}
-
-fn input(seen: &Shared) -> Vec<u8> {
-    seen.lock().unwrap().input.clone()
-}
 
 /// A mux `m` over a unix server, two frontends, a connected client.
 struct Setup {

@@ -3,6 +3,7 @@
 //! twice). Regression test for the race between the I/O thread delivering a
 //! new peer's OPENED and another thread registering handlers.
 
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,17 +11,24 @@ use std::time::{Duration, Instant};
 
 use qchar_chardev::spec::{ChardevBackend, ChardevSocket, SocketAddressLegacy};
 use qchar_chardev::{ChardevEvent, FrontendHandlers, Registry, RegistryEvent};
+use qchar_testkit::wait_until;
 
-struct Count(Arc<AtomicUsize>);
+/// Counts OPENED events and input bytes.
+struct Count {
+    opened: Arc<AtomicUsize>,
+    input: Arc<AtomicUsize>,
+}
 
 impl FrontendHandlers for Count {
     fn can_read(&mut self) -> usize {
         4096
     }
-    fn read(&mut self, _data: &[u8]) {}
+    fn read(&mut self, data: &[u8]) {
+        self.input.fetch_add(data.len(), Ordering::SeqCst);
+    }
     fn event(&mut self, ev: ChardevEvent) {
         if ev == ChardevEvent::Opened {
-            self.0.fetch_add(1, Ordering::SeqCst);
+            self.opened.fetch_add(1, Ordering::SeqCst);
         }
     }
 }
@@ -31,6 +39,7 @@ fn handlers_registered_while_a_peer_connects_see_one_opened() {
     let reg = Registry::new().unwrap();
     // Widens the window: observers of a new peer run on the I/O thread
     // after the backend counts as open and before the frontends hear of it.
+    // The stall is part of the race under test; nothing waits on it.
     reg.subscribe(|ev| {
         if let RegistryEvent::Opened(_) = ev {
             std::thread::sleep(Duration::from_millis(20));
@@ -45,23 +54,28 @@ fn handlers_registered_while_a_peer_connects_see_one_opened() {
         ));
         reg.add(&id, spec).unwrap();
         let fe = reg.attach(&id).unwrap();
-        let _peer = UnixStream::connect(&path).unwrap();
+        let mut peer = UnixStream::connect(&path).unwrap();
         // Register the handlers the moment the backend has its peer, while
-        // the I/O thread is about to announce it.
+        // the I/O thread is about to announce it (a spin: a sleep here
+        // would let the window pass).
         let start = Instant::now();
         while !fe.is_open() {
             assert!(start.elapsed() < Duration::from_secs(30), "no peer");
             std::hint::spin_loop();
         }
         let opened = Arc::new(AtomicUsize::new(0));
-        fe.set_handlers(Box::new(Count(opened.clone())));
-        while opened.load(Ordering::SeqCst) == 0 {
-            assert!(start.elapsed() < Duration::from_secs(30), "no OPENED");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        // Past the announcement and whatever the registration was owed.
-        std::thread::sleep(Duration::from_millis(40));
-        reg.sync().unwrap();
+        let input = Arc::new(AtomicUsize::new(0));
+        fe.set_handlers(Box::new(Count {
+            opened: opened.clone(),
+            input: input.clone(),
+        }));
+        wait_until("OPENED", || opened.load(Ordering::SeqCst) > 0);
+        // A byte from the peer, sent now, reaches the handlers in a later
+        // turn of the I/O task than the announcement, and each turn first
+        // settles what registrations are owed: once it is read, any second
+        // OPENED would have come before it.
+        peer.write_all(b"x").unwrap();
+        wait_until("the peer's byte", || input.load(Ordering::SeqCst) == 1);
         assert_eq!(opened.load(Ordering::SeqCst), 1, "round {i}");
         fe.clear_handlers();
         fe.detach();

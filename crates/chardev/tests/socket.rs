@@ -14,7 +14,8 @@ use std::time::Duration;
 use net::*;
 use qchar_chardev::spec::{ChardevBackend, SocketAddressLegacy, UnixSocketAddress};
 use qchar_chardev::{ChardevEvent, Registry, RegistryEvent};
-use support::{wait_until, Recorder};
+use qchar_testkit::{connect_unix, require, wait_until, LogWatch, Prereq};
+use support::{count, input, Recorder};
 
 fn attach_recorder(
     reg: &Registry,
@@ -24,19 +25,6 @@ fn attach_recorder(
     let (r, seen) = Recorder::new(true);
     fe.set_handlers(Box::new(r));
     (fe, seen)
-}
-
-fn count(seen: &Arc<Mutex<support::Seen>>, e: ChardevEvent) -> usize {
-    seen.lock()
-        .unwrap()
-        .events
-        .iter()
-        .filter(|&&x| x == e)
-        .count()
-}
-
-fn input(seen: &Arc<Mutex<support::Seen>>) -> Vec<u8> {
-    seen.lock().unwrap().input.clone()
 }
 
 #[test]
@@ -173,10 +161,17 @@ fn one_client_at_a_time_the_next_waits_in_the_backlog() {
     second.write_all(b"second").unwrap();
     first.write_all(b"first").unwrap();
     wait_until("first's input", || input(&seen) == b"first");
-    std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(input(&seen), b"first", "second client not served yet");
+    // A round trip with the first client after the second has connected
+    // and written: had the chardev served the second too, its bytes,
+    // waiting since before, would be in by now.
+    fe.write_all(b"ping").unwrap();
+    bounded_unix(&first);
+    assert_eq!(read_n(&mut first, 4), b"ping");
+    first.write_all(b"more").unwrap();
+    wait_until("first's second input", || input(&seen) == b"firstmore");
+    assert_eq!(input(&seen), b"firstmore", "second client not served yet");
     drop(first);
-    wait_until("second's input", || input(&seen) == b"firstsecond");
+    wait_until("second's input", || input(&seen) == b"firstmoresecond");
     fe.write_all(b"hi").unwrap();
     bounded_unix(&second);
     assert_eq!(read_n(&mut second, 2), b"hi");
@@ -288,11 +283,9 @@ fn tcp_server_port_range_and_port_in_use() {
 
 #[test]
 fn tcp_over_ipv6_loopback() {
-    let Ok(probe) = std::net::TcpListener::bind("[::1]:0") else {
-        eprintln!("no IPv6 loopback here; skipped");
+    if !require(Prereq::Ipv6Loopback) {
         return;
-    };
-    drop(probe);
+    }
     let reg = Registry::new().unwrap();
     reg.add(
         "s6",
@@ -451,7 +444,9 @@ fn wait_on_blocks_creation_until_the_first_client() {
     fe.write_all(b"hi").unwrap();
     bounded_unix(&c);
     assert_eq!(read_n(&mut c, 2), b"hi");
-    std::thread::sleep(Duration::from_millis(20));
+    // Input sent now reaches the handlers after any OPENED they were owed.
+    c.write_all(b"in").unwrap();
+    wait_until("input", || input(&seen) == b"in");
     assert_eq!(count(&seen, ChardevEvent::Opened), 1, "no duplicate OPENED");
     reg.shutdown();
 }
@@ -466,19 +461,21 @@ fn reconnecting_client_finds_a_late_server_and_comes_back() {
     reg.subscribe(move |e| ev2.lock().unwrap().push(e.clone()));
     let mut spec = socket(unix_addr(&path), false);
     spec.reconnect_ms = Some(20);
-    reg.add("c", ChardevBackend::Socket(spec)).unwrap();
+    let refused = LogWatch::new("Unable to connect character device late: ");
+    reg.add("late", ChardevBackend::Socket(spec)).unwrap();
     assert_eq!(
-        filename(&reg, "c"),
+        filename(&reg, "late"),
         format!("disconnected:unix:{}", path.display())
     );
-    let (fe, seen) = attach_recorder(&reg, "c");
-    std::thread::sleep(Duration::from_millis(100));
+    let (fe, seen) = attach_recorder(&reg, "late");
+    // A few attempts are refused (the chardev logs each), and open nothing.
+    wait_until("three refused attempts", || refused.count() >= 3);
     assert!(!fe.is_open());
     let l = UnixListener::bind(&path).unwrap();
     let (mut s, _) = l.accept().unwrap();
     bounded_unix(&s);
     wait_until("open", || fe.is_open());
-    assert_eq!(filename(&reg, "c"), "unix:");
+    assert_eq!(filename(&reg, "late"), "unix:");
     fe.write_all(b"one").unwrap();
     assert_eq!(read_n(&mut s, 3), b"one");
     drop(s);
@@ -493,7 +490,7 @@ fn reconnecting_client_finds_a_late_server_and_comes_back() {
         .lock()
         .unwrap()
         .iter()
-        .any(|e| *e == RegistryEvent::Opened("c".into())));
+        .any(|e| *e == RegistryEvent::Opened("late".into())));
     reg.shutdown();
 }
 
@@ -576,11 +573,15 @@ fn telnet_sequences_split_at_every_boundary_decode_the_same() {
     bounded_tcp(&c);
     read_n(&mut c, 12);
     wait_until("open", || fe.is_open());
+    let client_port = c.local_addr().unwrap().port();
     for cut in 0..=sample.len() {
         let before = input(&seen).len();
         c.write_all(&sample[..cut]).unwrap();
-        // Let the first piece be read on its own.
-        std::thread::sleep(Duration::from_millis(3));
+        // The first piece is read on its own: the chardev's end has nothing
+        // unread before the second is sent.
+        wait_until("the first piece read", || {
+            tcp_unread(port, client_port) == Some(0)
+        });
         c.write_all(&sample[cut..]).unwrap();
         wait_until("one round", || {
             input(&seen).len() == before + expected_one.len()
@@ -612,13 +613,6 @@ fn telnet_client_is_plain_bytes_as_qemu() {
     reg.shutdown();
 }
 
-fn ws_server(reg: &Registry, id: &str) -> u16 {
-    let mut spec = socket(inet_addr("127.0.0.1", 0), true);
-    spec.websocket = Some(true);
-    reg.add(id, ChardevBackend::Socket(spec)).unwrap();
-    server_port(reg, id)
-}
-
 #[test]
 fn websocket_handshake_frames_ping_and_close() {
     let reg = Registry::new().unwrap();
@@ -630,8 +624,11 @@ fn websocket_handshake_frames_ping_and_close() {
     let (fe, seen) = attach_recorder(&reg, "w");
     let mut c = connect_tcp(port);
     bounded_tcp(&c);
-    // Connected but not shaken hands: still closed.
-    std::thread::sleep(Duration::from_millis(20));
+    // Accepted but not shaken hands: still closed.
+    let client_port = c.local_addr().unwrap().port();
+    wait_until("the connection accepted", || {
+        tcp_accepted(port, client_port)
+    });
     assert!(!fe.is_open());
     let head = ws_handshake(&mut c, Some("binary"));
     assert!(
@@ -684,7 +681,11 @@ fn websocket_frame_owed_at_a_change_reaches_its_peer() {
     assert!(ws_handshake(&mut c, Some("binary")).starts_with("HTTP/1.1 101"));
     wait_until("open", || fe.is_open());
     // The client reads nothing: output piles up in the socket, the last
-    // frame only partly sent, until the chardev's queue is full too.
+    // frame only partly sent, until the chardev's queue is full too. Full
+    // is the absence of progress, which no event announces: it is taken as
+    // 300 ms in which the queue took nothing. The checks below hold in
+    // whatever state the change finds; the pause only makes the cut frame
+    // all but certain.
     let mut written = 0;
     let mut idle_since = std::time::Instant::now();
     while idle_since.elapsed() < Duration::from_millis(300) {

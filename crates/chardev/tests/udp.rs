@@ -10,7 +10,8 @@ use std::time::Duration;
 use net::*;
 use qchar_chardev::spec::ChardevBackend;
 use qchar_chardev::Registry;
-use support::{wait_until, Recorder};
+use qchar_testkit::wait_until;
+use support::Recorder;
 
 #[test]
 fn datagrams_both_ways_with_a_fixed_local_port() {

@@ -17,7 +17,8 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use qchar_chardev::{CharFrontend, FrontendHandlers, Registry};
-use support::{file_in_spec, ringbuf_spec, wait_until, Recorder, Seen};
+use qchar_testkit::wait_until;
+use support::{file_in_spec, ringbuf_spec, Recorder, Seen};
 
 /// What the trigger's handler does with the full queue.
 #[derive(Clone, Copy)]

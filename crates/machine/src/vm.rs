@@ -1,3 +1,4 @@
+// Hand-written part: the vCPU kick (pthread_self/pthread_kill and a volatile store into kvm_run) and reads of kvm_run's exit union, which kvm-ioctls leaves to its user.
 //! The KVM virtual machine: guest memory, the in-kernel interrupt
 //! controllers (8259 PICs and IOAPIC), one vCPU started in real mode at
 //! 0000:7c00 as a PC BIOS hands over to a boot sector, and the thread that
@@ -21,7 +22,7 @@
 //! is halted with interrupts disabled (nothing could ever wake it).
 
 use std::cell::Cell;
-use std::ptr::{self, NonNull};
+use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::thread::JoinHandle;
@@ -30,6 +31,8 @@ use std::time::Duration;
 use kvm_bindings::{kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_HALTED};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use thiserror::Error;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vmm_sys_util::signal::register_signal_handler;
 
 use crate::bus::{BusError, PioBus, PioDevice};
 use crate::runstate::{ExitReason, Gate, RunControl, RunState};
@@ -141,90 +144,11 @@ pub fn kvm_available() -> bool {
     Kvm::new().is_ok()
 }
 
-/// Anonymous host memory that backs guest RAM.
-struct GuestMemory {
-    ptr: NonNull<u8>,
-    size: usize,
-}
-
-// SAFETY: the mapping is plain memory owned by this value; it is only touched
-// through `&mut self` methods (before the vCPU runs) or by KVM on behalf of
-// the guest, so moving or sharing the owner across threads is sound.
-unsafe impl Send for GuestMemory {}
-// SAFETY: as above; `&self` gives no access to the bytes.
-unsafe impl Sync for GuestMemory {}
-
-impl GuestMemory {
-    fn new(size: usize) -> Result<GuestMemory, VmError> {
-        // SAFETY: an anonymous private mapping with no address hint aliases
-        // no existing Rust object; the result is checked before use.
-        let addr = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(VmError::MemoryMap {
-                size: size as u64,
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        let ptr = NonNull::new(addr.cast::<u8>()).ok_or(VmError::MemoryMap {
-            size: size as u64,
-            source: std::io::Error::other("mmap returned NULL"),
-        })?;
-        Ok(GuestMemory { ptr, size })
-    }
-
-    /// Copies `data` to guest-physical `addr` (bounds-checked).
-    ///
-    /// # Safety
-    /// No vCPU of the VM may be running and no other thread may access the
-    /// memory during the call (the `Machine` before `start` guarantees both).
-    unsafe fn write(&self, addr: u64, data: &[u8]) -> Result<(), VmError> {
-        let fits = addr
-            .checked_add(data.len() as u64)
-            .is_some_and(|end| end <= self.size as u64);
-        if !fits {
-            return Err(VmError::BootImage(format!(
-                "{} bytes at {addr:#x} do not fit in guest memory",
-                data.len()
-            )));
-        }
-        // SAFETY: `addr..addr+len` lies inside the mapping (checked above),
-        // the source is a distinct Rust slice, and the caller guarantees
-        // nothing else touches guest memory meanwhile.
-        unsafe {
-            ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                self.ptr.as_ptr().add(addr as usize),
-                data.len(),
-            );
-        }
-        Ok(())
-    }
-}
-
-impl Drop for GuestMemory {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`size` are exactly the mapping made in `new`, unmapped
-        // once here; no vCPU runs any more (the owner outlives the vCPU).
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.size);
-        }
-    }
-}
-
 /// The VM file descriptor together with the memory it maps. Field order
 /// matters: the VM (and with it the memory slot) goes before the memory.
 struct VmCore {
     fd: VmFd,
-    memory: GuestMemory,
+    memory: GuestMemoryMmap,
 }
 
 /// One ISA IRQ pin of the in-kernel PIC/IOAPIC, possibly shared by several
@@ -306,13 +230,21 @@ impl Machine {
         let mem_size = (config.mem_size + 0xfff) & !0xfff;
         let kvm = Kvm::new().map_err(VmError::KvmUnavailable)?;
         let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
-        let memory = GuestMemory::new(mem_size as usize)?;
+        let map_err = |e: &dyn std::fmt::Display| VmError::MemoryMap {
+            size: mem_size,
+            source: std::io::Error::other(e.to_string()),
+        };
+        let memory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), mem_size as usize)])
+            .map_err(|e| map_err(&e))?;
+        let host = memory
+            .get_host_address(GuestAddress(0))
+            .map_err(|e| map_err(&e))?;
         let region = kvm_userspace_memory_region {
             slot: 0,
             flags: 0,
             guest_phys_addr: 0,
             memory_size: mem_size,
-            userspace_addr: memory.ptr.as_ptr() as u64,
+            userspace_addr: host as u64,
         };
         // SAFETY: the region is a live mapping of `mem_size` bytes owned by
         // `memory`, which is kept (in `VmCore`) until after the VM fd closes.
@@ -394,10 +326,15 @@ impl Machine {
         if image.len() < 512 || image[510..512] != [0x55, 0xaa] {
             log::warn!("boot image has no 0x55AA boot signature; booting it anyway");
         }
-        // SAFETY: the vCPU only runs after `start`, which consumes `self`,
-        // and IRQ lines (the only other holders of the core) never touch
-        // guest memory.
-        unsafe { self.core.memory.write(BOOT_ADDR, image) }?;
+        self.core
+            .memory
+            .write_slice(image, GuestAddress(BOOT_ADDR))
+            .map_err(|e| {
+                VmError::BootImage(format!(
+                    "{} bytes at {BOOT_ADDR:#x} do not fit in guest memory: {e}",
+                    image.len()
+                ))
+            })?;
         self.image_loaded = true;
         Ok(())
     }
@@ -574,7 +511,7 @@ thread_local! {
     static IMMEDIATE_EXIT: Cell<*mut u8> = const { Cell::new(ptr::null_mut()) };
 }
 
-extern "C" fn on_kick(_signal: libc::c_int) {
+extern "C" fn on_kick(_signal: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
     // A const-initialised thread-local without destructor is a plain TLS
     // read: async-signal-safe.
     let flag = IMMEDIATE_EXIT.with(|c| c.get());
@@ -589,20 +526,10 @@ extern "C" fn on_kick(_signal: libc::c_int) {
 fn install_kick_handler() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value;
-        // the handler only does an async-signal-safe volatile store. No
-        // SA_RESTART, so KVM_RUN returns EINTR.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_kick as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&mut action.sa_mask);
-            action.sa_flags = 0;
-            if libc::sigaction(kick_signal(), &action, ptr::null_mut()) != 0 {
-                log::error!(
-                    "cannot install the vCPU kick handler: {}",
-                    std::io::Error::last_os_error()
-                );
-            }
+        // No SA_RESTART, so KVM_RUN returns EINTR; the handler only does an
+        // async-signal-safe volatile store.
+        if let Err(e) = register_signal_handler(kick_signal(), on_kick) {
+            log::error!("cannot install the vCPU kick handler: {e}");
         }
     });
 }

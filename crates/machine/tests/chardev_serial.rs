@@ -2,40 +2,24 @@
 //! backend swapped for another mid-run (nothing lost, nothing repeated), a
 //! small output queue (write_ready backpressure), and a pipe backend that
 //! carries input, breaks and the interrupt-driven guest's echo.
-//! Every test skips (with a message) where /dev/kvm cannot be opened.
+//! Every test skips (with a message) where /dev/kvm cannot be opened, and
+//! fails there instead under `QCHAR_TEST_REQUIRE_ALL`.
 
-use std::ffi::CString;
+mod common;
+
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use qchar_chardev::spec::{ChardevBackend, ChardevFile, ChardevHostdev};
 use qchar_chardev::Registry;
 use qchar_machine::guest::{self, demo_image, demo_line, IRQ_DEMO_IMAGE};
-use qchar_machine::vm::kvm_available;
-use qchar_machine::{ComPort, ExitReason, Machine, MachineConfig, VmHandle};
+use qchar_machine::ExitReason;
+use qchar_testkit::{mkfifo, require, wait_until_within, Prereq};
 
-/// Generous bound for anything the guest does; only a hang reaches it.
-const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn kvm_or_skip() -> bool {
-    if kvm_available() {
-        true
-    } else {
-        eprintln!("skipping: /dev/kvm not available");
-        false
-    }
-}
-
-fn boot_on(reg: &Registry, id: &str, image: &[u8]) -> VmHandle {
-    let mut m = Machine::new(MachineConfig::default()).expect("create VM");
-    m.load_boot_image(image).expect("load image");
-    let fe = reg.attach(id).expect("attach");
-    m.add_serial_chardev(ComPort::COM1, fe).expect("COM1");
-    m.start().expect("start")
-}
+use common::{boot_on, check_numbered, TIMEOUT};
 
 fn file_spec(path: &Path) -> ChardevBackend {
     ChardevBackend::File(ChardevFile {
@@ -44,38 +28,8 @@ fn file_spec(path: &Path) -> ChardevBackend {
     })
 }
 
-/// Polls `f` until it returns true or the timeout passes.
-fn wait_until(mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + TIMEOUT;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
-}
-
 fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_default()
-}
-
-/// Numbered lines 1..=n exactly once and in order; returns the others.
-fn check_numbered(out: &[u8], n: u64) -> Vec<String> {
-    let text = String::from_utf8_lossy(out);
-    let mut next = 1;
-    let mut others = Vec::new();
-    let all: Vec<&str> = text.split("\r\n").collect();
-    for line in &all[..all.len() - 1] {
-        if line.starts_with(guest::LINE_PREFIX) {
-            assert_eq!(*line, demo_line(next), "numbered line out of sequence");
-            next += 1;
-        } else {
-            others.push(line.to_string());
-        }
-    }
-    assert_eq!(next - 1, n, "number of numbered lines");
-    others
 }
 
 fn count_numbered(out: &[u8]) -> u64 {
@@ -87,7 +41,7 @@ fn count_numbered(out: &[u8]) -> u64 {
 
 #[test]
 fn hotswap_file_backend_mid_run_loses_nothing() {
-    if !kvm_or_skip() {
+    if !require(Prereq::Kvm) {
         return;
     }
     const LINES: u64 = 5_000;
@@ -98,17 +52,15 @@ fn hotswap_file_backend_mid_run_loses_nothing() {
     let reg = Registry::with_out_capacity(256).unwrap();
     reg.add("ser0", file_spec(&a)).unwrap();
     let vm = boot_on(&reg, "ser0", &demo_image(Some(LINES as u32)));
-    assert!(
-        wait_until(|| count_numbered(&read(&a)) >= 100),
-        "no output in a.log"
-    );
+    wait_until_within("100 lines in a.log", TIMEOUT, || {
+        count_numbered(&read(&a)) >= 100
+    });
     reg.change("ser0", file_spec(&b)).expect("hotswap to b.log");
     assert_eq!(vm.wait_timeout(TIMEOUT), Some(ExitReason::Halted));
     let last = format!("{}\r\n", demo_line(LINES));
-    assert!(
-        wait_until(|| read(&b).ends_with(last.as_bytes())),
-        "b.log never got the last line"
-    );
+    wait_until_within("the last line in b.log", TIMEOUT, || {
+        read(&b).ends_with(last.as_bytes())
+    });
     let (out_a, out_b) = (read(&a), read(&b));
     assert!(!out_b.is_empty(), "the change happened before the end");
     let mut all = out_a.clone();
@@ -139,11 +91,7 @@ impl PipePeer {
     /// The FIFOs, with nobody reading the output yet.
     fn new_not_reading(base: &Path) -> PipePeer {
         for ext in ["in", "out"] {
-            let path = CString::new(format!("{}.{ext}", base.display())).unwrap();
-            // SAFETY: a valid NUL-terminated path; mkfifo has no other
-            // preconditions.
-            let rc = unsafe { libc::mkfifo(path.as_ptr(), 0o600) };
-            assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
+            mkfifo(Path::new(&format!("{}.{ext}", base.display())));
         }
         // Read-write opens of a FIFO never block.
         let rw = |ext: &str| {
@@ -205,7 +153,7 @@ fn pipe_spec(base: &Path) -> ChardevBackend {
 
 #[test]
 fn input_and_break_through_a_pipe_chardev() {
-    if !kvm_or_skip() {
+    if !require(Prereq::Kvm) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -226,23 +174,19 @@ fn input_and_break_through_a_pipe_chardev() {
     peer.send(&long);
     let n = count_numbered(&peer.output());
     peer.wait_for(&demo_line(n + 100));
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let out = peer.output();
-        let echoed: String = String::from_utf8_lossy(&out)
+    let echoed = || -> String {
+        String::from_utf8_lossy(&peer.output())
             .split("\r\n")
             .filter_map(|l| l.strip_prefix(guest::ECHO_PREFIX))
-            .collect();
-        if echoed.len() >= 5 + 4 + long.len() {
-            assert_eq!(
-                echoed,
-                format!("hello\\x00{}", String::from_utf8(long.clone()).unwrap())
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "echo incomplete: {echoed:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+            .collect()
+    };
+    wait_until_within("every input byte echoed", TIMEOUT, || {
+        echoed().len() >= 5 + 4 + long.len()
+    });
+    assert_eq!(
+        echoed(),
+        format!("hello\\x00{}", String::from_utf8(long.clone()).unwrap())
+    );
     assert_eq!(vm.quit(), ExitReason::Quit);
     let out = peer.output();
     let end = out.windows(2).rposition(|w| w == b"\r\n").unwrap() + 2;
@@ -252,7 +196,7 @@ fn input_and_break_through_a_pipe_chardev() {
 
 #[test]
 fn interrupt_driven_guest_on_a_pipe_chardev() {
-    if !kvm_or_skip() {
+    if !require(Prereq::Kvm) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -272,7 +216,7 @@ fn interrupt_driven_guest_on_a_pipe_chardev() {
 
 #[test]
 fn stalled_pipe_peer_holds_the_guest_without_loss() {
-    if !kvm_or_skip() {
+    if !require(Prereq::Kvm) {
         return;
     }
     // 4000 lines (88 KB) overflow the 64 KiB pipe and the chardev's 256-byte
@@ -285,10 +229,9 @@ fn stalled_pipe_peer_holds_the_guest_without_loss() {
     reg.add("ser0", pipe_spec(&base)).unwrap();
     let vm = boot_on(&reg, "ser0", &demo_image(Some(LINES as u32)));
     let uart = vm.serial_ports()[0].uart().clone();
-    assert!(
-        wait_until(|| uart.tx_pending() > 0 && uart.stats().tx_blocked > 0),
-        "the UART never saw backpressure"
-    );
+    wait_until_within("backpressure on the UART", TIMEOUT, || {
+        uart.tx_pending() > 0 && uart.stats().tx_blocked > 0
+    });
     assert!(
         vm.exit_reason().is_none(),
         "the guest is held, not finished"

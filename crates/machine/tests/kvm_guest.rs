@@ -1,5 +1,8 @@
 //! Boots the demo guests under real KVM with COM1 on an in-memory sink.
-//! Every test skips (with a message) where /dev/kvm cannot be opened.
+//! Every test skips (with a message) where /dev/kvm cannot be opened, and
+//! fails there instead under `QCHAR_TEST_REQUIRE_ALL`.
+
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,20 +10,10 @@ use std::time::Duration;
 use qchar_machine::guest::{self, demo_image, demo_line, IRQ_DEMO_IMAGE};
 use qchar_machine::sink::CaptureSink;
 use qchar_machine::uart::Uart;
-use qchar_machine::vm::kvm_available;
 use qchar_machine::{ComPort, ExitReason, Machine, MachineConfig, RunState, SerialPort, VmHandle};
+use qchar_testkit::{require, Prereq};
 
-/// Generous bound for anything the guest does; only a hang reaches it.
-const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn kvm_or_skip() -> bool {
-    if kvm_available() {
-        true
-    } else {
-        eprintln!("skipping: /dev/kvm not available");
-        false
-    }
-}
+use common::{check_numbered, TIMEOUT};
 
 fn boot(
     image: &[u8],
@@ -46,25 +39,6 @@ fn lines(out: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// Checks that the numbered lines are 1..=n exactly once, in order, and
-/// returns the other (complete) lines.
-fn check_numbered(out: &[u8], n: u64) -> Vec<String> {
-    let mut next = 1;
-    let mut others = Vec::new();
-    let all = lines(out);
-    let complete = &all[..all.len() - 1];
-    for line in complete {
-        if line.starts_with(guest::LINE_PREFIX) {
-            assert_eq!(*line, demo_line(next), "numbered line out of sequence");
-            next += 1;
-        } else {
-            others.push(line.clone());
-        }
-    }
-    assert_eq!(next - 1, n, "number of numbered lines");
-    others
-}
-
 fn wait_for_text(sink: &CaptureSink, text: &str) {
     let found = sink.wait_output(TIMEOUT, |out| String::from_utf8_lossy(out).contains(text));
     assert!(found, "guest never printed {text:?}");
@@ -77,7 +51,7 @@ fn send(uart: &Uart, data: &[u8]) {
 
 #[test]
 fn counts_lines_and_halts() {
-    if !kvm_or_skip() {
+    if !require(Prereq::Kvm) {
         return;
     }
     let sink = CaptureSink::shared();
@@ -114,7 +88,7 @@ fn counts_lines_and_halts() {
 
 #[test]
 fn backpressure_loses_nothing() {
-    if !kvm_or_skip() {
+    if !require(Prereq::Kvm) {
         return;
     }
     // The sink takes 7 bytes at a time, then only after the consumer grants
@@ -131,6 +105,9 @@ fn backpressure_loses_nothing() {
         std::thread::spawn(move || {
             while vm.exit_reason().is_none() {
                 sink.grant(7);
+                // The slowness is the point: a consumer slower than the
+                // guest, so that the UART must push back (no
+                // synchronisation hangs on this pause).
                 std::thread::sleep(Duration::from_micros(200));
             }
         })
@@ -148,7 +125,7 @@ fn backpressure_loses_nothing() {
 
 #[test]
 fn echoes_input_between_lines() {
-    if !kvm_or_skip() {
+    if !require(Prereq::Kvm) {
         return;
     }
     let sink = CaptureSink::shared();
@@ -187,7 +164,7 @@ fn echoes_input_between_lines() {
 
 #[test]
 fn interrupt_driven_guest_echoes_from_its_isr() {
-    if !kvm_or_skip() {
+    if !require(Prereq::Kvm) {
         return;
     }
     let sink = CaptureSink::shared();
@@ -212,7 +189,7 @@ fn interrupt_driven_guest_echoes_from_its_isr() {
 
 #[test]
 fn pause_and_resume() {
-    if !kvm_or_skip() {
+    if !require(Prereq::Kvm) {
         return;
     }
     let sink = CaptureSink::shared();
@@ -222,7 +199,8 @@ fn pause_and_resume() {
     assert_eq!(vm.status(), RunState::Paused);
     let frozen = sink.output().len();
     // Paused means no guest code runs: nothing new appears, however long we
-    // look (the check cannot pass by luck, only fail by a bug).
+    // look (the check cannot pass by luck, only fail by a bug). The pause
+    // is what is under test; nothing waits on it for an event.
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(sink.output().len(), frozen, "output grew while paused");
     vm.pause().unwrap();
@@ -241,7 +219,7 @@ fn pause_and_resume() {
 
 #[test]
 fn prelaunch_waits_for_cont() {
-    if !kvm_or_skip() {
+    if !require(Prereq::Kvm) {
         return;
     }
     let sink = CaptureSink::shared();
@@ -260,7 +238,7 @@ fn prelaunch_waits_for_cont() {
 
 #[test]
 fn quit_while_halted_with_interrupts_on() {
-    if !kvm_or_skip() {
+    if !require(Prereq::Kvm) {
         return;
     }
     let sink = CaptureSink::shared();
@@ -274,7 +252,7 @@ fn quit_while_halted_with_interrupts_on() {
 
 #[test]
 fn triple_fault_ends_the_run() {
-    if !kvm_or_skip() {
+    if !require(Prereq::Kvm) {
         return;
     }
     // An IDT of limit 0, protected mode on, divide by zero: neither #DE
@@ -300,7 +278,7 @@ fn triple_fault_ends_the_run() {
 
 #[test]
 fn boot_registers_and_unclaimed_ports() {
-    if !kvm_or_skip() {
+    if !require(Prereq::Kvm) {
         return;
     }
     // mov al, dl; out 0x3f8; in from port 0x1234; out 0x3f8; mov ax, sp;

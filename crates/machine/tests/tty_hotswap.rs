@@ -1,28 +1,22 @@
 //! A host tty (a pty) as the `serial` chardev backend: the line settings
 //! the guest programmed reach the tty, and reach a second tty the chardev is
 //! switched to (the UART's `backend_changed`).
-//! Skips (with a message) where /dev/kvm cannot be opened.
+//! Skips (with a message) where /dev/kvm cannot be opened; fails there
+//! under `QCHAR_TEST_REQUIRE_ALL`.
+
+mod common;
 
 use std::fs::File;
 use std::io::Read;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use qchar_chardev::spec::{ChardevBackend, ChardevHostdev};
 use qchar_chardev::Registry;
 use qchar_machine::guest::{demo_image, demo_line};
-use qchar_machine::vm::kvm_available;
-use qchar_machine::{ComPort, ExitReason, Machine, MachineConfig, VmHandle};
+use qchar_machine::ExitReason;
+use qchar_testkit::{require, Prereq};
 
-/// Generous bound for anything the guest does; only a hang reaches it.
-const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn boot_on(reg: &Registry, id: &str, image: &[u8]) -> VmHandle {
-    let mut m = Machine::new(MachineConfig::default()).expect("create VM");
-    m.load_boot_image(image).expect("load image");
-    let fe = reg.attach(id).expect("attach");
-    m.add_serial_chardev(ComPort::COM1, fe).expect("COM1");
-    m.start().expect("start")
-}
+use common::{boot_on, TIMEOUT};
 
 /// A pty pair; the `serial` backend opens the slave path like a host tty.
 struct Pty {
@@ -106,8 +100,7 @@ impl Pty {
 
 #[test]
 fn hotswap_reapplies_line_settings_to_a_host_tty() {
-    if !kvm_available() {
-        eprintln!("skipping: /dev/kvm not available");
+    if !require(Prereq::Kvm) {
         return;
     }
     let (a, b) = (Pty::open(), Pty::open());

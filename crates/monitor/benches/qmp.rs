@@ -76,10 +76,8 @@ fn round_trip(reg: &Registry) {
         SocketAddressLegacy::unix(path.to_string_lossy()),
         true,
     ));
-    if let Err(e) = reg.add("bench", spec) {
-        println!("round trip: skipped ({e})");
-        return;
-    }
+    reg.add("bench", spec)
+        .expect("add the monitor's socket chardev");
     let mon = QmpMonitor::attach(reg, "bench", env(reg), QmpOptions::default()).expect("attach");
     let s = UnixStream::connect(&path).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -13,24 +13,17 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{fd_count, one_at_a_time, socket_spec, Client, Harness};
+use common::{socket_spec, Client, Harness};
 use qchar_chardev::registry::RegistryEvent;
 use qchar_chardev::spec::{ChardevBackend, ChardevSocket, InetSocketAddress, SocketAddressLegacy};
 use qchar_chardev::{ChardevError, FrontendHandlers};
 use qchar_monitor::json::{JsonLimits, JsonStreamer, Value};
+use qchar_testkit::{fd_count, one_at_a_time, wait_for, wait_until};
 
 /// Generous bound for anything here; only a hang reaches it.
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
 
 fn parse(line: &str) -> Value {
     let mut v = JsonStreamer::new(JsonLimits::default()).feed(line.as_bytes());
@@ -189,14 +182,10 @@ fn chardev_remove_and_add_race_chardev_change_over_qmp_and_registry() {
     let mut h = Harness::new();
     let mut paths = Vec::new();
     for i in 0..4 {
-        let Some(p) = h.qmp_socket(&format!("mon{i}")) else {
-            return;
-        };
+        let p = h.qmp_socket(&format!("mon{i}"));
         paths.push(p);
     }
-    let Some(ctl_path) = h.qmp_socket("ctl") else {
-        return;
-    };
+    let ctl_path = h.qmp_socket("ctl");
     let ops_dir = h.path("ops");
     std::fs::create_dir(&ops_dir).unwrap();
     let mut clients: Vec<Client> = paths.iter().map(|p| Client::connect(p)).collect();
@@ -388,16 +377,13 @@ impl Target {
         l.set_nonblocking(true).unwrap();
         let done = done.clone();
         let join = std::thread::spawn(move || {
-            let deadline = Instant::now() + TIMEOUT;
-            let mut s = loop {
-                match l.accept() {
-                    Ok((s, _)) => break s,
-                    Err(_) if done.load(Ordering::SeqCst) => return Vec::new(),
-                    Err(_) => {
-                        assert!(Instant::now() < deadline, "target never used nor done");
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                }
+            let s = wait_for("the target used or the run done", || match l.accept() {
+                Ok((s, _)) => Some(Some(s)),
+                Err(_) if done.load(Ordering::SeqCst) => Some(None),
+                Err(_) => None,
+            });
+            let Some(mut s) = s else {
+                return Vec::new();
             };
             s.set_nonblocking(false).unwrap();
             s.set_read_timeout(Some(TIMEOUT)).unwrap();
@@ -416,14 +402,10 @@ fn hundred_qmp_clients_change_one_chardev_at_the_same_moment() {
     let mut h = Harness::new();
     let mut paths = Vec::new();
     for i in 0..CLIENTS {
-        let Some(p) = h.qmp_socket(&format!("mon{i}")) else {
-            return;
-        };
+        let p = h.qmp_socket(&format!("mon{i}"));
         paths.push(p);
     }
-    let Some(ctl_path) = h.qmp_socket("ctl") else {
-        return;
-    };
+    let ctl_path = h.qmp_socket("ctl");
     // Target 0 is where the chardev starts; client i changes it to i + 1.
     let done = Arc::new(AtomicBool::new(false));
     let targets: Vec<Target> = (0..=CLIENTS).map(|_| Target::listen(&done)).collect();

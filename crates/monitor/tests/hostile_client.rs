@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{Client, Harness};
-use hostile::{peak_growth, serial, Echo, EchoTraffic, MIB};
+use hostile::{Echo, EchoTraffic, MIB};
+use qchar_testkit::{one_at_a_time, peak_growth};
 
 /// QEMU's (and qchar's default) limit on one JSON message.
 const JSON_MESSAGE_LIMIT: u64 = 64 * MIB;
@@ -33,7 +34,7 @@ const SLACK: u64 = 32 * MIB;
 // ----- chardev b: an echo next to the monitor ----------------------------
 
 fn add_echo(h: &Harness, id: &str) -> PathBuf {
-    let path = h.add_socket(id).expect("socket chardev");
+    let path = h.add_socket(id);
     let fe = h.reg.attach(id).unwrap();
     fe.set_handlers(Box::new(Echo {
         fe: fe.clone(),
@@ -107,7 +108,7 @@ struct Setup {
 
 fn setup() -> Setup {
     let mut h = Harness::new();
-    let qmp = h.qmp_socket("qmp").expect("socket chardev");
+    let qmp = h.qmp_socket("qmp");
     let echo = add_echo(&h, "b");
     // Warm up both, so lazily made buffers exist before measuring.
     monitor_answers(&qmp);
@@ -137,7 +138,7 @@ fn flood_with_traffic(s: &Setup, total: u64, fill: impl FnMut(u64, &mut [u8])) -
 
 #[test]
 fn huge_string_of_200_mb_is_cut_at_the_message_limit() {
-    let _g = serial();
+    let _g = one_at_a_time();
     let s = setup();
     let head = b"{\"execute\": \"";
     let (growth, lines) = flood_with_traffic(&s, 200 * MIB, |off, buf| {
@@ -158,7 +159,7 @@ fn huge_string_of_200_mb_is_cut_at_the_message_limit() {
 
 #[test]
 fn nesting_64_mb_deep_is_refused_without_growing() {
-    let _g = serial();
+    let _g = one_at_a_time();
     let s = setup();
     let (growth, lines) = flood_with_traffic(&s, 64 * MIB, |_, buf| buf.fill(b'['));
     // One error per 1025 brackets (QEMU's depth limit is 1024).
@@ -168,7 +169,7 @@ fn nesting_64_mb_deep_is_refused_without_growing() {
 
 #[test]
 fn binary_garbage_of_200_mb_is_skipped_without_growing() {
-    let _g = serial();
+    let _g = one_at_a_time();
     let s = setup();
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let (growth, lines) = flood_with_traffic(&s, 200 * MIB, |off, buf| {
@@ -193,7 +194,7 @@ fn binary_garbage_of_200_mb_is_skipped_without_growing() {
 
 #[test]
 fn random_bytes_answered_error_by_error_without_growing() {
-    let _g = serial();
+    let _g = one_at_a_time();
     let s = setup();
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     // Plain random bytes: an error every few bytes, so many replies.
@@ -204,7 +205,7 @@ fn random_bytes_answered_error_by_error_without_growing() {
 
 #[test]
 fn client_that_never_reads_cannot_make_the_monitor_hold_its_replies() {
-    let _g = serial();
+    let _g = one_at_a_time();
     let s = setup();
     let growth = peak_growth(|| {
         let traffic = EchoTraffic::start(Client::connect(&s.echo).w);
@@ -246,7 +247,7 @@ fn client_that_never_reads_cannot_make_the_monitor_hold_its_replies() {
 /// could fail).
 #[test]
 fn peak_measurement_sees_a_transient_allocation() {
-    let _g = serial();
+    let _g = one_at_a_time();
     let growth = peak_growth(|| {
         let v = vec![1u8; 64 * MIB as usize];
         assert_eq!(std::hint::black_box(&v)[12345], 1);

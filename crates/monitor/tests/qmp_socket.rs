@@ -9,14 +9,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{mask_timestamps, Client, Harness};
+use qchar_monitor::json::{JsonLimits, JsonStreamer, Value};
 use qchar_monitor::qmp::QmpOptions;
+use qchar_testkit::{require, Prereq};
 
 #[test]
 fn recorded_qemu_conversation_over_a_socket() {
     let mut h = Harness::qemu_compatible();
-    let Some(path) = h.qmp_socket("mon0") else {
-        return;
-    };
+    let path = h.qmp_socket("mon0");
     let mut c = Client::connect(&path);
     assert_eq!(
         String::from_utf8_lossy(&c.line()),
@@ -45,10 +45,11 @@ fn recorded_qemu_conversation_over_a_socket() {
 
 #[test]
 fn python_qemu_qmp_client_works_unchanged() {
-    let mut h = Harness::new();
-    let Some(path) = h.qmp_socket("mon0") else {
+    if !require(Prereq::PythonQemuQmp) {
         return;
-    };
+    }
+    let mut h = Harness::new();
+    let path = h.qmp_socket("mon0");
     let script = r#"
 import asyncio, sys
 from qemu.qmp import QMPClient
@@ -68,19 +69,13 @@ async def main(path):
     await qmp.disconnect()
 asyncio.run(main(sys.argv[1]))
 "#;
-    let out = match Command::new("python3")
+    let out = Command::new("python3")
         .arg("-c")
         .arg(script)
         .arg(&path)
         .output()
-    {
-        Ok(o) => o,
-        Err(e) => return eprintln!("SKIP: python3 unavailable: {e}"),
-    };
+        .expect("run python3");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("No module named 'qemu'") {
-        return eprintln!("SKIP: python module qemu.qmp not installed");
-    }
     assert!(out.status.success(), "python failed: {stderr}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -91,9 +86,7 @@ asyncio.run(main(sys.argv[1]))
 #[test]
 fn sequential_reconnects_renegotiate_each_time() {
     let mut h = Harness::new();
-    let Some(path) = h.qmp_socket("mon0") else {
-        return;
-    };
+    let path = h.qmp_socket("mon0");
     for i in 0..100 {
         let mut c = Client::connect(&path);
         // Before negotiation, as in QEMU, only qmp_capabilities exists.
@@ -121,9 +114,7 @@ fn hundred_concurrent_monitors() {
     let mut h = Harness::new();
     let mut paths = Vec::new();
     for i in 0..100 {
-        let Some(p) = h.qmp_socket(&format!("mon{i}")) else {
-            return;
-        };
+        let p = h.qmp_socket(&format!("mon{i}"));
         paths.push(p);
     }
     let threads: Vec<_> = paths
@@ -169,12 +160,8 @@ fn hundred_concurrent_monitors() {
 #[test]
 fn client_that_never_reads_does_not_hurt_others() {
     let mut h = Harness::new();
-    let Some(p1) = h.qmp_socket("slow") else {
-        return;
-    };
-    let Some(p2) = h.qmp_socket("fast") else {
-        return;
-    };
+    let p1 = h.qmp_socket("slow");
+    let p2 = h.qmp_socket("fast");
     let mut slow = Client::connect(&p1);
     slow.handshake();
     slow.w
@@ -210,12 +197,8 @@ fn client_that_never_reads_does_not_hurt_others() {
 #[test]
 fn chardev_change_of_own_chardev_answers_on_old_backend() {
     let mut h = Harness::new();
-    let Some(p1) = h.qmp_socket("mon0") else {
-        return;
-    };
-    let Some(p_watch) = h.qmp_socket("watch") else {
-        return;
-    };
+    let p1 = h.qmp_socket("mon0");
+    let p_watch = h.qmp_socket("watch");
     let mut watch = Client::connect(&p_watch);
     watch.handshake();
     let mut c = Client::connect(&p1);
@@ -244,6 +227,55 @@ fn chardev_change_of_own_chardev_answers_on_old_backend() {
         .starts_with("{\"return\""));
 }
 
+/// Regression test: with `mux=on` the change of `c` is applied to `c-base`,
+/// and the check for a change asked from inside a handler of the chardev
+/// looked at `c-base` only, not at the mux `c` whose monitor asked. The
+/// change then ran at once: the reply, still to be written, went to the new
+/// backend (the file got the CHANGED event, the reply and a new greeting;
+/// the socket client got nothing).
+#[test]
+fn chardev_change_of_own_mux_chardev_answers_on_old_backend() {
+    use qchar_chardev::opts::ChardevOptions;
+    use qchar_monitor::qmp::QmpMonitor;
+    let mut h = Harness::new();
+    let sock = h.path("c.sock");
+    h.reg
+        .add_options(&ChardevOptions {
+            id: "c".into(),
+            backend: common::socket_spec(&sock),
+            mux: true,
+        })
+        .expect("mux chardev on a socket");
+    let mon = QmpMonitor::attach(&h.reg, "c", h.env.clone(), QmpOptions::default())
+        .expect("monitor on the mux");
+    h.monitors.push(mon);
+    let mut c = Client::connect(&sock);
+    c.handshake();
+    c.send(b"{\"execute\":\"query-status\",\"id\":\"before\"}");
+    let file = h.path("after.out");
+    let change = format!(
+        "{{\"execute\":\"chardev-change\",\"arguments\":{{\"id\":\"c\",\"backend\":{{\"type\":\"file\",\"data\":{{\"out\":\"{}\"}}}}}},\"id\":\"sw\"}}",
+        file.display()
+    );
+    c.send(change.as_bytes());
+    // What the monitor wrote before the change and its reply leave through
+    // the socket; then the old connection ends.
+    let first = c.line_str();
+    assert!(first.contains("\"id\": \"before\""), "{first}");
+    assert_eq!(c.line_str(), "{\"return\": {}, \"id\": \"sw\"}\r\n");
+    assert!(c.at_eof());
+    // The monitor carries on in the file: the event, a greeting.
+    let text = qchar_testkit::wait_for("a greeting in the file", || {
+        let t = String::from_utf8_lossy(&std::fs::read(&file).unwrap_or_default()).into_owned();
+        t.contains("{\"QMP\": ").then_some(t)
+    });
+    assert!(text.contains("X_QCHAR_CHARDEV_CHANGED"), "{text}");
+    assert!(
+        !text.contains("\"id\": \"sw\""),
+        "the reply went to the file: {text}"
+    );
+}
+
 #[test]
 fn live_comparison_with_qemu() {
     compare_with_qemu(false);
@@ -259,19 +291,16 @@ fn live_comparison_with_qemu_pretty() {
 /// `-qmp-pretty` when `pretty`) and compares every byte of the answers,
 /// event timestamps masked.
 fn compare_with_qemu(pretty: bool) {
-    use std::io::{BufRead, Read};
-    let qemu = "qemu-system-x86_64";
-    if Command::new(qemu).arg("--version").output().is_err() {
-        return eprintln!("SKIP: {qemu} not installed");
+    if !require(Prereq::Qemu) {
+        return;
     }
+    let qemu = "qemu-system-x86_64";
     let mut h = Harness::qemu_compatible();
     let opts = QmpOptions {
         pretty,
         ..QmpOptions::default()
     };
-    let Some(ours) = h.qmp_socket_with("mon0", opts) else {
-        return;
-    };
+    let ours = h.qmp_socket_with("mon0", opts);
     let qsock = h.path("qemu.sock");
     let _child = KillOnDrop(
         Command::new(qemu)
@@ -303,30 +332,11 @@ fn compare_with_qemu(pretty: bool) {
     ];
     let mut ours = Client::connect(&ours);
     let mut theirs = Client::connect(&qsock);
-    let read_all = |c: &mut Client| {
-        std::thread::sleep(Duration::from_millis(200));
-        c.r.get_ref()
-            .set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            // Drain what the BufReader already holds first.
-            let have = c.r.buffer().to_vec();
-            if !have.is_empty() {
-                buf.extend_from_slice(&have);
-                c.r.consume(have.len());
-                continue;
-            }
-            match c.r.get_mut().read(&mut chunk) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        mask_timestamps(&buf)
-    };
-    let g_theirs = read_all(&mut theirs);
-    let g_ours = read_all(&mut ours);
+    // The greeting is one message; each step's answer ends where the reply
+    // to a sentinel sent right after it ends (an unknown command, answered
+    // in order, the same way by both).
+    let g_theirs = read_through(&mut theirs, |_| true);
+    let g_ours = read_through(&mut ours, |_| true);
     // The version differs only if the installed QEMU is not 7.2.22.
     if g_ours != g_theirs {
         eprintln!(
@@ -334,11 +344,20 @@ fn compare_with_qemu(pretty: bool) {
             String::from_utf8_lossy(&g_theirs)
         );
     }
-    for s in steps {
+    for (n, s) in steps.iter().enumerate() {
+        let sync = format!("sync-{n}");
+        let sentinel = format!("{{\"execute\":\"x-qchar-test-sync\",\"id\":\"{sync}\"}}");
+        let is_sentinel = |v: &Value| {
+            v.as_dict()
+                .and_then(|d| d.get("id"))
+                .is_some_and(|id| *id == Value::str(&sync))
+        };
         theirs.send(s);
+        theirs.send(sentinel.as_bytes());
         ours.send(s);
-        let a = read_all(&mut theirs);
-        let b = read_all(&mut ours);
+        ours.send(sentinel.as_bytes());
+        let a = read_through(&mut theirs, is_sentinel);
+        let b = read_through(&mut ours, is_sentinel);
         assert_eq!(
             String::from_utf8_lossy(&b),
             String::from_utf8_lossy(&a),
@@ -346,6 +365,37 @@ fn compare_with_qemu(pretty: bool) {
             String::from_utf8_lossy(s)
         );
     }
+}
+
+/// Reads `c` up to the end of the line that ends the first message for
+/// which `last` holds; returns the bytes, event timestamps masked. Bounded
+/// by the client's read timeout.
+fn read_through(c: &mut Client, mut last: impl FnMut(&Value) -> bool) -> Vec<u8> {
+    use std::io::{BufRead, Read};
+    let mut json = JsonStreamer::new(JsonLimits::default());
+    let mut buf = Vec::new();
+    let mut found = false;
+    while !(found && buf.ends_with(b"\n")) {
+        // What the BufReader already holds first.
+        let mut chunk = c.r.buffer().to_vec();
+        c.r.consume(chunk.len());
+        if chunk.is_empty() {
+            let mut b = [0u8; 4096];
+            let n = c.r.get_mut().read(&mut b).expect("read the monitor");
+            assert!(
+                n > 0,
+                "the monitor closed; so far: {:?}",
+                String::from_utf8_lossy(&buf)
+            );
+            chunk.extend_from_slice(&b[..n]);
+        }
+        for v in json.feed(&chunk) {
+            let v = v.unwrap_or_else(|e| panic!("the monitor sent bad JSON: {e:?}"));
+            found |= last(&v);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    mask_timestamps(&buf)
 }
 
 /// Kills the QEMU child even when an assertion fails.

@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use qchar_testkit::{require, Prereq};
+
 const LINE_LEN: u64 = 23; // "qchar-demo NNNNNNNNNN\r\n"
 const WAIT: Duration = Duration::from_secs(300);
 
@@ -265,8 +267,7 @@ fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs this too:
     // do a token amount then.
     let quick = !std::env::args().any(|a| a == "--bench");
-    if !qchar_machine::vm::kvm_available() {
-        eprintln!("serial bench skipped: /dev/kvm cannot be opened");
+    if !require(Prereq::Kvm) {
         return;
     }
     let lines = if quick {

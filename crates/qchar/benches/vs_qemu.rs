@@ -28,6 +28,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use qchar_testkit::{require, Prereq};
+
 const WAIT: Duration = Duration::from_secs(60);
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -281,8 +283,7 @@ fn many(vmm: Vmm, dir: &Path, n: u64, budget: Duration) -> Many {
 fn main() {
     // `cargo test --benches` runs this too: do a token amount then.
     let quick = !std::env::args().any(|a| a == "--bench");
-    if !qchar_machine::vm::kvm_available() {
-        eprintln!("vs_qemu bench skipped: /dev/kvm cannot be opened");
+    if !require(Prereq::Kvm) {
         return;
     }
     let pick = |name, full, token| if quick { token } else { env_num(name, full) };
@@ -296,16 +297,11 @@ fn main() {
         .tempdir()
         .unwrap();
     let dir: PathBuf = dir.path().to_path_buf();
-    let qemu = Command::new("qemu-system-x86_64")
-        .arg("-version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
     let mut vmms = vec![Vmm::Qchar];
-    if qemu {
+    // Without QEMU (said so, or a failure under QCHAR_TEST_REQUIRE_ALL):
+    // qchar's figures only.
+    if require(Prereq::Qemu) {
         vmms.push(Vmm::Qemu);
-    } else {
-        eprintln!("qemu-system-x86_64 not installed: qchar figures only");
     }
     if let Ok(only) = std::env::var("QCHAR_BENCH_ONLY") {
         vmms.retain(|v| v.name() == only);

@@ -2,10 +2,13 @@
 //! parsed into a [`Config`]. No I/O happens here.
 //!
 //! Errors QEMU reports while it parses the command line (an unknown option,
-//! a missing argument, a bad `-m`) are returned at once. Errors QEMU only
-//! finds while it creates chardevs, monitors and devices are kept inside the
-//! requests and reported by the setup in QEMU's creation order, so that the
-//! first error printed is the one QEMU would print.
+//! a missing argument, an option string its QemuOpts or keyval parser
+//! refuses, a duplicate id) are returned at once, after the warnings QEMU
+//! printed up to there. Errors QEMU only finds while it creates chardevs,
+//! monitors and devices are kept inside the requests and reported by the
+//! setup in QEMU's creation order, so that the first error printed is the
+//! one QEMU would print. Option strings are read with
+//! `qchar_chardev::qemuopts`, which `-chardev` shares.
 //!
 //! Everything qchar lacks is refused as a QEMU 7.2 built without it would
 //! refuse it: an option it does not know is an `invalid option`, a device
@@ -17,13 +20,11 @@
 use std::collections::HashSet;
 
 use qchar_chardev::opts::{self, ChardevOptions, OptsError, SerialTarget};
+use qchar_chardev::qemuopts::{
+    self, KeyvalItem, OptDesc, OptType, OptsList, QemuOpts, QemuOptsError,
+};
 use qchar_chardev::spec::ChardevBackend;
 use qchar_machine::vm::{DEFAULT_MEM_SIZE, MAX_MEM_SIZE, MIN_MEM_SIZE};
-
-use crate::qemuopts::{self, Pair, SizeError};
-
-/// Marks a [`Diag`] that is help to print on stdout (then an exit status).
-const HELP_EXIT: &str = "\u{0}help-exit\u{0}";
 
 /// The QEMU version qchar speaks (its monitors report the same).
 pub const QEMU_VERSION: &str = "7.2.0";
@@ -80,28 +81,17 @@ impl Diag {
         self
     }
 
-    /// Text QEMU prints on stdout before it exits with `status` (a help
-    /// request): a single plain line marked as such.
-    pub fn help_exit(text: &str, status: u8) -> Diag {
-        Diag {
-            lines: vec![Line::Plain(format!("{HELP_EXIT}{status}{text}"))],
-        }
-    }
-
-    /// The help text and exit status if this is a [`Diag::help_exit`].
-    pub fn help_text(&self) -> Option<(&str, i32)> {
-        match self.lines.as_slice() {
-            [Line::Plain(t)] => {
-                let rest = t.strip_prefix(HELP_EXIT)?;
-                let status = rest.get(..1)?.parse().ok()?;
-                Some((&rest[1..], status))
-            }
-            _ => None,
-        }
-    }
-
     /// A chardev option error with QEMU's hint, at `loc`.
     pub fn opts(loc: Option<&str>, e: &OptsError) -> Diag {
+        let d = Diag::at(loc, e.to_string());
+        match e.hint() {
+            Some(h) => d.hint(h),
+            None => d,
+        }
+    }
+
+    /// An option-string error with QEMU's hint, at `loc`.
+    pub fn qemuopts(loc: Option<&str>, e: &QemuOptsError) -> Diag {
         let d = Diag::at(loc, e.to_string());
         match e.hint() {
             Some(h) => d.hint(h),
@@ -155,6 +145,18 @@ pub enum Action {
     Run(Box<Config>),
     /// Print this on stdout and exit 0 (`-h`, `-version`, `-device help`...).
     Print(String),
+    /// Print `warnings` on stderr, `text` on stdout, and exit with
+    /// `status`: a help request inside an option string
+    /// (`-chardev null,id=c,help`, `-mon c,help`: status 1, as in QEMU), or
+    /// [`Action::Print`] after options that warned.
+    PrintAfterWarnings {
+        /// The warnings QEMU printed before (short-form booleans...).
+        warnings: Vec<Diag>,
+        /// What to print.
+        text: String,
+        /// The exit status.
+        status: i32,
+    },
     /// `--write-builtin-image NAME PATH` (qchar extension).
     WriteImage {
         /// Built-in image name (`demo`, `demo:N`, `irq-demo`).
@@ -255,6 +257,25 @@ pub struct DeviceReq {
     /// at the properties).
     pub isa_serial: bool,
 }
+
+/// What QEMU prints on standard output, then exiting with `status`, when
+/// it comes to create something that asks for help (`-chardev help`): the
+/// set-up stops with it as its error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrintAndExit {
+    /// What to print.
+    pub text: String,
+    /// The exit status.
+    pub status: i32,
+}
+
+impl std::fmt::Display for PrintAndExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for PrintAndExit {}
 
 /// Where a boot image comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -388,6 +409,106 @@ const OTHER_DRIVE_BUSES: &[&str] = &["none", "scsi", "sd", "mtd", "pflash", "vir
 /// Properties of QEMU's isa-serial that qchar does not take.
 const ISA_SERIAL_OTHER_PROPS: &[&str] = &["baudbase", "wakeup"];
 
+// The QemuOpts lists of QEMU's options that qchar reads itself (`-chardev`
+// has its own, `qchar_chardev::opts::CHARDEV_OPTS`). `-machine` and
+// `-display` are keyval strings in QEMU 7.2, not QemuOpts.
+
+/// `-mon`.
+static MON_OPTS: OptsList = OptsList {
+    name: "mon",
+    implied: Some("chardev"),
+    merge_lists: false,
+    desc: Some(&[
+        OptDesc::new("mode", OptType::String),
+        OptDesc::new("chardev", OptType::String),
+        OptDesc::new("pretty", OptType::Bool),
+    ]),
+};
+
+/// `-name`.
+static NAME_OPTS: OptsList = OptsList {
+    name: "name",
+    implied: Some("guest"),
+    merge_lists: true,
+    desc: Some(&[
+        OptDesc::with_help("guest", OptType::String, "the guest's name"),
+        OptDesc::with_help(
+            "process",
+            OptType::String,
+            "the process name (as top shows it)",
+        ),
+        OptDesc::with_help(
+            "debug-threads",
+            OptType::Bool,
+            "accepted; qchar always names its threads",
+        ),
+    ]),
+};
+
+/// `-m`.
+static MEMORY_OPTS: OptsList = OptsList {
+    name: "memory",
+    implied: Some("size"),
+    merge_lists: true,
+    desc: Some(&[
+        OptDesc::new("size", OptType::Size),
+        OptDesc::new("slots", OptType::Number),
+        OptDesc::new("maxmem", OptType::Size),
+    ]),
+};
+
+/// `-device`: any key at first; the device checks its properties later.
+static DEVICE_OPTS: OptsList = OptsList {
+    name: "device",
+    implied: Some("driver"),
+    merge_lists: false,
+    desc: None,
+};
+
+/// `-drive`: any key, and no implied key.
+static DRIVE_OPTS: OptsList = OptsList {
+    name: "drive",
+    implied: None,
+    merge_lists: false,
+    desc: None,
+};
+
+/// `-accel`.
+static ACCEL_OPTS: OptsList = OptsList {
+    name: "accel",
+    implied: Some("accel"),
+    merge_lists: false,
+    desc: None,
+};
+
+/// One argument after QEMU's first pass: an image, or an option's name
+/// and value (empty without one).
+type Arg<'a> = (&'a str, Option<(&'static str, &'a str)>);
+
+/// QEMU's first pass over argv, before any option is acted on: every
+/// option must exist and have its argument.
+fn first_pass(args: &[String]) -> Result<Vec<Arg<'_>>, Diag> {
+    let mut out = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if !arg.starts_with('-') {
+            out.push((arg.as_str(), None));
+            continue;
+        }
+        let Some((name, has_arg)) = lookup(arg) else {
+            return Err(Diag::at(None, format!("{arg}: invalid option")));
+        };
+        let value = if has_arg {
+            rest.next()
+                .ok_or_else(|| Diag::at(None, format!("{arg}: requires an argument")))?
+        } else {
+            ""
+        };
+        out.push((arg.as_str(), Some((name, value))));
+    }
+    Ok(out)
+}
+
 fn lookup(arg: &str) -> Option<(&'static str, bool)> {
     let name = arg.strip_prefix('-')?;
     let name = name.strip_prefix('-').unwrap_or(name);
@@ -474,18 +595,48 @@ fn isa_serial_help() -> String {
 /// State while scanning argv.
 struct Scan {
     cfg: Config,
+    /// The warnings QEMU prints while it reads the command line (a copy of
+    /// those in `cfg.warnings`): printed before an error that stops the
+    /// scan.
+    early_warnings: Vec<Diag>,
     has_defaults: bool,
     default_serial: bool,
     default_monitor: bool,
     default_parallel: bool,
     nographic: bool,
     monitor_index: usize,
+    /// Ids in QEMU's option lists, for its "Duplicate ID" errors.
     mon_ids: HashSet<String>,
-    device_ids: HashSet<String>,
-    /// Ids of `-chardev` options (QEMU refuses a second one while parsing).
     chardev_ids: HashSet<String>,
+    device_ids: HashSet<String>,
+    drive_ids: HashSet<String>,
     /// `-serial` strings in order, with their location.
     serial_args: Vec<(Option<String>, String)>,
+}
+
+/// Why the scan of the command line stops early.
+enum Stop {
+    /// An error, printed (after the warnings so far) with status 1.
+    Error(Diag),
+    /// Something to print instead of running.
+    Action(Action),
+    /// An option list's help text (stdout, status 1).
+    Help(String),
+}
+
+/// Which of QEMU's option lists an id is checked in.
+#[derive(Debug, Clone, Copy)]
+enum IdList {
+    Chardev,
+    Mon,
+    Device,
+    Drive,
+}
+
+impl From<Diag> for Stop {
+    fn from(d: Diag) -> Stop {
+        Stop::Error(d)
+    }
 }
 
 /// Parses the arguments (without the program name).
@@ -506,6 +657,7 @@ pub fn parse(args: &[String]) -> Result<Action, Diag> {
     }
     let mut s = Scan {
         cfg: Config::default(),
+        early_warnings: Vec::new(),
         has_defaults: true,
         default_serial: true,
         default_monitor: true,
@@ -513,153 +665,170 @@ pub fn parse(args: &[String]) -> Result<Action, Diag> {
         nographic: false,
         monitor_index: 0,
         mon_ids: HashSet::new(),
-        device_ids: HashSet::new(),
         chardev_ids: HashSet::new(),
+        device_ids: HashSet::new(),
+        drive_ids: HashSet::new(),
         serial_args: Vec::new(),
     };
-    // QEMU prints warnings as it reads the options: those before an error
-    // come out before it.
-    let scanned = (|| -> Result<Option<Action>, Diag> {
-        let mut i = 0;
-        while i < args.len() {
-            let arg = &args[i];
-            i += 1;
-            if !arg.starts_with('-') {
-                s.drive_image(arg, arg, 0x80);
-                continue;
-            }
-            let Some((name, has_arg)) = lookup(arg) else {
-                return Err(Diag::at(None, format!("{arg}: invalid option")));
-            };
-            let value = if has_arg {
-                let Some(v) = args.get(i) else {
-                    return Err(Diag::at(None, format!("{arg}: requires an argument")));
-                };
-                i += 1;
-                v.as_str()
-            } else {
-                ""
-            };
-            let loc = format!("{arg} {value}");
-            match name {
-                "h" | "help" => return Ok(Some(Action::Print(help_text()))),
-                "version" => return Ok(Some(Action::Print(version_text()))),
-                "chardev" => s.chardev(&loc, value)?,
-                "serial" => {
-                    s.default_serial = false;
-                    if value.starts_with("mon:") {
-                        s.default_monitor = false;
-                    }
-                    s.serial_args.push((Some(loc), value.to_string()));
-                }
-                "parallel" => {
-                    s.default_parallel = false;
-                    if value != "none" {
-                        return Err(Diag::at(
-                            Some(&loc),
-                            "qchar has no parallel port (only -parallel none is accepted)",
-                        ));
-                    }
-                }
-                "device" => {
-                    if let Some(text) = s.device(&loc, value)? {
-                        return Ok(Some(Action::Print(text)));
-                    }
-                }
-                "mon" => s.mon(&loc, value)?,
-                "monitor" => {
-                    s.default_monitor = false;
-                    if !value.starts_with("none") {
-                        s.monitor_parse(Some(&loc), value, MonMode::Readline)?;
-                    }
-                }
-                "qmp" | "qmp-pretty" => {
-                    s.default_monitor = false;
-                    s.monitor_parse(Some(&loc), value, MonMode::Control)?;
-                    if name == "qmp-pretty" {
-                        if let Some(m) = s.cfg.monitors.last_mut() {
-                            m.pretty = true;
-                        }
-                    }
-                }
-                "display" => {
-                    if let Some(text) = display(&loc, value)? {
-                        return Ok(Some(Action::Print(text)));
-                    }
-                }
-                "nographic" => s.nographic = true,
-                "nodefaults" => s.has_defaults = false,
-                "S" => s.cfg.start_paused = true,
-                "m" => s.cfg.mem_size = mem_size(&loc, value, &mut s.cfg.warnings)?,
-                "machine" | "M" => {
-                    if let Some(text) = machine(&loc, value, &mut s.cfg.machine_none)? {
-                        return Ok(Some(Action::Print(text)));
-                    }
-                }
-                "enable-kvm" | "no-reboot" => {}
-                "accel" => {
-                    if let Some(text) = accel(&loc, value)? {
-                        return Ok(Some(Action::Print(text)));
-                    }
-                }
-                "name" => s.name(&loc, value)?,
-                "pidfile" => s.cfg.pidfile = Some(value.to_string()),
-                "daemonize" => s.cfg.daemonize = true,
-                "drive" => s.drive(&loc, value),
-                "fda" => s.drive_image(&loc, value, 0x00),
-                "hda" => s.drive_image(&loc, value, 0x80),
-                _ => unreachable!("option table and match disagree: {name}"),
-            }
+    match s.scan(args) {
+        Ok(()) => {}
+        Err(Stop::Action(Action::Print(text))) if !s.early_warnings.is_empty() => {
+            return Ok(Action::PrintAfterWarnings {
+                warnings: s.early_warnings,
+                text,
+                status: 0,
+            })
         }
-        Ok(None)
-    })();
-    match scanned {
-        Err(d) => {
-            let mut lines: Vec<Line> = s
-                .cfg
-                .warnings
-                .iter()
-                .flat_map(|w| w.lines.clone())
-                .collect();
+        Err(Stop::Action(a)) => return Ok(a),
+        Err(Stop::Help(text)) => {
+            return Ok(Action::PrintAfterWarnings {
+                warnings: s.early_warnings,
+                text,
+                status: 1,
+            })
+        }
+        Err(Stop::Error(d)) => {
+            // QEMU has printed its warnings as it went.
+            let mut lines: Vec<Line> = s.early_warnings.into_iter().flat_map(|w| w.lines).collect();
             lines.extend(d.lines);
             return Err(Diag { lines });
         }
-        Ok(Some(a)) => return Ok(a),
-        Ok(None) => {}
     }
     s.finish();
     Ok(Action::Run(Box::new(s.cfg)))
 }
 
 impl Scan {
-    /// `-chardev`: what QEMU's option parser refuses (the id, keys, typed
-    /// values) fails the command line at once; the rest when the chardev
-    /// is created.
-    fn chardev(&mut self, loc: &str, value: &str) -> Result<(), Diag> {
-        if let Some(id) = opts::option_id(value) {
-            if qemuopts::is_identifier(&id) && !self.chardev_ids.insert(id.clone()) {
-                return Err(Diag::at(
-                    Some(loc),
-                    format!("Duplicate ID '{id}' for chardev"),
-                ));
+    /// Reads argv up to its end or the first option that stops it.
+    fn scan(&mut self, args: &[String]) -> Result<(), Stop> {
+        for (arg, option) in first_pass(args)? {
+            let Some((name, value)) = option else {
+                self.drive_image(arg, arg, 0x80);
+                continue;
+            };
+            let loc = format!("{arg} {value}");
+            let print = |text: String| Err(Stop::Action(Action::Print(text)));
+            match name {
+                "h" | "help" => return print(help_text()),
+                "version" => return print(version_text()),
+                "chardev" => self.chardev(&loc, value)?,
+                "serial" => {
+                    self.default_serial = false;
+                    if value.starts_with("mon:") {
+                        self.default_monitor = false;
+                    }
+                    self.serial_args.push((Some(loc), value.to_string()));
+                }
+                "parallel" => {
+                    self.default_parallel = false;
+                    if value != "none" {
+                        return Err(Diag::at(
+                            Some(&loc),
+                            "qchar has no parallel port (only -parallel none is accepted)",
+                        )
+                        .into());
+                    }
+                }
+                "device" => {
+                    if let Some(text) = self.device(&loc, value)? {
+                        return print(text);
+                    }
+                }
+                "mon" => self.mon(&loc, value)?,
+                "monitor" => {
+                    self.default_monitor = false;
+                    if !value.starts_with("none") {
+                        self.monitor_parse(Some(&loc), value, MonMode::Readline)?;
+                    }
+                }
+                "qmp" | "qmp-pretty" => {
+                    self.default_monitor = false;
+                    self.monitor_parse(Some(&loc), value, MonMode::Control)?;
+                    if name == "qmp-pretty" {
+                        if let Some(m) = self.cfg.monitors.last_mut() {
+                            m.pretty = true;
+                        }
+                    }
+                }
+                "display" => {
+                    if let Some(text) = display(&loc, value)? {
+                        return print(text);
+                    }
+                }
+                "nographic" => self.nographic = true,
+                "nodefaults" => self.has_defaults = false,
+                "S" => self.cfg.start_paused = true,
+                "m" => self.cfg.mem_size = self.mem_size(&loc, value)?,
+                "machine" | "M" => {
+                    if let Some(text) = machine(&loc, value, &mut self.cfg.machine_none)? {
+                        return print(text);
+                    }
+                }
+                "enable-kvm" | "no-reboot" => {}
+                "accel" => {
+                    if let Some(text) = self.accel(&loc, value)? {
+                        return print(text);
+                    }
+                }
+                "name" => self.name(&loc, value)?,
+                "pidfile" => self.cfg.pidfile = Some(value.to_string()),
+                "daemonize" => self.cfg.daemonize = true,
+                "drive" => self.drive(&loc, value)?,
+                "fda" => self.drive_image(&loc, value, 0x00),
+                "hda" => self.drive_image(&loc, value, 0x80),
+                _ => unreachable!("option table and match disagree: {name}"),
             }
         }
-        let r = opts::parse_chardev_reporting(value);
-        for w in r.parse_warnings {
-            self.cfg.warnings.push(Diag::warning(Some(loc), &w));
+        Ok(())
+    }
+
+    /// Records warnings QEMU prints while it reads option `loc`.
+    fn warn(&mut self, loc: Option<&str>, warnings: Vec<String>) {
+        for w in warnings {
+            let d = Diag::warning(loc, &w);
+            self.early_warnings.push(d.clone());
+            self.cfg.warnings.push(d);
         }
-        let create_warnings = r
-            .create_warnings
-            .iter()
-            .map(|w| (w.clone(), Diag::warning(Some(loc), w)))
-            .collect();
+    }
+
+    /// Parses `value` against `list` as QEMU does when it reads the option
+    /// at `loc` (checking its id against `ids` when given): warnings
+    /// recorded, errors and help requests stop the scan.
+    fn read_opts(
+        &mut self,
+        loc: &str,
+        list: &'static OptsList,
+        value: &str,
+        ids: Option<IdList>,
+    ) -> Result<QemuOpts, Stop> {
+        let mut warnings = Vec::new();
+        let parsed = match ids {
+            None => qemuopts::parse(list, value, &mut warnings),
+            Some(which) => {
+                let ids = match which {
+                    IdList::Chardev => &mut self.chardev_ids,
+                    IdList::Mon => &mut self.mon_ids,
+                    IdList::Device => &mut self.device_ids,
+                    IdList::Drive => &mut self.drive_ids,
+                };
+                qemuopts::parse_unique(list, value, ids, &mut warnings)
+            }
+        };
+        self.warn(Some(loc), warnings);
+        parsed.map_err(|e| match e {
+            QemuOptsError::Help(list) => Stop::Help(format!("{}\n", list.help_text())),
+            e => Stop::Error(Diag::qemuopts(Some(loc), &e)),
+        })
+    }
+
+    /// `-chardev`: the option string is checked now, the chardev made
+    /// (and its errors and warnings reported) later, in creation order.
+    fn chardev(&mut self, loc: &str, value: &str) -> Result<(), Stop> {
+        let parsed = self.read_opts(loc, &opts::CHARDEV_OPTS, value, Some(IdList::Chardev))?;
+        let mut warnings = Vec::new();
         let mut help = None;
-        let options = match r.result {
+        let options = match opts::chardev_from_opts(&parsed, &mut warnings) {
             Ok(o) => Ok(o),
-            Err(e) if e.is_parse_error() => return Err(Diag::opts(Some(loc), &e)),
-            // A bare `help` key: QEMU's option parser prints the keys and
-            // exits.
-            Err(e @ OptsError::OptionHelp) => return Err(Diag::help_exit(&e.to_string(), 1)),
             // `help` as the backend: printed when the chardev would be made.
             Err(e @ OptsError::BackendHelp) => {
                 help = Some(format!("{e}\n"));
@@ -667,6 +836,14 @@ impl Scan {
             }
             Err(e) => Err(Diag::opts(Some(loc), &e)),
         };
+        // QEMU warns about an alias when it creates the chardev.
+        let create_warnings = warnings
+            .into_iter()
+            .map(|w| {
+                let d = Diag::warning(Some(loc), &w);
+                (w, d)
+            })
+            .collect();
         self.cfg.chardevs.push(ChardevReq {
             loc: Some(loc.to_string()),
             options,
@@ -687,6 +864,10 @@ impl Scan {
             id.to_string()
         } else {
             let label = format!("compat_monitor{}", self.monitor_index);
+            if !self.chardev_ids.insert(label.clone()) {
+                return Err(Diag::at(loc, format!("Duplicate ID '{label}' for chardev"))
+                    .then(loc, format!("parse error: {dev}")));
+            }
             let options = match opts::parse_serial_shorthand(dev, &label) {
                 Ok(SerialTarget::New { options, .. }) => Ok(options),
                 // QEMU names the device string after a `mon:` prefix.
@@ -701,7 +882,7 @@ impl Scan {
                     return Err(Diag::at(loc, format!("parse error: {dev}")));
                 }
                 // The trailing options' parser failed: QEMU stops at once.
-                Err(e) if e.is_parse_error() => {
+                Err(e @ OptsError::Parse(_)) => {
                     return Err(Diag::opts(loc, &e).then(loc, format!("parse error: {dev}")));
                 }
                 Err(e) => Err(Diag::opts(loc, &e)),
@@ -727,59 +908,23 @@ impl Scan {
     }
 
     /// `-mon [chardev=]ID[,mode=...][,pretty=...][,id=...]`.
-    fn mon(&mut self, loc: &str, value: &str) -> Result<(), Diag> {
+    fn mon(&mut self, loc: &str, value: &str) -> Result<(), Stop> {
         self.default_monitor = false;
-        let mut chardev = None;
-        let mut mode = Ok(MonMode::Readline);
-        let mut pretty = false;
-        let mut id = None;
-        let pairs = qemuopts::split(value, Some("chardev"));
-        // QEMU's option parser takes the first id, checks it before any
-        // other key, and skips later ones.
-        if let Some(p) = pairs.iter().find(|p| p.key == "id") {
-            if !qemuopts::is_identifier(&p.value) {
-                return Err(Diag::at(Some(loc), "Parameter 'id' expects an identifier")
-                    .hint(qemuopts::IDENTIFIER_HINT));
-            }
-            id = Some(p.value.clone());
-        }
-        for p in pairs {
-            if p.short_form {
-                self.cfg
-                    .warnings
-                    .push(Diag::warning(Some(loc), &qemuopts::short_form_warning(&p)));
-            }
-            match p.key.as_str() {
-                "chardev" => chardev = Some(p.value),
-                "mode" => {
-                    mode = match p.value.as_str() {
-                        "readline" => Ok(MonMode::Readline),
-                        "control" => Ok(MonMode::Control),
-                        other => Err(Diag::at(
-                            Some(loc),
-                            format!("Parameter 'mode' does not accept value '{other}'"),
-                        )),
-                    }
-                }
-                "pretty" => {
-                    pretty = qemuopts::parse_bool(&p.value).ok_or_else(|| {
-                        Diag::at(Some(loc), "Parameter 'pretty' expects 'on' or 'off'")
-                    })?
-                }
-                "id" => {}
-                other => return Err(Diag::at(Some(loc), format!("Invalid parameter '{other}'"))),
-            }
-        }
-        if let Some(id) = &id {
-            if !self.mon_ids.insert(id.clone()) {
-                return Err(Diag::at(Some(loc), format!("Duplicate ID '{id}' for mon")));
-            }
-        }
-        let spec = match (chardev, mode) {
+        let o = self.read_opts(loc, &MON_OPTS, value, Some(IdList::Mon))?;
+        let mode = match o.get("mode") {
+            None | Some("readline") => Ok(MonMode::Readline),
+            Some("control") => Ok(MonMode::Control),
+            Some(other) => Err(Diag::at(
+                Some(loc),
+                format!("Parameter 'mode' does not accept value '{other}'"),
+            )),
+        };
+        let pretty = o.get_bool("pretty").unwrap_or(false);
+        let spec = match (o.get("chardev"), mode) {
             (_, Err(e)) => Err(e),
             (None, _) => Err(Diag::at(Some(loc), "Parameter 'chardev' is missing")),
             // `pretty` on HMP is refused once the chardev is found (setup).
-            (Some(c), Ok(m)) => Ok((c, m)),
+            (Some(c), Ok(m)) => Ok((c.to_string(), m)),
         };
         self.cfg.monitors.push(MonitorReq {
             loc: Some(loc.to_string()),
@@ -790,26 +935,24 @@ impl Scan {
     }
 
     /// `-device DRIVER,...`: only `isa-serial`. Returns help text to print.
-    fn device(&mut self, loc: &str, value: &str) -> Result<Option<String>, Diag> {
-        let pairs = qemuopts::split(value, Some("driver"));
-        let driver = pairs
-            .iter()
-            .find(|p| p.key == "driver")
-            .map(|p| p.value.clone());
-        if matches!(driver.as_deref(), Some("help") | Some("?")) {
+    fn device(&mut self, loc: &str, value: &str) -> Result<Option<String>, Stop> {
+        let o = self.read_opts(loc, &DEVICE_OPTS, value, Some(IdList::Device))?;
+        let driver = o.get("driver");
+        if driver.is_some_and(qemuopts::grammar::is_help_word) {
             return Ok(Some(
                 "Input devices:\nname \"isa-serial\", bus ISA\n".into(),
             ));
         }
-        if driver.as_deref() == Some("isa-serial") {
+        if driver == Some("isa-serial") {
             self.default_serial = false;
-            if pairs.iter().any(|p| p.key == "help") {
+            // QEMU looks for a key named help (`nohelp` too).
+            if o.iter().any(|p| qemuopts::grammar::is_help_word(&p.name)) {
                 return Ok(Some(isa_serial_help()));
             }
         }
-        let spec = match driver.as_deref() {
+        let spec = match driver {
             None => Err(Diag::at(Some(loc), "Parameter 'driver' is missing")),
-            Some("isa-serial") => self.isa_serial(loc, &pairs),
+            Some("isa-serial") => Self::isa_serial(loc, &o),
             Some(other) => Err(Diag::at(
                 Some(loc),
                 format!("'{other}' is not a valid device model name"),
@@ -818,50 +961,45 @@ impl Scan {
         self.cfg.devices.push(DeviceReq {
             loc: loc.to_string(),
             spec,
-            isa_serial: driver.as_deref() == Some("isa-serial"),
+            isa_serial: driver == Some("isa-serial"),
         });
         Ok(None)
     }
 
-    fn isa_serial(&mut self, loc: &str, pairs: &[Pair]) -> Result<IsaSerial, Diag> {
-        let mut d = IsaSerial::default();
-        let at = |t: String| Diag::at(Some(loc), t);
-        let u32_prop = |p: &Pair| -> Result<u32, Diag> {
-            let v = qemuopts::parse_c_u64(&p.value)
-                .ok_or_else(|| at(format!("Parameter '{}' expects integer", p.key)))?;
-            u32::try_from(v).map_err(|_| at(format!("Parameter '{}' expects uint32_t", p.key)))
+    /// The properties of an isa-serial (its id was checked when read).
+    fn isa_serial(loc: &str, o: &QemuOpts) -> Result<IsaSerial, Diag> {
+        let mut d = IsaSerial {
+            id: o.id().map(str::to_string),
+            ..IsaSerial::default()
         };
-        for p in pairs {
-            match p.key.as_str() {
+        let at = |t: String| Diag::at(Some(loc), t);
+        // QEMU's property visitor: qemu_strtou64, then the range.
+        let u32_prop = |name: &str, value: &str| -> Result<u32, Diag> {
+            let v = qemuopts::strtou64(value)
+                .map_err(|_| at(format!("Parameter '{name}' expects integer")))?;
+            u32::try_from(v).map_err(|_| at(format!("Parameter '{name}' expects uint32_t")))
+        };
+        for p in o.iter() {
+            let value = p.text.as_str();
+            match p.name.as_str() {
                 "driver" => {}
-                "chardev" => d.chardev = Some(p.value.clone()).filter(|c| !c.is_empty()),
-                "iobase" => d.iobase = Some(u32_prop(p)?),
-                "irq" => d.irq = Some(u32_prop(p)?),
-                "index" => d.index = Some(u32_prop(p)?),
-                "id" => {
-                    if !qemuopts::is_identifier(&p.value) {
-                        return Err(at("Parameter 'id' expects an identifier".into())
-                            .hint(qemuopts::IDENTIFIER_HINT));
-                    }
-                    if !self.device_ids.insert(p.value.clone()) {
-                        return Err(at(format!("Duplicate ID '{}' for device", p.value)));
-                    }
-                    d.id = Some(p.value.clone());
-                }
+                "chardev" => d.chardev = Some(value.to_string()).filter(|c| !c.is_empty()),
+                "iobase" => d.iobase = Some(u32_prop("iobase", value)?),
+                "irq" => d.irq = Some(u32_prop("irq", value)?),
+                "index" => d.index = Some(u32_prop("index", value)?),
                 "bus" => {
-                    if p.value.starts_with("pci") {
+                    if value.starts_with("pci") {
                         return Err(at("Device 'isa-serial' can't go on PCI bus".into()));
                     }
-                    if p.value != "isa.0" {
-                        return Err(at(format!("Bus '{}' not found", p.value)));
+                    if value != "isa.0" {
+                        return Err(at(format!("Bus '{value}' not found")));
                     }
                 }
-                "baudbase" if qemuopts::parse_c_u64(&p.value) == Some(115_200) => {}
-                "wakeup" if qemuopts::parse_bool(&p.value) == Some(false) => {}
+                "baudbase" if qemuopts::strtou64(value) == Ok(115_200) => {}
+                "wakeup" if qemuopts::parse_bool(value) == Some(false) => {}
                 k if ISA_SERIAL_OTHER_PROPS.contains(&k) => {
                     return Err(at(format!(
-                        "qchar does not support isa-serial property '{k}={}'",
-                        p.value
+                        "qchar does not support isa-serial property '{k}={value}'"
                     )))
                 }
                 k => return Err(at(format!("Property 'isa-serial.{k}' not found"))),
@@ -870,38 +1008,41 @@ impl Scan {
         Ok(d)
     }
 
-    /// `-drive file=...`.
-    fn drive(&mut self, loc: &str, value: &str) {
+    /// `-drive file=...`: its id is checked now, the rest when QEMU makes
+    /// the drive.
+    fn drive(&mut self, loc: &str, value: &str) -> Result<(), Stop> {
+        let o = self.read_opts(loc, &DRIVE_OPTS, value, Some(IdList::Drive))?;
         let mut file = None;
         let mut format = None;
         let mut bus = "ide".to_string();
-        let mut index = 0u64;
+        // QEMU keeps the index in a C int; -1 means none given.
+        let mut index: i32 = -1;
         let mut problem = None;
         let mut late = None;
-        for p in qemuopts::split(value, None) {
+        for p in o.iter() {
             let err = |t: String| Some(Diag::at(Some(loc), t));
-            match p.key.as_str() {
-                "file" => file = Some(p.value),
-                "format" => format = Some(p.value),
-                "if" => bus = p.value,
-                "index" => match qemuopts::parse_c_u64(&p.value) {
-                    Some(n) => index = n,
-                    None => problem = problem.or(err("Parameter 'index' expects a number".into())),
+            let value = p.text.clone();
+            match p.name.as_str() {
+                "file" => file = Some(value),
+                "format" => format = Some(value),
+                "if" => bus = value,
+                // Truncated to int as QEMU does.
+                "index" => match qemuopts::parse_number("index", &value) {
+                    Ok(n) => index = n as i32,
+                    Err(e) => problem = problem.or(Some(Diag::qemuopts(Some(loc), &e))),
                 },
-                "media" if p.value == "disk" => {}
+                "media" if value == "disk" => {}
                 "media" => {
                     problem = problem.or(err(format!(
-                        "qchar does not support media={} (boot images are disks)",
-                        p.value
+                        "qchar does not support media={value} (boot images are disks)"
                     )))
                 }
                 "readonly" | "snapshot" => {
-                    if qemuopts::parse_bool(&p.value).is_none() {
-                        problem =
-                            problem.or(err(format!("Parameter '{}' expects 'on' or 'off'", p.key)));
+                    if qemuopts::parse_bool(&value).is_none() {
+                        problem = problem
+                            .or(err(format!("Parameter '{}' expects 'on' or 'off'", p.name)));
                     }
                 }
-                "id" => {}
                 // QEMU opens the image before it finds options the format
                 // does not take.
                 k => {
@@ -921,24 +1062,33 @@ impl Scan {
             if let Some(p) = problem {
                 return Err(p);
             }
+            let unsupported = |bus_id: i32, unit: i32| {
+                Err(Diag::at(
+                    Some(loc),
+                    format!("machine type does not support if={bus},bus={bus_id},unit={unit}"),
+                ))
+            };
+            // QEMU's bus and unit for an index (C division), a unit of -1
+            // being the first free one.
+            let auto = |unit: i32| if unit == -1 { 0 } else { unit };
             let drive = match bus.as_str() {
-                "floppy" if index < 2 => index as u8,
                 "floppy" => {
-                    return Err(Diag::at(
-                        Some(loc),
-                        format!("machine type does not support if=floppy,bus=0,unit={index}"),
-                    ))
+                    let unit = auto(index);
+                    if !(0..2).contains(&unit) {
+                        return unsupported(0, unit);
+                    }
+                    unit as u8
                 }
-                "ide" if index < 4 => 0x80 + index as u8,
                 "ide" => {
-                    return Err(Diag::at(
-                        Some(loc),
-                        format!(
-                            "machine type does not support if=ide,bus={},unit={}",
-                            index / 2,
-                            index % 2
-                        ),
-                    ))
+                    let (bus_id, unit) = if index == -1 {
+                        (0, 0)
+                    } else {
+                        (index / 2, auto(index % 2))
+                    };
+                    if !(0..2).contains(&bus_id) || !(0..2).contains(&unit) {
+                        return unsupported(bus_id, unit);
+                    }
+                    0x80 + (bus_id * 2 + unit) as u8
                 }
                 b if OTHER_DRIVE_BUSES.contains(&b) => {
                     return Err(Diag::at(
@@ -972,6 +1122,7 @@ impl Scan {
             probe_warning,
             after_open: late,
         });
+        Ok(())
     }
 
     /// `-fda IMG`, `-hda IMG`, or a bare image argument.
@@ -989,22 +1140,81 @@ impl Scan {
         });
     }
 
-    /// `-name [guest=]NAME[,process=P][,debug-threads=on|off]`.
-    fn name(&mut self, loc: &str, value: &str) -> Result<(), Diag> {
-        for p in qemuopts::split(value, Some("guest")) {
-            match p.key.as_str() {
-                "guest" => self.cfg.name = Some(p.value),
-                "process" => self.cfg.process_name = Some(p.value),
-                "debug-threads" => {
-                    // qchar's threads always carry names.
-                    qemuopts::parse_bool(&p.value).ok_or_else(|| {
-                        Diag::at(Some(loc), "Parameter 'debug-threads' expects 'on' or 'off'")
-                    })?;
-                }
-                other => return Err(Diag::at(Some(loc), format!("Invalid parameter '{other}'"))),
-            }
+    /// `-name [guest=]NAME[,process=P][,debug-threads=on|off]`
+    /// (`debug-threads` is only checked: qchar's threads always have names).
+    fn name(&mut self, loc: &str, value: &str) -> Result<(), Stop> {
+        let o = self.read_opts(loc, &NAME_OPTS, value, None)?;
+        if let Some(guest) = o.get("guest") {
+            self.cfg.name = Some(guest.to_string());
+        }
+        if let Some(process) = o.get("process") {
+            self.cfg.process_name = Some(process.to_string());
         }
         Ok(())
+    }
+
+    /// `-m [size=]SIZE[,slots=N][,maxmem=SIZE]`.
+    fn mem_size(&mut self, loc: &str, value: &str) -> Result<u64, Stop> {
+        let o = self.read_opts(loc, &MEMORY_OPTS, value, None)?;
+        if let Some(p) = o.iter().find(|p| p.name != "size") {
+            let text = format!("qchar does not support memory hotplug ({}=)", p.name);
+            return Err(Diag::at(Some(loc), text).into());
+        }
+        let Some(size) = o.get("size") else {
+            return Ok(DEFAULT_MEM_SIZE);
+        };
+        // When it sets the machine up, QEMU reads the size again, in MiB
+        // if it ends in a digit, warning (without location) again.
+        let again = if size.ends_with(|c: char| c.is_ascii_digit()) {
+            format!("{size}M")
+        } else {
+            size.to_string()
+        };
+        let mut warnings = Vec::new();
+        let bytes = qemuopts::strtosz(&again, &mut warnings);
+        for w in warnings {
+            self.cfg.warnings.push(Diag::warning(None, &w));
+        }
+        let bytes = bytes.map_err(|_| Diag::at(None, "Parameter 'memory.size' expects size"))?;
+        if bytes == 0 {
+            return Ok(DEFAULT_MEM_SIZE);
+        }
+        if !(MIN_MEM_SIZE..=MAX_MEM_SIZE).contains(&bytes) {
+            return Err(Diag::at(
+                Some(loc),
+                format!("qchar supports 1M to 3G of guest memory, not {bytes} bytes"),
+            )
+            .into());
+        }
+        Ok(bytes)
+    }
+
+    /// `-accel [accel=]kvm`. Returns help text to print.
+    fn accel(&mut self, loc: &str, value: &str) -> Result<Option<String>, Stop> {
+        let o = self.read_opts(loc, &ACCEL_OPTS, value, None)?;
+        for p in o.iter() {
+            let value = p.text.as_str();
+            match p.name.as_str() {
+                "accel" if qemuopts::grammar::is_help_word(value) => {
+                    return Ok(Some("Accelerators supported in QEMU binary:\nkvm\n".into()))
+                }
+                "accel" => {
+                    if value != "kvm" {
+                        return Err(
+                            Diag::at(Some(loc), format!("invalid accelerator {value}")).into()
+                        );
+                    }
+                }
+                other => {
+                    return Err(Diag::at(
+                        Some(loc),
+                        format!("qchar does not support accelerator property '{other}'"),
+                    )
+                    .into())
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// After the scan: the defaults QEMU adds, serial labels.
@@ -1048,7 +1258,12 @@ impl Scan {
             n += 1;
             let l = loc.as_deref();
             let connect = format!("could not connect serial device to character backend '{dev}'");
+            // QEMU makes the chardev in the same option list as -chardev's.
+            let taken = !dev.starts_with("chardev:") && self.chardev_ids.contains(&label);
             let source = match opts::parse_serial_shorthand(&dev, &label) {
+                _ if taken => {
+                    Err(Diag::at(l, format!("Duplicate ID '{label}' for chardev")).then(l, connect))
+                }
                 Ok(SerialTarget::New { options, monitor }) => {
                     Ok(SerialSource::New { options, monitor })
                 }
@@ -1086,79 +1301,35 @@ fn probe_warning(file: &str) -> Diag {
     }
 }
 
-/// `-m [size=]SIZE[,slots=N][,maxmem=SIZE]`.
-fn mem_size(loc: &str, value: &str, warnings: &mut Vec<Diag>) -> Result<u64, Diag> {
-    let mut size = None;
-    for p in qemuopts::split(value, Some("size")) {
-        match p.key.as_str() {
-            "size" => size = Some(p.value),
-            "slots" | "maxmem" => {
-                return Err(Diag::at(
-                    Some(loc),
-                    format!("qchar does not support memory hotplug ({}=)", p.key),
-                ))
-            }
-            other => return Err(Diag::at(Some(loc), format!("Invalid parameter '{other}'"))),
-        }
-    }
-    let Some(size) = size else {
-        return Ok(DEFAULT_MEM_SIZE);
-    };
-    let bad = |e: SizeError| match e {
-        SizeError::Invalid => Diag::at(
-            Some(loc),
-            "Parameter 'size' expects a non-negative number below 2^64",
-        )
-        .hint(qemuopts::SIZE_HINT),
-        SizeError::TooLarge => Diag::at(
-            Some(loc),
-            format!("Value '{size}' is out of range for parameter 'size'"),
-        ),
-    };
-    // Checked as a size in bytes first, then, as QEMU does with a bare
-    // number, read again in MiB.
-    qemuopts::parse_size(&size, 'B').map_err(bad)?;
-    let (bytes, warning) = if size.ends_with(|c: char| c.is_ascii_digit()) {
-        qemuopts::parse_size(&format!("{size}M"), 'B').map_err(bad)?
-    } else {
-        qemuopts::parse_size(&size, 'B').map_err(bad)?
-    };
-    if let Some(w) = warning {
-        warnings.push(Diag::warning(None, &w));
-    }
-    if bytes == 0 {
-        return Ok(DEFAULT_MEM_SIZE);
-    }
-    if !(MIN_MEM_SIZE..=MAX_MEM_SIZE).contains(&bytes) {
-        return Err(Diag::at(
-            Some(loc),
-            format!("qchar supports 1M to 3G of guest memory, not {bytes} bytes"),
-        ));
-    }
-    Ok(bytes)
-}
-
-/// `-display TYPE`: `none` only. Returns help text to print.
+/// `-display TYPE`: `none` only (a keyval string in QEMU 7.2). Returns
+/// help text to print.
 fn display(loc: &str, value: &str) -> Result<Option<String>, Diag> {
-    let pairs = qemuopts::split(value, Some("type"));
-    match pairs.first() {
-        Some(p) if p.key == "type" && (p.value == "help" || p.value == "?") => {
-            return Ok(Some("Available display backend types:\nnone\n".into()))
-        }
-        Some(p) if p.key == "type" && p.value == "none" => {}
-        Some(p) if p.key == "type" => {
-            return Err(Diag::at(
-                Some(loc),
-                format!("Parameter 'type' does not accept value '{}'", p.value),
-            ))
-        }
-        _ => return Err(Diag::at(Some(loc), "Parameter 'type' is missing")),
+    if qemuopts::grammar::is_help_word(value) {
+        return Ok(Some("Available display backend types:\nnone\n".into()));
     }
-    if let Some(p) = pairs.get(1) {
-        return Err(Diag::at(
-            Some(loc),
-            format!("Parameter '{}' is unexpected", p.key),
-        ));
+    let at = |text: String| Diag::at(Some(loc), text);
+    let items = qemuopts::keyval(value, Some("type")).map_err(|e| Diag::qemuopts(Some(loc), &e))?;
+    if items.contains(&KeyvalItem::Help) {
+        return Err(at("Help is not available for this option".into()));
+    }
+    let pairs = || {
+        items.iter().filter_map(|i| match i {
+            KeyvalItem::Pair { key, value } => Some((key.as_str(), value.as_str())),
+            KeyvalItem::Help => None,
+        })
+    };
+    match pairs().rfind(|(k, _)| *k == "type") {
+        None => return Err(at("Parameter 'type' is missing".into())),
+        Some((_, "none")) => {}
+        Some((_, other)) => {
+            return Err(at(format!(
+                "Parameter 'type' does not accept value '{other}'"
+            )))
+        }
+    }
+    if let Some((key, _)) = pairs().find(|(k, _)| *k != "type") {
+        let member = key.split('.').next().unwrap_or(key);
+        return Err(at(format!("Parameter '{member}' is unexpected")));
     }
     Ok(None)
 }
@@ -1173,51 +1344,31 @@ fn accel_list_ok(list: &str) -> Result<(), String> {
     }
 }
 
-/// `-machine [type=]NAME[,accel=kvm]`; sets `none` (the last type given
-/// counts). Returns help text to print.
+/// `-machine [type=]NAME[,accel=kvm]` (a keyval string in QEMU 7.2);
+/// sets `none` (the last type given counts). Returns help text to print.
 fn machine(loc: &str, value: &str, none: &mut bool) -> Result<Option<String>, Diag> {
-    for p in qemuopts::split(value, Some("type")) {
-        match p.key.as_str() {
-            "type" if p.value == "help" || p.value == "?" => return Ok(Some(machine_help())),
+    let items = qemuopts::keyval(value, Some("type")).map_err(|e| Diag::qemuopts(Some(loc), &e))?;
+    if items.contains(&KeyvalItem::Help) {
+        return Ok(Some(machine_help()));
+    }
+    for item in &items {
+        let KeyvalItem::Pair { key, value } = item else {
+            continue;
+        };
+        match key.as_str() {
+            "type" if qemuopts::grammar::is_help_word(value) => return Ok(Some(machine_help())),
             "type" => {
-                if !MACHINES.iter().any(|(m, _)| *m == p.value) {
+                if !MACHINES.iter().any(|(m, _)| m == value) {
                     return Err(Diag::at(None, "unsupported machine type")
                         .hint("Use -machine help to list supported machines"));
                 }
-                *none = p.value == "none";
+                *none = value == "none";
             }
-            "accel" => accel_list_ok(&p.value).map_err(|e| Diag::at(Some(loc), e))?,
-            "help" => return Ok(Some(machine_help())),
+            "accel" => accel_list_ok(value).map_err(|e| Diag::at(Some(loc), e))?,
             other => {
                 return Err(Diag::at(
                     Some(loc),
                     format!("qchar does not support machine property '{other}'"),
-                ))
-            }
-        }
-    }
-    Ok(None)
-}
-
-/// `-accel [accel=]kvm`. Returns help text to print.
-fn accel(loc: &str, value: &str) -> Result<Option<String>, Diag> {
-    for p in qemuopts::split(value, Some("accel")) {
-        match p.key.as_str() {
-            "accel" if p.value == "help" || p.value == "?" => {
-                return Ok(Some("Accelerators supported in QEMU binary:\nkvm\n".into()))
-            }
-            "accel" => {
-                if p.value != "kvm" {
-                    return Err(Diag::at(
-                        Some(loc),
-                        format!("invalid accelerator {}", p.value),
-                    ));
-                }
-            }
-            other => {
-                return Err(Diag::at(
-                    Some(loc),
-                    format!("qchar does not support accelerator property '{other}'"),
                 ))
             }
         }

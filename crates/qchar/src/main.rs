@@ -6,19 +6,18 @@
 //! Modules: [`cli`] (argv to a typed configuration), [`setup`] (the
 //! configuration to chardevs, machine and monitors, and the orderly exit),
 //! [`vmctl`] (the guest as the monitors see it), [`process`]
-//! (`-daemonize`, `-pidfile`, signals), [`report`] (QEMU-style messages),
-//! [`qemuopts`] (QEMU's option syntax).
+//! (`-daemonize`, `-pidfile`, signals), [`report`] (QEMU-style messages).
+//! QEMU's option syntax itself is `qchar_chardev::qemuopts`.
 
 mod cli;
 mod process;
-mod qemuopts;
 mod report;
 mod setup;
 mod vmctl;
 
 use std::io::Write;
 
-use cli::{Action, Config, Diag};
+use cli::{Action, Config, Diag, PrintAndExit};
 
 fn main() {
     std::process::exit(run());
@@ -43,16 +42,23 @@ fn run() -> i32 {
     report::init_logging();
     match cli::parse(args.get(1..).unwrap_or_default()) {
         Err(d) => {
-            if let Some((text, status)) = d.help_text() {
-                let _ = std::io::stdout().write_all(format!("{text}\n").as_bytes());
-                return status;
-            }
             report::print(&d);
             1
         }
         Ok(Action::Print(text)) => {
             let _ = std::io::stdout().write_all(text.as_bytes());
             0
+        }
+        Ok(Action::PrintAfterWarnings {
+            warnings,
+            text,
+            status,
+        }) => {
+            for w in &warnings {
+                report::print(w);
+            }
+            let _ = std::io::stdout().write_all(text.as_bytes());
+            status
         }
         Ok(Action::WriteImage { name, path }) => write_image(&name, &path),
         Ok(Action::Run(cfg)) => run_config(&cfg),
@@ -122,9 +128,9 @@ fn run_config(cfg: &Config) -> i32 {
         Ok(r) => r,
         Err(e) => {
             process::remove_pidfile();
-            if let Some((text, status)) = e.downcast_ref::<Diag>().and_then(Diag::help_text) {
-                let _ = std::io::stdout().write_all(text.as_bytes());
-                return status;
+            if let Some(p) = e.downcast_ref::<PrintAndExit>() {
+                let _ = std::io::stdout().write_all(p.text.as_bytes());
+                return p.status;
             }
             print_error(&e);
             return 1;

@@ -1,3 +1,4 @@
+// Hand-written part: fork, _exit, ignored signals and sigwaitinfo (for the sender's pid), which neither rustix nor vmm-sys-util wraps.
 //! Process-level duties, as QEMU does them: `-daemonize` (detach once set
 //! up, the parent exiting 0 only when the daemon is ready), `-pidfile`
 //! (locked while the process lives, removed at exit), and the signals that
@@ -6,7 +7,6 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,13 +30,8 @@ pub struct Daemon {
 /// if the daemon failed first). Returns in the daemon, a grandchild in a
 /// new session. Must be called while the process has a single thread.
 pub fn daemonize() -> io::Result<Daemon> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 returned two fresh descriptors nobody else owns.
-    let (rd, wr) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let (rd, wr) = (File::from(rd), File::from(wr));
     // SAFETY: the process is single-threaded here (documented contract), so
     // the child may go on running Rust code after fork.
     match unsafe { libc::fork() } {
@@ -53,10 +48,7 @@ pub fn daemonize() -> io::Result<Daemon> {
         }
     }
     drop(rd);
-    // SAFETY: setsid has no memory-safety preconditions.
-    if unsafe { libc::setsid() } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    rustix::process::setsid()?;
     // A second fork so the daemon is not a session leader and never gets a
     // controlling terminal back.
     // SAFETY: still single-threaded.
@@ -66,9 +58,10 @@ pub fn daemonize() -> io::Result<Daemon> {
         // SAFETY: as above; the grandchild holds the pipe.
         _ => unsafe { libc::_exit(0) },
     }
-    // SAFETY: plain libc calls on integers and static handlers.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o027));
+    // SAFETY: SIG_IGN installs no handler, so no code of ours runs in
+    // signal context.
     unsafe {
-        libc::umask(0o027);
         libc::signal(libc::SIGTSTP, libc::SIG_IGN);
         libc::signal(libc::SIGTTOU, libc::SIG_IGN);
         libc::signal(libc::SIGTTIN, libc::SIG_IGN);
@@ -85,13 +78,9 @@ impl Daemon {
             .read(true)
             .write(true)
             .open("/dev/null")?;
-        for fd in 0..3 {
-            // SAFETY: dup2 onto the standard descriptors, which the process
-            // owns; `null` stays valid for the call.
-            if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
+        rustix::stdio::dup2_stdin(&null)?;
+        rustix::stdio::dup2_stdout(&null)?;
+        rustix::stdio::dup2_stderr(&null)?;
         self.ready.write_all(&[0])
     }
 }
@@ -122,12 +111,12 @@ pub fn write_pidfile(path: &str) -> Result<(), String> {
         let ino = file
             .metadata()
             .map_err(|e| format!("Cannot stat file: {}", os_message(&e)))?;
-        // SAFETY: lockf on a descriptor `file` owns.
-        if unsafe { libc::lockf(file.as_raw_fd(), libc::F_TLOCK, 0) } < 0 {
-            return Err(format!(
-                "Cannot lock pid file: {}",
-                os_message(&io::Error::last_os_error())
-            ));
+        // The whole file, failing at once if another process holds it (as
+        // lockf's F_TLOCK from offset 0).
+        let lock =
+            rustix::fs::fcntl_lock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive);
+        if let Err(e) = lock {
+            return Err(format!("Cannot lock pid file: {}", os_message(&e.into())));
         }
         // The file may have been replaced between open and lock by another
         // instance cleaning up: lock the one on disk.
@@ -155,25 +144,18 @@ pub fn remove_pidfile() {
 }
 
 fn term_sigset() -> libc::sigset_t {
-    // SAFETY: a zeroed sigset_t is then initialised by sigemptyset.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid sigset_t.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        for s in TERM_SIGNALS {
-            libc::sigaddset(&mut set, s);
-        }
-    }
-    set
+    vmm_sys_util::signal::create_sigset(&TERM_SIGNALS)
+        .expect("SIGINT, SIGTERM and SIGHUP are valid signal numbers")
 }
 
 /// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (and every
 /// thread it creates later): call before any thread exists. The vCPU kick
 /// signal is left alone.
 pub fn block_term_signals() {
-    let set = term_sigset();
-    // SAFETY: `set` is initialised; the old mask is not wanted.
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    for s in TERM_SIGNALS {
+        // Fails only for a signal already blocked, which is as good.
+        let _ = vmm_sys_util::signal::block_signal(s);
+    }
 }
 
 /// Starts the thread that turns a terminating signal into [`Cause::Signal`].
@@ -223,9 +205,9 @@ pub fn signal_message(signo: i32, pid: i32) -> String {
 /// shows it.
 pub fn set_process_name(name: &str) {
     if let Ok(c) = CString::new(name) {
-        // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16
-        // bytes (the kernel truncates), which `c` is.
-        unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr() as libc::c_ulong, 0, 0, 0) };
+        // PR_SET_NAME names the calling (main) thread, which `ps -o comm`
+        // shows; the kernel keeps the first 15 bytes.
+        let _ = rustix::thread::set_name(&c);
     }
 }
 

@@ -38,7 +38,9 @@ use qchar_monitor::hmp::HmpMonitor;
 use qchar_monitor::qmp::{monitor::forward_registry_events, QmpEnv, QmpMonitor, QmpOptions};
 use qchar_monitor::vm::shutdown_quit_data;
 
-use crate::cli::{uses_stdio, Config, Diag, ImageSource, IsaSerial, Line, MonMode, SerialSource};
+use crate::cli::{
+    uses_stdio, Config, Diag, ImageSource, IsaSerial, Line, MonMode, PrintAndExit, SerialSource,
+};
 use crate::report;
 use crate::vmctl::{shutdown_data, Cause, ExitSignal, GatedChardevs, Launcher, SetUpGate, VmCtl};
 
@@ -279,7 +281,11 @@ fn setup_on(
             }
         }
         if let Some(text) = &c.help {
-            return Err(Diag::help_exit(text, 0).into());
+            return Err(PrintAndExit {
+                text: text.clone(),
+                status: 0,
+            }
+            .into());
         }
         let mut o = c.options.clone()?;
         if monitor_labels.contains(&o.id.as_str()) {

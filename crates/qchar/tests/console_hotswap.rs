@@ -42,7 +42,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{argv, kvm_or_skip, p, tempdir, wait_until, Proc, Qmp};
+use common::{argv, p, tempdir, Proc, Qmp};
+use qchar_testkit::{mkfifo, openpty, require, wait_for, wait_until, Prereq, WAIT};
 use serde_json::{json, Value};
 
 /// Bytes each target must receive before the next change (the guest
@@ -254,7 +255,7 @@ impl Target {
         while !rest.is_empty() {
             match f.write(rest) {
                 Ok(n) => rest = &rest[n..],
-                Err(e) if e.kind() == ErrorKind::WouldBlock && start.elapsed() < common::WAIT => {
+                Err(e) if e.kind() == ErrorKind::WouldBlock && start.elapsed() < WAIT => {
                     std::thread::sleep(Duration::from_millis(1))
                 }
                 Err(e) => panic!("{:?} write: {e}", self.kind),
@@ -282,11 +283,7 @@ impl Target {
         );
         let start = Instant::now();
         while self.pump(q) > 0 || (streams && !self.eof) {
-            assert!(
-                start.elapsed() < common::WAIT,
-                "{:?}: no end of stream",
-                self.kind
-            );
+            assert!(start.elapsed() < WAIT, "{:?}: no end of stream", self.kind);
             std::thread::sleep(Duration::from_micros(200));
         }
         let data = self.data();
@@ -389,35 +386,6 @@ fn listening_port(q: &mut Qmp, base: &str) -> u16 {
         .next()
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no port in {name:?}"))
-}
-
-fn mkfifo(path: &Path) {
-    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-    // SAFETY: `c` is a NUL-terminated path that outlives the call.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "{path:?}");
-}
-
-/// A new pty pair: (master, slave path).
-fn openpty() -> (OwnedFd, String) {
-    // SAFETY: plain libc calls; the master descriptor is checked before it
-    // is used and owned by the returned `OwnedFd`; `name` outlives the
-    // ptsname_r call that fills it and is NUL-terminated by it.
-    unsafe {
-        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
-        assert!(m >= 0);
-        let m = OwnedFd::from_raw_fd(m);
-        assert_eq!(libc::grantpt(m.as_raw_fd()), 0);
-        assert_eq!(libc::unlockpt(m.as_raw_fd()), 0);
-        let mut name = [0 as libc::c_char; 128];
-        assert_eq!(
-            libc::ptsname_r(m.as_raw_fd(), name.as_mut_ptr(), name.len()),
-            0
-        );
-        let path = std::ffi::CStr::from_ptr(name.as_ptr())
-            .to_string_lossy()
-            .into_owned();
-        (m, path)
-    }
 }
 
 /// A UDP receiver on loopback whose buffer holds far more than a target
@@ -598,7 +566,7 @@ fn change_to(
 /// Sends the upgrade request and reads the response head, byte by byte
 /// so that no frame after it is taken.
 fn ws_handshake(s: &mut TcpStream) {
-    s.set_read_timeout(Some(common::WAIT)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
     s.write_all(
         b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
           Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
@@ -660,14 +628,26 @@ fn flush(q: &mut Qmp, id: &str) {
     );
 }
 
-/// qchar's open descriptors and resident memory (KiB), once a pty just
-/// left has had the moment it keeps its master open for its slave's last
-/// reads (the test has read them all).
+/// qchar's open descriptors and resident memory (KiB), once it has no pty
+/// open: a pty just left keeps its master open until its slave has read
+/// what it was sent (the test has read it all), so qchar closes it soon
+/// after the change.
 fn usage(pid: u32) -> (usize, u64) {
-    std::thread::sleep(Duration::from_millis(200));
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count();
+    let fds = wait_for("qchar to close the pty it left", || {
+        let links: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .map(|e| {
+                // A descriptor closed since the listing reads as gone.
+                std::fs::read_link(e.unwrap().path())
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let pty = links
+            .iter()
+            .any(|l| l.ends_with("/ptmx") || l.starts_with("/dev/pts/"));
+        (!pty).then_some(links.len())
+    });
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let rss = status
         .lines()
@@ -680,7 +660,7 @@ fn usage(pid: u32) -> (usize, u64) {
 /// Moves the console `changes` times (the last move is to a file) and
 /// checks everything the module docs promise.
 fn soak(name: &str, changes: usize, mux: bool) {
-    if !kvm_or_skip(name) {
+    if !require(Prereq::Kvm) {
         return;
     }
     assert!(changes > WARMUP + ALL.len() * ALL.len());
@@ -736,7 +716,7 @@ fn soak(name: &str, changes: usize, mux: bool) {
                     std::thread::sleep(Duration::from_micros(200));
                 }
                 assert!(
-                    start.elapsed() < common::WAIT,
+                    start.elapsed() < WAIT,
                     "change {n}: the {:?} target got no output",
                     current.kind
                 );

@@ -6,12 +6,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{
-    argv, chardevs_masked, kvm_or_skip, p, qchar_and_qmp, qemu_available, tempdir, wait_until,
-    Proc, Qmp,
-};
+use common::{argv, chardevs_masked, p, qchar_and_qmp, tempdir, Proc, Qmp};
+use qchar_testkit::{require, wait_until, Prereq, WAIT};
 use serde_json::{json, Value};
 
 /// Command lines whose `query-chardev` was recorded from QEMU 7.2 (sorted
@@ -117,8 +114,7 @@ fn query_chardev_matches_qemu() {
 
 #[test]
 fn query_chardev_of_live_qemu() {
-    if !qemu_available() {
-        eprintln!("skipping query_chardev_of_live_qemu: qemu-system-x86_64 is not installed");
+    if !require(Prereq::Qemu) {
         return;
     }
     for (line, want) in recorded() {
@@ -156,7 +152,7 @@ fn console_lines(path: &Path) -> u64 {
 
 #[test]
 fn prelaunch_cont_stop_quit() {
-    if !kvm_or_skip("prelaunch_cont_stop_quit") {
+    if !require(Prereq::Kvm) {
         return;
     }
     let dir = tempdir();
@@ -215,7 +211,7 @@ fn prelaunch_cont_stop_quit() {
 
 #[test]
 fn guest_halt_ends_the_process() {
-    if !kvm_or_skip("guest_halt_ends_the_process") {
+    if !require(Prereq::Kvm) {
         return;
     }
     let dir = tempdir();
@@ -275,7 +271,7 @@ fn triple_fault_image() -> Vec<u8> {
 
 #[test]
 fn guest_fault_shuts_down_or_stops_in_internal_error() {
-    if !kvm_or_skip("guest_fault_shuts_down_or_stops_in_internal_error") {
+    if !require(Prereq::Kvm) {
         return;
     }
     let dir = tempdir();
@@ -462,7 +458,7 @@ fn pty_chardev_is_announced_and_usable() {
     );
     // The line is printed before the monitor answers, but reaches the
     // test through a pipe and a reader thread.
-    common::wait_until("the pty line on stdout", || proc.stdout().ends_with('\n'));
+    wait_until("the pty line on stdout", || proc.stdout().ends_with('\n'));
     let out = proc.stdout();
     let path = out
         .strip_prefix("char device redirected to ")
@@ -489,16 +485,10 @@ fn pty_chardev_is_announced_and_usable() {
 }
 
 /// Runs qchar where `/dev` is an empty tmpfs (a private mount namespace),
-/// so `/dev/kvm` is absent for real. Skipped where namespaces are not
-/// allowed.
+/// so `/dev/kvm` is absent for real. `None` (the test skips) where
+/// namespaces are not allowed.
 fn without_kvm(dir: &Path, line: &str) -> Option<Proc> {
-    let ok = Command::new("unshare")
-        .args(["-m", "sh", "-c", "mount -t tmpfs none /dev"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("skipping: cannot make a mount namespace without /dev/kvm (unshare -m)");
+    if !require(Prereq::MountNamespace) {
         return None;
     }
     let script = format!(
@@ -596,7 +586,7 @@ fn no_image_without_s_is_refused_with_s_cont_fails() {
 
 #[test]
 fn hmp_monitor_controls_the_guest() {
-    if !kvm_or_skip("hmp_monitor_controls_the_guest") {
+    if !require(Prereq::Kvm) {
         return;
     }
     let (_dir, mut proc, mut q) = qchar_and_qmp(
@@ -775,7 +765,7 @@ fn tcp_monitor_without_host_listens_on_loopback_only() {
     );
     // And it is the monitor, reachable there.
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(common::WAIT)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
     let mut greeting = [0u8; 7];
     std::io::Read::read_exact(&mut s, &mut greeting).unwrap();
     assert_eq!(&greeting, b"{\"QMP\":");
@@ -797,7 +787,7 @@ fn qmp_pretty_monitor_prints_pretty_json() {
     );
     let mut q = Qmp::connect(&p(dir.path(), "a"));
     let s = std::os::unix::net::UnixStream::connect(p(dir.path(), "p")).unwrap();
-    s.set_read_timeout(Some(common::WAIT)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
     // Reads one pretty message: it ends with a `}` alone on a line.
     let read_message = || {
         let mut got = Vec::new();
@@ -871,7 +861,7 @@ fn yank_conversation(program: &str) -> Vec<Value> {
     let mut ask = |q: &mut Qmp, cmd: Value| replies.push(q.execute(cmd));
     ask(&mut q, json!({"execute": "query-yank"}));
     let mut client = std::os::unix::net::UnixStream::connect(p(dir.path(), "s1")).unwrap();
-    client.set_read_timeout(Some(common::WAIT)).unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
     wait_until("s1 connected", || {
         q.cmd("query-chardev", Value::Null)
             .as_array()
@@ -957,8 +947,7 @@ fn yank_as_qemu() {
         ours[19],
         json!({"return": chardevs(&["compat_monitor0", "s2", "s1"])})
     );
-    if !qemu_available() {
-        eprintln!("skipping the QEMU side of yank_as_qemu: qemu-system-x86_64 is not installed");
+    if !require(Prereq::Qemu) {
         return;
     }
     let theirs = yank_conversation("qemu-system-x86_64");

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use common::{kvm_or_skip, WAIT};
+use qchar_testkit::{require, wait_until, Prereq, WAIT};
 
 struct Term {
     master: File,
@@ -100,7 +100,7 @@ impl Term {
 
 #[test]
 fn nographic_mux_on_a_terminal() {
-    if !kvm_or_skip("nographic_mux_on_a_terminal") {
+    if !require(Prereq::Kvm) {
         return;
     }
     let mut term = Term::open();
@@ -115,7 +115,7 @@ fn nographic_mux_on_a_terminal() {
         .unwrap();
 
     // The stdio backend has the terminal once it is out of canonical mode.
-    common::wait_until("raw mode on the terminal", || {
+    wait_until("raw mode on the terminal", || {
         term.termios().c_lflag & libc::ICANON == 0
     });
     // To the monitor: the prompt, then commands.

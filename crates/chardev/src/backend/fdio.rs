@@ -3,7 +3,7 @@
 //! written directly since they never block for long.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::task::{Context, Poll};
 
 use tokio::io::unix::AsyncFd;
@@ -19,7 +19,7 @@ pub(crate) enum FdIo {
 impl FdIo {
     /// Makes `fd` non-blocking and registers it with the reactor.
     pub(crate) fn new(fd: OwnedFd) -> io::Result<FdIo> {
-        set_nonblocking(fd.as_raw_fd())?;
+        set_nonblocking(fd.as_fd())?;
         // SAFETY: the AsyncFd owns `fd` (an OwnedFd), so the descriptor stays
         // open and keeps its number for as long as the registration lives.
         let a = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
@@ -43,11 +43,11 @@ impl FdIo {
         Ok(())
     }
 
-    /// The raw descriptor, for ioctls.
-    pub(crate) fn raw(&self) -> RawFd {
+    /// The descriptor, borrowed for a call (ioctls, termios).
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         match self {
-            FdIo::Polled(a) => a.get_ref().as_raw_fd(),
-            FdIo::Plain(f) => f.as_raw_fd(),
+            FdIo::Polled(a) => a.get_ref().as_fd(),
+            FdIo::Plain(f) => f.as_fd(),
         }
     }
 
@@ -58,14 +58,14 @@ impl FdIo {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         match self {
-            FdIo::Plain(f) => Poll::Ready(read_fd(f.as_raw_fd(), buf)),
+            FdIo::Plain(f) => Poll::Ready(read_fd(f.as_fd(), buf)),
             FdIo::Polled(a) => loop {
                 let mut guard = match a.poll_read_ready(cx) {
                     Poll::Ready(Ok(g)) => g,
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => return Poll::Pending,
                 };
-                match guard.try_io(|inner| read_fd(inner.get_ref().as_raw_fd(), buf)) {
+                match guard.try_io(|inner| read_fd(inner.get_ref().as_fd(), buf)) {
                     Ok(r) => return Poll::Ready(r),
                     Err(_would_block) => continue,
                 }
@@ -76,14 +76,14 @@ impl FdIo {
     /// Writes what the descriptor takes now.
     pub(crate) fn poll_write(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         match self {
-            FdIo::Plain(f) => Poll::Ready(write_fd(f.as_raw_fd(), data)),
+            FdIo::Plain(f) => Poll::Ready(write_fd(f.as_fd(), data)),
             FdIo::Polled(a) => loop {
                 let mut guard = match a.poll_write_ready(cx) {
                     Poll::Ready(Ok(g)) => g,
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => return Poll::Pending,
                 };
-                match guard.try_io(|inner| write_fd(inner.get_ref().as_raw_fd(), data)) {
+                match guard.try_io(|inner| write_fd(inner.get_ref().as_fd(), data)) {
                     Ok(r) => return Poll::Ready(r),
                     Err(_would_block) => continue,
                 }
@@ -93,67 +93,43 @@ impl FdIo {
 }
 
 /// Sets O_NONBLOCK.
-pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on a descriptor we own; F_GETFL/F_SETFL take and return
-    // plain integers and touch no memory of ours.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+    let flags = fcntl_getfl(fd)?;
+    fcntl_setfl(fd, flags | OFlags::NONBLOCK)?;
     Ok(())
 }
 
 /// One read(2), retried on EINTR.
-pub(crate) fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_fd(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
-        // SAFETY: `buf` is a valid, writable region of `buf.len()` bytes for
-        // the duration of the call.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        match rustix::io::read(fd, &mut *buf) {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => return r.map_err(io::Error::from),
         }
     }
 }
 
 /// One write(2), retried on EINTR.
-pub(crate) fn write_fd(fd: RawFd, data: &[u8]) -> io::Result<usize> {
+pub(crate) fn write_fd(fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
     loop {
-        // SAFETY: `data` is a valid, readable region of `data.len()` bytes for
-        // the duration of the call.
-        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        match rustix::io::write(fd, data) {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => return r.map_err(io::Error::from),
         }
     }
 }
 
 /// Whether `fd` is a regular file (which epoll cannot watch).
-pub(crate) fn is_regular_file(fd: RawFd) -> bool {
-    // SAFETY: fstat writes into the zeroed `st` we pass and nothing else.
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFREG
-    }
+pub(crate) fn is_regular_file(fd: BorrowedFd<'_>) -> bool {
+    rustix::fs::fstat(fd).is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_file())
 }
 
 /// Wraps `fd`: plain for regular files and for the other descriptors
 /// epoll refuses (EPERM: `/dev/null`, `/dev/zero`, which never block
 /// either), polled otherwise.
 pub(crate) fn wrap(fd: OwnedFd) -> io::Result<FdIo> {
-    if is_regular_file(fd.as_raw_fd()) {
+    if is_regular_file(fd.as_fd()) {
         return Ok(FdIo::plain(fd));
     }
     let spare = fd.try_clone()?;

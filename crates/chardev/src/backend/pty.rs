@@ -3,24 +3,20 @@
 //! backlog), as in QEMU; the slave opening is noticed by polling for the
 //! master's hang-up to clear.
 
-use std::ffi::CStr;
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::fdio::FdIo;
-use super::{tty, Backend, BackendEvent};
+use super::{tty, Backend, BackendEvent, Drain};
 use crate::error::{ChardevError, Result};
 
 /// How often a pty without a slave checks whether one has opened.
 const RECHECK: Duration = Duration::from_millis(50);
-/// How long a pty that goes (a change, a remove) stays open for its slave
-/// to read what it was sent; closing the master discards what is unread.
-const UNREAD_DRAIN_LIMIT: Duration = Duration::from_secs(5);
-/// How often that wait looks whether the slave has read everything.
+/// How often a retired pty looks whether its slave has read everything.
 const UNREAD_RECHECK: Duration = Duration::from_millis(10);
 
 /// The `pty` backend.
@@ -31,62 +27,38 @@ pub(crate) struct PtyBackend {
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
 /// Whether the slave side has no opener (the master reads hang-up).
-fn slave_closed(fd: RawFd) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
+fn slave_closed(fd: BorrowedFd<'_>) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut p = [PollFd::new(&fd, PollFlags::IN)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    // SAFETY: poll reads and writes the one pollfd we own; timeout 0.
-    let r = unsafe { libc::poll(&mut p, 1, 0) };
-    r > 0 && (p.revents & libc::POLLHUP) != 0
+    matches!(poll(&mut p, Some(&now)), Ok(n) if n > 0) && p[0].revents().contains(PollFlags::HUP)
 }
 
 impl PtyBackend {
     /// Creates the pty, with the slave in raw mode.
     pub(crate) fn open(id: &str) -> Result<PtyBackend> {
+        use rustix::fs::{open, Mode, OFlags};
+        use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
         let err = |e| ChardevError::io(format!("chardev '{id}': cannot create a pty"), e);
-        // SAFETY: posix_openpt returns a new descriptor or -1.
-        let m = cvt(unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) })
-            .map_err(err)?;
-        // SAFETY: `m` is a fresh descriptor we own from here on.
-        let master = unsafe { OwnedFd::from_raw_fd(m) };
-        // SAFETY: grantpt/unlockpt act on the master descriptor only.
-        cvt(unsafe { libc::grantpt(master.as_raw_fd()) }).map_err(err)?;
-        // SAFETY: as above.
-        cvt(unsafe { libc::unlockpt(master.as_raw_fd()) }).map_err(err)?;
-        let mut name = [0 as libc::c_char; 128];
-        // SAFETY: ptsname_r writes a NUL-terminated name of at most
-        // `name.len()` bytes into the buffer we own.
-        let r = unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) };
-        if r != 0 {
-            return Err(err(io::Error::from_raw_os_error(r)));
-        }
-        // SAFETY: ptsname_r succeeded, so `name` holds a NUL-terminated string.
-        let path = unsafe { CStr::from_ptr(name.as_ptr()) }
-            .to_string_lossy()
-            .into_owned();
+        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+            .map_err(|e| err(e.into()))?;
+        grantpt(&master).map_err(|e| err(e.into()))?;
+        unlockpt(&master).map_err(|e| err(e.into()))?;
+        let name = ptsname(&master, Vec::new()).map_err(|e| err(e.into()))?;
+        let path = name.to_string_lossy().into_owned();
         // Make the slave raw once, so whoever opens it gets bytes unaltered.
         {
-            let c = std::ffi::CString::new(path.clone())
-                .map_err(|_| err(io::ErrorKind::InvalidData.into()))?;
-            // SAFETY: open with a valid C string; the result is owned below.
-            let s = cvt(unsafe {
-                libc::open(c.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC)
-            })
-            .map_err(err)?;
-            // SAFETY: `s` is a fresh descriptor we own; dropped at block end.
-            let slave = unsafe { OwnedFd::from_raw_fd(s) };
-            tty::make_raw(slave.as_raw_fd(), false).map_err(err)?;
+            let slave = open(
+                name.as_c_str(),
+                OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| err(e.into()))?;
+            tty::make_raw(slave.as_fd(), false).map_err(err)?;
         }
         let master = FdIo::new(master).map_err(err)?;
         Ok(PtyBackend {
@@ -98,7 +70,7 @@ impl PtyBackend {
     }
 
     fn check_connected(&mut self) -> bool {
-        if !self.connected && !slave_closed(self.master.raw()) {
+        if !self.connected && !slave_closed(self.master.fd()) {
             self.connected = true;
             self.timer = None;
             // Clear the hang-up the reactor latched while no slave was open.
@@ -110,60 +82,23 @@ impl PtyBackend {
     }
 }
 
-impl Drop for PtyBackend {
-    /// The kernel discards what the slave has not read when the master
-    /// closes. Output the chardev handed over is not to be lost by a change
-    /// of backend, so while a slave is open a task keeps a copy of the
-    /// master until the slave's input is read (or `UNREAD_DRAIN_LIMIT`).
-    fn drop(&mut self) {
-        if !self.connected {
-            return;
-        }
-        // SAFETY: `raw()` is the master descriptor, open for as long as
-        // `self.master` lives, which outlasts this borrow.
-        let master = unsafe { BorrowedFd::borrow_raw(self.master.raw()) };
-        let (Ok(rt), Ok(master)) = (
-            tokio::runtime::Handle::try_current(),
-            master.try_clone_to_owned(),
-        ) else {
-            return;
-        };
-        rt.spawn(hold_until_read(master, self.path.clone()));
-    }
-}
-
-/// Bytes the slave of a pty can read now (FIONREAD on a slave descriptor).
-fn unread(slave: RawFd) -> io::Result<libc::c_int> {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int through the pointer, which points
-    // to `n`, alive for the call.
-    cvt(unsafe { libc::ioctl(slave, libc::FIONREAD, &mut n as *mut libc::c_int) })?;
-    Ok(n)
-}
-
 /// Keeps `master` open until the slave at `path` has nothing left to read
-/// (seen twice, so that bytes still on their way count) or
-/// `UNREAD_DRAIN_LIMIT` has passed (a reader that stopped reading).
-async fn hold_until_read(master: OwnedFd, path: String) {
-    let Ok(c) = std::ffi::CString::new(path) else {
+/// (seen twice, so that bytes still on their way count); the registry ends
+/// it after its drain limit (a reader that stopped reading).
+async fn hold_until_read(master: FdIo, path: String) {
+    use rustix::fs::{open, Mode, OFlags};
+    let Ok(slave) = open(
+        path.as_str(),
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
         return;
     };
-    // SAFETY: open with a valid C string; the result is owned below.
-    let Ok(s) = cvt(unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    }) else {
-        return;
-    };
-    // SAFETY: `s` is a fresh descriptor owned by nobody else.
-    let slave = unsafe { OwnedFd::from_raw_fd(s) };
-    let start = tokio::time::Instant::now();
     let mut empty_checks = 0;
-    while empty_checks < 2 && start.elapsed() < UNREAD_DRAIN_LIMIT {
+    while empty_checks < 2 {
         tokio::time::sleep(UNREAD_RECHECK).await;
-        match unread(slave.as_raw_fd()) {
+        // Bytes the slave can read now.
+        match rustix::io::ioctl_fionread(&slave) {
             Ok(0) => empty_checks += 1,
             Ok(_) => empty_checks = 0,
             Err(_) => break,
@@ -235,5 +170,16 @@ impl Backend for PtyBackend {
 
     fn drops_output_when_closed(&self) -> bool {
         true
+    }
+
+    /// The kernel discards what the slave has not read when the master
+    /// closes; while a slave is open, the master is kept until it has read
+    /// what it was sent.
+    fn retire(self: Box<Self>) -> Option<Drain> {
+        if !self.connected {
+            return None;
+        }
+        let PtyBackend { master, path, .. } = *self;
+        Some(Drain::new(hold_until_read(master, path)))
     }
 }

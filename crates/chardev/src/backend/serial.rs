@@ -5,7 +5,8 @@
 //! skipped. `query-chardev` calls it `serial`.
 
 use std::fs::OpenOptions;
-use std::io;
+use std::io::{self, IsTerminal};
+use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::task::{Context, Poll};
 
@@ -21,11 +22,6 @@ pub(crate) struct SerialBackend {
     closed: bool,
 }
 
-fn is_tty(fd: i32) -> bool {
-    // SAFETY: isatty only inspects the descriptor.
-    unsafe { libc::isatty(fd) == 1 }
-}
-
 impl SerialBackend {
     /// Opens `path` read-write, without making it our controlling tty.
     pub(crate) fn open(path: &str) -> Result<SerialBackend> {
@@ -36,12 +32,11 @@ impl SerialBackend {
                 .write(true)
                 .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK),
         )?;
-        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
-        let is_tty = is_tty(raw);
+        let is_tty = fd.is_terminal();
         if is_tty {
-            let _ = tty::make_raw(raw, false);
+            let _ = tty::make_raw(fd.as_fd(), false);
             let _ = tty::apply_params(
-                raw,
+                fd.as_fd(),
                 &SerialParams {
                     speed: 115200,
                     ..SerialParams::default()
@@ -91,10 +86,14 @@ impl Backend for SerialBackend {
         "serial".into()
     }
 
+    fn has_serial_line(&self) -> bool {
+        self.is_tty
+    }
+
     fn ioctl(&mut self, req: SerialIoctl) -> Result<IoctlReply> {
         if !self.is_tty {
             return Ok(IoctlReply::Unsupported);
         }
-        tty::serial_ioctl(self.dev.raw(), req)
+        tty::serial_ioctl(self.dev.fd(), req)
     }
 }

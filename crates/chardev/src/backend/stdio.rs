@@ -1,12 +1,16 @@
+// Hand-written part: atexit(3), so that the terminal is restored however the process exits; std and rustix offer no exit hook.
 //! `stdio`: the process's standard input and output. The terminal is put in
 //! raw mode while the backend lives and restored when it goes, or when the
 //! process exits.
 
-use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::io::{self, IsTerminal};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll};
+
+use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+use rustix::stdio::{stdin, stdout};
 
 use super::fdio::{self, FdIo};
 use super::{tty, Backend, BackendEvent};
@@ -15,7 +19,7 @@ use crate::error::{ChardevError, Result};
 /// Only one chardev may own stdio, as in QEMU.
 static IN_USE: AtomicBool = AtomicBool::new(false);
 /// Terminal settings to put back at exit.
-static SAVED: Mutex<Option<libc::termios>> = Mutex::new(None);
+static SAVED: Mutex<Option<rustix::termios::Termios>> = Mutex::new(None);
 
 extern "C" fn restore_at_exit() {
     restore();
@@ -23,7 +27,7 @@ extern "C" fn restore_at_exit() {
 
 fn restore() {
     if let Some(t) = SAVED.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        let _ = tty::set_termios(0, &t);
+        let _ = tty::set_termios(stdin(), &t);
     }
 }
 
@@ -33,23 +37,13 @@ pub(crate) struct StdioBackend {
     output: FdIo,
     /// Descriptor flags of stdin/stdout to restore (O_NONBLOCK is shared
     /// with the shell through the open file description).
-    flags: [libc::c_int; 2],
+    flags: [Option<OFlags>; 2],
     eof: bool,
 }
 
-fn dup(fd: i32) -> io::Result<OwnedFd> {
-    // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor we then own alone.
-    let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `n` is a fresh descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(n) })
-}
-
-fn getfl(fd: i32) -> libc::c_int {
-    // SAFETY: F_GETFL takes and returns plain integers.
-    unsafe { libc::fcntl(fd, libc::F_GETFL) }
+/// A close-on-exec duplicate of `fd`, numbered 3 or above.
+fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    Ok(rustix::io::fcntl_dupfd_cloexec(fd, 3)?)
 }
 
 impl StdioBackend {
@@ -60,11 +54,10 @@ impl StdioBackend {
                 "cannot use stdio by multiple character devices".into(),
             ));
         }
-        let flags = [getfl(0), getfl(1)];
+        let flags = [fcntl_getfl(stdin()).ok(), fcntl_getfl(stdout()).ok()];
         let r = (|| -> io::Result<StdioBackend> {
-            // SAFETY: isatty only inspects the descriptor.
-            if unsafe { libc::isatty(0) } == 1 {
-                let old = tty::make_raw(0, signals)?;
+            if io::stdin().is_terminal() {
+                let old = tty::make_raw(stdin(), signals)?;
                 let mut saved = SAVED.lock().unwrap_or_else(|e| e.into_inner());
                 if saved.is_none() {
                     *saved = Some(old);
@@ -72,8 +65,8 @@ impl StdioBackend {
                     unsafe { libc::atexit(restore_at_exit) };
                 }
             }
-            let input = fdio::wrap(dup(0)?).ok();
-            let output = fdio::wrap(dup(1)?)?;
+            let input = fdio::wrap(dup(stdin())?).ok();
+            let output = fdio::wrap(dup(stdout())?)?;
             Ok(StdioBackend {
                 input,
                 output,
@@ -91,10 +84,9 @@ impl StdioBackend {
 impl Drop for StdioBackend {
     fn drop(&mut self) {
         restore();
-        for (fd, fl) in [(0, self.flags[0]), (1, self.flags[1])] {
-            if fl >= 0 {
-                // SAFETY: F_SETFL with the flags the descriptor had before.
-                unsafe { libc::fcntl(fd, libc::F_SETFL, fl) };
+        for (fd, fl) in [(stdin(), self.flags[0]), (stdout(), self.flags[1])] {
+            if let Some(fl) = fl {
+                let _ = fcntl_setfl(fd, fl);
             }
         }
         IN_USE.store(false, Ordering::SeqCst);

@@ -3,10 +3,11 @@
 //! Always open; `query-chardev` calls it `udp`.
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::task::{Context, Poll};
 
-use super::net::{self, RawAddr, SockIo};
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use super::net::{self, SockIo};
 use super::{Backend, BackendEvent};
 use crate::error::{ChardevError, Result};
 use crate::spec::{ChardevUdp, InetSocketAddress, SocketAddressLegacy};
@@ -93,21 +94,21 @@ impl UdpBackend {
             }
             None => None,
         };
-        let ra = RawAddr::inet(&dest);
-        let fd = net::socket(ra.family(), libc::SOCK_DGRAM, false)
+        let s = Socket::new(Domain::for_address(dest), Type::DGRAM, None)
             .map_err(|e| ChardevError::io("Failed to create socket", e))?;
         if let Some(l) = local {
-            let _ = net::setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
-            net::bind(fd.as_raw_fd(), &RawAddr::inet(&l))
+            let _ = s.set_reuse_address(true);
+            s.bind(&SockAddr::from(l))
                 .map_err(|e| ChardevError::io("Failed to bind socket", e))?;
         }
-        net::connect(fd.as_raw_fd(), &ra).map_err(|e| {
+        net::connect(&s, &SockAddr::from(dest)).map_err(|e| {
             ChardevError::io(
                 format!("Failed to connect to '{}:{}'", remote.host, remote.port),
                 e,
             )
         })?;
-        let io = SockIo::new(fd).map_err(|e| ChardevError::io("Failed to create socket", e))?;
+        let io =
+            SockIo::new(s.into()).map_err(|e| ChardevError::io("Failed to create socket", e))?;
         Ok(UdpBackend {
             io,
             rx: Vec::new(),

@@ -1,67 +1,20 @@
 //! What the hostile-input tests of the chardev and monitor crates share:
-//! peak-RSS measurement of this process, the lock that runs them one at a
-//! time (RSS is per process), and the well-behaved neighbour whose traffic
-//! must go on untouched while a flood runs (an echo chardev and its
-//! client). The monitor's tests include this file by path.
+//! the well-behaved neighbour whose traffic must go on untouched while a
+//! flood runs (an echo chardev and its client). The monitor's tests include
+//! this file by path; peak-RSS measurement and the lock that runs the tests
+//! one at a time (RSS is per process) are in `qchar-testkit`.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use qchar_chardev::{CharFrontend, FrontendHandlers};
 
 pub const MIB: u64 = 1 << 20;
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Held for a whole test: the tests of a file run one at a time.
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-// ----- memory ------------------------------------------------------------
-
-/// A `kB` field of /proc/self/status, in KiB.
-pub fn status_kib(field: &str) -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = s
-        .lines()
-        .find(|l| l.starts_with(field))
-        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"));
-    line[field.len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// Resident set size now, in bytes.
-pub fn rss_now() -> u64 {
-    status_kib("VmRSS:") * 1024
-}
-
-/// Resets the kernel's peak-RSS mark (`VmHWM`) to the current RSS.
-pub fn reset_peak() {
-    std::fs::write("/proc/self/clear_refs", "5").expect("reset VmHWM");
-}
-
-/// The peak RSS since the last [`reset_peak`], in bytes.
-pub fn peak() -> u64 {
-    status_kib("VmHWM:") * 1024
-}
-
-/// Runs `f` and returns how far the peak RSS rose above the RSS before.
-pub fn peak_growth(f: impl FnOnce()) -> u64 {
-    reset_peak();
-    let before = rss_now();
-    f();
-    peak().saturating_sub(before)
-}
 
 // ----- the neighbour -----------------------------------------------------
 

@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use qchar_chardev::spec::{ChardevBackend, ChardevFile, ChardevRingbuf};
 use qchar_chardev::{CharFrontend, ChardevEvent, FrontendHandlers};
@@ -21,6 +20,16 @@ impl Seen {
     pub fn count(&self, e: ChardevEvent) -> usize {
         self.events.iter().filter(|&&x| x == e).count()
     }
+}
+
+/// How many times a [`Recorder`] saw `e`.
+pub fn count(seen: &Arc<Mutex<Seen>>, e: ChardevEvent) -> usize {
+    seen.lock().unwrap().count(e)
+}
+
+/// The input a [`Recorder`] got so far.
+pub fn input(seen: &Arc<Mutex<Seen>>) -> Vec<u8> {
+    seen.lock().unwrap().input.clone()
 }
 
 /// A frontend that records everything and can be told to refuse changes.
@@ -71,15 +80,6 @@ impl FrontendHandlers for Recorder {
     }
 }
 
-/// Polls `f` until it is true; panics with `what` after a generous bound.
-pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 pub fn file_spec(path: &std::path::Path) -> ChardevBackend {
     ChardevBackend::File(ChardevFile {
         out: path.to_string_lossy().into_owned(),
@@ -104,18 +104,4 @@ pub fn ringbuf_spec(size: i64) -> ChardevBackend {
 
 pub fn read(path: &std::path::Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_default()
-}
-
-/// Open descriptors of this process.
-pub fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-/// Serialises the tests of one test binary that count descriptors
-/// ([`fd_count`] is per process): hold the guard for the whole test.
-pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }

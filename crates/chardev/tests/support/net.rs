@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -90,6 +90,14 @@ pub fn server_port(reg: &Registry, id: &str) -> u16 {
     head.rsplit(':').next().unwrap().parse().unwrap()
 }
 
+/// A websocket server chardev `id` on a loopback port; returns the port.
+pub fn ws_server(reg: &Registry, id: &str) -> u16 {
+    let mut spec = socket(inet_addr("127.0.0.1", 0), true);
+    spec.websocket = Some(true);
+    reg.add(id, ChardevBackend::Socket(spec)).unwrap();
+    server_port(reg, id)
+}
+
 /// A free loopback TCP port (bound then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -161,26 +169,11 @@ pub fn drain_tcp_listener(l: TcpListener) -> JoinHandle<Vec<u8>> {
     })
 }
 
-/// Connects to a unix socket, retrying while the server is not there yet.
-pub fn connect_unix(path: &std::path::Path) -> UnixStream {
-    for _ in 0..2000 {
-        if let Ok(s) = UnixStream::connect(path) {
-            return s;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    panic!("cannot connect to {}", path.display());
-}
-
-/// Connects to a loopback TCP port.
+/// Connects to a loopback TCP port, retrying while nothing listens there.
 pub fn connect_tcp(port: u16) -> TcpStream {
-    for _ in 0..2000 {
-        if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
-            return s;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    panic!("cannot connect to port {port}");
+    qchar_testkit::wait_for(&format!("a listener on port {port}"), || {
+        TcpStream::connect(("127.0.0.1", port)).ok()
+    })
 }
 
 /// Reads exactly `n` bytes (panics after a generous time).
@@ -282,23 +275,6 @@ pub fn ws_read_frame(s: &mut impl Read) -> Option<(u8, Vec<u8>)> {
 
 // ----- ptys --------------------------------------------------------------
 
-/// A new pty pair: (master, slave path).
-pub fn openpty() -> (OwnedFd, String) {
-    // SAFETY: plain libc calls on descriptors this function owns.
-    unsafe {
-        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
-        assert!(m >= 0);
-        assert_eq!(libc::grantpt(m), 0);
-        assert_eq!(libc::unlockpt(m), 0);
-        let mut name = [0 as libc::c_char; 128];
-        assert_eq!(libc::ptsname_r(m, name.as_mut_ptr(), name.len()), 0);
-        let path = std::ffi::CStr::from_ptr(name.as_ptr())
-            .to_string_lossy()
-            .into_owned();
-        (OwnedFd::from_raw_fd(m), path)
-    }
-}
-
 /// The termios of an open descriptor.
 pub fn termios(fd: &impl AsRawFd) -> libc::termios {
     // SAFETY: tcgetattr fills the zeroed struct we own.
@@ -312,4 +288,64 @@ pub fn termios(fd: &impl AsRawFd) -> libc::termios {
 /// A file over a raw descriptor we own.
 pub fn fd_file(fd: OwnedFd) -> std::fs::File {
     std::fs::File::from(fd)
+}
+
+// ----- the kernel's view of loopback TCP sockets -------------------------
+
+/// One IPv4 TCP socket of this network namespace, from `/proc/net/tcp`.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpRow {
+    pub local_port: u16,
+    pub remote_port: u16,
+    /// The kernel's state number: 0x01 established, 0x0A listening.
+    pub state: u8,
+    /// Bytes received and not yet read; for a listener, the connections
+    /// waiting to be accepted.
+    pub rx_queue: u64,
+}
+
+pub const TCP_ESTABLISHED: u8 = 0x01;
+pub const TCP_LISTEN: u8 = 0x0a;
+
+/// Every IPv4 TCP socket the kernel lists.
+pub fn tcp_rows() -> Vec<TcpRow> {
+    let text = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next().unwrap(), 16).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            TcpRow {
+                local_port: port(f[1]),
+                remote_port: port(f[2]),
+                state: u8::from_str_radix(f[3], 16).unwrap(),
+                rx_queue: u64::from_str_radix(f[4].split(':').nth(1).unwrap(), 16).unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// The receive queue of the established socket from local port `local` to
+/// remote port `remote` (`None` if there is none).
+pub fn tcp_unread(local: u16, remote: u16) -> Option<u64> {
+    tcp_rows()
+        .into_iter()
+        .find(|r| r.state == TCP_ESTABLISHED && r.local_port == local && r.remote_port == remote)
+        .map(|r| r.rx_queue)
+}
+
+/// Whether the listener on `port` has accepted the connection from client
+/// port `client`: the server's end exists and nothing waits in the
+/// listener's accept queue.
+pub fn tcp_accepted(port: u16, client: u16) -> bool {
+    let rows = tcp_rows();
+    let server_end = rows
+        .iter()
+        .any(|r| r.state == TCP_ESTABLISHED && r.local_port == port && r.remote_port == client);
+    let waiting = rows
+        .iter()
+        .filter(|r| r.state == TCP_LISTEN && r.local_port == port)
+        .map(|r| r.rx_queue)
+        .sum::<u64>();
+    server_end && waiting == 0
 }

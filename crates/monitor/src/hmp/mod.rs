@@ -96,6 +96,11 @@ const INFO: &[Cmd] = &[
         params: "",
         help: "show the version of QEMU",
     },
+    Cmd {
+        names: "x-chardev-stats",
+        params: "",
+        help: "show the character devices' counters (qchar extension)",
+    },
 ];
 
 fn find<'a>(table: &'a [Cmd], name: &str) -> Option<&'a Cmd> {
@@ -602,6 +607,7 @@ fn run(env: &QmpEnv, line: &str) -> Outcome {
                         .iter()
                         .map(|i| format!("{}: filename={}\n", i.label, i.filename))
                         .collect(),
+                    "x-chardev-stats" => crate::qmp::cmd::chardev_stats_text(&env.chardevs.stats()),
                     "status" => {
                         let st = env.vm.status();
                         let mut s = format!(
@@ -622,13 +628,13 @@ fn run(env: &QmpEnv, line: &str) -> Outcome {
             "chardev-add" => {
                 let opts = args.string()?;
                 args.end()?;
-                let (mut out, parsed) = parse_opts(env, &opts, None);
-                if parsed.is_none() {
+                let (mut out, parsed) = parse_opts(env, &opts, false);
+                let Some(Built::Options(o)) = parsed else {
                     return ok(out);
-                }
+                };
                 match env.chardevs.add_opts(&opts) {
                     Ok(ret) => {
-                        if let (Some(pty), Some(o)) = (ret.pty, &parsed) {
+                        if let Some(pty) = ret.pty {
                             let label = if o.mux {
                                 format!("{}-base", o.id)
                             } else {
@@ -645,13 +651,13 @@ fn run(env: &QmpEnv, line: &str) -> Outcome {
                 let id = args.string()?;
                 let opts = args.string()?;
                 args.end()?;
-                let (mut out, parsed) = parse_opts(env, &opts, Some(&id));
-                let Some(backend) = parsed else {
+                let (mut out, parsed) = parse_opts(env, &opts, true);
+                let Some(Built::Backend(backend)) = parsed else {
                     return ok(out);
                 };
                 // Options name the backend's kind after its parser: a
                 // `memory` comes out as a ringbuf (QEMU lists it so).
-                let backend = match backend.backend {
+                let backend = match backend {
                     qchar_chardev::spec::ChardevBackend::Memory(r) => {
                         qchar_chardev::spec::ChardevBackend::Ringbuf(r)
                     }
@@ -732,67 +738,60 @@ fn redirected(pty: &str, label: &str) -> String {
 /// HMP's reading of a chardev option string, as QEMU's `chardev-add` and
 /// `chardev-change` do it: the option parser first (the id, keys and typed
 /// values; its error is printed and followed by `Parsing chardev args
-/// failed`), for a change an `id` is refused, then the backend is built.
-/// Returns what to print so far and the options if all went well. For a
-/// change the options get a stand-in id (QEMU does not check the one
-/// given: an odd one is simply not found).
-fn parse_opts(
-    env: &QmpEnv,
-    text: &str,
-    change_of: Option<&str>,
-) -> (String, Option<qchar_chardev::opts::ChardevOptions>) {
+/// failed`), for a change an `id` is refused, then the chardev (or, for a
+/// change, the backend alone) is built. Returns what to print so far and
+/// what was built if all went well.
+fn parse_opts(env: &QmpEnv, text: &str, change: bool) -> (String, Option<Built>) {
     use qchar_chardev::opts;
-    let parse_failed = |mut out: String, e: &str, hint: Option<&str>| {
-        out.push_str(e);
-        out.push('\n');
-        if let Some(h) = hint {
-            out.push_str(h);
-            out.push('\n');
+    use qchar_chardev::qemuopts::{self, QemuOptsError};
+    let parse_failed = |mut out: String, e: Option<&QemuOptsError>| {
+        // A help request prints the keys on QEMU's standard output, not
+        // in the monitor: only the failure shows here.
+        if let Some(e) = e.filter(|e| !matches!(e, QemuOptsError::Help(_))) {
+            out.push_str(&format!("{e}\n"));
+            if let Some(h) = e.hint() {
+                out.push_str(&format!("{h}\n"));
+            }
         }
         out.push_str("Error: Parsing chardev args failed\n");
         (out, None)
     };
-    let given_id = opts::option_id(text);
-    if let Some(id) = &given_id {
-        if env.chardevs.option_ids().contains(id) {
-            return parse_failed(
-                String::new(),
-                &format!("Duplicate ID '{id}' for chardev"),
-                None,
-            );
-        }
-    }
-    let full = match change_of {
-        Some(_) if given_id.is_some() => None,
-        // After a trailing separator (an odd run of commas) the id goes
-        // on directly; `,,` is an escaped comma in a value.
-        Some(_) if (text.len() - text.trim_end_matches(',').len()) % 2 == 1 => {
-            Some(format!("{text}id=x"))
-        }
-        Some(_) => Some(format!("{text},id=x")),
-        None => Some(text.to_string()),
-    };
-    // Parsed without a stand-in id for a change that names one: it is
-    // refused after the parse.
-    let r = opts::parse_chardev_reporting(full.as_deref().unwrap_or(text));
+    // The command line's `-chardev` options stay in QEMU's option list.
+    let mut ids = env.chardevs.option_ids().into_iter().collect();
+    let mut parse_warnings = Vec::new();
+    let parsed = qemuopts::parse_unique(&opts::CHARDEV_OPTS, text, &mut ids, &mut parse_warnings);
     let warn = |w: &[String]| -> String { w.iter().map(|w| format!("warning: {w}\n")).collect() };
-    let out = warn(&r.parse_warnings);
+    let out = warn(&parse_warnings);
+    let parsed = match parsed {
+        Ok(p) => p,
+        Err(e) => return parse_failed(out, Some(&e)),
+    };
+    if change && parsed.id().is_some() {
+        return (out + "Error: Unexpected 'id' parameter\n", None);
+    }
+    let mut create_warnings = Vec::new();
+    let built = if change {
+        opts::backend_from_opts(&parsed, &mut create_warnings).map(Built::Backend)
+    } else {
+        opts::chardev_from_opts(&parsed, &mut create_warnings).map(Built::Options)
+    };
     // Creation warnings come out once per process, when creation starts.
-    let create = |w: &[String]| -> String {
-        w.iter()
+    let out = out
+        + &create_warnings
+            .iter()
             .filter(|w| opts::warn_once(w))
             .map(|w| format!("warning: {w}\n"))
-            .collect()
-    };
-    match r.result {
-        Err(e) if e.is_parse_error() => parse_failed(out, &e.to_string(), e.hint()),
-        _ if full.is_none() => (out + "Error: Unexpected 'id' parameter\n", None),
-        Err(e) => (
-            out + &create(&r.create_warnings) + &format!("Error: {e}\n"),
-            None,
-        ),
-        Ok(o) => (out + &create(&r.create_warnings), Some(o)),
+            .collect::<String>();
+    match built {
+        Err(e) => (out + &format!("Error: {e}\n"), None),
+        Ok(b) => (out, Some(b)),
     }
+}
+
+/// What [`parse_opts`] built: a chardev to add, or a backend to change to.
+enum Built {
+    Options(qchar_chardev::opts::ChardevOptions),
+    Backend(qchar_chardev::spec::ChardevBackend),
 }
 
 /// `ringbuf_read`'s rendering: up to the first NUL, backslash doubled,

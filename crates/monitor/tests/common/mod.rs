@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use qchar_chardev::registry::Registry;
 use qchar_chardev::spec::{ChardevBackend, ChardevSocket, SocketAddressLegacy};
@@ -69,30 +69,27 @@ impl Harness {
         self.dir.path().join(name)
     }
 
-    /// Adds a listening unix socket chardev; `None` (with the reason
-    /// printed) when this build of the chardev layer has no socket backend.
-    pub fn add_socket(&self, id: &str) -> Option<PathBuf> {
+    /// Adds a listening unix socket chardev and returns its path. A failure
+    /// is a failure of the test, never a skip.
+    pub fn add_socket(&self, id: &str) -> PathBuf {
         let path = self.path(&format!("{id}.sock"));
-        match self.reg.add(id, socket_spec(&path)) {
-            Ok(_) => Some(path),
-            Err(e) => {
-                eprintln!("SKIP: socket chardev unavailable: {e}");
-                None
-            }
+        if let Err(e) = self.reg.add(id, socket_spec(&path)) {
+            panic!("cannot add socket chardev {id} at {}: {e}", path.display());
         }
+        path
     }
 
     /// A QMP monitor on a new listening socket chardev.
-    pub fn qmp_socket(&mut self, id: &str) -> Option<PathBuf> {
+    pub fn qmp_socket(&mut self, id: &str) -> PathBuf {
         self.qmp_socket_with(id, QmpOptions::default())
     }
 
     /// [`Harness::qmp_socket`] with options.
-    pub fn qmp_socket_with(&mut self, id: &str, opts: QmpOptions) -> Option<PathBuf> {
-        let path = self.add_socket(id)?;
+    pub fn qmp_socket_with(&mut self, id: &str, opts: QmpOptions) -> PathBuf {
+        let path = self.add_socket(id);
         let m = QmpMonitor::attach(&self.reg, id, self.env.clone(), opts).expect("attach");
         self.monitors.push(m);
-        Some(path)
+        path
     }
 }
 
@@ -120,17 +117,7 @@ pub struct Client {
 
 impl Client {
     pub fn connect(path: &Path) -> Client {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let s = loop {
-            match UnixStream::connect(path) {
-                Ok(s) => break s,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => panic!("connect: {e}"),
-            }
-        };
+        let s = qchar_testkit::connect_unix(path);
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         Client {
             w: s.try_clone().unwrap(),
@@ -207,18 +194,4 @@ pub fn mask_timestamps(b: &[u8]) -> Vec<u8> {
         i += 1;
     }
     out
-}
-
-/// Open descriptors of this process.
-pub fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-/// Serialises the tests of one test binary that count descriptors
-/// ([`fd_count`] is per process): hold the guard for the whole test.
-pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }

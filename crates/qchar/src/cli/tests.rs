@@ -111,8 +111,15 @@ fn chardevs_in_order_with_deferred_errors() {
         deferred(&c.chardevs[2].options),
         "PROG: -chardev null: chardev: no id specified\n"
     );
-    // What QEMU's option parser refuses fails at once, before an earlier
-    // chardev's creation error (recorded from QEMU 7.2), its warnings first.
+    // QEMU checks the option string itself (the id, the keys and their
+    // values) while it reads the command line, before -m's error and an
+    // earlier chardev's creation error (recorded from QEMU 7.2), its
+    // warnings first.
+    assert_eq!(
+        err(&["-chardev", "null,id=0x", "-m", "foo"]),
+        "PROG: -chardev null,id=0x: Parameter 'id' expects an identifier\n\
+         Identifiers consist of letters, digits, '-', '.', '_', starting with a letter.\n"
+    );
     assert_eq!(
         err(&["-chardev", "bogus,id=y", "-chardev", "null,id=0x"]),
         "PROG: -chardev null,id=0x: Parameter 'id' expects an identifier\n\
@@ -123,6 +130,14 @@ fn chardevs_in_order_with_deferred_errors() {
         "PROG: -chardev null,id=a,server,x=1: warning: short-form boolean option 'server' deprecated\n\
          Please use server=on instead\n\
          PROG: -chardev null,id=a,server,x=1: Invalid parameter 'x'\n"
+    );
+    assert_eq!(
+        err(&["-chardev", "null,id=a,to=08", "-m", "foo"]),
+        "PROG: -chardev null,id=a,to=08: Parameter 'to' expects a number\n"
+    );
+    assert_eq!(
+        err(&["-chardev", "null,id=a", "-chardev", "null,id=a"]),
+        "PROG: -chardev null,id=a: Duplicate ID 'a' for chardev\n"
     );
 }
 
@@ -462,8 +477,10 @@ fn isa_serial_devices() {
         one("isa-serial,iobase=0x10000000000"),
         "PROG: -device isa-serial,iobase=0x10000000000: Parameter 'iobase' expects uint32_t\n"
     );
+    // The id is checked (and its duplicates below) while QEMU reads the
+    // command line.
     assert_eq!(
-        one("isa-serial,chardev=c,id=bad!"),
+        err(&["-device", "isa-serial,chardev=c,id=bad!", "-m", "foo"]),
         "PROG: -device isa-serial,chardev=c,id=bad!: Parameter 'id' expects an identifier\n\
          Identifiers consist of letters, digits, '-', '.', '_', starting with a letter.\n"
     );
@@ -483,9 +500,8 @@ fn isa_serial_devices() {
     assert!(cfg(&["-device", "isa-serial,baudbase=115200"]).devices[0]
         .spec
         .is_ok());
-    let c = cfg(&["-device", "isa-serial,id=s1", "-device", "isa-serial,id=s1"]);
     assert_eq!(
-        deferred(&c.devices[1].spec),
+        err(&["-device", "isa-serial,id=s1", "-device", "isa-serial,id=s1"]),
         "PROG: -device isa-serial,id=s1: Duplicate ID 's1' for device\n"
     );
     assert_eq!(
@@ -678,4 +694,221 @@ fn write_builtin_image() {
         other => panic!("{other:?}"),
     }
     assert!(err(&["-write-builtin-image", "demo"]).contains("expects two arguments"));
+}
+
+/// Warnings, text and exit status of a print after warnings.
+fn print_after_warnings(a: &[&str]) -> (Vec<String>, String, i32) {
+    match parse(&args(a)) {
+        Ok(Action::PrintAfterWarnings {
+            warnings,
+            text,
+            status,
+        }) => (
+            warnings.iter().map(|w| w.render("PROG")).collect(),
+            text,
+            status,
+        ),
+        Ok(Action::Print(text)) => (Vec::new(), text, 0),
+        other => panic!("{a:?}: {other:?}"),
+    }
+}
+
+/// A help request inside an option string: warnings and text, exit 1.
+fn options_help(a: &[&str]) -> (Vec<String>, String) {
+    let (warnings, text, status) = print_after_warnings(a);
+    assert_eq!(status, 1, "{a:?}");
+    (warnings, text)
+}
+
+/// A help request inside an option string: QEMU 7.2 prints the list on
+/// stdout and exits 1 (`-mon c,help`, `-m 64,help`,
+/// `-chardev null,id=a,server,help`); `-chardev help` lists backends and
+/// exits 0.
+#[test]
+fn help_inside_option_strings() {
+    let (w, text) = options_help(&["-mon", "c,help"]);
+    assert!(w.is_empty());
+    assert_eq!(
+        text,
+        "mon options:\n  chardev=<str>\n  mode=<str>\n  pretty=<bool (on/off)>\n"
+    );
+    let (_, text) = options_help(&["-m", "64,help"]);
+    assert_eq!(
+        text,
+        "memory options:\n  maxmem=<size>\n  size=<size>\n  slots=<num>\n"
+    );
+    let (w, text) = options_help(&["-chardev", "null,id=a,server,help"]);
+    assert_eq!(
+        w,
+        ["PROG: -chardev null,id=a,server,help: warning: short-form boolean option 'server' deprecated\nPlease use server=on instead\n"]
+    );
+    assert!(text.starts_with("chardev options:\n  abstract=<bool (on/off)>\n"));
+    assert!(text.contains("\n  reconnect-ms=<num>\n  reconnect=<num>\n"));
+    let (_, text) = options_help(&["-name", "x,?"]);
+    assert!(text.starts_with("name options:\n  debug-threads=<bool (on/off)> - "));
+    // `-chardev help` prints when QEMU would create that chardev (the set-up
+    // prints it): after an earlier chardev's error or warnings.
+    let c = cfg(&["-chardev", "tty,id=t,path=/dev/null", "-chardev", "help"]);
+    assert!(c.chardevs[1]
+        .help
+        .as_deref()
+        .is_some_and(|h| h.starts_with("Available chardev backend types: \n  file\n")));
+    assert_eq!(
+        c.chardevs[0].create_warnings[0].1.render("PROG"),
+        "PROG: -chardev tty,id=t,path=/dev/null: warning: The alias 'tty' is deprecated, use 'serial' instead\n"
+    );
+    let c = cfg(&["-chardev", "null", "-chardev", "help"]);
+    assert_eq!(
+        deferred(&c.chardevs[0].options),
+        "PROG: -chardev null: chardev: no id specified\n"
+    );
+    // The device list takes any key: `help` there is the device's, which
+    // QEMU honours even as `nohelp` (after warning), with status 0.
+    let (w, text, status) = print_after_warnings(&["-device", "isa-serial,nohelp"]);
+    assert_eq!(
+        w,
+        ["PROG: -device isa-serial,nohelp: warning: short-form boolean option 'nohelp' deprecated\nPlease use help=off instead\n"]
+    );
+    assert!(text.starts_with("isa-serial options:\n"));
+    assert_eq!(status, 0);
+}
+
+/// Numbers as QEMU's qemu_strtou64 reads them, for -device properties and
+/// -drive's index (a C int there, -1 meaning none).
+#[test]
+fn numbers_in_device_and_drive_options() {
+    let dev = |d: &str| cfg(&["-device", d]).devices.remove(0).spec;
+    assert_eq!(dev("isa-serial,iobase= 0x2f8").unwrap().iobase, Some(0x2f8));
+    assert_eq!(dev("isa-serial,irq=+4").unwrap().irq, Some(4));
+    assert_eq!(dev("isa-serial,index=01").unwrap().index, Some(1));
+    assert_eq!(
+        deferred(&dev("isa-serial,iobase=-1")),
+        "PROG: -device isa-serial,iobase=-1: Parameter 'iobase' expects uint32_t\n"
+    );
+    assert_eq!(
+        deferred(&dev("isa-serial,irq=4 ")),
+        "PROG: -device isa-serial,irq=4 : Parameter 'irq' expects integer\n"
+    );
+    assert!(dev("isa-serial,baudbase= 115200").is_ok());
+    let drive = |d: &str| cfg(&["-drive", d]).drives.remove(0).spec;
+    for index in [
+        "0",
+        " 0",
+        "+0",
+        "-0",
+        "-1",
+        "4294967295",
+        "18446744073709551615",
+    ] {
+        assert_eq!(
+            drive(&format!("file=a,format=raw,if=floppy,index={index}")),
+            Ok((ImageSource::File("a".into()), 0x00)),
+            "{index:?}"
+        );
+    }
+    assert_eq!(
+        deferred(&drive("file=a,format=raw,if=floppy,index=-2")),
+        "PROG: -drive file=a,format=raw,if=floppy,index=-2: machine type does not support if=floppy,bus=0,unit=-2\n"
+    );
+    assert_eq!(
+        deferred(&drive("file=a,format=raw,if=ide,index=-3")),
+        "PROG: -drive file=a,format=raw,if=ide,index=-3: machine type does not support if=ide,bus=-1,unit=0\n"
+    );
+    assert_eq!(
+        deferred(&drive("file=a,format=raw,if=ide,index=2147483648")),
+        "PROG: -drive file=a,format=raw,if=ide,index=2147483648: machine type does not support if=ide,bus=-1073741824,unit=0\n"
+    );
+    assert_eq!(
+        deferred(&drive("file=a,index=99999999999999999999")),
+        "PROG: -drive file=a,index=99999999999999999999: Value '99999999999999999999' is too large for parameter 'index'\n"
+    );
+    assert_eq!(
+        deferred(&drive("file=a,index=08")),
+        "PROG: -drive file=a,index=08: Parameter 'index' expects a number\n"
+    );
+}
+
+/// `-m`: QEMU checks the size when it reads the option (with location),
+/// then reads it again in MiB when it ends in a digit (without).
+#[test]
+fn memory_size_read_twice() {
+    assert_eq!(cfg(&["-m", " 64"]).mem_size, 64 << 20);
+    assert_eq!(cfg(&["-m", "+64"]).mem_size, 64 << 20);
+    assert_eq!(cfg(&["-m", "1.5M"]).mem_size, 3 << 19);
+    assert_eq!(cfg(&["-m", "67108864b"]).mem_size, 64 << 20);
+    let c = cfg(&["-m", "0x40M"]);
+    assert_eq!(c.mem_size, 64 << 20);
+    let w: Vec<String> = c.warnings.iter().map(|w| w.render("PROG")).collect();
+    assert_eq!(
+        w,
+        [
+            "PROG: -m 0x40M: warning: Using a multiplier suffix on hex numbers is deprecated: 0x40M\n",
+            "PROG: warning: Using a multiplier suffix on hex numbers is deprecated: 0x40M\n",
+        ]
+    );
+    assert!(err(&["-m", "1.5"]).starts_with("PROG: -m 1.5: Parameter 'size' expects"));
+    assert_eq!(
+        err(&["-m", "17592186044416"]),
+        "PROG: Parameter 'memory.size' expects size\n"
+    );
+    assert_eq!(
+        err(&["-m", "64,slots=x"]),
+        "PROG: -m 64,slots=x: Parameter 'slots' expects a number\n"
+    );
+}
+
+/// `-machine` and `-display` are keyval strings in QEMU 7.2.
+#[test]
+fn machine_and_display_are_keyval() {
+    assert_eq!(
+        err(&["-machine", "pc,accel"]),
+        "PROG: -machine pc,accel: Expected '=' after parameter 'accel'\n"
+    );
+    assert_eq!(
+        err(&["-machine", "pc,,x"]),
+        "PROG: -machine pc,,x: Invalid parameter ''\n"
+    );
+    assert_eq!(
+        err(&["-machine", "pc,help,1=x"]),
+        "PROG: -machine pc,help,1=x: Invalid parameter '1'\n"
+    );
+    assert!(printed(&["-machine", "pc,?"]).starts_with("Supported machines are:"));
+    cfg(&["-machine", "type=pc,accel=kvm,"]);
+    assert_eq!(
+        err(&["-display", "none,help"]),
+        "PROG: -display none,help: Help is not available for this option\n"
+    );
+    assert_eq!(
+        err(&["-display", "help,x"]),
+        "PROG: -display help,x: Expected '=' after parameter 'x'\n"
+    );
+    assert_eq!(
+        err(&["-display", "none,a.b=1"]),
+        "PROG: -display none,a.b=1: Parameter 'a' is unexpected\n"
+    );
+    cfg(&["-display", "none,type=none"]);
+}
+
+/// QEMU prints the warnings of the options it has read before an error.
+#[test]
+fn warnings_before_a_scan_error() {
+    // Except that option names and arguments are all checked first.
+    assert_eq!(
+        err(&["-mon", "c,pretty", "-chardev", "null,id=0x", "-foo"]),
+        "PROG: -foo: invalid option\n"
+    );
+    assert_eq!(err(&["-version", "-m"]), "PROG: -m: requires an argument\n");
+    assert_eq!(
+        err(&["-mon", "c,pretty", "-name", "x,bogus=1"]),
+        "PROG: -mon c,pretty: warning: short-form boolean option 'pretty' deprecated\n\
+         Please use pretty=on instead\n\
+         PROG: -name x,bogus=1: Invalid parameter 'bogus'\n"
+    );
+    // Not those QEMU prints only when it creates things (the alias).
+    assert_eq!(
+        err(&["-chardev", "tty,id=t,path=/dev/null", "-m", "1.5"])
+            .lines()
+            .next(),
+        Some("PROG: -m 1.5: Parameter 'size' expects a non-negative number below 2^64")
+    );
 }

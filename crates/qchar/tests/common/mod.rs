@@ -1,5 +1,5 @@
 //! What the integration tests share: running the built `qchar` (and QEMU
-//! where installed), a small QMP client over a unix socket, bounded waits.
+//! where installed), a small QMP client over a unix socket.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -11,47 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use qchar_testkit::{connect_unix, WAIT};
 use serde_json::{json, Value};
 
 /// The binary under test.
 pub fn qchar_bin() -> &'static str {
     env!("CARGO_BIN_EXE_qchar")
-}
-
-/// Upper bound for any single wait: generous, so that a slow machine does
-/// not fail a test, yet a hang ends.
-pub const WAIT: Duration = Duration::from_secs(60);
-
-/// Whether KVM is usable; prints why a test is skipped when not.
-pub fn kvm_or_skip(test: &str) -> bool {
-    if qchar_machine::vm::kvm_available() {
-        true
-    } else {
-        eprintln!("skipping {test}: /dev/kvm cannot be opened on this machine");
-        false
-    }
-}
-
-/// Whether QEMU is installed (for live comparisons).
-pub fn qemu_available() -> bool {
-    Command::new("qemu-system-x86_64")
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// Polls `cond` until it holds; panics with `what` after [`WAIT`].
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        if start.elapsed() > WAIT {
-            panic!("timed out waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// A running child whose stdout and stderr are collected; killed if the
@@ -183,14 +148,7 @@ impl Qmp {
     /// Connects (retrying while the socket does not exist yet), reads the
     /// greeting and negotiates capabilities.
     pub fn connect(path: &Path) -> Qmp {
-        let start = Instant::now();
-        let stream = loop {
-            match UnixStream::connect(path) {
-                Ok(s) => break s,
-                Err(e) if start.elapsed() > WAIT => panic!("cannot connect to {path:?}: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(10)),
-            }
-        };
+        let stream = connect_unix(path);
         stream.set_read_timeout(Some(WAIT)).unwrap();
         let writer = stream.try_clone().unwrap();
         let mut q = Qmp {

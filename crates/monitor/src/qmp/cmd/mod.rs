@@ -17,6 +17,7 @@ mod chardev_change;
 mod chardev_remove;
 mod human_monitor;
 mod query_chardev;
+mod query_chardev_stats;
 mod query_commands;
 mod query_name;
 mod query_version;
@@ -25,6 +26,7 @@ mod run_state;
 mod send_break;
 mod yank;
 
+pub(crate) use query_chardev_stats::hmp_text as chardev_stats_text;
 pub(crate) use ringbuf::{read_bytes as ringbuf_read_bytes, ringbuf_error};
 
 /// What the commands act on; shared by every monitor of a process.
@@ -110,7 +112,8 @@ pub struct CommandDef {
 }
 
 /// Every command qchar implements, in the order QEMU 7.2 lists them in
-/// `query-commands`.
+/// `query-commands` (qchar's `x-` extensions beside the command they
+/// extend).
 pub static COMMANDS: &[CommandDef] = &[
     human_monitor::DEF,
     run_state::CONT,
@@ -130,6 +133,8 @@ pub static COMMANDS: &[CommandDef] = &[
     ringbuf::WRITE,
     query_chardev::BACKENDS,
     query_chardev::DEF,
+    // qchar's own, beside the command it extends.
+    query_chardev_stats::DEF,
     run_state::QUERY_STATUS,
 ];
 
