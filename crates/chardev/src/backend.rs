@@ -231,9 +231,8 @@ pub fn open(id: &str, spec: &ChardevBackend) -> Result<Box<dyn Backend>> {
     match spec {
         ChardevBackend::Null(_) => Ok(Box::new(null::NullBackend)),
         ChardevBackend::File(f) => Ok(Box::new(file::FileBackend::open(f)?)),
-        ChardevBackend::Ringbuf(r) | ChardevBackend::Memory(r) => {
-            Ok(Box::new(ringbuf::RingbufBackend::new(r.size)?))
-        }
+        ChardevBackend::Ringbuf(r) => Ok(Box::new(ringbuf::RingbufBackend::new(r.size)?)),
+        ChardevBackend::Memory(r) => Ok(Box::new(ringbuf::RingbufBackend::memory(r.size)?)),
         ChardevBackend::Pipe(p) => Ok(Box::new(pipe::PipeBackend::open(&p.device)?)),
         ChardevBackend::Pty(_) => Ok(Box::new(pty::PtyBackend::open(id)?)),
         ChardevBackend::Stdio(s) => Ok(Box::new(stdio::StdioBackend::open(

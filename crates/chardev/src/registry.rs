@@ -216,8 +216,9 @@ impl Registry {
                     o.write(true).truncate(true);
                 }
                 Some(
+                    // QEMU creates the log file: its message says so.
                     o.open(path)
-                        .map_err(|e| ChardevError::io(format!("Could not open '{path}'"), e))?,
+                        .map_err(|e| ChardevError::io(format!("Could not create '{path}'"), e))?,
                 )
             }
             None => None,
