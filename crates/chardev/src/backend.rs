@@ -275,9 +275,8 @@ pub fn open(id: &str, spec: &ChardevBackend, ctx: &OpenCtx) -> Result<Box<dyn Ba
     match spec {
         ChardevBackend::Null(_) => Ok(Box::new(null::NullBackend)),
         ChardevBackend::File(f) => Ok(Box::new(file::FileBackend::open(&ctx.fdsets, f)?)),
-        ChardevBackend::Ringbuf(r) | ChardevBackend::Memory(r) => {
-            Ok(Box::new(ringbuf::RingbufBackend::new(r.size)?))
-        }
+        ChardevBackend::Ringbuf(r) => Ok(Box::new(ringbuf::RingbufBackend::new(r.size)?)),
+        ChardevBackend::Memory(r) => Ok(Box::new(ringbuf::RingbufBackend::memory(r.size)?)),
         ChardevBackend::Pipe(p) => Ok(Box::new(pipe::PipeBackend::open(&ctx.fdsets, &p.device)?)),
         ChardevBackend::Pty(_) => Ok(Box::new(pty::PtyBackend::open(id)?)),
         ChardevBackend::Stdio(s) => Ok(Box::new(stdio::StdioBackend::open(

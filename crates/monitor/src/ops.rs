@@ -64,6 +64,12 @@ pub trait ChardevOps: Send + Sync {
     /// HMP `chardev-change ID OPTS`: parses OPTS (which has no id) into a
     /// backend; `Err` is QEMU's text.
     fn parse_backend(&self, id: &str, opts: &str) -> Result<ChardevBackend, String>;
+    /// Ids QEMU's option parser already holds (`-chardev` and monitor
+    /// chardevs of the command line, kept even once removed): HMP's
+    /// `chardev-add` and `chardev-change` refuse them as `Duplicate ID`.
+    fn option_ids(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 impl ChardevOps for Registry {
@@ -102,8 +108,7 @@ impl ChardevOps for Registry {
     }
     fn add_opts(&self, opts: &str) -> Result<ChardevReturn, String> {
         let o = qchar_chardev::opts::parse_chardev(opts).map_err(|e| e.to_string())?;
-        // `mux=on` is not honoured here: the registry adds plain chardevs.
-        Registry::add(self, &o.id, o.backend).map_err(|e| e.to_string())
+        Registry::add_options(self, &o).map_err(|e| e.to_string())
     }
     fn parse_backend(&self, id: &str, opts: &str) -> Result<ChardevBackend, String> {
         let o = qchar_chardev::opts::parse_chardev(&format!("{opts},id={id}"))

@@ -175,6 +175,12 @@ pub struct ChardevReq {
     pub loc: Option<String>,
     /// The parsed options, or the error QEMU reports when it creates it.
     pub options: Result<ChardevOptions, Diag>,
+    /// Warnings QEMU prints when it creates it (before its error, if any;
+    /// each once per process): the text and the line to print.
+    pub create_warnings: Vec<(String, Diag)>,
+    /// `help` as the backend: the list QEMU prints on stdout, exiting 0,
+    /// when it comes to create this chardev.
+    pub help: Option<String>,
 }
 
 /// One `-add-fd fd=N,set=M[,opaque=S]`, as parsed (QEMU checks the
@@ -261,7 +267,29 @@ pub struct DeviceReq {
     pub loc: String,
     /// The device, or the error QEMU reports when it creates it.
     pub spec: Result<IsaSerial, Diag>,
+    /// The driver is `isa-serial` (QEMU looks for its bus before it looks
+    /// at the properties).
+    pub isa_serial: bool,
 }
+
+/// What QEMU prints on standard output, then exiting with `status`, when
+/// it comes to create something that asks for help (`-chardev help`): the
+/// set-up stops with it as its error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrintAndExit {
+    /// What to print.
+    pub text: String,
+    /// The exit status.
+    pub status: i32,
+}
+
+impl std::fmt::Display for PrintAndExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for PrintAndExit {}
 
 /// Where a boot image comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,6 +334,9 @@ pub struct Config {
     pub mem_size: u64,
     /// `-S`.
     pub start_paused: bool,
+    /// `-machine none`: QEMU's empty machine, no vCPU, no UART, no drive;
+    /// `cont` and `stop` only change the run state.
+    pub machine_none: bool,
     /// `-daemonize`.
     pub daemonize: bool,
     /// `-pidfile`.
@@ -332,6 +363,7 @@ impl Default for Config {
             drives: Vec::new(),
             mem_size: DEFAULT_MEM_SIZE,
             start_paused: false,
+            machine_none: false,
             daemonize: false,
             pidfile: None,
             name: None,
@@ -386,7 +418,7 @@ const MACHINES: &[(&str, &str)] = &[
     ("pc-i440fx-7.2", "Standard PC (default); qchar's machine"),
     ("q35", "Standard PC (alias of pc-q35-7.2); qchar's machine"),
     ("pc-q35-7.2", "Standard PC; qchar's machine"),
-    ("none", "empty machine; qchar's machine"),
+    ("none", "empty machine"),
 ];
 
 /// `-drive if=` values QEMU has and qchar lacks.
@@ -548,7 +580,7 @@ pub fn help_text() -> String {
          -display none             the only display type (no display)\n\
          -S                        wait in prelaunch for QMP/HMP 'cont'\n\
          -m [size=]SIZE            guest RAM (default unit MiB; default 128M)\n\
-         -machine/-M TYPE[,accel=kvm]  pc, q35, none (all the same machine)\n\
+         -machine/-M TYPE[,accel=kvm]  pc, q35 (qchar's machine) or none (no guest)\n\
          -enable-kvm, -accel kvm   KVM (the only accelerator)\n\
          -name NAME[,process=P][,debug-threads=on|off]\n\
          -pidfile FILE             write the process id to FILE (removed at exit)\n\
@@ -620,8 +652,6 @@ struct Scan {
     drive_ids: HashSet<String>,
     /// `-serial` strings in order, with their location.
     serial_args: Vec<(Option<String>, String)>,
-    /// The first `-chardev help` (its index in `cfg.chardevs`) and its text.
-    backend_help: Option<(usize, String)>,
 }
 
 /// Why the scan of the command line stops early.
@@ -679,7 +709,6 @@ pub fn parse(args: &[String]) -> Result<Action, Diag> {
         device_ids: HashSet::new(),
         drive_ids: HashSet::new(),
         serial_args: Vec::new(),
-        backend_help: None,
     };
     match s.scan(args) {
         Ok(()) => {}
@@ -706,13 +735,6 @@ pub fn parse(args: &[String]) -> Result<Action, Diag> {
         }
     }
     s.finish();
-    // `-chardev help` prints when QEMU creates that chardev: unless one
-    // created before it fails.
-    if let Some((index, text)) = s.backend_help.take() {
-        if s.cfg.chardevs[..index].iter().all(|c| c.options.is_ok()) {
-            return Ok(Action::Print(text));
-        }
-    }
     Ok(Action::Run(Box::new(s.cfg)))
 }
 
@@ -778,7 +800,7 @@ impl Scan {
                 "S" => self.cfg.start_paused = true,
                 "m" => self.cfg.mem_size = self.mem_size(&loc, value)?,
                 "machine" | "M" => {
-                    if let Some(text) = machine(&loc, value)? {
+                    if let Some(text) = machine(&loc, value, &mut self.cfg.machine_none)? {
                         return print(text);
                     }
                 }
@@ -851,28 +873,33 @@ impl Scan {
     }
 
     /// `-chardev`: the option string is checked now, the chardev made
-    /// (and its errors reported) later, in creation order.
+    /// (and its errors and warnings reported) later, in creation order.
     fn chardev(&mut self, loc: &str, value: &str) -> Result<(), Stop> {
         let parsed = self.read_opts(loc, &opts::CHARDEV_OPTS, value, Some(IdList::Chardev))?;
         let mut warnings = Vec::new();
+        let mut help = None;
         let options = match opts::chardev_from_opts(&parsed, &mut warnings) {
             Ok(o) => Ok(o),
+            // `help` as the backend: printed when the chardev would be made.
             Err(e @ OptsError::BackendHelp) => {
-                let text = format!("{e}\n");
-                if self.backend_help.is_none() {
-                    self.backend_help = Some((self.cfg.chardevs.len(), text.clone()));
-                }
-                Err(Diag::at(Some(loc), text))
+                help = Some(format!("{e}\n"));
+                Err(Diag::opts(Some(loc), &e))
             }
             Err(e) => Err(Diag::opts(Some(loc), &e)),
         };
         // QEMU warns about an alias when it creates the chardev.
-        for w in warnings {
-            self.cfg.warnings.push(Diag::warning(Some(loc), &w));
-        }
+        let create_warnings = warnings
+            .into_iter()
+            .map(|w| {
+                let d = Diag::warning(Some(loc), &w);
+                (w, d)
+            })
+            .collect();
         self.cfg.chardevs.push(ChardevReq {
             loc: Some(loc.to_string()),
             options,
+            create_warnings,
+            help,
         });
         Ok(())
     }
@@ -881,6 +908,10 @@ impl Scan {
     /// `compat_monitorN` unless DEV is `chardev:ID`, and a monitor on it.
     fn monitor_parse(&mut self, loc: Option<&str>, dev: &str, mode: MonMode) -> Result<(), Diag> {
         let label = if let Some(id) = dev.strip_prefix("chardev:") {
+            // The id names the monitor's options too: QEMU checks it first.
+            if !qemuopts::is_identifier(id) {
+                return Err(Diag::at(loc, "Parameter 'id' expects an identifier"));
+            }
             id.to_string()
         } else {
             let label = format!("compat_monitor{}", self.monitor_index);
@@ -901,11 +932,17 @@ impl Scan {
                 Ok(SerialTarget::Existing(_)) | Err(OptsError::CompatSyntax(_)) => {
                     return Err(Diag::at(loc, format!("parse error: {dev}")));
                 }
+                // The trailing options' parser failed: QEMU stops at once.
+                Err(e @ OptsError::Parse(_)) => {
+                    return Err(Diag::opts(loc, &e).then(loc, format!("parse error: {dev}")));
+                }
                 Err(e) => Err(Diag::opts(loc, &e)),
             };
             self.cfg.chardevs.push(ChardevReq {
                 loc: loc.map(str::to_string),
                 options,
+                create_warnings: Vec::new(),
+                help: None,
             });
             label
         };
@@ -937,10 +974,7 @@ impl Scan {
         let spec = match (o.get("chardev"), mode) {
             (_, Err(e)) => Err(e),
             (None, _) => Err(Diag::at(Some(loc), "Parameter 'chardev' is missing")),
-            (Some(_), Ok(MonMode::Readline)) if pretty => Err(Diag::at(
-                Some(loc),
-                "'pretty' is not compatible with HMP monitors",
-            )),
+            // `pretty` on HMP is refused once the chardev is found (setup).
             (Some(c), Ok(m)) => Ok((c.to_string(), m)),
         };
         self.cfg.monitors.push(MonitorReq {
@@ -978,6 +1012,7 @@ impl Scan {
         self.cfg.devices.push(DeviceReq {
             loc: loc.to_string(),
             spec,
+            isa_serial: driver == Some("isa-serial"),
         });
         Ok(None)
     }
@@ -1360,9 +1395,9 @@ fn accel_list_ok(list: &str) -> Result<(), String> {
     }
 }
 
-/// `-machine [type=]NAME[,accel=kvm]` (a keyval string in QEMU 7.2).
-/// Returns help text to print.
-fn machine(loc: &str, value: &str) -> Result<Option<String>, Diag> {
+/// `-machine [type=]NAME[,accel=kvm]` (a keyval string in QEMU 7.2);
+/// sets `none` (the last type given counts). Returns help text to print.
+fn machine(loc: &str, value: &str, none: &mut bool) -> Result<Option<String>, Diag> {
     let items = qemuopts::keyval(value, Some("type")).map_err(|e| Diag::qemuopts(Some(loc), &e))?;
     if items.contains(&KeyvalItem::Help) {
         return Ok(Some(machine_help()));
@@ -1378,6 +1413,7 @@ fn machine(loc: &str, value: &str) -> Result<Option<String>, Diag> {
                     return Err(Diag::at(None, "unsupported machine type")
                         .hint("Use -machine help to list supported machines"));
                 }
+                *none = value == "none";
             }
             "accel" => accel_list_ok(value).map_err(|e| Diag::at(Some(loc), e))?,
             other => {

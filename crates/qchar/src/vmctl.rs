@@ -89,6 +89,9 @@ enum Guest {
     Pending(Option<Launcher>),
     /// Created and started (possibly still in `prelaunch`).
     Started(VmHandle),
+    /// `-machine none`: no vCPU; `cont` and `stop` only move the state
+    /// (prelaunch, running or paused), with QEMU's events.
+    Empty(RunState),
 }
 
 /// [`VmControl`] for qchar's machine.
@@ -134,6 +137,8 @@ pub struct GatedChardevs {
     pub reg: Registry,
     /// The gate.
     pub gate: Arc<SetUpGate>,
+    /// Ids of the command line's `-chardev` and monitor chardevs.
+    pub option_ids: Vec<String>,
 }
 
 impl ChardevOps for GatedChardevs {
@@ -203,6 +208,9 @@ impl ChardevOps for GatedChardevs {
         self.gate.wait();
         ChardevOps::add_opts_then(&self.reg, opts, done);
     }
+    fn option_ids(&self) -> Vec<String> {
+        self.option_ids.clone()
+    }
 }
 
 /// QEMU's `SHUTDOWN` event data.
@@ -237,6 +245,7 @@ impl VmCtl {
     pub fn is_running_now(&self) -> bool {
         match &*self.lock() {
             Guest::Pending(_) => false,
+            Guest::Empty(st) => *st == RunState::Running,
             Guest::Started(vm) => map_state(vm.status()) == RunState::Running,
         }
     }
@@ -244,6 +253,16 @@ impl VmCtl {
     /// The machine will be made by `launcher` on the first `cont`.
     pub fn set_launcher(&self, launcher: Launcher) {
         *self.lock() = Guest::Pending(Some(launcher));
+    }
+
+    /// There is no guest (`-machine none`): in `prelaunch` if `paused`,
+    /// else running.
+    pub fn set_empty(&self, paused: bool) {
+        *self.lock() = Guest::Empty(if paused {
+            RunState::Prelaunch
+        } else {
+            RunState::Running
+        });
     }
 
     /// The machine is started.
@@ -260,7 +279,7 @@ impl VmCtl {
     pub fn handle(&self) -> Option<VmHandle> {
         match &*self.lock() {
             Guest::Started(vm) => Some(vm.clone()),
-            Guest::Pending(_) => None,
+            Guest::Pending(_) | Guest::Empty(_) => None,
         }
     }
 
@@ -330,15 +349,24 @@ impl VmControl for VmCtl {
         self.wait_set_up();
         match &*self.lock() {
             Guest::Pending(_) => RunState::Prelaunch,
+            Guest::Empty(st) => *st,
             Guest::Started(vm) => map_state(vm.status()),
         }
     }
 
     fn stop(&self) {
         self.wait_set_up();
-        let vm = match &*self.lock() {
-            Guest::Started(vm) => vm.clone(),
-            Guest::Pending(_) => return,
+        let vm = match &mut *self.lock() {
+            Guest::Started(vm) => Some(vm.clone()),
+            Guest::Empty(st) if *st == RunState::Running => {
+                *st = RunState::Paused;
+                None
+            }
+            Guest::Empty(_) | Guest::Pending(_) => return,
+        };
+        let Some(vm) = vm else {
+            self.events.emit("STOP", None);
+            return;
         };
         // A machine in prelaunch stays there, without an event (QEMU).
         if vm.status() == MachineState::Running && vm.pause().is_ok() {
@@ -364,6 +392,14 @@ impl VmControl for VmCtl {
                     Ok(())
                 }
             },
+            Guest::Empty(st) => {
+                if *st != RunState::Running {
+                    *st = RunState::Running;
+                    drop(guest);
+                    self.events.emit("RESUME", None);
+                }
+                Ok(())
+            }
             Guest::Pending(launch) => {
                 let launch = launch
                     .as_mut()
@@ -391,5 +427,10 @@ impl VmControl for VmCtl {
 
     fn name(&self) -> Option<String> {
         self.name.clone()
+    }
+
+    fn has_cpu(&self, index: i64) -> bool {
+        // One vCPU, number 0; QEMU's empty machine has none.
+        index == 0 && !matches!(&*self.lock(), Guest::Empty(_))
     }
 }

@@ -294,11 +294,11 @@ fn getfd_and_closefd_as_qemu() {
 /// QEMU's §4 conversation: `add-fd` ids and members, `query-fdsets`'
 /// order, `remove-fd`, and what a reconnect of the only client frees,
 /// running (`prelaunch` false) or in prelaunch.
-fn fdsets_conversation(program: &str, prelaunch: bool) -> Option<Vec<String>> {
+fn fdsets_conversation(program: &str, prelaunch: bool) -> Vec<String> {
     let base = if prelaunch {
         "-nodefaults -display none -machine none -S"
     } else {
-        common::running_base(program)?
+        common::RUNNING_BASE
     };
     let mut s = Side::start(
         program,
@@ -384,14 +384,12 @@ fn fdsets_conversation(program: &str, prelaunch: bool) -> Option<Vec<String>> {
     s.ask(&mut q, cmd("query-fdsets", json!(null)), &[]);
     let held_all: Vec<usize> = (0..8).map(|i| held(pid, r(i))).collect();
     s.note(format!("after the reconnect, held {held_all:?}"));
-    Some(s.finish(&mut q))
+    s.finish(&mut q)
 }
 
 #[test]
 fn fdsets_over_qmp_as_qemu_while_running() {
-    let Some(ours) = fdsets_conversation(common::qchar_bin(), false) else {
-        return;
-    };
+    let ours = fdsets_conversation(common::qchar_bin(), false);
     // Spot checks without QEMU: QEMU's order of sets and members, and
     // everything freed by the reconnect.
     assert_eq!(ours[1], "{\"return\": {\"fd\": N, \"fdset-id\": 0}}\r\n");
@@ -406,19 +404,19 @@ fn fdsets_over_qmp_as_qemu_while_running() {
         ours[n - 1],
         "after the reconnect, held [0, 0, 0, 0, 0, 0, 0, 0]"
     );
-    same_as_qemu(&ours, |prog| fdsets_conversation(prog, false).unwrap());
+    same_as_qemu(&ours, |prog| fdsets_conversation(prog, false));
 }
 
 #[test]
 fn fdsets_over_qmp_as_qemu_in_prelaunch() {
-    let ours = fdsets_conversation(common::qchar_bin(), true).unwrap();
+    let ours = fdsets_conversation(common::qchar_bin(), true);
     // In prelaunch nothing is closed, not even at a reconnect.
     let n = ours.len();
     assert_eq!(
         ours[n - 1],
         "after the reconnect, held [2, 1, 1, 1, 1, 1, 1, 1]"
     );
-    same_as_qemu(&ours, |prog| fdsets_conversation(prog, true).unwrap());
+    same_as_qemu(&ours, |prog| fdsets_conversation(prog, true));
 }
 
 /// `query-chardev`'s entries sorted by label (QEMU lists them in hash
@@ -942,8 +940,8 @@ fn hmp_getfd_and_closefd_as_qemu() {
 
 /// QEMU counts HMP connections with QMP ones for the fdset cleanup rule
 /// (§1.4): a set survives a QMP reconnect while an HMP client stays.
-fn refcount_conversation(program: &str) -> Option<Vec<String>> {
-    let base = common::running_base(program)?;
+fn refcount_conversation(program: &str) -> Vec<String> {
+    let base = common::RUNNING_BASE;
     let mut s = Side::start(
         program,
         &format!(
@@ -994,19 +992,17 @@ fn refcount_conversation(program: &str) -> Option<Vec<String>> {
     );
     s.ask(&mut q, cmd("query-fdsets", json!(null)), &[]);
     drop(h3);
-    Some(s.finish(&mut q))
+    s.finish(&mut q)
 }
 
 #[test]
 fn hmp_clients_count_for_the_cleanup_rule_as_in_qemu() {
-    let Some(ours) = refcount_conversation(common::qchar_bin()) else {
-        return;
-    };
+    let ours = refcount_conversation(common::qchar_bin());
     let set3 = "{\"return\": [{\"fds\": [{\"fd\": N}], \"fdset-id\": 3}]}\r\n";
     assert_eq!(ours[1], set3, "QMP reconnected, HMP still there");
     assert_eq!(ours[2], set3, "HMP gone, QMP there");
     assert_eq!(ours[3], "{\"return\": []}\r\n", "both had gone");
-    same_as_qemu(&ours, |prog| refcount_conversation(prog).unwrap());
+    same_as_qemu(&ours, refcount_conversation);
 }
 
 /// Thousands of descriptors passed, named, put in sets, turned into

@@ -12,7 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::path::Path;
 
-use common::{argv, normalise, p, running_base, tempdir, Proc, RawQmp};
+use common::{argv, normalise, p, tempdir, Proc, RawQmp, RUNNING_BASE};
 use qchar_testkit::{proc_fds, require, Prereq};
 use serde_json::json;
 
@@ -247,11 +247,11 @@ fn held(pid: u32, dir: &Path, name: &str) -> usize {
 /// of a set, `remove-fd` while they live, a log file user, errors, and a
 /// monitor reconnect. `prelaunch`: with `-S`. Also returns, per step, how
 /// many descriptors the process held on the file of set 115 and 116.
-fn refcount_conversation(program: &str, prelaunch: bool) -> Option<(Vec<String>, Vec<usize>)> {
+fn refcount_conversation(program: &str, prelaunch: bool) -> (Vec<String>, Vec<usize>) {
     let base = if prelaunch {
         "-nodefaults -display none -machine none -S"
     } else {
-        running_base(program)?
+        RUNNING_BASE
     };
     let dir = tempdir();
     let d = dir.path();
@@ -384,14 +384,12 @@ fn refcount_conversation(program: &str, prelaunch: bool) -> Option<(Vec<String>,
     ask(&mut q, json!({"execute": "quit"}));
     let mut proc = proc;
     assert!(proc.wait().success(), "{program}: {}", proc.stderr());
-    Some((out, counts))
+    (out, counts)
 }
 
 #[test]
 fn set_members_close_as_in_qemu_while_running() {
-    let Some((ours, counts)) = refcount_conversation(common::qchar_bin(), false) else {
-        return;
-    };
+    let (ours, counts) = refcount_conversation(common::qchar_bin(), false);
     let s = |t: &str| t.to_string() + "\r\n";
     let sets = |inner: &str| s(&format!("{{\"return\": [{inner}]}}"));
     let all = r#"{"fds": [{"fd": N, "opaque": "rdonly"}], "fdset-id": 119}, {"fds": [{"fd": N, "opaque": "wronly"}], "fdset-id": 118}, {"fds": [{"fd": N, "opaque": "log"}], "fdset-id": 117}, {"fds": [{"fd": N}], "fdset-id": 116}"#;
@@ -505,7 +503,7 @@ fn set_members_close_as_in_qemu_while_running() {
     if !require(Prereq::Qemu) {
         return;
     }
-    let (theirs, their_counts) = refcount_conversation(QEMU, false).unwrap();
+    let (theirs, their_counts) = refcount_conversation(QEMU, false);
     assert_eq!(ours.len(), theirs.len());
     for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
         assert_eq!(a, b, "reply {i}");
@@ -515,7 +513,7 @@ fn set_members_close_as_in_qemu_while_running() {
 
 #[test]
 fn nothing_closes_in_prelaunch_as_in_qemu() {
-    let (ours, counts) = refcount_conversation(common::qchar_bin(), true).unwrap();
+    let (ours, counts) = refcount_conversation(common::qchar_bin(), true);
     let s = |t: &str| t.to_string() + "\r\n";
     let all = r#"{"fds": [{"fd": N, "opaque": "rdonly"}], "fdset-id": 119}, {"fds": [{"fd": N, "opaque": "wronly"}], "fdset-id": 118}, {"fds": [{"fd": N, "opaque": "log"}], "fdset-id": 117}, {"fds": [{"fd": N}], "fdset-id": 116}, {"fds": [{"fd": N, "opaque": "rc1"}], "fdset-id": 115}"#;
     let sets = s(&format!("{{\"return\": [{all}]}}"));
@@ -532,7 +530,7 @@ fn nothing_closes_in_prelaunch_as_in_qemu() {
     if !require(Prereq::Qemu) {
         return;
     }
-    let (theirs, their_counts) = refcount_conversation(QEMU, true).unwrap();
+    let (theirs, their_counts) = refcount_conversation(QEMU, true);
     assert_eq!(ours.len(), theirs.len());
     for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
         assert_eq!(a, b, "reply {i}");
@@ -542,8 +540,8 @@ fn nothing_closes_in_prelaunch_as_in_qemu() {
 
 /// Set 117's replies and descriptor counts when its only user is a
 /// chardev's log file that goes after `remove-fd`.
-fn log_file_conversation(program: &str) -> Option<(Vec<String>, Vec<usize>)> {
-    let base = running_base(program)?;
+fn log_file_conversation(program: &str) -> (Vec<String>, Vec<usize>) {
+    let base = RUNNING_BASE;
     let dir = tempdir();
     let d = dir.path();
     let files = SetFiles::new(d);
@@ -568,14 +566,12 @@ fn log_file_conversation(program: &str) -> Option<(Vec<String>, Vec<usize>)> {
     }
     q.exec(&json!({"execute": "quit"}), &[]);
     assert!(proc.wait().success());
-    Some((out, counts))
+    (out, counts)
 }
 
 #[test]
 fn a_log_files_set_is_freed_when_it_goes() {
-    let Some((ours, counts)) = log_file_conversation(common::qchar_bin()) else {
-        return;
-    };
+    let (ours, counts) = log_file_conversation(common::qchar_bin());
     let rest = r#"{"fds": [{"fd": N, "opaque": "rdonly"}], "fdset-id": 119}, {"fds": [{"fd": N, "opaque": "wronly"}], "fdset-id": 118}, "#;
     let tail = r#"{"fds": [{"fd": N}], "fdset-id": 116}, {"fds": [{"fd": N, "opaque": "rc1"}], "fdset-id": 115}]}"#;
     assert_eq!(ours[3], format!("{{\"return\": [{rest}{tail}\r\n"));
@@ -586,7 +582,7 @@ fn a_log_files_set_is_freed_when_it_goes() {
     }
     // QEMU 7.2 closes a log file's duplicate without telling the set, so
     // the set is listed empty for good (README, "Where qchar goes further").
-    let (theirs, their_counts) = log_file_conversation(QEMU).unwrap();
+    let (theirs, their_counts) = log_file_conversation(QEMU);
     assert_eq!(ours[..3], theirs[..3]);
     assert_eq!(
         theirs[3],

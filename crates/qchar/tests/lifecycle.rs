@@ -456,6 +456,9 @@ fn pty_chardev_is_announced_and_usable() {
     let (_dir, mut proc, mut q) = qchar_and_qmp(
         "-nodefaults -display none -S -qmp unix:$D/a,server=on,wait=off -chardev pty,id=p",
     );
+    // The line is printed before the monitor answers, but reaches the
+    // test through a pipe and a reader thread.
+    wait_until("the pty line on stdout", || proc.stdout().ends_with('\n'));
     let out = proc.stdout();
     let path = out
         .strip_prefix("char device redirected to ")

@@ -78,9 +78,10 @@ fn base64_decode(s: &str) -> Vec<u8> {
     out
 }
 
-/// One round of the cycle (steps 2 to 5); returns what the socket gave
-/// and the replies, masked.
-fn round(q: &mut RawQmp, d: &Path) -> (Vec<u8>, Vec<String>) {
+/// One round of the cycle (steps 2 to 5), the client reading at least
+/// `min` bytes through the socket; returns what the socket gave and the
+/// replies, masked.
+fn round(q: &mut RawQmp, d: &Path, min: usize) -> (Vec<u8>, Vec<String>) {
     let path = p(d, "console.sock");
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).unwrap();
@@ -103,7 +104,7 @@ fn round(q: &mut RawQmp, d: &Path) -> (Vec<u8>, Vec<String>) {
     client.set_read_timeout(Some(WAIT)).unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 65536];
-    while got.len() < SOCKET_BYTES {
+    while got.len() < min {
         let n = client.read(&mut buf).unwrap();
         assert!(n > 0, "the console's socket ended early");
         got.extend_from_slice(&buf[..n]);
@@ -113,13 +114,18 @@ fn round(q: &mut RawQmp, d: &Path) -> (Vec<u8>, Vec<String>) {
             {"type": "ringbuf", "data": {"size": 1048576}}}}),
         &[],
     ));
-    // What the socket took before the change is the client's: to the end.
-    client.read_to_end(&mut got).unwrap();
     replies.push(format!(
         "socket file there after the change: {}",
         path.exists()
     ));
+    // LXD closes its copy of the listener after the change back; a client
+    // still in its queue (never taken) is then refused.
     drop(listener);
+    // What the socket took before the change is the client's: to the end.
+    let r = client.read_to_end(&mut got);
+    if min > 0 {
+        r.unwrap();
+    }
     (got, replies)
 }
 
@@ -148,7 +154,7 @@ fn lxd_console_cycle_keeps_every_line() {
     let ok = "{\"return\": {}}\r\n";
     for i in 0..ROUNDS {
         stream.extend(drain_ring(&mut q));
-        let (got, replies) = round(&mut q, d);
+        let (got, replies) = round(&mut q, d, SOCKET_BYTES);
         stream.extend(got);
         assert_eq!(replies[0], ok);
         assert_eq!(replies[1], ok);
@@ -203,17 +209,22 @@ fn lxd_console_cycle_replies_as_qemu() {
         image.display()
     );
     let mut all = Vec::new();
-    for (program, img) in [
-        (common::qchar_bin(), "-fda builtin:demo".to_string()),
-        ("qemu-system-x86_64", drive),
+    // Only replies are compared: QEMU's client does not wait for bytes (in
+    // one run QEMU sent none through the socket within a minute).
+    for (program, img, min) in [
+        (
+            common::qchar_bin(),
+            "-fda builtin:demo".to_string(),
+            SOCKET_BYTES,
+        ),
+        ("qemu-system-x86_64", drive, 0),
     ] {
         let run = tempdir();
         let (mut proc, mut q) = start(program, &img, run.path());
         let mut replies = Vec::new();
         for _ in 0..QEMU_ROUNDS {
             drain_ring(&mut q);
-            let (got, r) = round(&mut q, run.path());
-            assert!(!got.is_empty());
+            let (_, r) = round(&mut q, run.path(), min);
             replies.extend(r);
         }
         q.exec(&json!({"execute": "quit"}), &[]);

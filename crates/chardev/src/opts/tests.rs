@@ -178,6 +178,33 @@ fn host_device_backends() {
     );
 }
 
+/// QEMU translates an alias (and warns) before it looks for the id, and
+/// HMP's `chardev-change` builds a backend without one (QEMU 7.2's texts).
+#[test]
+fn alias_warning_comes_first_and_a_change_needs_no_id() {
+    let parsed = |s: &str| qemuopts::parse(&CHARDEV_OPTS, s, &mut Vec::new()).unwrap();
+    let mut w = Vec::new();
+    let e = chardev_from_opts(&parsed("tty,path=/dev/null"), &mut w).unwrap_err();
+    assert_eq!(e, OptsError::NoId);
+    assert_eq!(w, ["The alias 'tty' is deprecated, use 'serial' instead"]);
+    let mut w = Vec::new();
+    let b = backend_from_opts(&parsed("parport,path=/dev/parport0"), &mut w).unwrap();
+    assert!(
+        matches!(&b, ChardevBackend::Parallel(h) if h.device == "/dev/parport0"),
+        "{b:?}"
+    );
+    assert_eq!(
+        w,
+        ["The alias 'parport' is deprecated, use 'parallel' instead"]
+    );
+    let e = backend_from_opts(&parsed("path=/x"), &mut w).unwrap_err();
+    assert_eq!(e.to_string(), "chardev: \"(null)\" missing backend");
+    let e = backend_from_opts(&parsed("help"), &mut w).unwrap_err();
+    assert_eq!(e.to_string(), "'help' is not a valid char driver name");
+    assert!(warn_once("a warning of this test"));
+    assert!(!warn_once("a warning of this test"));
+}
+
 #[test]
 fn stdio_signal_defaults_on() {
     let st = |s: Option<bool>| {

@@ -9,12 +9,10 @@ use std::sync::Arc;
 use qchar_chardev::registry::Registry;
 use qchar_chardev::{CharFrontend, ChardevError, ChardevEvent, FrontendHandlers};
 
-use super::readline::Readline;
+use super::readline::{Readline, PROMPT};
 use crate::fds::{ConnectionCount, MonitorFds};
-use crate::output::{Shared, DEFAULT_OUTPUT_CAP};
+use crate::output::{Shared, DEFAULT_OUTPUT_CAP, INPUT_PAUSE_THRESHOLD};
 use crate::qmp::cmd::QmpEnv;
-
-const PROMPT: &[u8] = b"(qemu) ";
 
 /// A running HMP monitor.
 pub struct HmpMonitor {
@@ -49,7 +47,7 @@ impl HmpMonitor {
             shared,
             quit: false,
             swap_keeps_peer: false,
-            rest: VecDeque::new(),
+            pending: VecDeque::new(),
             waiting: false,
         };
         fe.set_handlers(Box::new(h));
@@ -73,68 +71,74 @@ struct HmpHandlers {
     shared: Arc<Shared>,
     quit: bool,
     swap_keeps_peer: bool,
-    /// Input not handled yet: what came after a command whose output comes
-    /// later.
-    rest: VecDeque<u8>,
-    /// A command's output is awaited; no input is handled meanwhile.
+    /// Keys taken but not handled yet: each key's echo redraws the line
+    /// (a few KiB for a long one), so keys wait here while the client has
+    /// not read what came before, instead of overflowing the output.
+    pending: VecDeque<u8>,
+    /// A command's output is awaited (an open that waits for a peer); no
+    /// key is handled meanwhile.
     waiting: bool,
 }
 
 impl HmpHandlers {
-    /// Handles input bytes until they run out or a command's output is
-    /// awaited.
-    fn run(&mut self) {
-        while !self.waiting && !self.quit {
-            let Some(b) = self.rest.pop_front() else {
+    /// Handles waiting keys while the output held stays small and no
+    /// command's output is awaited.
+    fn process_pending(&mut self) {
+        while !self.quit && !self.waiting && self.shared.out().held() <= INPUT_PAUSE_THRESHOLD {
+            let Some(b) = self.pending.pop_front() else {
                 return;
             };
+            self.key(b);
+        }
+    }
+
+    fn key(&mut self, b: u8) {
+        {
             let mut echo = Vec::new();
-            let line = self.rl.feed(b, &mut echo);
+            let line = self.rl.feed_completing(b, &mut echo, &super::completions);
             self.shared.out().push(echo);
-            let Some(line) = line else {
-                continue;
-            };
-            let line = crate::json::utf8::to_string_lossy(&line);
-            let o = super::run_line(&self.env, &self.fds, &line);
-            if o.quit {
-                self.quit = true;
-                self.shared.out().push(super::crlf(&o.text).into_bytes());
-                return;
-            }
-            match o.later {
-                None => {
-                    let mut text = super::crlf(&o.text).into_bytes();
-                    text.extend_from_slice(PROMPT);
-                    self.rl.prompt_shown();
-                    self.shared.out().push(text);
-                }
-                Some(later) => {
+            if let Some(line) = line {
+                let line = super::str_of(&line);
+                let o = super::run_line(&self.env, &self.fds, &line);
+                if let Some(later) = o.later {
                     // The output and the prompt go out when they come.
                     self.waiting = true;
                     let shared = self.shared.clone();
                     let epoch = shared.out().epoch;
                     later.then(move |text| {
-                        let mut text = super::crlf(&text).into_bytes();
+                        let mut text = super::bytes_of(&super::crlf(&text));
                         text.extend_from_slice(PROMPT);
                         shared.answer(epoch, text);
                     });
+                    return;
                 }
+                let mut text = super::bytes_of(&super::crlf(&o.text));
+                if o.quit {
+                    self.quit = true;
+                } else {
+                    text.extend_from_slice(PROMPT);
+                    self.rl.prompt_shown();
+                }
+                self.shared.out().push(text);
             }
         }
     }
+}
 
-    /// The awaited output went out: the rest of the input is handled.
+impl HmpHandlers {
+    /// The awaited output went out: the keys after it are handled.
     fn resume(&mut self) {
         if std::mem::take(&mut self.shared.out().answered) {
             self.waiting = false;
             self.rl.prompt_shown();
-            self.run();
+            self.process_pending();
         }
     }
 
-    /// A new client (or none): nothing of the old one's is handled.
+    /// A new client (or none): nothing of the old one's is handled, and an
+    /// answer owed to it is not for the next.
     fn forget_client(&mut self) {
-        self.rest.clear();
+        self.pending.clear();
         self.waiting = false;
         let mut out = self.shared.out();
         out.epoch += 1;
@@ -148,13 +152,18 @@ impl FrontendHandlers for HmpHandlers {
         if self.quit || self.waiting {
             return 0;
         }
+        if !self.pending.is_empty() {
+            // Resumed by `write_ready` once the client has read.
+            self.shared.out().input_paused = true;
+            return 0;
+        }
         self.shared.out().input_room(4096)
     }
 
     fn read(&mut self, data: &[u8]) {
         self.swap_keeps_peer = false;
-        self.rest.extend(data);
-        self.run();
+        self.pending.extend(data);
+        self.process_pending();
     }
 
     fn event(&mut self, event: ChardevEvent) {
@@ -163,7 +172,7 @@ impl FrontendHandlers for HmpHandlers {
                 if std::mem::take(&mut self.swap_keeps_peer) {
                     return;
                 }
-                self.rl = Readline::new();
+                self.rl.restart();
                 self.forget_client();
                 self.connection.opened();
                 let v = &self.env.version;
@@ -193,6 +202,8 @@ impl FrontendHandlers for HmpHandlers {
     }
 
     fn write_ready(&mut self) {
+        self.shared.out().flush();
+        self.process_pending();
         self.shared.output_ready();
     }
 }

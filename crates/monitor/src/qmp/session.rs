@@ -170,6 +170,10 @@ impl QmpSession {
 
     fn run(&mut self, env: &QmpEnv, reply: &mut dyn FnMut(&Self, Vec<u8>)) -> Option<Pending> {
         while !self.waiting {
+            // Nothing is handled after `quit`.
+            if self.caps.quitting {
+                return None;
+            }
             let m = self.queue.pop_front()?;
             match self.handle_msg(env, m) {
                 Handled::Now(line) => reply(self, line),

@@ -555,19 +555,9 @@ pub fn mask_monitor_version(s: &str) -> String {
     out
 }
 
-/// What a test needs to start `program` (qchar or QEMU) running, not in
-/// prelaunch, without devices: QEMU's empty machine; qchar boots its demo
-/// guest (under KVM: `None`, with the skip said, without it), whose serial
-/// output goes nowhere.
-pub fn running_base(program: &str) -> Option<&'static str> {
-    if program == "qemu-system-x86_64" {
-        Some("-nodefaults -display none -machine none")
-    } else if qchar_testkit::require(qchar_testkit::Prereq::Kvm) {
-        Some("-nodefaults -display none -machine pc -fda builtin:demo")
-    } else {
-        None
-    }
-}
+/// The options that start qchar or QEMU running (not in prelaunch)
+/// without devices: the empty machine, which both have.
+pub const RUNNING_BASE: &str = "-nodefaults -display none -machine none";
 
 /// Waits until `q`'s VM says it runs: qchar's vCPU thread reports
 /// `running` once it has entered the guest, a moment after start-up.

@@ -91,6 +91,9 @@ pub struct Caps {
     pub oob_offered: bool,
     /// The client enabled `oob`.
     pub oob_enabled: bool,
+    /// `quit` succeeded: requests after it are not handled (QEMU exits
+    /// before it gets to them).
+    pub quitting: bool,
 }
 
 /// What a command gets.
