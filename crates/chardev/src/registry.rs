@@ -373,6 +373,44 @@ impl Registry {
         });
     }
 
+    /// [`Registry::add_options`] that may answer later, as
+    /// [`Registry::add_then`]: with `mux=on`, `ID-base` is opened so and
+    /// the mux `ID` made on it once it is there.
+    pub fn add_options_then(&self, opts: &ChardevOptions, done: Done<ChardevReturn>) {
+        if !opts.mux {
+            return self.add_then(&opts.id, opts.backend.clone(), done);
+        }
+        if self.contains(&opts.id) {
+            return done(Err(ChardevError::AlreadyExists(opts.id.clone())));
+        }
+        let base = format!("{}-base", opts.id);
+        let weak = self.downgrade();
+        let id = opts.id.clone();
+        let base2 = base.clone();
+        self.add_then(
+            &base,
+            opts.backend.clone(),
+            Box::new(move |r| {
+                let ret = match r {
+                    Ok(ret) => ret,
+                    Err(e) => return done(Err(e)),
+                };
+                let Some(reg) = Registry::upgrade(&weak) else {
+                    return;
+                };
+                let mux = ChardevBackend::Mux(ChardevMux {
+                    common: Default::default(),
+                    chardev: base2.clone(),
+                });
+                if let Err(e) = reg.add_inner(&id, mux, true) {
+                    let _ = reg.remove(&base2);
+                    return done(Err(e));
+                }
+                done(Ok(ret));
+            }),
+        );
+    }
+
     /// [`Registry::change`] for a caller on the I/O thread that must not
     /// wait, as [`Registry::add_then`].
     pub fn change_then(&self, id: &str, spec: ChardevBackend, done: Done<ChardevReturn>) {

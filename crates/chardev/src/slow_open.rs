@@ -29,6 +29,10 @@ pub type Done<T> = Box<dyn FnOnce(Result<T>) + Send + 'static>;
 /// the module documentation). Paths are looked at: a FIFO or a device may
 /// block an open for writing, a regular file (or one to be created) not.
 pub(crate) fn may_block(spec: &ChardevBackend) -> bool {
+    // A mux is opened by the registry (it attaches to its base), at once.
+    if matches!(spec, ChardevBackend::Mux(_)) {
+        return false;
+    }
     if spec.common().logfile.as_deref().is_some_and(path_may_block) {
         return true;
     }

@@ -177,6 +177,10 @@ pub const UNSEEN: &[(&str, &str)] = &[
     ("stdio-return", "a console can go back to stdio after leaving it"),
     ("drain-on-leave", "a pty or socket left by a change or remove stays open (at most 5 s) until its peer has what it was sent"),
     ("monitor-socket-mode", "a monitor's unix socket file is owner-only (0600)"),
+    ("slow-open", "an open that waits for a peer (a connect, wait=on, a FIFO, a name lookup) runs off the I/O thread: only the asking monitor waits"),
+    ("swap-keeps-output", "a change keeps the old ring's unread output and what is written before the new backend's first peer"),
+    ("fdset-logfile-counted", "a log file on /dev/fdset/N counts as a user of its set until it closes"),
+    ("scm-extra-fds-closed", "of several descriptors sent in one message, the unused ones are closed on arrival"),
 ];
 
 /// The rules, checked in order.
@@ -308,11 +312,16 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         status: Status::Intended,
-        id: "no-fd-vsock-sockets",
-        what: "socket chardevs on a passed descriptor or a vsock address: qchar has neither and refuses them",
+        id: "no-vsock-sockets",
+        what: "socket chardevs on a vsock address: qchar has none and refuses them",
+        matches: |d| has(d.qchar, "vsock sockets are not supported by qchar"),
+    },
+    Rule {
+        status: Status::Intended,
+        id: "fd-numbers-inherited-only",
+        what: "socket fd=N on the command line takes only a descriptor the parent passed; QEMU takes any number, its own descriptors included",
         matches: |d| {
-            has(d.qchar, "sockets passed by descriptor are not supported by qchar")
-                || has(d.qchar, "vsock sockets are not supported by qchar")
+            has(d.step, "fd=") && has(d.qchar, "is not a socket") && !has(d.qemu, "is not a socket")
         },
     },
     Rule {
@@ -336,12 +345,6 @@ pub const RULES: &[Rule] = &[
                 && has(d.qchar, "Mux device hotswap not supported yet")
                 && !has(d.qemu, "Mux device hotswap not supported yet")
         },
-    },
-    Rule {
-        status: Status::Open,
-        id: "socket-without-address",
-        what: "a socket chardev without address (or with fd=NAME) is refused while parsing; QEMU checks wait/reconnect first and looks the name up",
-        matches: |d| has(d.qchar, "Unable to parse FD number") && !has(d.qemu, "Unable to parse FD number"),
     },
     Rule {
         status: Status::Intended,

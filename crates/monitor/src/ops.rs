@@ -124,11 +124,9 @@ impl ChardevOps for Registry {
     fn add_opts_then(&self, opts: &str, done: DoneText) {
         match qchar_chardev::opts::parse_chardev(opts) {
             Err(e) => done(Err(e.to_string())),
-            // `mux=on` is not honoured here: the registry adds plain chardevs.
-            Ok(o) => Registry::add_then(
+            Ok(o) => Registry::add_options_then(
                 self,
-                &o.id,
-                o.backend,
+                &o,
                 Box::new(move |r| done(r.map_err(|e| e.to_string()))),
             ),
         }

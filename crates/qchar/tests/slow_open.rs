@@ -349,3 +349,36 @@ fn own_chardev_change_reconnects_and_human_monitor_command() {
     drop(fill3);
     assert!(proc.wait().success());
 }
+
+/// What never waits is not sent off the I/O thread: a mux (whatever its
+/// log file) is opened by the registry at once, and HMP's `chardev-add
+/// ...,mux=on` still makes `ID` and `ID-base`.
+#[test]
+fn muxes_open_at_once() {
+    let dir = tempdir();
+    let d = dir.path();
+    let mut proc = Proc::qchar(
+        &argv(
+            "-nodefaults -display none -machine none -S -qmp unix:$D/a,server=on,wait=off",
+            d,
+        ),
+        d,
+    );
+    let mut a = RawQmp::connect(&p(d, "a"));
+    let mux = json!({"execute": "chardev-add", "arguments": {"id": "m", "backend": {"type": "mux",
+        "data": {"logfile": "/dev/null", "chardev": "none"}}}});
+    assert_eq!(
+        a.exec(&mux, &[]),
+        "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Failed to add chardev 'm': mux: base chardev none not found\"}}\r\n"
+    );
+    let hmp = json!({"execute": "human-monitor-command",
+        "arguments": {"command-line": "chardev-add null,id=c,mux=on"}});
+    assert_eq!(a.exec(&hmp, &[]), "{\"return\": \"\"}\r\n");
+    let q = a.cmd(r#"{"execute":"query-chardev"}"#, &[]);
+    assert!(
+        q.contains(r#""filename": "mux", "label": "c""#) && q.contains(r#""label": "c-base""#),
+        "{q}"
+    );
+    a.cmd(r#"{"execute":"quit"}"#, &[]);
+    assert!(proc.wait().success());
+}

@@ -40,15 +40,23 @@ pub(crate) fn open_path(fdsets: &FdSets, path: &str, flags: OFlags) -> Result<Op
             lease: Some(d.lease),
         })
     } else {
-        rustix::fs::open(
-            path,
-            flags | OFlags::CLOEXEC,
-            Mode::from_bits_truncate(0o666),
-        )
-        .map(|fd| Opened { fd, lease: None })
-        .map_err(io::Error::from)
+        open_plain(path, flags).map(|fd| Opened { fd, lease: None })
     };
     r.map_err(|e| ChardevError::io(format!("Could not open '{path}'"), e))
+}
+
+/// open(2) of a path, close-on-exec, mode 0666 (less the umask). A path
+/// with a NUL is refused as `std::fs` refuses one (QEMU opens the name with
+/// the bytes C0 80 in its place: docs/differences.md, `nul-in-paths`).
+fn open_plain(path: &str, flags: OFlags) -> io::Result<OwnedFd> {
+    if path.contains('\0') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "file name contained an unexpected NUL byte",
+        ));
+    }
+    let mode = Mode::from_bits_truncate(0o666);
+    Ok(rustix::fs::open(path, flags | OFlags::CLOEXEC, mode)?)
 }
 
 /// The flags QEMU opens a file chardev's output with.
@@ -121,12 +129,8 @@ impl LogFile {
                 _lease: Some(d.lease),
             });
         }
-        let fd = rustix::fs::open(
-            path,
-            flags | OFlags::CLOEXEC,
-            Mode::from_bits_truncate(0o666),
-        )
-        .map_err(|e| ChardevError::io(format!("Could not create '{path}'"), e.into()))?;
+        let fd = open_plain(path, flags)
+            .map_err(|e| ChardevError::io(format!("Could not create '{path}'"), e))?;
         Ok(LogFile {
             file: fd.into(),
             _lease: None,

@@ -200,12 +200,14 @@ fn socket(opts: &QemuOpts) -> Result<ChardevSocket, OptsError> {
             ipv6: opts.get_bool("ipv6"),
             keep_alive: opts.get_bool("keep-alive"),
         })
-    } else if let Some(fd) = fd {
-        SocketAddressLegacy::Fd(StringWrapper {
-            str: fd.to_string(),
-        })
     } else {
-        return Err(OptsError::SocketNoAddress);
+        // No address at all is, as in QEMU 7.2, a descriptor named by the
+        // empty string: outside a monitor it does not parse as a number
+        // (`Unable to parse FD number `), a server on it listens on
+        // nothing, a monitor looks the name up.
+        SocketAddressLegacy::Fd(StringWrapper {
+            str: fd.unwrap_or_default().to_string(),
+        })
     };
     Ok(ChardevSocket {
         common: common(opts),
