@@ -15,6 +15,8 @@
 //! - [`frontend`]: what a device holds ([`CharFrontend`]) and implements
 //!   ([`FrontendHandlers`]).
 //! - [`registry`]: chardevs by id: add, change, remove, query.
+//! - [`tls`]: TLS credentials and authorization objects (`-object`,
+//!   `object-add`) and the TLS session of a socket connection.
 //! - `chardev`: one chardev's I/O task and the backend change itself.
 //! - `outq`: the bounded output queue that carries bytes across a change.
 //! - `iothread`: the one I/O thread and how other threads use it.
@@ -56,6 +58,7 @@ mod outq;
 pub mod qemuopts;
 pub mod registry;
 pub mod spec;
+pub mod tls;
 
 pub use backend::{modem, IoctlReply, Parity, SerialIoctl, SerialParams};
 pub use chardev::ChardevStats;

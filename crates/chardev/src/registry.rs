@@ -15,6 +15,7 @@ use crate::iothread::IoThread;
 use crate::opts::ChardevOptions;
 use crate::outq::DEFAULT_OUT_CAPACITY;
 use crate::spec::{ChardevBackend, ChardevInfo, ChardevMux, ChardevReturn};
+use crate::tls::ObjectStore;
 
 /// Something that happened to a chardev, for observers such as a QMP
 /// monitor that turns them into events.
@@ -80,6 +81,7 @@ struct Inner {
     map: Mutex<Map>,
     listeners: Arc<Listeners>,
     out_cap: usize,
+    objects: ObjectStore,
 }
 
 /// The chardevs of one process (or one VM), by id. Cheap to clone.
@@ -115,6 +117,7 @@ impl Registry {
                 }),
                 listeners: Arc::new(Listeners::default()),
                 out_cap: cap.max(1),
+                objects: ObjectStore::new(),
             }),
         })
     }
@@ -125,6 +128,12 @@ impl Registry {
 
     fn get(&self, id: &str) -> Option<Arc<Chardev>> {
         self.map().by_id.get(id).map(|(_, c)| c.clone())
+    }
+
+    /// The objects (`-object`, `object-add`) this registry's chardevs look
+    /// up by id: TLS credentials and authorization.
+    pub fn objects(&self) -> &ObjectStore {
+        &self.inner.objects
     }
 
     /// Whether `id` is registered.
