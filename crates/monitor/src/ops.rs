@@ -4,6 +4,7 @@
 
 use qchar_chardev::registry::Registry;
 use qchar_chardev::spec::{ChardevBackend, ChardevInfo, ChardevReturn, SUPPORTED_BACKENDS};
+use qchar_chardev::tls::ObjectStore;
 use qchar_chardev::ChardevError;
 
 /// Registry operations used by the monitors. Error `Display` texts are
@@ -37,6 +38,11 @@ pub trait ChardevOps: Send + Sync {
     /// HMP `chardev-change ID OPTS`: parses OPTS (which has no id) into a
     /// backend; `Err` is QEMU's text.
     fn parse_backend(&self, id: &str, opts: &str) -> Result<ChardevBackend, String>;
+    /// The objects (`object-add`, `qom-list /objects`) the chardevs use;
+    /// `None` where there are none to manage.
+    fn objects(&self) -> Option<ObjectStore> {
+        None
+    }
 }
 
 impl ChardevOps for Registry {
@@ -76,5 +82,8 @@ impl ChardevOps for Registry {
         let o = qchar_chardev::opts::parse_chardev(&format!("{opts},id={id}"))
             .map_err(|e| e.to_string())?;
         Ok(o.backend)
+    }
+    fn objects(&self) -> Option<ObjectStore> {
+        Some(Registry::objects(self).clone())
     }
 }

@@ -206,6 +206,12 @@ impl<'a> ObjVisitor<'a> {
         }
     }
 
+    /// The whole object, for a command that reads its members itself
+    /// (`object-add`'s open set of properties).
+    pub fn into_dict(self) -> &'a Dict {
+        self.dict
+    }
+
     /// Fails with `Parameter '...' is unexpected` for the first member that
     /// was not visited (QEMU's order among several is its hash table's; we
     /// use the order QEMU prints the object in).

@@ -16,6 +16,7 @@ mod chardev_add;
 mod chardev_change;
 mod chardev_remove;
 mod human_monitor;
+mod object;
 mod query_chardev;
 mod query_commands;
 mod query_name;
@@ -25,6 +26,8 @@ mod run_state;
 mod send_break;
 mod yank;
 
+pub use object::from_json_value as object_options_from_json;
+pub(crate) use object::{add_from_str as object_add_from_str, objects_or_error};
 pub(crate) use ringbuf::{read_bytes as ringbuf_read_bytes, ringbuf_error};
 
 /// What the commands act on; shared by every monitor of a process.
@@ -115,6 +118,10 @@ pub static COMMANDS: &[CommandDef] = &[
     query_name::DEF,
     yank::QUERY,
     yank::DEF,
+    object::DEL,
+    object::ADD,
+    object::QOM_GET,
+    object::QOM_LIST,
     run_state::QUIT,
     query_commands::DEF,
     query_version::DEF,
