@@ -24,6 +24,8 @@ use qchar_chardev::qemuopts::{
     self, KeyvalItem, OptDesc, OptType, OptsList, QemuOpts, QemuOptsError,
 };
 use qchar_chardev::spec::ChardevBackend;
+use qchar_chardev::tls::object::{IMPLEMENTED_TYPES, OBJECT_OPTS};
+use qchar_chardev::tls::{ObjectError, ObjectOptions};
 use qchar_machine::vm::{DEFAULT_MEM_SIZE, MAX_MEM_SIZE, MIN_MEM_SIZE};
 
 /// The QEMU version qchar speaks (its monitors report the same).
@@ -278,6 +280,9 @@ pub struct DriveReq {
 pub struct Config {
     /// Warnings QEMU prints while parsing (deprecated spellings).
     pub warnings: Vec<Diag>,
+    /// `-object`s, in order: read while parsing, created by the setup
+    /// before any chardev (as QEMU does), with errors without location.
+    pub objects: Vec<ObjectOptions>,
     /// Chardevs, in creation order.
     pub chardevs: Vec<ChardevReq>,
     /// Monitors, in creation order.
@@ -309,6 +314,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             warnings: Vec::new(),
+            objects: Vec::new(),
             chardevs: Vec::new(),
             monitors: Vec::new(),
             serials: Vec::new(),
@@ -333,6 +339,7 @@ const OPTIONS: &[(&str, bool)] = &[
     ("h", false),
     ("help", false),
     ("version", false),
+    ("object", true),
     ("chardev", true),
     ("serial", true),
     ("parallel", true),
@@ -495,6 +502,8 @@ pub fn help_text() -> String {
          Options:\n\
          -h, -help                 print this help and exit\n\
          -version                  print the version and exit\n\
+         -object TYPE,id=ID[,...]  tls-creds-x509, tls-creds-psk, authz-simple, authz-list\n\
+         \x20                         (or QEMU's JSON form -object '{{\"qom-type\":...}}')\n\
          -chardev BACKEND,id=ID[,...]  add a chardev (file, pty, socket, udp, pipe,\n\
          \x20                         serial, stdio, null, ringbuf, memory; mux=on)\n\
          -serial DEV               next COM port on DEV (QEMU's shorthands, chardev:ID,\n\
@@ -540,6 +549,40 @@ pub fn version_text() -> String {
     )
 }
 
+/// `-object help`.
+fn object_types_help() -> String {
+    let mut s = String::from("List of user creatable objects:\n");
+    for t in IMPLEMENTED_TYPES {
+        s.push_str(&format!("  {t}\n"));
+    }
+    s
+}
+
+/// `-object TYPE,help`.
+fn object_props_help(ty: &str) -> String {
+    let props: &[&str] = match ty {
+        "tls-creds-x509" => &[
+            "  dir=<string>",
+            "  endpoint=<QCryptoTLSCredsEndpoint>",
+            "  passwordid=<string>",
+            "  priority=<string>",
+            "  sanity-check=<bool>",
+            "  verify-peer=<bool>",
+        ],
+        "tls-creds-psk" => &[
+            "  dir=<string>",
+            "  endpoint=<QCryptoTLSCredsEndpoint>",
+            "  priority=<string>",
+            "  username=<string>",
+            "  verify-peer=<bool>",
+        ],
+        "authz-simple" => &["  identity=<string>"],
+        "authz-list" => &["  policy=<QAuthZListPolicy>", "  rules=<QAuthZListRule>"],
+        _ => return object_types_help(),
+    };
+    format!("{ty} options:\n{}\n", props.join("\n"))
+}
+
 fn machine_help() -> String {
     let mut s = String::from("Supported machines are:\n");
     for (name, desc) in MACHINES {
@@ -578,6 +621,7 @@ struct Scan {
     chardev_ids: HashSet<String>,
     device_ids: HashSet<String>,
     drive_ids: HashSet<String>,
+    object_ids: HashSet<String>,
     /// `-serial` strings in order, with their location.
     serial_args: Vec<(Option<String>, String)>,
     /// The first `-chardev help` (its index in `cfg.chardevs`) and its text.
@@ -601,6 +645,7 @@ enum IdList {
     Mon,
     Device,
     Drive,
+    Object,
 }
 
 impl From<Diag> for Stop {
@@ -638,6 +683,7 @@ pub fn parse(args: &[String]) -> Result<Action, Diag> {
         chardev_ids: HashSet::new(),
         device_ids: HashSet::new(),
         drive_ids: HashSet::new(),
+        object_ids: HashSet::new(),
         serial_args: Vec::new(),
         backend_help: None,
     };
@@ -689,6 +735,11 @@ impl Scan {
             match name {
                 "h" | "help" => return print(help_text()),
                 "version" => return print(version_text()),
+                "object" => {
+                    if let Some(text) = self.object(&loc, value)? {
+                        return print(text);
+                    }
+                }
                 "chardev" => self.chardev(&loc, value)?,
                 "serial" => {
                     self.default_serial = false;
@@ -788,6 +839,7 @@ impl Scan {
                     IdList::Mon => &mut self.mon_ids,
                     IdList::Device => &mut self.device_ids,
                     IdList::Drive => &mut self.drive_ids,
+                    IdList::Object => &mut self.object_ids,
                 };
                 qemuopts::parse_unique(list, value, ids, &mut warnings)
             }
@@ -797,6 +849,37 @@ impl Scan {
             QemuOptsError::Help(list) => Stop::Help(format!("{}\n", list.help_text())),
             e => Stop::Error(Diag::qemuopts(Some(loc), &e)),
         })
+    }
+
+    /// `-object`: read now (errors carry the option as location), created
+    /// by the setup before the chardevs. `help` lists the types qchar
+    /// creates, `TYPE,help` a type's properties (both exit 0, as QEMU).
+    fn object(&mut self, loc: &str, value: &str) -> Result<Option<String>, Stop> {
+        let err = |e: ObjectError| {
+            let d = Diag::at(Some(loc), e.to_string());
+            Stop::Error(match e.hint() {
+                Some(h) => d.hint(h),
+                None => d,
+            })
+        };
+        let options = if value.starts_with('{') {
+            let v = qchar_monitor::json::parse_one(value)
+                .map_err(|e| Diag::at(Some(loc), e.to_string()))?;
+            qchar_monitor::qmp::cmd::object_options_from_json(&v).map_err(err)?
+        } else {
+            let parsed = self.read_opts(loc, &OBJECT_OPTS, value, Some(IdList::Object))?;
+            if let Some(ty) = parsed.get("qom-type") {
+                if ty == "help" || ty == "?" {
+                    return Ok(Some(object_types_help()));
+                }
+                if parsed.iter().any(|o| o.name == "help" || o.name == "?") {
+                    return Ok(Some(object_props_help(ty)));
+                }
+            }
+            ObjectOptions::from_opts(&parsed).map_err(err)?
+        };
+        self.cfg.objects.push(options);
+        Ok(None)
     }
 
     /// `-chardev`: the option string is checked now, the chardev made
