@@ -8,7 +8,9 @@
 //! [`Backend::poll_write`]; buffering, logging, replay and hotswap live in
 //! [`crate::chardev`], once for all backends.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::error::{ChardevError, Result};
@@ -132,7 +134,34 @@ pub enum IoctlReply {
     Unsupported,
 }
 
+/// What a retired backend still owes its peer: output it took from the
+/// chardev before a change or remove and has not delivered yet (the unread
+/// tail in a pty, the rest of a websocket frame). A future the registry runs
+/// on its I/O thread for at most 5 seconds (fewer if the registry shuts
+/// down); it owns the descriptors it needs and closes them when it ends.
+pub struct Drain(Pin<Box<dyn Future<Output = ()> + Send + 'static>>);
+
+impl Drain {
+    /// Wraps the work; it runs on the registry's tokio runtime.
+    pub fn new(work: impl Future<Output = ()> + Send + 'static) -> Drain {
+        Drain(Box::pin(work))
+    }
+
+    pub(crate) fn into_work(self) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for Drain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Drain")
+    }
+}
+
 /// A live backend: where a chardev's bytes go and come from.
+///
+/// Dropping a backend only releases what it holds; a backend that a change
+/// or remove takes out is first [retired](Backend::retire).
 pub trait Backend: Send {
     /// Polls for the next event. Input is read into `buf`, never more than
     /// `buf.len()` bytes; with an empty `buf` the backend must not consume
@@ -163,6 +192,14 @@ pub trait Backend: Send {
         Ok(IoctlReply::Unsupported)
     }
 
+    /// Whether [`Backend::ioctl`] does anything (a host tty, or a mux that
+    /// passes requests to its base). Requests from other threads than the
+    /// I/O thread are queued for a backend with a serial line and answered
+    /// `Unsupported` at once for one without.
+    fn has_serial_line(&self) -> bool {
+        false
+    }
+
     /// The ring buffer, for `ringbuf-read`/`ringbuf-write`.
     fn as_ringbuf(&mut self) -> Option<&mut RingBuf> {
         None
@@ -176,6 +213,14 @@ pub trait Backend: Send {
     /// only such backends fill the replay buffer (`x-backlog`).
     fn drops_output_when_closed(&self) -> bool {
         false
+    }
+
+    /// Takes the backend out of service (a change replaced it, or its
+    /// chardev was removed). Output it already took counts as delivered, so
+    /// what its peer has not got yet is handed back as a [`Drain`]; `None`
+    /// (the default) when nothing is owed, and the backend is dropped.
+    fn retire(self: Box<Self>) -> Option<Drain> {
+        None
     }
 }
 

@@ -1,20 +1,25 @@
 //! One chardev: its backend, its frontends, its output queue, and the I/O
-//! task that moves bytes between them. This is also where a backend change
-//! happens ([`Chardev::swap`]): read it to know what happens to bytes then.
+//! task that moves bytes between them. A backend change is in
+//! [`crate::change`].
 //!
-//! Locking: `state` is held only for short, non-blocking backend calls and
-//! never while a frontend handler runs, so handlers may call back into the
-//! chardev (ioctl, write) or the registry (change, add) freely.
+//! Locking: `state` is held around backend calls (non-blocking ones, and
+//! the log-file write, which may block) and never while a frontend handler
+//! runs, so handlers may call back into the chardev (ioctl, write) or the
+//! registry (change, add) freely. What a vCPU thread calls (`write`, and
+//! `ioctl` off the I/O thread) never takes it: see `current` and
+//! [`crate::ioctl`].
 
 use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
-use crate::backend::{Backend, BackendEvent, IoctlReply, SerialIoctl};
+use crate::backend::{Backend, BackendEvent};
+use crate::change::Drains;
 use crate::error::{ChardevError, Result};
-use crate::frontend::{CharFrontend, ChardevEvent, FrontendHandlers};
+use crate::frontend::{CharFrontend, ChardevEvent, FrontendHandlers, FrontendStats, StatsHook};
+use crate::ioctl::{ModemCache, QueuedIoctls};
 use crate::iothread::IoThread;
 use crate::outq::OutQueue;
 use crate::registry::{Listeners, RegistryEvent};
@@ -64,16 +69,18 @@ struct FeSlot {
     fe_open: bool,
     /// Owes the handlers an `Opened` event (they arrived on an open backend).
     owe_open: bool,
+    /// Reports the frontend's own counters.
+    stats: Option<StatsHook>,
 }
 
 /// Newest output kept while no peer is connected (`x-backlog`).
-struct Backlog {
-    buf: VecDeque<u8>,
-    cap: usize,
+pub(crate) struct Backlog {
+    pub(crate) buf: VecDeque<u8>,
+    pub(crate) cap: usize,
 }
 
 impl Backlog {
-    fn keep(&mut self, data: &[u8]) {
+    pub(crate) fn keep(&mut self, data: &[u8]) {
         let data = &data[data.len().saturating_sub(self.cap)..];
         let over = (self.buf.len() + data.len()).saturating_sub(self.cap);
         self.buf.drain(..over);
@@ -89,10 +96,10 @@ pub(crate) struct Installed {
 }
 
 pub(crate) struct State {
-    inst: Installed,
-    backlog: Option<Backlog>,
+    pub(crate) inst: Installed,
+    pub(crate) backlog: Option<Backlog>,
     /// The open state last reported to the frontends.
-    be_open: bool,
+    pub(crate) be_open: bool,
     frontends: Vec<Option<FeSlot>>,
     /// Several frontends may attach (mux=on).
     multi: bool,
@@ -100,9 +107,11 @@ pub(crate) struct State {
     next_gen: u64,
     removed: bool,
     /// A handler of this chardev is running on the I/O thread right now.
-    in_handler: bool,
-    /// A change asked for from inside a handler, applied when it returns.
-    pending: Option<Installed>,
+    pub(crate) in_handler: bool,
+    /// A change asked for from inside a handler of this chardev, applied
+    /// when it returns: the chardev whose backend changes (this one, or the
+    /// base under this mux) and its new backend.
+    pub(crate) pending: Option<(Arc<Chardev>, Installed)>,
     /// First write error was logged; later ones are only counted.
     write_error_logged: bool,
     /// A mux focus change to announce from the I/O task.
@@ -116,11 +125,30 @@ pub(crate) struct Chardev {
     pub(crate) out: OutQueue,
     state: Mutex<State>,
     waker: Mutex<Option<Waker>>,
-    listeners: Arc<Listeners>,
+    pub(crate) listeners: Arc<Listeners>,
+    /// Where retired backends finish what they owe (the registry's).
+    pub(crate) drains: Arc<Drains>,
     pub(crate) stats: ChardevStats,
     /// Where this chardev stands among yank instances (`query-yank` order,
     /// see [`Chardev::yank_order`]); 0 while its backend is no socket.
     yank_order: AtomicU64,
+    /// The mux chardev whose backend is a frontend of this one, if any: its
+    /// handlers write into this chardev.
+    mux_above: Mutex<Weak<Chardev>>,
+    /// Per frontend slot, the generation of the frontend holding it (0:
+    /// free), so that `CharFrontend::write` knows whether its handle is
+    /// current without the state lock, which the I/O thread holds across
+    /// backend and log writes.
+    current: [AtomicU64; crate::MAX_MUX_FRONTENDS],
+    /// Serial-line settings from other threads, for the I/O task (see
+    /// [`crate::ioctl`]).
+    pub(crate) ioctls: Mutex<QueuedIoctls>,
+    /// The installed backend has a serial line (`Backend::has_serial_line`).
+    pub(crate) serial_line: AtomicBool,
+    /// Its modem lines as the I/O thread read them last.
+    pub(crate) modem: ModemCache,
+    /// A queued setting failed and was logged; later failures are quieter.
+    pub(crate) ioctl_error_logged: AtomicBool,
 }
 
 /// Hands out yank registration numbers: QEMU lists yank instances in the
@@ -143,6 +171,7 @@ impl Chardev {
         multi: bool,
         out_cap: usize,
         listeners: Arc<Listeners>,
+        drains: Arc<Drains>,
     ) -> Arc<Chardev> {
         let be_open = inst.backend.is_open();
         let backlog = backlog_for(&inst.spec);
@@ -151,7 +180,7 @@ impl Chardev {
         } else {
             0
         };
-        Arc::new(Chardev {
+        let cd = Arc::new(Chardev {
             id,
             io,
             out: OutQueue::new(out_cap),
@@ -171,9 +200,28 @@ impl Chardev {
             }),
             waker: Mutex::new(None),
             listeners,
+            drains,
             stats: ChardevStats::default(),
             yank_order: AtomicU64::new(yank_order),
-        })
+            mux_above: Mutex::new(Weak::new()),
+            current: Default::default(),
+            ioctls: Mutex::new(QueuedIoctls::default()),
+            serial_line: AtomicBool::new(false),
+            modem: ModemCache::default(),
+            ioctl_error_logged: AtomicBool::new(false),
+        });
+        cd.note_serial_line();
+        cd
+    }
+
+    /// Records that mux chardev `mux` sits on this one.
+    pub(crate) fn set_mux_above(&self, mux: &Arc<Chardev>) {
+        *lock(&self.mux_above) = Arc::downgrade(mux);
+    }
+
+    /// The mux chardev on this one, unless it is gone.
+    pub(crate) fn mux_above(&self) -> Option<Arc<Chardev>> {
+        lock(&self.mux_above).upgrade().filter(|m| !m.is_removed())
     }
 
     /// This chardev's place among yank instances, `None` if it is none (its
@@ -187,7 +235,7 @@ impl Chardev {
 
     /// Follows a backend change: `keep` says whether a socket chardev
     /// keeps its registration (handed over to the new backend).
-    fn register_for_yank(&self, spec: &ChardevBackend, keep: bool) {
+    pub(crate) fn register_for_yank(&self, spec: &ChardevBackend, keep: bool) {
         let now = self.yank_order.load(Ordering::Relaxed);
         let next = match (is_socket(spec), keep && now != 0) {
             (false, _) => 0,
@@ -197,7 +245,7 @@ impl Chardev {
         self.yank_order.store(next, Ordering::Relaxed);
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
     }
 
@@ -245,6 +293,7 @@ impl Chardev {
             hotswap: false,
             fe_open: false,
             owe_open: false,
+            stats: None,
         };
         let tag = match st.frontends.iter().position(|f| f.is_none()) {
             Some(i) => {
@@ -256,6 +305,10 @@ impl Chardev {
                 st.frontends.len() - 1
             }
         };
+        // At most MAX_MUX_FRONTENDS slots exist (checked above).
+        if let Some(c) = self.current.get(tag) {
+            c.store(gen, Ordering::Release);
+        }
         Ok(CharFrontend {
             cd: self.clone(),
             tag,
@@ -263,8 +316,12 @@ impl Chardev {
         })
     }
 
+    /// Whether frontend handle (`tag`, `gen`) is attached; lock-free (see
+    /// `current`).
     pub(crate) fn is_current(&self, tag: usize, gen: u64) -> bool {
-        matches!(self.state().frontends.get(tag), Some(Some(s)) if s.gen == gen)
+        self.current
+            .get(tag)
+            .is_some_and(|c| c.load(Ordering::Acquire) == gen)
     }
 
     pub(crate) fn set_handlers(&self, tag: usize, gen: u64, h: Option<Box<dyn FrontendHandlers>>) {
@@ -287,6 +344,27 @@ impl Chardev {
         self.kick();
     }
 
+    pub(crate) fn set_stats_hook(&self, tag: usize, gen: u64, hook: StatsHook) {
+        if let Some(Some(slot)) = self.state().frontends.get_mut(tag) {
+            if slot.gen == gen {
+                slot.stats = Some(hook);
+            }
+        }
+    }
+
+    /// The counters of the frontends that report some, in slot order; the
+    /// hooks run with no lock held.
+    pub(crate) fn frontend_stats(&self) -> Vec<FrontendStats> {
+        let hooks: Vec<StatsHook> = self
+            .state()
+            .frontends
+            .iter()
+            .flatten()
+            .filter_map(|s| s.stats.clone())
+            .collect();
+        hooks.iter().filter_map(|h| h()).collect()
+    }
+
     pub(crate) fn set_fe_open(&self, tag: usize, gen: u64, open: bool) {
         if let Some(Some(slot)) = self.state().frontends.get_mut(tag) {
             if slot.gen == gen {
@@ -299,6 +377,9 @@ impl Chardev {
         let mut st = self.state();
         if matches!(st.frontends.get(tag), Some(Some(s)) if s.gen == gen) {
             st.frontends[tag] = None;
+            if let Some(c) = self.current.get(tag) {
+                c.store(0, Ordering::Release);
+            }
             if st.focus == tag {
                 st.focus = st.frontends.iter().position(|f| f.is_some()).unwrap_or(0);
             }
@@ -336,14 +417,10 @@ impl Chardev {
         self.kick();
     }
 
-    pub(crate) fn ioctl(&self, req: SerialIoctl) -> Result<IoctlReply> {
-        self.state().inst.backend.ioctl(req)
-    }
-
     /// Runs `f` with the handlers of frontend `tag` taken out of the slot,
     /// with no lock held. Returns None if there is no such frontend or its
     /// handlers are already running (a re-entrant call).
-    fn with_handlers<R>(
+    pub(crate) fn with_handlers<R>(
         self: &Arc<Self>,
         tag: usize,
         f: impl FnOnce(&mut dyn FrontendHandlers, &CharFrontend) -> R,
@@ -389,7 +466,7 @@ impl Chardev {
         Some(r)
     }
 
-    fn tags(&self) -> Vec<usize> {
+    pub(crate) fn tags(&self) -> Vec<usize> {
         let st = self.state();
         (0..st.frontends.len())
             .filter(|&i| st.frontends[i].is_some())
@@ -397,7 +474,7 @@ impl Chardev {
     }
 
     /// Sends `ev` to every frontend.
-    fn broadcast(self: &Arc<Self>, ev: ChardevEvent) {
+    pub(crate) fn broadcast(self: &Arc<Self>, ev: ChardevEvent) {
         let opened = ev == ChardevEvent::Opened;
         for tag in self.tags() {
             self.with_handlers_settling(tag, opened, |h, _| h.event(ev));
@@ -426,14 +503,10 @@ impl Chardev {
             if self.state().removed {
                 return Poll::Ready(());
             }
-            let mut progress = self.deliver_owed_opens();
-            let pending = self.state().pending.take();
-            if let Some(inst) = pending {
-                if let Err(e) = self.swap(inst) {
-                    log::error!("{e}");
-                }
-                progress = true;
-            }
+            let mut progress = self.apply_queued_ioctls();
+            self.refresh_modem(false);
+            progress |= self.deliver_owed_opens();
+            progress |= self.apply_pending(cx);
             let input_before = self.stats.bytes_in.load(Ordering::Relaxed);
             progress |= self.pump_input(cx);
             if self.stats.bytes_in.load(Ordering::Relaxed) != input_before {
@@ -662,8 +735,13 @@ impl Chardev {
     /// A writer that came back short is told of the room by the I/O task,
     /// which this wakes: the caller may be a handler of another chardev, or
     /// the change, with this chardev's handlers not to be called from here.
-    fn flush_now(&self) {
-        let mut cx = Context::from_waker(Waker::noop());
+    pub(crate) fn flush_now(&self) {
+        self.flush_with(&mut Context::from_waker(Waker::noop()));
+    }
+
+    /// [`Self::flush_now`] with the task's context, so that a backend that
+    /// cannot take more now wakes the task when it can.
+    pub(crate) fn flush_with(&self, cx: &mut Context<'_>) {
         let mut chunk = Vec::new();
         let mut owed = false;
         loop {
@@ -673,7 +751,7 @@ impl Chardev {
             }
             let taken = {
                 let mut st = self.state();
-                self.offer(&mut st, &mut cx, &chunk)
+                self.offer(&mut st, cx, &chunk)
             };
             match taken {
                 Some(n) if n > 0 => owed |= self.out.consume_quietly(n),
@@ -683,121 +761,6 @@ impl Chardev {
         if owed {
             self.kick();
         }
-    }
-
-    // ----- backend change --------------------------------------------------
-
-    /// Whether a change asked for now must wait until the running handler of
-    /// this chardev returns (the change came from inside it).
-    pub(crate) fn must_defer(&self) -> bool {
-        self.io.on_io_thread() && self.state().in_handler
-    }
-
-    /// Queues a change to be applied when the running handler returns.
-    pub(crate) fn defer(&self, inst: Installed) -> Result<()> {
-        let mut st = self.state();
-        if st.pending.is_some() {
-            return Err(ChardevError::Invalid(format!(
-                "Chardev '{}' change already in progress",
-                self.id
-            )));
-        }
-        st.pending = Some(inst);
-        Ok(())
-    }
-
-    /// Replaces the backend. Runs on the I/O thread. Output queued before
-    /// the call goes to the old backend as far as it takes it now, the rest
-    /// to the new one. The frontends see CLOSED if the old backend was open
-    /// and the new one is not, then `backend_changed`; if one refuses, the
-    /// old backend is put back, its connection untouched, and they see OPENED
-    /// again if they had seen CLOSED.
-    pub(crate) fn swap(self: &Arc<Self>, new: Installed) -> Result<()> {
-        debug_assert!(self.io.on_io_thread());
-        self.flush_now();
-        let new_open = new.backend.is_open();
-        let (old, old_open, old_backlog) = {
-            let mut st = self.state();
-            let mut new_backlog = backlog_for(&new.spec);
-            // Output kept for a peer that never came is not lost by a change:
-            // it waits for the new backend's peer instead, ahead of the queue.
-            if let Some(kept) = st.backlog.as_ref().filter(|b| !b.buf.is_empty()) {
-                let nb = new_backlog.get_or_insert_with(|| Backlog {
-                    buf: VecDeque::new(),
-                    cap: kept.cap,
-                });
-                let carried: Vec<u8> = kept.buf.iter().copied().collect();
-                nb.keep(&carried);
-            }
-            let old = std::mem::replace(&mut st.inst, new);
-            let old_backlog = std::mem::replace(&mut st.backlog, new_backlog);
-            (old, st.be_open, old_backlog)
-        };
-        let closed_sent = old_open && !new_open;
-        if closed_sent {
-            self.state().be_open = false;
-            self.broadcast(ChardevEvent::Closed);
-        }
-        let mut refused = None;
-        for tag in self.tags() {
-            match self.with_handlers(tag, |h, fe| h.backend_changed(fe)) {
-                Some(Err(reason)) => {
-                    refused = Some(reason);
-                    break;
-                }
-                _ => continue,
-            }
-        }
-        if let Some(reason) = refused {
-            let rejected = {
-                let mut st = self.state();
-                st.backlog = old_backlog;
-                std::mem::replace(&mut st.inst, old)
-            };
-            drop(rejected);
-            if closed_sent {
-                self.state().be_open = true;
-                self.broadcast(ChardevEvent::Opened);
-            }
-            self.kick();
-            log::error!(
-                "chardev '{}': frontend refused the new backend: {reason}",
-                self.id
-            );
-            return Err(ChardevError::ChangeRefused {
-                id: self.id.clone(),
-                reason,
-            });
-        }
-        // The old backend's descriptors close here, after the new one is in.
-        drop(old);
-        let spec = self.spec();
-        self.register_for_yank(&spec, true);
-        self.stats.changes.fetch_add(1, Ordering::Relaxed);
-        if new_open {
-            self.state().be_open = true;
-            self.broadcast(ChardevEvent::Opened);
-        }
-        let filename = self.filename();
-        self.listeners.emit(&RegistryEvent::Changed {
-            id: self.id.clone(),
-            filename,
-        });
-        self.kick();
-        Ok(())
-    }
-
-    /// Replaces the backend of a chardev no frontend uses.
-    pub(crate) fn replace_unused(&self, new: Installed) {
-        self.register_for_yank(&new.spec, false);
-        let mut st = self.state();
-        st.be_open = new.backend.is_open();
-        st.backlog = backlog_for(&new.spec);
-        let old = std::mem::replace(&mut st.inst, new);
-        drop(st);
-        drop(old);
-        self.stats.changes.fetch_add(1, Ordering::Relaxed);
-        self.kick();
     }
 
     /// Whether [`Chardev::remove`] has run.
@@ -818,19 +781,26 @@ impl Chardev {
             return Err(ChardevError::Busy(self.id.clone()));
         }
         st.removed = true;
-        let spec = st.inst.spec.clone();
-        let old = std::mem::replace(
-            &mut st.inst,
-            Installed {
-                backend: Box::new(Removed),
-                spec,
-                logfile: None,
-            },
-        );
+        let old = take_backend(&mut st);
         drop(st);
-        drop(old);
+        self.serial_line.store(false, Ordering::Release);
+        self.retire(old);
         self.kick();
         Ok(())
+    }
+
+    /// At shutdown: marks the chardev removed and closes its backend, with
+    /// nothing finished for its peer. Its users' handles stay valid and
+    /// inert. Runs on the I/O thread (its descriptors are registered there).
+    pub(crate) fn close(&self) {
+        let mut st = self.state();
+        st.removed = true;
+        let pending = st.pending.take();
+        let old = take_backend(&mut st);
+        drop(st);
+        self.serial_line.store(false, Ordering::Release);
+        drop((old, pending));
+        self.kick();
     }
 
     /// Delivers a break to the focused frontend, as if the backend got one.
@@ -856,6 +826,9 @@ impl Chardev {
     /// handlers that hold their own handle create. Used at shutdown.
     pub(crate) fn clear_frontends(&self) {
         let slots = std::mem::take(&mut self.state().frontends);
+        for c in &self.current {
+            c.store(0, Ordering::Release);
+        }
         drop(slots);
     }
 }
@@ -946,11 +919,24 @@ impl Drop for ReadBuf {
     }
 }
 
-fn backlog_for(spec: &ChardevBackend) -> Option<Backlog> {
+pub(crate) fn backlog_for(spec: &ChardevBackend) -> Option<Backlog> {
     spec.common().backlog.filter(|&n| n > 0).map(|n| Backlog {
         buf: VecDeque::new(),
         cap: n.min(crate::MAX_BACKLOG as u64) as usize,
     })
+}
+
+/// Puts [`Removed`] in place of the installed backend; returns that.
+fn take_backend(st: &mut State) -> Installed {
+    let spec = st.inst.spec.clone();
+    std::mem::replace(
+        &mut st.inst,
+        Installed {
+            backend: Box::new(Removed),
+            spec,
+            logfile: None,
+        },
+    )
 }
 
 /// Stands in for the backend of a removed chardev until its task ends.

@@ -3,8 +3,11 @@
 //!
 //! A device writes through [`CharFrontend::write`] from any thread (a vCPU
 //! thread, typically); that never blocks and never touches the backend, it
-//! only fills the chardev's bounded output queue. Everything else reaches the
-//! device through its [`FrontendHandlers`], called on the chardev I/O thread.
+//! only fills the chardev's bounded output queue, and it takes no lock the
+//! I/O thread holds across a system call. [`CharFrontend::ioctl`] from such
+//! a thread does not wait for the backend either. Everything else reaches
+//! the device through its [`FrontendHandlers`], called on the chardev I/O
+//! thread.
 
 use std::sync::Arc;
 
@@ -60,6 +63,22 @@ pub trait FrontendHandlers: Send + 'static {
     fn write_ready(&mut self) {}
 }
 
+/// Counters a frontend keeps (a UART's bytes, overruns, FIFO clears),
+/// reported beside its chardev's own by [`crate::Registry::all_stats`] and
+/// QMP `x-query-chardev-stats`. The chardev layer knows nothing of what they
+/// count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontendStats {
+    /// What the frontend is (`"uart"`).
+    pub kind: String,
+    /// Each counter's name (QMP style, `tx-bytes`) and value, in the
+    /// frontend's order.
+    pub counters: Vec<(String, u64)>,
+}
+
+/// A frontend's stats callback (see [`CharFrontend::set_stats_hook`]).
+pub(crate) type StatsHook = std::sync::Arc<dyn Fn() -> Option<FrontendStats> + Send + Sync>;
+
 /// A device's handle on a chardev. Cheap to clone; stays attached until
 /// [`CharFrontend::detach`] (a handler that holds its own handle would
 /// otherwise keep the chardev alive forever, as it does in QEMU).
@@ -89,6 +108,15 @@ impl CharFrontend {
     /// backend is open, the handlers get [`ChardevEvent::Opened`] first.
     pub fn set_handlers(&self, handlers: Box<dyn FrontendHandlers>) {
         self.cd.set_handlers(self.tag, self.gen, Some(handlers));
+    }
+
+    /// Registers the callback that reports this frontend's counters (the
+    /// device's, beside the chardev's own). It runs on whichever thread asks
+    /// for stats (a monitor's command: the I/O thread), with no chardev lock
+    /// held, and must not block; `None` reports nothing (a device gone).
+    pub fn set_stats_hook(&self, hook: impl Fn() -> Option<FrontendStats> + Send + Sync + 'static) {
+        self.cd
+            .set_stats_hook(self.tag, self.gen, std::sync::Arc::new(hook));
     }
 
     /// Unregisters the handlers; input stops and the frontend is closed.
@@ -128,6 +156,15 @@ impl CharFrontend {
 
     /// A serial-line request to the backend; backends without a tty answer
     /// [`IoctlReply::Unsupported`].
+    ///
+    /// On the chardev I/O thread (a handler, `backend_changed`) it is
+    /// carried out at once. From any other thread it never waits for the
+    /// backend: a setting is handed to the I/O thread, which applies it on
+    /// its next turn (so `Done` means queued; a failure is logged there),
+    /// and [`SerialIoctl::GetModem`] answers with the modem lines the I/O
+    /// thread read last, at most about 10 ms old while someone keeps asking.
+    /// A change applies the settings queued before it to the old backend
+    /// first.
     pub fn ioctl(&self, req: SerialIoctl) -> Result<IoctlReply> {
         self.cd.ioctl(req)
     }

@@ -17,9 +17,13 @@
 //! - [`registry`]: chardevs by id: add, change, remove, query.
 //! - [`tls`]: TLS credentials and authorization objects (`-object`,
 //!   `object-add`) and the TLS session of a socket connection.
-//! - `chardev`: one chardev's I/O task and the backend change itself.
+//! - `chardev`: one chardev's I/O task.
+//! - `change`: a backend change, in one place, and the retiring of the
+//!   backend that goes.
 //! - `outq`: the bounded output queue that carries bytes across a change.
 //! - `iothread`: the one I/O thread and how other threads use it.
+//! - `ioctl`: serial-line requests without the caller waiting for a
+//!   backend.
 //!
 //! Guarantees of [`Registry::change`]:
 //! - the new backend is opened first; if that fails, or a frontend refuses
@@ -49,9 +53,11 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+mod change;
 mod chardev;
 pub mod error;
 pub mod frontend;
+mod ioctl;
 mod iothread;
 pub mod opts;
 mod outq;
@@ -63,9 +69,9 @@ pub mod tls;
 pub use backend::{modem, IoctlReply, Parity, SerialIoctl, SerialParams};
 pub use chardev::ChardevStats;
 pub use error::{ChardevError, Result};
-pub use frontend::{CharFrontend, ChardevEvent, FrontendHandlers};
+pub use frontend::{CharFrontend, ChardevEvent, FrontendHandlers, FrontendStats};
 pub use outq::DEFAULT_OUT_CAPACITY;
-pub use registry::{Registry, RegistryEvent, StatsSnapshot};
+pub use registry::{ChardevStatsInfo, Registry, RegistryEvent, StatsSnapshot};
 
 /// Most frontends one mux chardev takes (QEMU's `MAX_MUX`).
 pub const MAX_MUX_FRONTENDS: usize = 4;

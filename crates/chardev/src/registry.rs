@@ -8,9 +8,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::backend;
+use crate::change::{self, Drains};
 use crate::chardev::{Chardev, Installed};
 use crate::error::{ChardevError, Result};
-use crate::frontend::CharFrontend;
+use crate::frontend::{CharFrontend, FrontendStats};
 use crate::iothread::IoThread;
 use crate::opts::ChardevOptions;
 use crate::outq::DEFAULT_OUT_CAPACITY;
@@ -71,6 +72,17 @@ pub struct StatsSnapshot {
     pub queued: u64,
 }
 
+/// One chardev's counters and its frontends' (QMP `x-query-chardev-stats`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChardevStatsInfo {
+    /// The chardev's id.
+    pub label: String,
+    /// The chardev's own counters.
+    pub stats: StatsSnapshot,
+    /// Counters of its frontends that keep some (a UART's).
+    pub frontends: Vec<FrontendStats>,
+}
+
 struct Map {
     by_id: HashMap<String, (u64, Arc<Chardev>)>,
     seq: u64,
@@ -80,8 +92,47 @@ struct Inner {
     io: Arc<IoThread>,
     map: Mutex<Map>,
     listeners: Arc<Listeners>,
+    drains: Arc<Drains>,
     out_cap: usize,
     objects: ObjectStore,
+}
+
+impl Inner {
+    /// Stops everything: see [`Registry::shutdown`]. Idempotent.
+    fn shutdown(&self) {
+        let all: Vec<Arc<Chardev>> = self
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_id
+            .drain()
+            .map(|(_, (_, c))| c)
+            .collect();
+        // Handlers first: they may hold frontends (their own, or a mux's on
+        // its base), which would keep chardevs alive.
+        for cd in &all {
+            cd.clear_frontends();
+        }
+        self.drains.end_all();
+        // Backends close on the I/O thread, where their descriptors are
+        // registered. Fails only if that thread is already gone.
+        if !all.is_empty() {
+            let _ = self.io.run(move || {
+                for cd in all {
+                    cd.close();
+                }
+            });
+        }
+        self.io.shutdown();
+    }
+}
+
+impl Drop for Inner {
+    /// The last handle went without `shutdown`: do it now, so that neither
+    /// the I/O thread nor a descriptor outlives the registry.
+    fn drop(&mut self) {
+        self.shutdown();
+    }
 }
 
 /// The chardevs of one process (or one VM), by id. Cheap to clone.
@@ -116,6 +167,7 @@ impl Registry {
                     seq: 0,
                 }),
                 listeners: Arc::new(Listeners::default()),
+                drains: Arc::new(Drains::new()),
                 out_cap: cap.max(1),
                 objects: ObjectStore::new(),
             }),
@@ -126,7 +178,7 @@ impl Registry {
         self.inner.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn get(&self, id: &str) -> Option<Arc<Chardev>> {
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<Chardev>> {
         self.map().by_id.get(id).map(|(_, c)| c.clone())
     }
 
@@ -152,9 +204,14 @@ impl Registry {
             .push(Arc::new(f));
     }
 
+    /// The I/O thread.
+    pub(crate) fn io(&self) -> &IoThread {
+        &self.inner.io
+    }
+
     /// Opens a backend and what comes with it, on the calling thread with
     /// the runtime entered.
-    fn open(&self, id: &str, spec: &ChardevBackend) -> Result<Installed> {
+    pub(crate) fn open(&self, id: &str, spec: &ChardevBackend) -> Result<Installed> {
         backend::validate(spec)?;
         let _rt = self.inner.io.handle().enter();
         let common = spec.common();
@@ -238,6 +295,7 @@ impl Registry {
             multi,
             self.inner.out_cap,
             self.inner.listeners.clone(),
+            self.inner.drains.clone(),
         );
         {
             let mut map = self.map();
@@ -248,6 +306,11 @@ impl Registry {
             let seq = map.seq;
             map.by_id.insert(id.to_string(), (seq, cd.clone()));
         }
+        if let ChardevBackend::Mux(m) = &spec {
+            if let Some(base) = self.get(&m.chardev) {
+                base.set_mux_above(&cd);
+            }
+        }
         cd.start();
         self.inner
             .listeners
@@ -256,64 +319,10 @@ impl Registry {
     }
 
     /// Changes the backend of chardev `id` while its frontend keeps running
-    /// (QMP `chardev-change`). See [`crate`] docs for the guarantees.
+    /// (QMP `chardev-change`). See [`crate`] docs for the guarantees, and
+    /// [`crate::change`] for how.
     pub fn change(&self, id: &str, spec: ChardevBackend) -> Result<ChardevReturn> {
-        let cd = self
-            .get(id)
-            .ok_or_else(|| ChardevError::DoesNotExist(id.to_string()))?;
-        if let ChardevBackend::Mux(m) = cd.spec() {
-            // Better than QEMU: the change goes under the mux, whose frontends,
-            // focus and settings all stay.
-            if matches!(spec, ChardevBackend::Mux(_)) {
-                return Err(ChardevError::Invalid(
-                    "Mux device hotswap not supported yet".into(),
-                ));
-            }
-            return self.change(&m.chardev, spec);
-        }
-        if matches!(spec, ChardevBackend::Mux(_)) {
-            return Err(ChardevError::Invalid(
-                "Mux device hotswap not supported yet".into(),
-            ));
-        }
-        if cd.has_frontend() && cd.blocks_hotswap() {
-            return Err(ChardevError::HotswapUnsupported);
-        }
-        let inst = self.open(id, &spec)?;
-        let ret = ChardevReturn {
-            pty: inst.backend.pty_path(),
-        };
-        if cd.must_defer() {
-            // Asked from inside one of this chardev's own handlers (a monitor
-            // on it): apply once the handler returns, so what it writes now
-            // leaves through the old backend and nothing it holds goes stale.
-            cd.defer(inst)?;
-            return Ok(ret);
-        }
-        let cd2 = cd.clone();
-        let gone = ChardevError::DoesNotExist(id.to_string());
-        self.inner.io.run(move || {
-            if cd2.is_removed() {
-                // A remove ran between the look-up and now: the change
-                // lost the race, and says so as QEMU would after it.
-                Err(gone)
-            } else if !cd2.has_frontend() {
-                cd2.replace_unused(inst);
-                Ok(())
-            } else if cd2.blocks_hotswap() {
-                Err(ChardevError::HotswapUnsupported)
-            } else {
-                cd2.swap(inst)
-            }
-        })??;
-        if !cd.has_frontend() {
-            let filename = cd.filename();
-            self.inner.listeners.emit(&RegistryEvent::Changed {
-                id: id.to_string(),
-                filename,
-            });
-        }
-        Ok(ret)
+        change::change(self, id, spec)
     }
 
     /// Removes chardev `id` (QMP `chardev-remove`); refused while a frontend
@@ -426,13 +435,21 @@ impl Registry {
 
     /// Counters of chardev `id`.
     pub fn stats(&self, id: &str) -> Option<StatsSnapshot> {
-        self.get(id).map(|cd| StatsSnapshot {
-            bytes_out: cd.stats.bytes_out.load(Ordering::Relaxed),
-            bytes_in: cd.stats.bytes_in.load(Ordering::Relaxed),
-            bytes_lost: cd.stats.bytes_lost.load(Ordering::Relaxed),
-            changes: cd.stats.changes.load(Ordering::Relaxed),
-            queued: cd.out.len() as u64,
-        })
+        self.get(id).map(|cd| snapshot(&cd))
+    }
+
+    /// Every chardev's counters with its frontends', in the order they were
+    /// added (QMP `x-query-chardev-stats`).
+    pub fn all_stats(&self) -> Vec<ChardevStatsInfo> {
+        let mut all: Vec<(u64, Arc<Chardev>)> = self.map().by_id.values().cloned().collect();
+        all.sort_by_key(|(seq, _)| *seq);
+        all.into_iter()
+            .map(|(_, cd)| ChardevStatsInfo {
+                label: cd.id.clone(),
+                stats: snapshot(&cd),
+                frontends: cd.frontend_stats(),
+            })
+            .collect()
     }
 
     /// Ids in the order they were added.
@@ -448,13 +465,23 @@ impl Registry {
         self.inner.io.run(|| ())
     }
 
-    /// Stops the I/O thread and closes every backend. Frontends' handlers
-    /// are dropped first, breaking cycles through handles they hold.
+    /// Stops the I/O thread and closes every backend, ending what retired
+    /// backends were still finishing. Frontends' handlers are dropped first,
+    /// breaking cycles through handles they hold; frontend handles still
+    /// held elsewhere stay valid and inert. Dropping the last handle of a
+    /// registry does the same (a handler that holds a clone of the registry
+    /// keeps it alive: call this then).
     pub fn shutdown(&self) {
-        let all: Vec<Arc<Chardev>> = self.map().by_id.drain().map(|(_, (_, c))| c).collect();
-        for cd in &all {
-            cd.clear_frontends();
-        }
-        self.inner.io.shutdown();
+        self.inner.shutdown();
+    }
+}
+
+fn snapshot(cd: &Chardev) -> StatsSnapshot {
+    StatsSnapshot {
+        bytes_out: cd.stats.bytes_out.load(Ordering::Relaxed),
+        bytes_in: cd.stats.bytes_in.load(Ordering::Relaxed),
+        bytes_lost: cd.stats.bytes_lost.load(Ordering::Relaxed),
+        changes: cd.stats.changes.load(Ordering::Relaxed),
+        queued: cd.out.len() as u64,
     }
 }

@@ -81,8 +81,12 @@ fn ioctls_reach_the_tty() {
         fe.ioctl(SerialIoctl::SetParams(p)).unwrap(),
         IoctlReply::Done
     );
+    // From a thread other than the I/O thread, a setting is handed to it
+    // (the caller, a vCPU, never waits for the tty): it lands shortly.
+    wait_until("9600 on the line", || {
+        speed(&slave_termios(&slave)) == libc::B9600
+    });
     let t = slave_termios(&slave);
-    assert_eq!(speed(&t), libc::B9600);
     assert_ne!(t.c_cflag & libc::CSTOPB, 0);
     // Linux ptys force CS8 and clear PARENB whatever is asked
     // (pty_set_termios); speed, stop bits and PARODD stick.
@@ -92,7 +96,9 @@ fn ioctls_reach_the_tty() {
         ..p
     };
     fe.ioctl(SerialIoctl::SetParams(odd)).unwrap();
-    assert_ne!(slave_termios(&slave).c_cflag & libc::PARODD, 0);
+    wait_until("odd parity on the line", || {
+        slave_termios(&slave).c_cflag & libc::PARODD != 0
+    });
     // A pty has no modem lines: the error is reported, nothing breaks.
     let _ = fe.ioctl(SerialIoctl::GetModem);
     let _ = fe.ioctl(SerialIoctl::SetModem(qchar_chardev::modem::DTR));

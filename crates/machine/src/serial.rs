@@ -11,7 +11,8 @@
 use std::sync::{Arc, Weak};
 
 use qchar_chardev::{
-    CharFrontend, ChardevEvent, FrontendHandlers, IoctlReply, Parity, SerialIoctl, SerialParams,
+    CharFrontend, ChardevEvent, FrontendHandlers, FrontendStats, IoctlReply, Parity, SerialIoctl,
+    SerialParams,
 };
 
 use crate::bus::PioDevice;
@@ -90,9 +91,13 @@ impl SerialPort {
         &self.uart
     }
 
-    /// Registers this UART's handlers on `fe` and marks the frontend open.
+    /// Registers this UART's handlers on `fe`, and its counters as the
+    /// frontend's stats (`x-query-chardev-stats`), and marks the frontend
+    /// open.
     pub fn attach_frontend(&self, fe: &CharFrontend) {
         fe.set_handlers(Box::new(UartHandlers::new(&self.uart)));
+        let uart = Arc::downgrade(&self.uart);
+        fe.set_stats_hook(move || uart.upgrade().map(|u| uart_stats(&u)));
         fe.set_open(true);
     }
 }
@@ -113,6 +118,19 @@ impl PioDevice for SerialPort {
             Ok(off) if u16::from(off) < UART_PORTS => self.uart.pio_write(off, value),
             _ => self.uart.note_bad_access(),
         }
+    }
+}
+
+/// A UART's counters as frontend stats.
+pub fn uart_stats(uart: &Uart) -> FrontendStats {
+    FrontendStats {
+        kind: "uart".into(),
+        counters: uart
+            .stats()
+            .counters()
+            .into_iter()
+            .map(|(name, v)| (name.to_string(), v))
+            .collect(),
     }
 }
 

@@ -316,8 +316,9 @@ impl IrqLine for NoIrq {
     fn set_level(&self, _level: bool) {}
 }
 
-/// Counters of things a guest or a sink did that a real UART would not
-/// survive gracefully; exposed for tests and debugging.
+/// What went through the UART, and what a guest or a sink did that a real
+/// UART would not survive gracefully; for tests, debugging and
+/// `x-query-chardev-stats` (see [`UartStats::counters`]).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct UartStats {
     /// Bytes the sink accepted.
@@ -327,16 +328,48 @@ pub struct UartStats {
     pub tx_dropped: u64,
     /// Times a sink write returned short (backpressure episodes).
     pub tx_blocked: u64,
+    /// FCR writes that cleared the transmit FIFO (asked, or by switching
+    /// FIFO mode).
+    pub tx_fifo_clears: u64,
+    /// Bytes those clears discarded.
+    pub tx_cleared: u64,
+    /// Bytes the sink delivered into the receive FIFO.
+    pub rx_received: u64,
     /// Bytes the guest read from RBR.
     pub rx_bytes: u64,
     /// Input bytes dropped because the receive FIFO was full (LSR.OE).
     pub rx_overruns: u64,
+    /// FCR writes that cleared the receive FIFO.
+    pub rx_fifo_clears: u64,
+    /// Bytes those clears discarded.
+    pub rx_cleared: u64,
     /// Break conditions received.
     pub breaks: u64,
     /// Control requests the sink refused.
     pub control_errors: u64,
     /// Accesses the UART could not decode (offsets beyond 7).
     pub bad_accesses: u64,
+}
+
+impl UartStats {
+    /// Every counter with its name as `x-query-chardev-stats` prints it.
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("tx-bytes", self.tx_bytes),
+            ("tx-dropped", self.tx_dropped),
+            ("tx-blocked", self.tx_blocked),
+            ("tx-fifo-clears", self.tx_fifo_clears),
+            ("tx-cleared-bytes", self.tx_cleared),
+            ("rx-bytes", self.rx_received),
+            ("rx-read-bytes", self.rx_bytes),
+            ("rx-overruns", self.rx_overruns),
+            ("rx-fifo-clears", self.rx_fifo_clears),
+            ("rx-cleared-bytes", self.rx_cleared),
+            ("breaks", self.breaks),
+            ("control-errors", self.control_errors),
+            ("bad-accesses", self.bad_accesses),
+        ]
+    }
 }
 
 /// Everything behind the UART's mutex.
@@ -356,6 +389,9 @@ struct Regs {
     rx: VecDeque<u8>,
     /// Bytes written by the guest not yet taken by the sink.
     tx: VecDeque<u8>,
+    /// Bumped by every clear of `tx`: a flush that copied bytes out of
+    /// `tx` owns their removal only if no clear ran meanwhile.
+    tx_epoch: u64,
     /// THRE interrupt condition (set when the transmitter empties or ETBEI is
     /// enabled with it empty; cleared by an IIR read reporting it or a THR
     /// write).
@@ -385,6 +421,7 @@ impl Regs {
             msr: MSR_DEFAULT_STATUS,
             rx: VecDeque::with_capacity(RX_FIFO_SIZE),
             tx: VecDeque::with_capacity(TX_FIFO_SIZE),
+            tx_epoch: 0,
             thr_ipending: false,
             rx_throttled: false,
             irq_level: false,
@@ -532,6 +569,7 @@ impl Regs {
     }
 
     fn clear_rx(&mut self, fx: &mut Effects) {
+        self.stats.rx_cleared += self.rx.len() as u64;
         self.rx.clear();
         self.lsr_errors &= !LSR_FIFO_ERR;
         if self.rx_throttled {
@@ -541,6 +579,9 @@ impl Regs {
     }
 
     fn clear_tx(&mut self) {
+        // A flush in flight no longer owns the bytes it copied.
+        self.tx_epoch = self.tx_epoch.wrapping_add(1);
+        self.stats.tx_cleared += self.tx.len() as u64;
         if !self.tx.is_empty() {
             self.tx.clear();
             self.thr_ipending = true;
@@ -637,7 +678,14 @@ impl Regs {
             }
             FCR => {
                 let enable = value & FCR_FIFO_ENABLE != 0;
-                if enable != self.fifo_enabled {
+                let switch = enable != self.fifo_enabled;
+                if switch || (enable && value & FCR_CLEAR_RX != 0) {
+                    self.stats.rx_fifo_clears += 1;
+                }
+                if switch || (enable && value & FCR_CLEAR_TX != 0) {
+                    self.stats.tx_fifo_clears += 1;
+                }
+                if switch {
                     // Switching FIFO mode resets both FIFOs.
                     self.clear_rx(fx);
                     self.clear_tx();
@@ -827,25 +875,34 @@ impl Uart {
     }
 
     /// One attempt: offer what is queued, drop what the sink took.
+    ///
+    /// The sink is called without the register lock, so the guest may
+    /// append to the FIFO meanwhile (at the back: harmless) or clear it
+    /// (FCR, on the vCPU thread). After a clear the bytes copied here are no
+    /// longer in the FIFO: those the sink took left anyway, as a byte in the
+    /// transmit shift register does, the others were discarded by the
+    /// clear, and what the FIFO holds now is newer and was not offered.
     fn flush_once(&self) {
         let mut buf = [0u8; TX_FIFO_SIZE];
-        let len = {
+        let (len, epoch) = {
             let regs = self.lock();
             let len = regs.tx.len().min(TX_FIFO_SIZE);
             for (dst, src) in buf.iter_mut().zip(regs.tx.iter()) {
                 *dst = *src;
             }
-            len
+            (len, regs.tx_epoch)
         };
         if len == 0 {
             return;
         }
         let taken = self.sink.write(&buf[..len]).min(len);
         let mut regs = self.lock();
-        // Only this flusher removes from the front, and the guest appends at
-        // the back, so the first `taken` bytes are the ones just written.
-        let taken = taken.min(regs.tx.len());
-        regs.tx.drain(..taken);
+        if regs.tx_epoch == epoch {
+            // No clear ran: only this flusher removes from the front, so the
+            // first `taken` bytes are the ones just written.
+            let n = taken.min(regs.tx.len());
+            regs.tx.drain(..n);
+        }
         regs.stats.tx_bytes += taken as u64;
         if taken < len {
             regs.stats.tx_blocked += 1;
@@ -881,6 +938,7 @@ impl Uart {
         for &byte in data {
             if regs.rx.len() < RX_FIFO_SIZE {
                 regs.rx.push_back(byte);
+                regs.stats.rx_received += 1;
             } else {
                 regs.lsr_errors |= LSR_OE;
                 regs.stats.rx_overruns += 1;
@@ -1212,9 +1270,12 @@ mod tests {
         assert_eq!(u.tx_pending(), TX_FIFO_SIZE);
         assert_eq!(u.stats().tx_dropped, 1 + 4);
         // FCR can throw held output away.
+        let clears = u.stats().tx_fifo_clears;
         u.pio_write(FCR, FCR_FIFO_ENABLE | FCR_CLEAR_TX);
         assert_eq!(u.tx_pending(), 0);
         assert_ne!(u.pio_read(LSR) & LSR_THRE, 0);
+        assert_eq!(u.stats().tx_fifo_clears, clears + 1);
+        assert_eq!(u.stats().tx_cleared, TX_FIFO_SIZE as u64);
     }
 
     #[test]
@@ -1273,6 +1334,10 @@ mod tests {
         assert_eq!(u.pio_read(IIR), IIR_RDI | IIR_FIFO_ENABLED);
         u.pio_write(FCR, FCR_FIFO_ENABLE | FCR_CLEAR_RX);
         assert_eq!(u.rx_pending(), 0);
+        let st = u.stats();
+        assert_eq!((st.rx_received, st.rx_cleared), (8, 8));
+        // Enabling the FIFOs (the first FCR write) cleared both once.
+        assert_eq!((st.rx_fifo_clears, st.tx_fifo_clears), (2, 1));
         assert_eq!(u.pio_read(IIR), IIR_NO_INT | IIR_FIFO_ENABLED);
     }
 

@@ -2,7 +2,7 @@
 //! command layer can be tested without the real registry. The binary uses
 //! the implementation for [`qchar_chardev::registry::Registry`].
 
-use qchar_chardev::registry::Registry;
+use qchar_chardev::registry::{ChardevStatsInfo, Registry};
 use qchar_chardev::spec::{ChardevBackend, ChardevInfo, ChardevReturn, SUPPORTED_BACKENDS};
 use qchar_chardev::tls::ObjectStore;
 use qchar_chardev::ChardevError;
@@ -28,6 +28,11 @@ pub trait ChardevOps: Send + Sync {
     fn yank_instances(&self) -> Vec<String>;
     /// `yank` of chardev instances (all or nothing).
     fn yank(&self, ids: &[String]) -> Result<(), ChardevError>;
+    /// `x-query-chardev-stats`: every chardev's counters with its
+    /// frontends'. None by default.
+    fn stats(&self) -> Vec<ChardevStatsInfo> {
+        Vec::new()
+    }
     /// `query-chardev-backends`.
     fn backends(&self) -> Vec<String> {
         SUPPORTED_BACKENDS.iter().map(|s| s.to_string()).collect()
@@ -72,6 +77,9 @@ impl ChardevOps for Registry {
     }
     fn ringbuf_read(&self, id: &str, max: usize) -> Result<Vec<u8>, ChardevError> {
         Registry::ringbuf_read(self, id, max)
+    }
+    fn stats(&self) -> Vec<ChardevStatsInfo> {
+        Registry::all_stats(self)
     }
     fn add_opts(&self, opts: &str) -> Result<ChardevReturn, String> {
         let o = qchar_chardev::opts::parse_chardev(opts).map_err(|e| e.to_string())?;

@@ -227,6 +227,55 @@ fn chardev_change_of_own_chardev_answers_on_old_backend() {
         .starts_with("{\"return\""));
 }
 
+/// Regression test: with `mux=on` the change of `c` is applied to `c-base`,
+/// and the check for a change asked from inside a handler of the chardev
+/// looked at `c-base` only, not at the mux `c` whose monitor asked. The
+/// change then ran at once: the reply, still to be written, went to the new
+/// backend (the file got the CHANGED event, the reply and a new greeting;
+/// the socket client got nothing).
+#[test]
+fn chardev_change_of_own_mux_chardev_answers_on_old_backend() {
+    use qchar_chardev::opts::ChardevOptions;
+    use qchar_monitor::qmp::QmpMonitor;
+    let mut h = Harness::new();
+    let sock = h.path("c.sock");
+    h.reg
+        .add_options(&ChardevOptions {
+            id: "c".into(),
+            backend: common::socket_spec(&sock),
+            mux: true,
+        })
+        .expect("mux chardev on a socket");
+    let mon = QmpMonitor::attach(&h.reg, "c", h.env.clone(), QmpOptions::default())
+        .expect("monitor on the mux");
+    h.monitors.push(mon);
+    let mut c = Client::connect(&sock);
+    c.handshake();
+    c.send(b"{\"execute\":\"query-status\",\"id\":\"before\"}");
+    let file = h.path("after.out");
+    let change = format!(
+        "{{\"execute\":\"chardev-change\",\"arguments\":{{\"id\":\"c\",\"backend\":{{\"type\":\"file\",\"data\":{{\"out\":\"{}\"}}}}}},\"id\":\"sw\"}}",
+        file.display()
+    );
+    c.send(change.as_bytes());
+    // What the monitor wrote before the change and its reply leave through
+    // the socket; then the old connection ends.
+    let first = c.line_str();
+    assert!(first.contains("\"id\": \"before\""), "{first}");
+    assert_eq!(c.line_str(), "{\"return\": {}, \"id\": \"sw\"}\r\n");
+    assert!(c.at_eof());
+    // The monitor carries on in the file: the event, a greeting.
+    let text = qchar_testkit::wait_for("a greeting in the file", || {
+        let t = String::from_utf8_lossy(&std::fs::read(&file).unwrap_or_default()).into_owned();
+        t.contains("{\"QMP\": ").then_some(t)
+    });
+    assert!(text.contains("X_QCHAR_CHARDEV_CHANGED"), "{text}");
+    assert!(
+        !text.contains("\"id\": \"sw\""),
+        "the reply went to the file: {text}"
+    );
+}
+
 #[test]
 fn live_comparison_with_qemu() {
     compare_with_qemu(false, &chardev_steps(), &[]);

@@ -173,6 +173,10 @@ impl ChardevOps for GatedChardevs {
         self.gate.wait();
         ChardevOps::ringbuf_read(&self.reg, id, max)
     }
+    fn stats(&self) -> Vec<qchar_chardev::ChardevStatsInfo> {
+        self.gate.wait();
+        ChardevOps::stats(&self.reg)
+    }
     fn backends(&self) -> Vec<String> {
         ChardevOps::backends(&self.reg)
     }

@@ -3,7 +3,7 @@
 //! written directly since they never block for long.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::task::{Context, Poll};
 
 use tokio::io::unix::AsyncFd;
@@ -41,11 +41,6 @@ impl FdIo {
             *self = FdIo::new(dup)?;
         }
         Ok(())
-    }
-
-    /// The raw descriptor number.
-    pub(crate) fn raw(&self) -> RawFd {
-        self.fd().as_raw_fd()
     }
 
     /// The descriptor, borrowed for a call (ioctls, termios).

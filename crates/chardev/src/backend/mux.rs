@@ -382,6 +382,11 @@ impl Backend for MuxBackend {
         "mux".into()
     }
 
+    /// The base decides; the settings are also kept for the next base.
+    fn has_serial_line(&self) -> bool {
+        true
+    }
+
     fn ioctl(&mut self, req: SerialIoctl) -> Result<IoctlReply> {
         {
             let mut s = lock(&self.shared);

@@ -203,11 +203,6 @@ impl SockIo {
         self.fd.get_ref().as_fd()
     }
 
-    /// A second descriptor for the same socket (close-on-exec).
-    pub(crate) fn try_clone_fd(&self) -> io::Result<OwnedFd> {
-        self.fd.get_ref().try_clone()
-    }
-
     /// Runs a non-blocking operation when the socket is readable.
     pub(crate) fn poll_read_with<R>(
         &self,

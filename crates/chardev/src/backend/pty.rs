@@ -1,4 +1,3 @@
-// Hand-written part: the open(2)/FIONREAD calls of the drain after drop (`hold_until_read`), left as they are while that code is being reworked elsewhere (issue 14's backend retire step).
 //! `pty`: a new pseudo-terminal whose slave path is returned to the user.
 //! Usable with no slave open: output is then dropped (or kept in the
 //! backlog), as in QEMU; the slave opening is noticed by polling for the
@@ -6,21 +5,18 @@
 
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::fdio::FdIo;
-use super::{tty, Backend, BackendEvent};
+use super::{tty, Backend, BackendEvent, Drain};
 use crate::error::{ChardevError, Result};
 
 /// How often a pty without a slave checks whether one has opened.
 const RECHECK: Duration = Duration::from_millis(50);
-/// How long a pty that goes (a change, a remove) stays open for its slave
-/// to read what it was sent; closing the master discards what is unread.
-const UNREAD_DRAIN_LIMIT: Duration = Duration::from_secs(5);
-/// How often that wait looks whether the slave has read everything.
+/// How often a retired pty looks whether its slave has read everything.
 const UNREAD_RECHECK: Duration = Duration::from_millis(10);
 
 /// The `pty` backend.
@@ -29,14 +25,6 @@ pub(crate) struct PtyBackend {
     path: String,
     connected: bool,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
 }
 
 /// Whether the slave side has no opener (the master reads hang-up).
@@ -94,60 +82,23 @@ impl PtyBackend {
     }
 }
 
-impl Drop for PtyBackend {
-    /// The kernel discards what the slave has not read when the master
-    /// closes. Output the chardev handed over is not to be lost by a change
-    /// of backend, so while a slave is open a task keeps a copy of the
-    /// master until the slave's input is read (or `UNREAD_DRAIN_LIMIT`).
-    fn drop(&mut self) {
-        if !self.connected {
-            return;
-        }
-        // SAFETY: `raw()` is the master descriptor, open for as long as
-        // `self.master` lives, which outlasts this borrow.
-        let master = unsafe { BorrowedFd::borrow_raw(self.master.raw()) };
-        let (Ok(rt), Ok(master)) = (
-            tokio::runtime::Handle::try_current(),
-            master.try_clone_to_owned(),
-        ) else {
-            return;
-        };
-        rt.spawn(hold_until_read(master, self.path.clone()));
-    }
-}
-
-/// Bytes the slave of a pty can read now (FIONREAD on a slave descriptor).
-fn unread(slave: RawFd) -> io::Result<libc::c_int> {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int through the pointer, which points
-    // to `n`, alive for the call.
-    cvt(unsafe { libc::ioctl(slave, libc::FIONREAD, &mut n as *mut libc::c_int) })?;
-    Ok(n)
-}
-
 /// Keeps `master` open until the slave at `path` has nothing left to read
-/// (seen twice, so that bytes still on their way count) or
-/// `UNREAD_DRAIN_LIMIT` has passed (a reader that stopped reading).
-async fn hold_until_read(master: OwnedFd, path: String) {
-    let Ok(c) = std::ffi::CString::new(path) else {
+/// (seen twice, so that bytes still on their way count); the registry ends
+/// it after its drain limit (a reader that stopped reading).
+async fn hold_until_read(master: FdIo, path: String) {
+    use rustix::fs::{open, Mode, OFlags};
+    let Ok(slave) = open(
+        path.as_str(),
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
         return;
     };
-    // SAFETY: open with a valid C string; the result is owned below.
-    let Ok(s) = cvt(unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    }) else {
-        return;
-    };
-    // SAFETY: `s` is a fresh descriptor owned by nobody else.
-    let slave = unsafe { OwnedFd::from_raw_fd(s) };
-    let start = tokio::time::Instant::now();
     let mut empty_checks = 0;
-    while empty_checks < 2 && start.elapsed() < UNREAD_DRAIN_LIMIT {
+    while empty_checks < 2 {
         tokio::time::sleep(UNREAD_RECHECK).await;
-        match unread(slave.as_raw_fd()) {
+        // Bytes the slave can read now.
+        match rustix::io::ioctl_fionread(&slave) {
             Ok(0) => empty_checks += 1,
             Ok(_) => empty_checks = 0,
             Err(_) => break,
@@ -219,5 +170,16 @@ impl Backend for PtyBackend {
 
     fn drops_output_when_closed(&self) -> bool {
         true
+    }
+
+    /// The kernel discards what the slave has not read when the master
+    /// closes; while a slave is open, the master is kept until it has read
+    /// what it was sent.
+    fn retire(self: Box<Self>) -> Option<Drain> {
+        if !self.connected {
+            return None;
+        }
+        let PtyBackend { master, path, .. } = *self;
+        Some(Drain::new(hold_until_read(master, path)))
     }
 }

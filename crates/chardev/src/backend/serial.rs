@@ -86,6 +86,10 @@ impl Backend for SerialBackend {
         "serial".into()
     }
 
+    fn has_serial_line(&self) -> bool {
+        self.is_tty
+    }
+
     fn ioctl(&mut self, req: SerialIoctl) -> Result<IoctlReply> {
         if !self.is_tty {
             return Ok(IoctlReply::Unsupported);

@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use super::net::{self, SockAddr, SockIo};
 use super::telnet::{self, TelnetDecoder};
 use super::websocket::{self, WsAction, WsDecoder};
-use super::{Backend, BackendEvent};
+use super::{Backend, BackendEvent, Drain};
 use crate::error::{ChardevError, Result};
 use crate::spec::{ChardevSocket, SocketAddressLegacy};
 
@@ -557,48 +557,29 @@ impl Conn {
     }
 }
 
-/// How long a dropped connection may take to hand its peer what it still
-/// owed (see `Conn`'s `Drop`).
-const OWED_DRAIN_LIMIT: Duration = Duration::from_secs(5);
-
-impl Drop for Conn {
+impl Conn {
     /// Bytes owed to a live peer (the tail of a websocket frame, half of a
     /// doubled telnet 0xff) were already taken from the chardev's queue, so
-    /// they must not be lost when the connection goes (a change, a remove):
-    /// what the socket does not take now is finished by a task that keeps
-    /// a second descriptor open until it is out, for at most
-    /// `OWED_DRAIN_LIMIT`; then the peer sees the end.
-    fn drop(&mut self) {
+    /// they must not be lost when the backend is retired: the connection
+    /// goes to a drain that writes them as the peer reads, then closes.
+    fn retire(self) -> Option<Drain> {
         if self.write_broken || self.tx_pos >= self.tx.len() {
-            return;
+            return None;
         }
-        let owed = &self.tx[self.tx_pos..];
-        let sent = match net::send(self.io.raw(), owed) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-            Err(_) => return,
-        };
-        if sent == owed.len() {
-            return;
+        Some(Drain::new(finish_owed(self.io, self.tx, self.tx_pos)))
+    }
+
+    /// One non-blocking attempt to send what is owed, for a connection that
+    /// ends on its own (the peer closed, or a handshake was refused).
+    fn send_owed_now(&mut self) {
+        if !self.write_broken && self.tx_pos < self.tx.len() {
+            let _ = net::send(self.io.raw(), &self.tx[self.tx_pos..]);
         }
-        let rest = owed[sent..].to_vec();
-        let (Ok(rt), Ok(fd)) = (
-            tokio::runtime::Handle::try_current(),
-            self.io.try_clone_fd(),
-        ) else {
-            return;
-        };
-        rt.spawn(finish_owed(fd, rest));
     }
 }
 
-/// Writes `owed` to the socket `fd` as its peer reads, for at most
-/// `OWED_DRAIN_LIMIT`, then closes `fd`.
-async fn finish_owed(fd: OwnedFd, owed: Vec<u8>) {
-    let Ok(io) = SockIo::new(fd) else {
-        return;
-    };
-    let mut pos = 0;
+/// Writes `owed[pos..]` to the socket as its peer reads, then closes it.
+async fn finish_owed(io: SockIo, owed: Vec<u8>, mut pos: usize) {
     let drain = std::future::poll_fn(|cx| {
         while pos < owed.len() {
             match io.poll_send(cx, &owed[pos..]) {
@@ -610,7 +591,7 @@ async fn finish_owed(fd: OwnedFd, owed: Vec<u8>) {
         }
         Poll::Ready(())
     });
-    let _ = tokio::time::timeout(OWED_DRAIN_LIMIT, drain).await;
+    drain.await;
 }
 
 /// The `socket` backend.
@@ -821,6 +802,9 @@ impl SocketBackend {
     }
 
     fn lost_connection(&mut self) {
+        if let Some(c) = self.conn.as_mut() {
+            c.send_owed_now();
+        }
         self.conn = None;
         if !self.server && self.reconnect.is_some() {
             self.arm_timer();
@@ -1067,5 +1051,12 @@ impl Backend for SocketBackend {
 
     fn drops_output_when_closed(&self) -> bool {
         true
+    }
+
+    /// The listener closes (and its socket file goes) now; a connection
+    /// that owes its peer bytes is finished by the drain.
+    fn retire(self: Box<Self>) -> Option<Drain> {
+        let SocketBackend { conn, .. } = *self;
+        conn.and_then(Conn::retire)
     }
 }

@@ -107,6 +107,11 @@ const INFO: &[Cmd] = &[
         params: "",
         help: "show the version of QEMU",
     },
+    Cmd {
+        names: "x-chardev-stats",
+        params: "",
+        help: "show the character devices' counters (qchar extension)",
+    },
 ];
 
 fn find<'a>(table: &'a [Cmd], name: &str) -> Option<&'a Cmd> {
@@ -306,6 +311,7 @@ fn run(env: &QmpEnv, line: &str) -> Outcome {
                         .iter()
                         .map(|i| format!("{}: filename={}\n", i.label, i.filename))
                         .collect(),
+                    "x-chardev-stats" => crate::qmp::cmd::chardev_stats_text(&env.chardevs.stats()),
                     "status" => {
                         let st = env.vm.status();
                         let mut s = format!(

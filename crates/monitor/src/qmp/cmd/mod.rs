@@ -18,6 +18,7 @@ mod chardev_remove;
 mod human_monitor;
 mod object;
 mod query_chardev;
+mod query_chardev_stats;
 mod query_commands;
 mod query_name;
 mod query_version;
@@ -28,6 +29,7 @@ mod yank;
 
 pub use object::from_json_value as object_options_from_json;
 pub(crate) use object::{add_from_str as object_add_from_str, objects_or_error};
+pub(crate) use query_chardev_stats::hmp_text as chardev_stats_text;
 pub(crate) use ringbuf::{read_bytes as ringbuf_read_bytes, ringbuf_error};
 
 /// What the commands act on; shared by every monitor of a process.
@@ -110,7 +112,8 @@ pub struct CommandDef {
 }
 
 /// Every command qchar implements, in the order QEMU 7.2 lists them in
-/// `query-commands`.
+/// `query-commands` (qchar's `x-` extensions beside the command they
+/// extend).
 pub static COMMANDS: &[CommandDef] = &[
     human_monitor::DEF,
     run_state::CONT,
@@ -134,6 +137,8 @@ pub static COMMANDS: &[CommandDef] = &[
     ringbuf::WRITE,
     query_chardev::BACKENDS,
     query_chardev::DEF,
+    // qchar's own, beside the command it extends.
+    query_chardev_stats::DEF,
     run_state::QUERY_STATUS,
 ];
 
