@@ -282,8 +282,10 @@ pub fn mkfifo(path: &Path) {
         .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
 }
 
-#[cfg(feature = "pki")]
+#[cfg(feature = "tls")]
 pub mod pki;
+#[cfg(feature = "tls")]
+pub mod tlspeer;
 
 // ----- the library's log ---------------------------------------------------------
 

@@ -18,6 +18,8 @@
 //! - `client-expired`, `client-notyet`: validity 2020–2021, 2099–2100.
 //! - `client-revoked`: revoked by `server-crl`'s CRL.
 //! - `client-other-dn`: valid, subject [`OTHER_DN`].
+//! - `ca`: the CA's `ca-cert.pem` and `ca-key.pem` (to issue more with
+//!   other tools).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -171,6 +173,10 @@ impl Pki {
             &client("revoked.qchar.test", REVOKED_SERIAL),
             false,
         );
+        let ca = pki.dir("ca");
+        fs::create_dir_all(&ca).expect("mkdir");
+        fs::write(ca.join("ca-cert.pem"), &pki.ca.pem).expect("write");
+        fs::write(ca.join("ca-key.pem"), pki.ca.key.serialize_pem()).expect("write");
         let dir = pki.dir("client-nocert");
         fs::create_dir_all(&dir).expect("mkdir");
         fs::write(dir.join("ca-cert.pem"), &pki.ca.pem).expect("write");
