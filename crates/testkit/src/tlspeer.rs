@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection, StreamOwned};
 
 use crate::pki::Pki;
 use crate::{wait_for, WAIT};
@@ -207,11 +208,46 @@ pub fn client_config(dir: &Path) -> Arc<ClientConfig> {
     })
 }
 
-/// A blocking TLS client connection (reads time out after [`WAIT`]).
-pub struct TlsClient {
-    /// The session over its socket.
-    pub s: StreamOwned<ClientConnection, TcpStream>,
+/// The rustls server configuration of a server directory: its
+/// certificate and key; with `verify_clients`, client certificates
+/// required and checked against `ca-cert.pem`.
+pub fn server_config(dir: &Path, verify_clients: bool) -> Arc<ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = if verify_clients {
+        let mut roots = RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(dir.join("ca-cert.pem")).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .unwrap()
+    } else {
+        WebPkiClientVerifier::no_client_auth()
+    };
+    let chain = CertificateDer::pem_file_iter(dir.join("server-cert.pem"))
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server-key.pem")).unwrap();
+    Arc::new(
+        ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .unwrap(),
+    )
 }
+
+/// A blocking TLS connection, client or server side, over a TCP or unix
+/// stream (reads time out after [`WAIT`]).
+pub struct Tls<C, S: Read + Write = TcpStream> {
+    /// The session over its socket.
+    pub s: StreamOwned<C, S>,
+}
+
+/// A TLS client over TCP.
+pub type TlsClient = Tls<ClientConnection, TcpStream>;
 
 impl TlsClient {
     /// Connects to `127.0.0.1:port`, checking the server against `host`,
@@ -220,14 +256,39 @@ impl TlsClient {
     pub fn connect(port: u16, host: &str, cfg: Arc<ClientConfig>) -> Result<TlsClient, String> {
         let tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
         tcp.set_read_timeout(Some(WAIT)).unwrap();
+        Tls::client_over(tcp, host, cfg)
+    }
+}
+
+impl<S: Read + Write> Tls<ClientConnection, S> {
+    /// The client side of a handshake over `sock`, completed.
+    pub fn client_over(sock: S, host: &str, cfg: Arc<ClientConfig>) -> Result<Self, String> {
         let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
         let conn = ClientConnection::new(cfg, name).map_err(|e| e.to_string())?;
-        let mut s = StreamOwned::new(conn, tcp);
+        let mut s = StreamOwned::new(conn, sock);
         while s.conn.is_handshaking() {
             s.conn.complete_io(&mut s.sock).map_err(|e| e.to_string())?;
         }
-        Ok(TlsClient { s })
+        Ok(Tls { s })
     }
+}
+
+impl<S: Read + Write> Tls<ServerConnection, S> {
+    /// The server side of a handshake over `sock`, completed.
+    pub fn server_over(sock: S, cfg: Arc<ServerConfig>) -> Result<Self, String> {
+        let conn = ServerConnection::new(cfg).map_err(|e| e.to_string())?;
+        let mut s = StreamOwned::new(conn, sock);
+        while s.conn.is_handshaking() {
+            s.conn.complete_io(&mut s.sock).map_err(|e| e.to_string())?;
+        }
+        Ok(Tls { s })
+    }
+}
+
+impl<C, S: Read + Write> Tls<C, S>
+where
+    StreamOwned<C, S>: Read + Write,
+{
 
     /// Writes all of `data`.
     pub fn send(&mut self, data: &[u8]) {
