@@ -212,7 +212,7 @@ impl Registry {
     /// Opens a backend and what comes with it, on the calling thread with
     /// the runtime entered.
     pub(crate) fn open(&self, id: &str, spec: &ChardevBackend) -> Result<Installed> {
-        backend::validate(spec)?;
+        backend::validate(spec, &self.inner.objects)?;
         let _rt = self.inner.io.handle().enter();
         let common = spec.common();
         let logfile = match &common.logfile {
@@ -233,7 +233,7 @@ impl Registry {
         };
         let backend = match spec {
             ChardevBackend::Mux(m) => self.open_mux(id, m)?,
-            _ => backend::open(id, spec)?,
+            _ => backend::open(id, spec, &self.inner.objects)?,
         };
         Ok(Installed {
             backend,

@@ -23,7 +23,7 @@ use qchar_chardev::spec::ChardevBackend;
 use qchar_chardev::{CharFrontend, ChardevEvent, Registry};
 use qchar_testkit::pki::{Pki, CLIENT_DN, OTHER_DN};
 use qchar_testkit::tlspeer::{client_config, server_config, Qemu, Tls, TlsClient};
-use qchar_testkit::{fd_count, one_at_a_time, require, wait_until, LogWatch, Prereq, WAIT};
+use qchar_testkit::{require, wait_until, LogWatch, Prereq, WAIT};
 use support::{count, input, Recorder, Seen};
 use tlsh::*;
 
@@ -100,10 +100,19 @@ fn good_clients_get_in_bad_ones_are_dropped_with_qemus_reason() {
     wait_until("CLOSED", || count(&seen, ChardevEvent::Closed) == 1);
 
     let cases = [
-        ("client-otherca", "The certificate hasn't got a known issuer".to_string()),
+        (
+            "client-otherca",
+            "The certificate hasn't got a known issuer".to_string(),
+        ),
         ("client-expired", "The certificate has expired".to_string()),
-        ("client-notyet", "The certificate is not yet activated".to_string()),
-        ("client-nocert", "Verify failed: No certificate was found.".to_string()),
+        (
+            "client-notyet",
+            "The certificate is not yet activated".to_string(),
+        ),
+        (
+            "client-nocert",
+            "Verify failed: No certificate was found.".to_string(),
+        ),
         (
             "client-other-dn",
             format!("TLS x509 authz check for {OTHER_DN} is denied"),
@@ -112,7 +121,8 @@ fn good_clients_get_in_bad_ones_are_dropped_with_qemus_reason() {
     for (dir, why) in cases {
         let log = LogWatch::new(&why);
         let how = refused(port, &pki.dir(dir));
-        wait_until(&format!("{dir}: '{why}' logged"), || log.count() == 1);
+        // (Other tests of this file may log the same reason: at least one.)
+        wait_until(&format!("{dir}: '{why}' logged"), || log.count() >= 1);
         let line = log.last();
         assert!(line.contains("chardev 'con'"), "{line}");
         eprintln!("{dir}: client saw {how}; qchar logged: {line}");
@@ -132,25 +142,41 @@ fn good_clients_get_in_bad_ones_are_dropped_with_qemus_reason() {
         got.extend_from_slice(&b[..n]);
     }
     assert!(got.len() < 16 && !got.windows(5).any(|w| w == b"hello"));
-    wait_until("the plaintext client's reason logged", || log.count() == 1);
+    wait_until("the plaintext client's reason logged", || log.count() >= 1);
 
     // The chardev listened on all along: the next good client gets in.
     let mut c = client(&pki, "client", port);
     c.send(b"!");
-    wait_until("the last client's byte", || {
-        input(&seen) == b"hello qchar!"
-    });
-    assert_eq!(count(&seen, ChardevEvent::Opened), 2, "no refused client was announced");
+    wait_until("the last client's byte", || input(&seen) == b"hello qchar!");
+    assert_eq!(
+        count(&seen, ChardevEvent::Opened),
+        2,
+        "no refused client was announced"
+    );
     reg.shutdown();
+}
+
+/// Sockets on the server side of loopback port `port` that a process still
+/// holds (established, or closed by the peer and not yet by the holder),
+/// from /proc/net/tcp: the test's client ends are on other ports.
+fn held_server_sockets(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let local_port = f[1].rsplit(':').next().unwrap();
+            u16::from_str_radix(local_port, 16).unwrap() == port && matches!(f[3], "01" | "08")
+        })
+        .count()
 }
 
 #[test]
 fn stalled_handshakes_end_after_10s_and_never_keep_a_client_out() {
-    let _g = one_at_a_time();
     let (_t, pki, reg) = setup();
     let port = tls_server(&reg, &pki, None);
     let (_fe, seen) = attach(&reg, "con");
-    let before = fd_count();
     let timeout = LogWatch::new("TLS handshake not finished after 10 s");
     let evicted = LogWatch::new("too many TLS handshakes pending");
     // 40 clients that send the first bytes of a record and stop.
@@ -166,31 +192,47 @@ fn stalled_handshakes_end_after_10s_and_never_keep_a_client_out() {
     c.send(b"through");
     wait_until("the good client's bytes", || input(&seen) == b"through");
     // Pending handshakes are bounded: qchar holds at most 16 of them and
-    // the good client (the 41 client sockets are this process's too).
-    assert!(
-        fd_count() <= before + 41 + 17,
-        "{} descriptors, {before} before",
-        fd_count()
-    );
+    // the good client.
+    let held = held_server_sockets(port);
+    assert!(held <= 17, "qchar holds {held} connections");
     // Every staller is dropped: the oldest at once for newer ones, the rest
     // at the deadline. None waits longer than it (reads time out after 60 s).
     for mut s in stallers {
         s.set_read_timeout(Some(WAIT)).unwrap();
-        let mut b = [0u8; 16];
-        match s.read(&mut b) {
-            Ok(_) => {}
-            Err(e) => assert_eq!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionReset,
-                "a staller was kept: {e}"
-            ),
+        let mut b = [0u8; 64];
+        loop {
+            match s.read(&mut b) {
+                Ok(0) => break,
+                // An alert, at most.
+                Ok(_) => {}
+                Err(e) => {
+                    assert_eq!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionReset,
+                        "a staller was kept: {e}"
+                    );
+                    break;
+                }
+            }
         }
     }
     assert!(evicted.count() >= 24, "{} evicted", evicted.count());
     assert!(timeout.count() >= 1, "none timed out");
     drop(c);
-    wait_until("descriptors back", || fd_count() == before);
+    wait_until("every connection let go", || held_server_sockets(port) == 0);
     reg.shutdown();
+}
+
+/// Sends `data` from the chardev to QEMU's UART one byte (one TLS record)
+/// at a time, each read before the next is written. QEMU 7.2 reads a TLS
+/// chardev only when its socket is readable: the rest of a record GnuTLS
+/// decrypted but the UART (one byte at a time without its FIFO) did not
+/// take yet waits there until more bytes arrive on the socket.
+fn to_qemu(fe: &CharFrontend, qemu: &mut Qemu, data: &[u8]) {
+    for b in data {
+        fe.write_all(&[*b]).unwrap();
+        assert_eq!(qemu.uart_read(1), [*b]);
+    }
 }
 
 #[test]
@@ -214,8 +256,7 @@ fn qemu_tls_client_and_qchar_tls_server_talk_both_ways() {
     });
     qemu.uart_write(b"from QEMU");
     wait_until("QEMU's bytes", || input(&seen) == b"from QEMU");
-    fe.write_all(b"from qchar").unwrap();
-    assert_eq!(qemu.uart_read(10), b"from qchar");
+    to_qemu(&fe, &mut qemu, b"from qchar");
     reg.shutdown();
 }
 
@@ -247,8 +288,7 @@ fn qchar_tls_client_and_qemu_tls_server_talk_both_ways() {
     wait_until("the handshake with QEMU", || {
         count(&seen, ChardevEvent::Opened) == 1
     });
-    fe.write_all(b"from qchar").unwrap();
-    assert_eq!(qemu.uart_read(10), b"from qchar");
+    to_qemu(&fe, &mut qemu, b"from qchar");
     qemu.uart_write(b"from QEMU");
     wait_until("QEMU's bytes", || input(&seen) == b"from QEMU");
     reg.shutdown();
@@ -290,8 +330,8 @@ fn qemu_and_qchar_refuse_the_same_clients() {
         "client-nocert",
         "client-other-dn",
     ] {
-        let verdicts = qemu.stderr().matches("deny").count()
-            + qemu.stderr().matches("handshake_fail").count();
+        let verdicts =
+            qemu.stderr().matches("deny").count() + qemu.stderr().matches("handshake_fail").count();
         let theirs = refused(qport, &pki.dir(dir));
         wait_until(&format!("QEMU's trace of refusing {dir}"), || {
             qemu.stderr().matches("deny").count() + qemu.stderr().matches("handshake_fail").count()
@@ -301,10 +341,10 @@ fn qemu_and_qchar_refuse_the_same_clients() {
         let ours = refused(port, &pki.dir(dir));
         eprintln!("{dir}: QEMU: {theirs}; qchar: {ours}");
     }
-    // Both still serve the good client.
+    // Both still serve the good client (one byte: see `to_qemu`).
     let mut c = client(&pki, "client", qport);
-    c.send(b"ok");
-    assert_eq!(qemu.uart_read(2), b"ok");
+    c.send(b"!");
+    assert_eq!(qemu.uart_read(1), b"!");
     let mut c = client(&pki, "client", port);
     c.send(b"ok");
     wait_until("qchar's good client", || input(&seen) == b"ok");
@@ -350,7 +390,7 @@ fn external_client(mut cmd: Command, port: u16, reg: &Registry, tag: &str) {
     drop(stdin);
     let _ = child.kill();
     let _ = child.wait();
-    drop(fe);
+    fe.detach();
     let _ = port;
 }
 
@@ -465,8 +505,7 @@ fn unix_sockets_take_tls_too() {
     let (fe, seen) = attach(&reg, "con");
     let s = UnixStream::connect(&path).unwrap();
     bounded_unix(&s);
-    let mut c =
-        Tls::client_over(s, "localhost", client_config(&pki.dir("client"))).unwrap();
+    let mut c = Tls::client_over(s, "localhost", client_config(&pki.dir("client"))).unwrap();
     c.send(b"over unix");
     wait_until("bytes over unix", || input(&seen) == b"over unix");
     fe.write_all(b"back").unwrap();
@@ -522,7 +561,7 @@ fn telnet_and_websocket_run_inside_tls() {
     let port = server_port(&reg, "ws");
     let (wfe, wseen) = attach(&reg, "ws");
     let mut c = client(&pki, "client", port);
-    let reply = ws_handshake(&mut c.s, None);
+    let reply = ws_handshake(&mut c.s, Some("binary"));
     assert!(reply.starts_with("HTTP/1.1 101"), "{reply}");
     c.send(&ws_frame(2, b"wss in"));
     wait_until("websocket input", || input(&wseen) == b"wss in");
@@ -624,7 +663,8 @@ fn changes_between_plain_and_tls_keep_every_byte() {
     add_x509(&reg, "cli", &pki.dir_str("client"), false, true);
     const BACKLOG: u64 = 1 << 20;
     const LINES: usize = 20_000;
-    reg.add("con", with_backlog(tcp_server(0), BACKLOG)).unwrap();
+    reg.add("con", with_backlog(tcp_server(0), BACKLOG))
+        .unwrap();
     let (fe, _seen) = attach(&reg, "con");
     let first = Drain::new(connect_tcp(server_port(&reg, "con")));
     let writer = std::thread::spawn(move || {
@@ -632,39 +672,40 @@ fn changes_between_plain_and_tls_keep_every_byte() {
         fe
     });
     let mut drains = vec![first];
+    /// A target: its spec, and how its peer is reached once it is in place.
+    type Target = (ChardevBackend, Box<dyn FnOnce(&Registry) -> Drain>);
     for round in 0..9 {
-        let (spec, connect): (ChardevBackend, Box<dyn FnOnce(&Registry) -> Drain>) =
-            match round % 3 {
-                0 => {
-                    let s = tls_socket(inet_addr("127.0.0.1", 0), true, "srv", None);
-                    let cfg = client_config(&pki.dir("client"));
-                    (
-                        with_backlog(tls_spec(s), BACKLOG),
-                        Box::new(move |reg: &Registry| {
-                            let port = server_port(reg, "con");
-                            Drain::new(TlsClient::connect(port, "127.0.0.1", cfg).unwrap().s)
-                        }),
-                    )
-                }
-                1 => {
-                    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-                    let port = l.local_addr().unwrap().port();
-                    let s = tls_socket(inet_addr("127.0.0.1", port), false, "cli", None);
-                    let cfg = server_config(&pki.dir("server"), true);
-                    (
-                        tls_spec(s),
-                        Box::new(move |_: &Registry| {
-                            let (s, _) = l.accept().unwrap();
-                            bounded_tcp(&s);
-                            Drain::new(Tls::server_over(s, cfg).unwrap().s)
-                        }),
-                    )
-                }
-                _ => (
-                    with_backlog(tcp_server(0), BACKLOG),
-                    Box::new(|reg: &Registry| Drain::new(connect_tcp(server_port(reg, "con")))),
-                ),
-            };
+        let (spec, connect): Target = match round % 3 {
+            0 => {
+                let s = tls_socket(inet_addr("127.0.0.1", 0), true, "srv", None);
+                let cfg = client_config(&pki.dir("client"));
+                (
+                    with_backlog(tls_spec(s), BACKLOG),
+                    Box::new(move |reg: &Registry| {
+                        let port = server_port(reg, "con");
+                        Drain::new(TlsClient::connect(port, "127.0.0.1", cfg).unwrap().s)
+                    }),
+                )
+            }
+            1 => {
+                let l = TcpListener::bind("127.0.0.1:0").unwrap();
+                let port = l.local_addr().unwrap().port();
+                let s = tls_socket(inet_addr("127.0.0.1", port), false, "cli", None);
+                let cfg = server_config(&pki.dir("server"), true);
+                (
+                    tls_spec(s),
+                    Box::new(move |_: &Registry| {
+                        let (s, _) = l.accept().unwrap();
+                        bounded_tcp(&s);
+                        Drain::new(Tls::server_over(s, cfg).unwrap().s)
+                    }),
+                )
+            }
+            _ => (
+                with_backlog(tcp_server(0), BACKLOG),
+                Box::new(|reg: &Registry| Drain::new(connect_tcp(server_port(reg, "con")))),
+            ),
+        };
         // Let some lines reach the current peer first.
         let n = drains.last().unwrap().len();
         wait_until("output to the current peer", || {
@@ -678,7 +719,7 @@ fn changes_between_plain_and_tls_keep_every_byte() {
     wait_until("every byte at a peer", || {
         drains.iter().map(Drain::len).sum::<usize>() >= want.len()
     });
-    drop(fe);
+    fe.detach();
     reg.remove("con").unwrap();
     let mut all = Vec::new();
     for d in drains {

@@ -68,6 +68,25 @@ fn identities_match_qemus() {
     dn.push(DnType::CustomDnType(vec![2, 5, 4, 12]), "Boss");
     custom.distinguished_name = dn;
     pki.issue("dn-custom", false, &custom, false);
+    // String types GnuTLS reads only as hex: a UTF8String country, a
+    // UniversalString and a non-ASCII TeletexString CN, a BMPString O.
+    let mut types = leaf_params(false, "t", 98);
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CountryName, DnValue::Utf8String("GB".into()));
+    dn.push(
+        DnType::CommonName,
+        DnValue::UniversalString("uni".try_into().unwrap()),
+    );
+    dn.push(
+        DnType::OrganizationName,
+        DnValue::BmpString("Bmp Ö".try_into().unwrap()),
+    );
+    dn.push(
+        DnType::OrganizationalUnitName,
+        DnValue::TeletexString("tel".try_into().unwrap()),
+    );
+    types.distinguished_name = dn;
+    pki.issue("dn-types", false, &types, false);
     let dirs = SUBJECTS
         .iter()
         .enumerate()
@@ -77,7 +96,11 @@ fn identities_match_qemus() {
                 openssl_client(&pki, &format!("dn{i}"), subj),
             )
         })
-        .chain([("rcgen CN=u,1.2.3.4,title".to_string(), pki.dir("dn-custom"))]);
+        .chain([
+            ("rcgen CN=u,1.2.3.4,title".to_string(), pki.dir("dn-custom")),
+            ("rcgen string types".to_string(), pki.dir("dn-types")),
+            ("the test PKI's client".to_string(), pki.dir("client")),
+        ]);
     for (subj, dir) in dirs {
         let pem = std::fs::read(dir.join("client-cert.pem")).unwrap();
         let der = CertificateDer::from_pem_slice(&pem).unwrap();

@@ -368,6 +368,21 @@ fn live_comparison_with_qemu_objects() {
     ] {
         steps.push(get("/objects/t0", p));
     }
+    // A socket chardev naming objects: QEMU's checks, in its order.
+    let sock = |server: bool, extra: &str| {
+        format!(
+            "{{\"execute\":\"chardev-add\",\"arguments\":{{\"id\":\"s\",\"backend\":{{\"type\":\"socket\",\"data\":{{\"addr\":{{\"type\":\"inet\",\"data\":{{\"host\":\"127.0.0.1\",\"port\":\"1\"}}}},\"server\":{server}{extra}}}}}}}}}"
+        )
+    };
+    steps.extend([
+        sock(true, ",\"tls-creds\":\"nope\""),
+        sock(true, ",\"tls-creds\":\"l0\""),
+        sock(true, ",\"tls-creds\":\"c0\""),
+        sock(false, ",\"tls-creds\":\"t0\""),
+        sock(true, ",\"tls-authz\":\"a0\""),
+        sock(true, ",\"tls-creds\":\"nope\",\"reconnect\":1"),
+        sock(true, ",\"tls-creds\":\"c0\",\"tls-authz\":\"a0\",\"websocket\":true"),
+    ]);
     steps.extend([
         get("/objects/l0", "rules"),
         get("/objects/l0", "policy"),

@@ -259,6 +259,29 @@ fn object_cases() -> Vec<(Vec<&'static str>, &'static str)> {
             with(&["-object", "tls-creds-psk,id=p,dir=/tmp,endpoint=server,username=x"]),
             "username should not be set when endpoint=server\n",
         ),
+        // Socket chardevs naming objects.
+        (
+            with(&["-chardev", "socket,id=c,host=127.0.0.1,port=1,server=on,wait=off,tls-creds=nope"]),
+            "-chardev socket,id=c,host=127.0.0.1,port=1,server=on,wait=off,tls-creds=nope: No TLS credentials with id 'nope'\n",
+        ),
+        (
+            with(&[
+                "-object",
+                "authz-simple,id=a,identity=x",
+                "-chardev",
+                "socket,id=c,host=127.0.0.1,port=1,server=on,wait=off,tls-creds=a",
+            ]),
+            "-chardev socket,id=c,host=127.0.0.1,port=1,server=on,wait=off,tls-creds=a: Object with id 'a' is not TLS credentials\n",
+        ),
+        (
+            with(&[
+                "-object",
+                "authz-simple,id=a,identity=x",
+                "-chardev",
+                "socket,id=c,host=127.0.0.1,port=1,server=on,wait=off,tls-authz=a",
+            ]),
+            "-chardev socket,id=c,host=127.0.0.1,port=1,server=on,wait=off,tls-authz=a: 'tls_authz' option requires 'tls_creds' option\n",
+        ),
     ]
 }
 

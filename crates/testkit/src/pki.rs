@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 pub use rcgen;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
     RevokedCertParams, SerialNumber,
 };
 
@@ -97,7 +97,12 @@ pub fn leaf_params(server: bool, cn: &str, serial: u64) -> CertificateParams {
     if server {
         dn.push(DnType::OrganizationName, "qchar");
     } else {
-        dn.push(DnType::CountryName, "GB");
+        // PrintableString, as openssl and certtool write it (GnuTLS, and so
+        // QEMU's authz, reads a UTF8String country only as hex).
+        dn.push(
+            DnType::CountryName,
+            DnValue::PrintableString("GB".try_into().expect("printable")),
+        );
         dn.push(DnType::StateOrProvinceName, "London");
         dn.push(DnType::LocalityName, "City Of London");
         dn.push(DnType::OrganizationName, "qchar");

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection, StreamOwned};
+use rustls::{
+    ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection, StreamOwned,
+};
 
 use crate::pki::Pki;
 use crate::{wait_for, WAIT};
@@ -289,7 +291,6 @@ impl<C, S: Read + Write> Tls<C, S>
 where
     StreamOwned<C, S>: Read + Write,
 {
-
     /// Writes all of `data`.
     pub fn send(&mut self, data: &[u8]) {
         self.s.write_all(data).unwrap();

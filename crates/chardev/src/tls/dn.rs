@@ -6,62 +6,105 @@
 //! The format: RDNs in certificate (DER) order joined by `,`, the attributes
 //! of a multi-valued RDN in DER order joined by `+`, no spaces; attribute
 //! names from GnuTLS's table (`C`, `ST`, `CN`, `EMAIL`...), else the dotted
-//! OID; values as decoded strings with `, + " \ < > ;`, a leading `#` or
-//! space and a trailing space escaped by a backslash; a value of an unknown
-//! attribute (or one that is not a string) as `#` and the lowercase hex of
-//! its whole DER encoding.
+//! OID. A value is decoded as GnuTLS decodes that attribute: a
+//! DirectoryString (`CN`, `O`...) of any of its five string types, or the
+//! one string type the attribute has (`C`: PrintableString, `DC` and
+//! `EMAIL`: IA5String...); then `, + " \ < > ;`, a leading `#` or space
+//! and a trailing space are escaped by a backslash. What does not decode
+//! that way (an unknown attribute, a `C` in UTF8String, an embedded NUL) is
+//! written `#` and the lowercase hex of the value's whole DER encoding; a
+//! TeletexString that is not plain ASCII, a UniversalString and a
+//! BMPString that is not valid UTF-16 are `\#` and the hex of their
+//! contents (GnuTLS escapes that `#` like any other leading `#`).
 // Hand-written: no crate renders GnuTLS's legacy DN string; x509-parser's
 // Display uses other names, spaces and no escaping.
 
-use x509_parser::der_parser::asn1_rs::ToDer;
+use x509_parser::der_parser::asn1_rs::{Any, Class, ToDer};
 
-/// GnuTLS's short names for the attribute types it knows.
-const NAMES: &[(&str, &str)] = &[
-    ("2.5.4.6", "C"),
-    ("2.5.4.10", "O"),
-    ("2.5.4.11", "OU"),
-    ("2.5.4.3", "CN"),
-    ("2.5.4.7", "L"),
-    ("2.5.4.8", "ST"),
-    ("2.5.4.9", "street"),
-    ("2.5.4.12", "title"),
-    ("2.5.4.13", "description"),
-    ("2.5.4.5", "serialNumber"),
-    ("2.5.4.20", "telephoneNumber"),
-    ("2.5.4.4", "surName"),
-    ("2.5.4.42", "givenName"),
-    ("2.5.4.43", "initials"),
-    ("2.5.4.44", "generationQualifier"),
-    ("2.5.4.65", "pseudonym"),
-    ("2.5.4.46", "dnQualifier"),
-    ("2.5.4.17", "postalCode"),
-    ("2.5.4.41", "name"),
-    ("2.5.4.15", "businessCategory"),
-    ("0.9.2342.19200300.100.1.25", "DC"),
-    ("0.9.2342.19200300.100.1.1", "UID"),
-    ("1.2.840.113549.1.9.1", "EMAIL"),
-    ("1.3.6.1.5.5.7.9.2", "placeOfBirth"),
-    ("1.3.6.1.5.5.7.9.3", "gender"),
-    ("1.3.6.1.5.5.7.9.4", "countryOfCitizenship"),
-    ("1.3.6.1.5.5.7.9.5", "countryOfResidence"),
+/// How GnuTLS decodes an attribute's value.
+#[derive(Clone, Copy)]
+enum Decode {
+    /// A DirectoryString: teletex, printable, universal, UTF-8 or BMP.
+    Directory,
+    /// Exactly this universal string tag.
+    Only(u32),
+}
+
+const PRINTABLE: u32 = 19;
+const IA5: u32 = 22;
+const UTF8: u32 = 12;
+const NUMERIC: u32 = 18;
+const TELETEX: u32 = 20;
+const UNIVERSAL: u32 = 28;
+const BMP: u32 = 30;
+const OCTETS: u32 = 4;
+
+/// GnuTLS 3.7's attribute table: OID, name (none: the OID is printed),
+/// decoding.
+const ATTRS: &[(&str, Option<&str>, Decode)] = &[
+    ("1.3.6.1.5.5.7.9.2", Some("placeOfBirth"), Decode::Directory),
+    ("1.3.6.1.5.5.7.9.3", Some("gender"), Decode::Only(PRINTABLE)),
+    (
+        "1.3.6.1.5.5.7.9.4",
+        Some("countryOfCitizenship"),
+        Decode::Only(PRINTABLE),
+    ),
+    (
+        "1.3.6.1.5.5.7.9.5",
+        Some("countryOfResidence"),
+        Decode::Only(PRINTABLE),
+    ),
+    ("2.5.4.6", Some("C"), Decode::Only(PRINTABLE)),
+    ("2.5.4.9", Some("street"), Decode::Directory),
+    ("2.5.4.12", Some("title"), Decode::Directory),
+    ("2.5.4.10", Some("O"), Decode::Directory),
+    ("2.5.4.11", Some("OU"), Decode::Directory),
+    ("2.5.4.3", Some("CN"), Decode::Directory),
+    ("2.5.4.7", Some("L"), Decode::Directory),
+    ("2.5.4.8", Some("ST"), Decode::Directory),
+    ("2.5.4.13", Some("description"), Decode::Directory),
+    ("2.5.4.5", Some("serialNumber"), Decode::Only(PRINTABLE)),
+    ("2.5.4.20", Some("telephoneNumber"), Decode::Only(PRINTABLE)),
+    ("2.5.4.4", Some("surName"), Decode::Directory),
+    ("2.5.4.43", Some("initials"), Decode::Directory),
+    ("2.5.4.44", Some("generationQualifier"), Decode::Directory),
+    ("2.5.4.42", Some("givenName"), Decode::Directory),
+    ("2.5.4.65", Some("pseudonym"), Decode::Directory),
+    ("2.5.4.46", Some("dnQualifier"), Decode::Only(PRINTABLE)),
+    ("2.5.4.17", Some("postalCode"), Decode::Directory),
+    ("2.5.4.41", Some("name"), Decode::Directory),
+    ("2.5.4.15", Some("businessCategory"), Decode::Directory),
+    ("0.9.2342.19200300.100.1.25", Some("DC"), Decode::Only(IA5)),
+    ("0.9.2342.19200300.100.1.1", Some("UID"), Decode::Directory),
+    (
+        "1.2.840.113556.1.4.656",
+        Some("userPrincipalName"),
+        Decode::Directory,
+    ),
     (
         "1.3.6.1.4.1.311.60.2.1.1",
-        "jurisdictionOfIncorporationLocalityName",
+        Some("jurisdictionOfIncorporationLocalityName"),
+        Decode::Directory,
     ),
     (
         "1.3.6.1.4.1.311.60.2.1.2",
-        "jurisdictionOfIncorporationStateOrProvinceName",
+        Some("jurisdictionOfIncorporationStateOrProvinceName"),
+        Decode::Directory,
     ),
     (
         "1.3.6.1.4.1.311.60.2.1.3",
-        "jurisdictionOfIncorporationCountryName",
+        Some("jurisdictionOfIncorporationCountryName"),
+        Decode::Only(PRINTABLE),
     ),
-    ("1.3.6.1.4.1.311.20.2.3", "userPrincipalName"),
-    ("1.3.6.1.5.5.7.8.5", "XmppAddr"),
-    ("1.2.643.100.1", "OGRN"),
-    ("1.2.643.100.3", "SNILS"),
-    ("1.2.643.100.5", "OGRNIP"),
-    ("1.2.643.3.131.1.1", "INN"),
+    ("1.2.840.113549.1.9.1", Some("EMAIL"), Decode::Only(IA5)),
+    ("1.2.840.113549.1.9.20", None, Decode::Only(BMP)),
+    ("1.2.840.113549.1.9.21", None, Decode::Only(OCTETS)),
+    ("1.2.840.113549.1.9.4", None, Decode::Only(OCTETS)),
+    ("1.3.6.1.5.5.7.8.5", Some("XmppAddr"), Decode::Only(UTF8)),
+    ("1.2.643.100.1", Some("OGRN"), Decode::Only(NUMERIC)),
+    ("1.2.643.100.3", Some("SNILS"), Decode::Only(NUMERIC)),
+    ("1.2.643.100.5", Some("OGRNIP"), Decode::Only(NUMERIC)),
+    ("1.2.643.3.131.1.1", Some("INN"), Decode::Only(NUMERIC)),
 ];
 
 /// Why no identity could be read from a certificate. `Display` is the
@@ -85,23 +128,19 @@ pub fn subject_dn(der: &[u8]) -> Result<String, DnError> {
         let mut parts = Vec::new();
         for atv in rdn.iter() {
             let oid = atv.attr_type().to_id_string();
-            let name = NAMES.iter().find(|(o, _)| *o == oid).map(|(_, n)| *n);
-            let value = match (name, atv.as_str()) {
-                (Some(_), Ok(s)) => escape(s),
-                _ => {
+            let entry = ATTRS.iter().find(|(o, _, _)| *o == oid);
+            let value = match entry.and_then(|(_, _, d)| decode(*d, atv.attr_value())) {
+                Some(v) => escape(&v),
+                None => {
                     let tlv = atv
                         .attr_value()
                         .to_der_vec()
                         .map_err(|e| DnError::BadCertificate(e.to_string()))?;
-                    let mut hex = String::with_capacity(1 + 2 * tlv.len());
-                    hex.push('#');
-                    for b in tlv {
-                        hex.push_str(&format!("{b:02x}"));
-                    }
-                    hex
+                    format!("#{}", hex(&tlv))
                 }
             };
-            parts.push(format!("{}={value}", name.unwrap_or(&oid)));
+            let name = entry.and_then(|(_, n, _)| *n).unwrap_or(&oid);
+            parts.push(format!("{name}={value}"));
         }
         rdns.push(parts.join("+"));
     }
@@ -109,6 +148,53 @@ pub fn subject_dn(der: &[u8]) -> Result<String, DnError> {
         return Err(DnError::EmptySubject);
     }
     Ok(rdns.join(","))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The value as GnuTLS decodes it, before escaping; `None` when GnuTLS
+/// falls back to the hex of the whole encoding.
+fn decode(how: Decode, v: &Any<'_>) -> Option<String> {
+    if v.header.class() != Class::Universal || v.header.is_constructed() {
+        return None;
+    }
+    let tag = v.header.tag().0;
+    let data = v.data;
+    let text = match how {
+        Decode::Only(t) if t != tag => return None,
+        Decode::Only(BMP) => bmp(data),
+        Decode::Only(_) => String::from_utf8_lossy(data).into_owned(),
+        Decode::Directory => match tag {
+            UTF8 | PRINTABLE => String::from_utf8_lossy(data).into_owned(),
+            TELETEX if data.iter().all(|c| (0x20..0x7f).contains(c)) => {
+                String::from_utf8_lossy(data).into_owned()
+            }
+            TELETEX | UNIVERSAL => format!("#{}", hex(data)),
+            BMP => bmp(data),
+            _ => return None,
+        },
+    };
+    // GnuTLS refuses strings with an embedded NUL.
+    (!text.contains('\0')).then_some(text)
+}
+
+/// A BMPString's UTF-16BE as UTF-8 (a trailing NUL pair dropped), or the
+/// hex of its bytes when it is not valid.
+fn bmp(data: &[u8]) -> String {
+    if data.is_empty() {
+        return String::new();
+    }
+    let d = match data {
+        [rest @ .., 0, 0] if data.len() > 2 => rest,
+        _ => data,
+    };
+    let units = d.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+    match char::decode_utf16(units).collect::<Result<String, _>>() {
+        Ok(s) if !d.is_empty() => s,
+        _ => format!("#{}", hex(data)),
+    }
 }
 
 /// Escapes one attribute value as GnuTLS does.

@@ -188,17 +188,24 @@ impl TlsSession {
         ))
     }
 
-    /// A client session checking the server's certificate against `host`
-    /// (when `verify-peer=on`), the chardev's `host=` as written.
-    pub fn client(creds: &X509Creds, host: &str) -> Result<TlsSession, TlsFailure> {
-        let cfg = creds.client_config().expect("client endpoint");
-        let name = match ServerName::try_from(host.to_string()) {
-            Ok(n) => n,
-            // Nothing is checked without verify-peer; any name will do.
-            Err(_) if !creds.verify_peer() => ServerName::try_from("qchar.invalid")
+    /// A client session checking the server's certificate (when
+    /// `verify-peer=on`) against `host`, the chardev's `host=` as written;
+    /// with no host (a unix socket), its chain only.
+    pub fn client(creds: &X509Creds, host: Option<&str>) -> Result<TlsSession, TlsFailure> {
+        let cfg = creds
+            .client_config(host.is_some())
+            .expect("client endpoint");
+        let unnamed = || {
+            ServerName::try_from("qchar.invalid")
                 .expect("valid name")
-                .to_owned(),
-            Err(_) => return Err(TlsFailure::BadHost(host.to_string())),
+                .to_owned()
+        };
+        let name = match host.map(|h| ServerName::try_from(h.to_string())) {
+            Some(Ok(n)) => n,
+            None => unnamed(),
+            // Nothing is checked without verify-peer; any name will do.
+            Some(Err(_)) if !creds.verify_peer() => unnamed(),
+            Some(Err(_)) => return Err(TlsFailure::BadHost(host.unwrap_or("").to_string())),
         };
         let mut conn = ClientConnection::new(cfg, name).map_err(TlsFailure::Tls)?;
         conn.set_buffer_limit(Some(OUT_BUFFER));

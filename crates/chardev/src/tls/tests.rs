@@ -338,7 +338,7 @@ async fn pair(
         }
     });
     let mut io = Tcp(TcpStream::connect(addr).await.unwrap());
-    let mut c = match TlsSession::client(&client, host) {
+    let mut c = match TlsSession::client(&client, Some(host)) {
         Ok(c) => c,
         Err(e) => {
             drop(io);

@@ -25,6 +25,7 @@ use std::io::{self, Read};
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{
@@ -307,7 +308,9 @@ pub struct X509Creds {
 
 enum Config {
     Server(Arc<ServerConfig>),
-    Client(Arc<ClientConfig>),
+    /// Checking the server's name, and (over a unix socket, where there is
+    /// none) its chain only.
+    Client(Arc<ClientConfig>, Arc<ClientConfig>),
 }
 
 impl std::fmt::Debug for X509Creds {
@@ -393,24 +396,31 @@ impl X509Creds {
                 .map_err(|e| cert_key_error(&cert_path, &key_path, &e))?;
             Config::Server(Arc::new(cfg))
         } else {
-            let b = ClientConfig::builder_with_provider(p.clone())
-                .with_safe_default_protocol_versions()
-                .map_err(rustls_err)?;
-            let b = if props.verify_peer {
-                b.with_root_certificates(roots)
+            let verifier: Arc<dyn ServerCertVerifier> = if props.verify_peer {
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), p.clone())
+                    .build()
+                    .map_err(|_| CredsError::ImportCaList(ca.clone()))?
             } else {
-                b.dangerous()
-                    .with_custom_certificate_verifier(Arc::new(AnyServerCert(p)))
+                Arc::new(AnyServerCert(p.clone()))
             };
-            let mut cfg = match identity {
-                Some((chain, key_der, cert_path, key_path)) => b
-                    .with_client_auth_cert(chain, key_der)
-                    .map_err(|e| cert_key_error(&cert_path, &key_path, &e))?,
-                None => b.with_no_client_auth(),
+            let chain_only: Arc<dyn ServerCertVerifier> = Arc::new(ChainOnly(verifier.clone()));
+            let build = |v: Arc<dyn ServerCertVerifier>| -> Result<ClientConfig, CredsError> {
+                let b = ClientConfig::builder_with_provider(p.clone())
+                    .with_safe_default_protocol_versions()
+                    .map_err(rustls_err)?
+                    .dangerous()
+                    .with_custom_certificate_verifier(v);
+                let mut cfg = match &identity {
+                    Some((chain, key_der, cert_path, key_path)) => b
+                        .with_client_auth_cert(chain.clone(), key_der.clone_key())
+                        .map_err(|e| cert_key_error(cert_path, key_path, &e))?,
+                    None => b.with_no_client_auth(),
+                };
+                // QEMU sends no server name.
+                cfg.enable_sni = false;
+                Ok(cfg)
             };
-            // QEMU sends no server name.
-            cfg.enable_sni = false;
-            Config::Client(Arc::new(cfg))
+            Config::Client(Arc::new(build(verifier)?), Arc::new(build(chain_only)?))
         };
         Ok(X509Creds { props, config })
     }
@@ -433,13 +443,17 @@ impl X509Creds {
     pub(crate) fn server_config(&self) -> Option<Arc<ServerConfig>> {
         match &self.config {
             Config::Server(c) => Some(c.clone()),
-            Config::Client(_) => None,
+            Config::Client(..) => None,
         }
     }
 
-    pub(crate) fn client_config(&self) -> Option<Arc<ClientConfig>> {
+    /// The client configuration; `check_name`: the server's certificate
+    /// must be for the name given to the session (else only its chain is
+    /// checked, for a unix socket).
+    pub(crate) fn client_config(&self, check_name: bool) -> Option<Arc<ClientConfig>> {
         match &self.config {
-            Config::Client(c) => Some(c.clone()),
+            Config::Client(named, _) if check_name => Some(named.clone()),
+            Config::Client(_, chain_only) => Some(chain_only.clone()),
             Config::Server(_) => None,
         }
     }
@@ -722,6 +736,56 @@ fn check_dh_params(path: &str) -> Result<(), CredsError> {
         return Err(CredsError::DhParams(path.into()));
     }
     Ok(())
+}
+
+/// A client over a unix socket: the server's certificate chain is checked
+/// as usual, but not the name (a unix socket has none). The chain is
+/// checked before the name, so only a name error is waived.
+#[derive(Debug)]
+struct ChainOnly(Arc<dyn ServerCertVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        use rustls::CertificateError as C;
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                C::NotValidForName | C::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            r => r,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 /// A client with `verify-peer=off`: any server certificate is accepted (as
