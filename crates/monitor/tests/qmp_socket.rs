@@ -381,7 +381,10 @@ fn live_comparison_with_qemu_objects() {
         sock(false, ",\"tls-creds\":\"t0\""),
         sock(true, ",\"tls-authz\":\"a0\""),
         sock(true, ",\"tls-creds\":\"nope\",\"reconnect\":1"),
-        sock(true, ",\"tls-creds\":\"c0\",\"tls-authz\":\"a0\",\"websocket\":true"),
+        sock(
+            true,
+            ",\"tls-creds\":\"c0\",\"tls-authz\":\"a0\",\"websocket\":true",
+        ),
     ]);
     steps.extend([
         get("/objects/l0", "rules"),

@@ -482,6 +482,11 @@ impl Conn {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if matches!(self.phase, Phase::Transport) && !self.write_broken {
+            // A TLS handshake under way: output waits for it, as it would
+            // wait for a slow plain peer (the handshake wakes the task).
+            return Poll::Pending;
+        }
         if self.write_broken || !matches!(self.phase, Phase::Open) {
             return Poll::Ready(Ok(data.len()));
         }
