@@ -108,6 +108,18 @@ ROWS = [
      g("many_lib", "qchar", "bytes_per_chardev"), None, None, None),
     ("7", "guest output across a chardev-change every 100 ms (file/unix/pty)", "bytes/s", True,
      g("swaps", "qchar", "rate_b_s"), "QEMU", g("swaps", "qemu", "rate_b_s"), None),
+    ("8a", "TLS handshake to a monitor's first byte (verify-peer, authz), median", "us", False,
+     g("tls_handshake", "qchar", "p50_us"), "QEMU", g("tls_handshake", "qemu", "p50_us"), 1.0),
+    ("8b", "same, p99", "us", False,
+     g("tls_handshake", "qchar", "p99_us"), "QEMU", g("tls_handshake", "qemu", "p99_us"), 1.0),
+    ("8c", "guest serial output, TLS socket backend", "bytes/s", True,
+     g("tls_serial", "qchar", "rate_b_s"), "QEMU", g("tls_serial", "qemu", "rate_b_s"), 1.0),
+    ("8d", "same, the socket without TLS (what TLS costs)", "bytes/s", True,
+     g("tls_serial", "qchar", "plain_b_s"), "QEMU", g("tls_serial", "qemu", "plain_b_s"), None),
+    ("9a", "relay unix socket -> chardev -> frontend -> TLS chardev -> TLS client", "MiB/s", True,
+     g("relay_tls", "", "qchar"), "socat OpenSSL", g("relay_tls", "", "socat_openssl"), 0.9),
+    ("9b", "same relay, qchar over TLS against qchar over plain TCP", "MiB/s", True,
+     g("relay_tls", "", "qchar"), "qchar, plain TCP", g("relay_tls", "", "qchar_plain_tcp"), None),
 ]
 
 

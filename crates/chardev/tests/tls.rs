@@ -747,3 +747,91 @@ fn changes_between_plain_and_tls_keep_every_byte() {
     eprintln!("{lines} lines across 9 changes, each once and in order");
     reg.shutdown();
 }
+
+/// README's recipe, `scripts/tls-certs.sh`, with openssl and with certtool,
+/// ECDSA and RSA keys: the directories it makes load in qchar with QEMU's
+/// checks on; a qchar TLS server takes the client certificate and its
+/// printed identity, and QEMU's TLS server takes qchar's client.
+#[test]
+fn the_certificate_recipes_work_with_qchar_and_qemu() {
+    let t = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/tls-certs.sh");
+    for tool in ["openssl", "certtool"] {
+        let have = match tool {
+            "openssl" => require(Prereq::Openssl),
+            _ => require(Prereq::GnutlsTools) && require(Prereq::Openssl),
+        };
+        if !have {
+            continue;
+        }
+        for key in ["ecdsa", "rsa"] {
+            let out = t.path().join(format!("{tool}-{key}"));
+            let run = Command::new("sh")
+                .arg(&script)
+                .args(["-t", tool, "-k", key])
+                .arg(&out)
+                .output()
+                .unwrap();
+            assert!(
+                run.status.success(),
+                "{tool} {key}: {}",
+                String::from_utf8_lossy(&run.stderr)
+            );
+            let identity = String::from_utf8(run.stdout).unwrap().trim().to_string();
+            let dir = |d: &str| out.join(d).to_string_lossy().into_owned();
+            let reg = Registry::new().unwrap();
+            // QEMU's checks stay on here.
+            let add = |id: &str, d: &str, endpoint: &str| {
+                let j = vec![
+                    ("qom-type".to_string(), st("tls-creds-x509")),
+                    ("id".to_string(), st(id)),
+                    ("dir".to_string(), st(&dir(d))),
+                    ("endpoint".to_string(), st(endpoint)),
+                ];
+                reg.objects()
+                    .add(&qchar_chardev::tls::ObjectOptions::from_json(&j).unwrap())
+                    .unwrap_or_else(|e| panic!("{tool} {key} {d}: {e}"));
+            };
+            add("tls0", "server", "server");
+            add("cli0", "client", "client");
+            add_authz(&reg, "auth0", &identity);
+            let spec = tls_socket(inet_addr("127.0.0.1", 0), true, "tls0", Some("auth0"));
+            reg.add("con", tls_spec(spec)).unwrap();
+            let port = server_port(&reg, "con");
+            let (_fe, seen) = attach(&reg, "con");
+            for host in ["127.0.0.1", "localhost"] {
+                let mut c =
+                    TlsClient::connect(port, host, client_config(&out.join("client"))).unwrap();
+                c.send(host.as_bytes());
+                wait_until(&format!("{tool} {key} via {host}"), || {
+                    input(&seen).ends_with(host.as_bytes())
+                });
+            }
+            if require(Prereq::Qemu) {
+                let qport = free_port();
+                let mut args = qemu_objects(
+                    ("srv0", &dir("server"), "server"),
+                    Some(("a0", &identity)),
+                );
+                args.extend([
+                    "-chardev".to_string(),
+                    format!(
+                        "socket,id=c0,host=127.0.0.1,port={qport},server=on,wait=off,tls-creds=srv0,tls-authz=a0"
+                    ),
+                    "-serial".into(),
+                    "chardev:c0".into(),
+                ]);
+                let mut qemu = Qemu::start(t.path(), &args);
+                let mut spec = tls_socket(inet_addr("127.0.0.1", qport), false, "cli0", None);
+                spec.reconnect = Some(1);
+                reg.add("out", tls_spec(spec)).unwrap();
+                let (ofe, oseen) = attach(&reg, "out");
+                wait_until(&format!("{tool} {key}: QEMU's server"), || {
+                    count(&oseen, ChardevEvent::Opened) == 1
+                });
+                to_qemu(&ofe, &mut qemu, b"ok");
+            }
+            reg.shutdown();
+        }
+    }
+}

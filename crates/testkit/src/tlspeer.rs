@@ -259,6 +259,8 @@ impl TlsClient {
     pub fn connect(port: u16, host: &str, cfg: Arc<ClientConfig>) -> Result<TlsClient, String> {
         let tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
         tcp.set_read_timeout(Some(WAIT)).unwrap();
+        // Small TLS records go out at once (no Nagle delay).
+        tcp.set_nodelay(true).unwrap();
         Tls::client_over(tcp, host, cfg)
     }
 }

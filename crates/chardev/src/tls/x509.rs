@@ -16,7 +16,7 @@
 //! fallback to the CN), certificates must be X.509 v3, a client certificate
 //! with an extendedKeyUsage must list clientAuth (and a server certificate
 //! serverAuth), and ECDSA keys whose private scalar certtool 3.7 wrote with
-//! a leading zero byte must be re-encoded (`openssl pkey -in K -out K`).
+//! a leading zero byte must be re-encoded (`openssl pkey -in K -out K2`).
 //! `priority=` (a GnuTLS priority string) is kept for `qom-get` and not
 //! used: rustls offers TLS 1.3 and 1.2 with its safe default suites.
 
@@ -474,7 +474,7 @@ fn cert_key_error(cert: &str, key: &str, e: &rustls::Error) -> CredsError {
         }
         rustls::Error::General(m) if m.contains("failed to parse private key") => format!(
             "{m} (qchar's TLS library cannot use this key: re-encode it as PKCS#8 with \
-             'openssl pkey -in {key} -out {key}')"
+             'openssl pkey -in {key} -out NEW.pem', then use NEW.pem)"
         ),
         e => e.to_string(),
     };
