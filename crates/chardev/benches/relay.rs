@@ -163,8 +163,7 @@ fn through_qchar(dir: &Path, round: usize, total: usize, out: Out, pki: &Pki) ->
                     .unwrap(),
                 )
                 .unwrap();
-            "socket,id=b,host=127.0.0.1,port=0,server=on,wait=off,nodelay=on,tls-creds=tls0"
-                .into()
+            "socket,id=b,host=127.0.0.1,port=0,server=on,wait=off,nodelay=on,tls-creds=tls0".into()
         }
     };
     for o in [
@@ -187,7 +186,12 @@ fn through_qchar(dir: &Path, round: usize, total: usize, out: Out, pki: &Pki) ->
     }));
     let src = connect_unix(&pa);
     let port = || {
-        let f = reg.query().into_iter().find(|i| i.label == "b").unwrap().filename;
+        let f = reg
+            .query()
+            .into_iter()
+            .find(|i| i.label == "b")
+            .unwrap()
+            .filename;
         let head = f.split(",server=on").next().unwrap_or("").to_string();
         head.rsplit(':').next().unwrap().parse::<u16>().unwrap()
     };
@@ -304,7 +308,10 @@ fn main() {
     let mut s = Vec::new();
     let mut s64 = Vec::new();
     for round in 0..rounds {
-        q.push(mib_s(total, through_qchar(&dir, round, total, Out::Unix, &pki)));
+        q.push(mib_s(
+            total,
+            through_qchar(&dir, round, total, Out::Unix, &pki),
+        ));
         if socat {
             let _ = std::fs::remove_file(dir.join(format!("sa{round}.sock")));
             s.push(mib_s(total, through_socat(&dir, round, total, &[])));

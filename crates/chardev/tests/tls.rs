@@ -809,10 +809,8 @@ fn the_certificate_recipes_work_with_qchar_and_qemu() {
             }
             if require(Prereq::Qemu) {
                 let qport = free_port();
-                let mut args = qemu_objects(
-                    ("srv0", &dir("server"), "server"),
-                    Some(("a0", &identity)),
-                );
+                let mut args =
+                    qemu_objects(("srv0", &dir("server"), "server"), Some(("a0", &identity)));
                 args.extend([
                     "-chardev".to_string(),
                     format!(

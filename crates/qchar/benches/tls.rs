@@ -144,7 +144,11 @@ fn serial_over_tcp(vmm: Vmm, dir: &Path, pki: &Pki, image: &Path, lines: u64, tl
     s.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
     s.set_nodelay(true).unwrap();
     let mut stream: Box<dyn Read> = if tls {
-        Box::new(Tls::server_over(s, server_config(&pki.dir("server"), true)).unwrap().s)
+        Box::new(
+            Tls::server_over(s, server_config(&pki.dir("server"), true))
+                .unwrap()
+                .s,
+        )
     } else {
         Box::new(s)
     };
@@ -186,7 +190,10 @@ fn handshakes(vmm: Vmm, pki: &Pki, n: u64) -> Vec<Duration> {
             "tls-creds-x509,id=tls0,dir={},endpoint=server",
             pki.dir_str("server")
         ),
-        format!("authz-simple,id=auth0,identity={}", CLIENT_DN.replace(',', ",,")),
+        format!(
+            "authz-simple,id=auth0,identity={}",
+            CLIENT_DN.replace(',', ",,")
+        ),
     ] {
         args.push("-object".into());
         args.push(o);
