@@ -254,6 +254,7 @@ pub fn open(id: &str, spec: &ChardevBackend) -> Result<Box<dyn Backend>> {
 /// Checks a spec for what can be refused before anything is opened, so a
 /// change that cannot succeed leaves no trace.
 pub fn validate(spec: &ChardevBackend) -> Result<()> {
+    crate::logfile::LogSpec::from_common(spec.common())?;
     match spec {
         ChardevBackend::Ringbuf(r) | ChardevBackend::Memory(r) => {
             ringbuf::check_size(r.size).map(|_| ())

@@ -2,15 +2,14 @@
 //! task that moves bytes between them. A backend change is in
 //! [`crate::change`].
 //!
-//! Locking: `state` is held around backend calls (non-blocking ones, and
-//! the log-file write, which may block) and never while a frontend handler
+//! Locking: `state` is held around backend calls (non-blocking ones; the
+//! log file only gets a copy, `logfile.rs`) and never while a frontend handler
 //! runs, so handlers may call back into the chardev (ioctl, write) or the
 //! registry (change, add) freely. What a vCPU thread calls (`write`, and
 //! `ioctl` off the I/O thread) never takes it: see `current` and
 //! [`crate::ioctl`].
 
 use std::collections::VecDeque;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
@@ -59,6 +58,8 @@ pub struct ChardevStats {
     pub bytes_lost: AtomicU64,
     /// Backend changes applied.
     pub changes: AtomicU64,
+    /// Bytes the log file could not keep up with (see `logfile.rs`).
+    pub log_dropped: AtomicU64,
 }
 
 /// A frontend's place on a chardev.
@@ -92,7 +93,7 @@ impl Backlog {
 pub(crate) struct Installed {
     pub(crate) backend: Box<dyn Backend>,
     pub(crate) spec: ChardevBackend,
-    pub(crate) logfile: Option<std::fs::File>,
+    pub(crate) logfile: Option<crate::logfile::LogSink>,
 }
 
 pub(crate) struct State {
@@ -138,7 +139,7 @@ pub(crate) struct Chardev {
     /// Per frontend slot, the generation of the frontend holding it (0:
     /// free), so that `CharFrontend::write` knows whether its handle is
     /// current without the state lock, which the I/O thread holds across
-    /// backend and log writes.
+    /// backend writes.
     current: [AtomicU64; crate::MAX_MUX_FRONTENDS],
     /// Serial-line settings from other threads, for the I/O task (see
     /// [`crate::ioctl`]).
@@ -674,15 +675,14 @@ impl Chardev {
         if !st.inst.backend.is_open() && st.inst.backend.drops_output_when_closed() {
             if let Some(b) = st.backlog.as_mut() {
                 b.keep(chunk);
+                self.log(st, chunk);
                 return Some(chunk.len());
             }
         }
         match st.inst.backend.poll_write(cx, chunk) {
             Poll::Ready(Ok(n)) => {
                 let n = n.min(chunk.len());
-                if let Some(log) = st.inst.logfile.as_mut() {
-                    let _ = log.write_all(&chunk[..n]);
-                }
+                self.log(st, &chunk[..n]);
                 self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
                 Some(n)
             }
@@ -697,6 +697,17 @@ impl Chardev {
                 Some(chunk.len())
             }
             Poll::Pending => None,
+        }
+    }
+
+    /// Copies output that left the queue to the log file, if any; never
+    /// waits for the file (see `logfile.rs`).
+    fn log(&self, st: &State, data: &[u8]) {
+        if let Some(log) = st.inst.logfile.as_ref() {
+            let lost = log.append(data);
+            if lost > 0 {
+                self.stats.log_dropped.fetch_add(lost, Ordering::Relaxed);
+            }
         }
     }
 

@@ -20,6 +20,7 @@
 //!   backend that goes.
 //! - `outq`: the bounded output queue that carries bytes across a change.
 //! - `iothread`: the one I/O thread and how other threads use it.
+//! - [`logfile`]: `logfile=`, written off the I/O thread, with rotation.
 //! - `ioctl`: serial-line requests without the caller waiting for a
 //!   backend.
 //!
@@ -57,6 +58,7 @@ pub mod error;
 pub mod frontend;
 mod ioctl;
 mod iothread;
+pub mod logfile;
 pub mod opts;
 mod outq;
 pub mod qemuopts;

@@ -3,7 +3,6 @@
 //! its chardevs.
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -13,6 +12,7 @@ use crate::chardev::{Chardev, Installed};
 use crate::error::{ChardevError, Result};
 use crate::frontend::{CharFrontend, FrontendStats};
 use crate::iothread::IoThread;
+use crate::logfile::{LogSpec, Logger};
 use crate::opts::ChardevOptions;
 use crate::outq::DEFAULT_OUT_CAPACITY;
 use crate::spec::{ChardevBackend, ChardevInfo, ChardevMux, ChardevReturn};
@@ -69,6 +69,9 @@ pub struct StatsSnapshot {
     pub changes: u64,
     /// Bytes waiting in the output queue.
     pub queued: u64,
+    /// Bytes the log file could not keep up with (dropped from the log,
+    /// not from the output).
+    pub log_dropped: u64,
 }
 
 /// One chardev's counters and its frontends' (QMP `x-query-chardev-stats`).
@@ -93,6 +96,8 @@ struct Inner {
     listeners: Arc<Listeners>,
     drains: Arc<Drains>,
     out_cap: usize,
+    /// The log files and their writer thread.
+    logger: Logger,
 }
 
 impl Inner {
@@ -121,6 +126,8 @@ impl Inner {
                 }
             });
         }
+        // The backends are gone: their logs are written out now.
+        self.logger.shutdown();
         self.io.shutdown();
     }
 }
@@ -167,6 +174,7 @@ impl Registry {
                 listeners: Arc::new(Listeners::default()),
                 drains: Arc::new(Drains::new()),
                 out_cap: cap.max(1),
+                logger: Logger::default(),
             }),
         })
     }
@@ -205,21 +213,8 @@ impl Registry {
     pub(crate) fn open(&self, id: &str, spec: &ChardevBackend) -> Result<Installed> {
         backend::validate(spec)?;
         let _rt = self.inner.io.handle().enter();
-        let common = spec.common();
-        let logfile = match &common.logfile {
-            Some(path) => {
-                let mut o = OpenOptions::new();
-                o.create(true);
-                if common.logappend.unwrap_or(false) {
-                    o.append(true);
-                } else {
-                    o.write(true).truncate(true);
-                }
-                Some(
-                    o.open(path)
-                        .map_err(|e| ChardevError::io(format!("Could not open '{path}'"), e))?,
-                )
-            }
+        let logfile = match LogSpec::from_common(spec.common())? {
+            Some(log) => Some(self.inner.logger.open(&log)?),
             None => None,
         };
         let backend = match spec {
@@ -474,5 +469,6 @@ fn snapshot(cd: &Chardev) -> StatsSnapshot {
         bytes_lost: cd.stats.bytes_lost.load(Ordering::Relaxed),
         changes: cd.stats.changes.load(Ordering::Relaxed),
         queued: cd.out.len() as u64,
+        log_dropped: cd.stats.log_dropped.load(Ordering::Relaxed),
     }
 }

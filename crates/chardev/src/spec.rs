@@ -35,6 +35,31 @@ pub struct ChardevCommon {
         serde(rename = "x-backlog", default, skip_serializing_if = "Option::is_none")
     )]
     pub backlog: Option<u64>,
+    /// qchar extension: rotate `logfile` before it would grow past this
+    /// many bytes (`PATH` is renamed `PATH.1`, and so on, then reopened).
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "x-logsize", default, skip_serializing_if = "Option::is_none")
+    )]
+    pub logsize: Option<u64>,
+    /// qchar extension: how many rotated files (`PATH.1` .. `PATH.N`) are
+    /// kept (default 1; 0 keeps none).
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "x-logkeep", default, skip_serializing_if = "Option::is_none")
+    )]
+    pub logkeep: Option<u64>,
+    /// qchar extension: a UTC timestamp at the start of each line of
+    /// `logfile`.
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            rename = "x-logtimestamp",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )
+    )]
+    pub logtimestamp: Option<bool>,
 }
 
 /// `file` backend (QAPI `ChardevFile`).
@@ -506,6 +531,12 @@ mod wire {
                 logappend: Option<bool>,
                 #[serde(rename = "x-backlog", default)]
                 backlog: Option<u64>,
+                #[serde(rename = "x-logsize", default)]
+                logsize: Option<u64>,
+                #[serde(rename = "x-logkeep", default)]
+                logkeep: Option<u64>,
+                #[serde(rename = "x-logtimestamp", default)]
+                logtimestamp: Option<bool>,
                 $($(#[$m])* $field: $ty,)*
             }
 
@@ -516,6 +547,9 @@ mod wire {
                             logfile: w.logfile,
                             logappend: w.logappend,
                             backlog: w.backlog,
+                            logsize: w.logsize,
+                            logkeep: w.logkeep,
+                            logtimestamp: w.logtimestamp,
                         },
                         $($field: w.$field,)*
                     }
@@ -644,6 +678,9 @@ mod tests {
             logfile: Some("/log".into()),
             logappend: Some(true),
             backlog: Some(4096),
+            logsize: Some(65536),
+            logkeep: Some(3),
+            logtimestamp: Some(true),
         };
         let hostdev = || ChardevHostdev {
             common: common.clone(),
@@ -716,6 +753,9 @@ mod tests {
                 r#""logfile":"/log""#,
                 r#""logappend":true"#,
                 r#""x-backlog":4096"#,
+                r#""x-logsize":65536"#,
+                r#""x-logkeep":3"#,
+                r#""x-logtimestamp":true"#,
             ] {
                 assert!(json.contains(name), "{json} lacks {name}");
             }

@@ -21,7 +21,8 @@ const fn key(name: &'static str, ty: OptType) -> OptDesc {
 /// Every key `-chardev` accepts: QEMU 7.2's (some only matter to backends
 /// qchar lacks; they are accepted and ignored, as QEMU ignores keys a
 /// backend does not use) plus qchar's own (`backlog`, `input-path`,
-/// `keep-alive`, `numeric`, `reconnect-ms`).
+/// `keep-alive`, `numeric`, `reconnect-ms`, `x-logsize`, `x-logkeep`,
+/// `x-logtimestamp`).
 const KEYS: &[OptDesc] = &[
     key("abstract", Bool),
     key("append", Bool),
@@ -65,6 +66,9 @@ const KEYS: &[OptDesc] = &[
     key("wait", Bool),
     key("websocket", Bool),
     key("width", Number),
+    key("x-logkeep", Number),
+    key("x-logsize", Size),
+    key("x-logtimestamp", Bool),
 ];
 
 /// QEMU's `-chardev` option list, with qchar's keys.
@@ -98,6 +102,9 @@ fn common(opts: &QemuOpts) -> ChardevCommon {
         logfile: owned(opts, "logfile"),
         logappend: Some(opts.get_bool("logappend").unwrap_or(false)),
         backlog: opts.get_number("backlog"),
+        logsize: opts.get_number("x-logsize"),
+        logkeep: opts.get_number("x-logkeep"),
+        logtimestamp: opts.get_bool("x-logtimestamp"),
     }
 }
 

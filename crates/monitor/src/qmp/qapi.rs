@@ -162,12 +162,16 @@ pub fn visit_backend(
     Ok(backend)
 }
 
-/// `ChardevCommon` members, plus qchar's `x-backlog`.
+/// `ChardevCommon` members, plus qchar's `x-backlog`, `x-logsize`,
+/// `x-logkeep` and `x-logtimestamp`.
 fn common(d: &mut ObjVisitor<'_>) -> QmpResult<ChardevCommon> {
     Ok(ChardevCommon {
         logfile: d.opt_str("logfile")?,
         logappend: d.opt_bool("logappend")?,
         backlog: d.opt_u64("x-backlog")?,
+        logsize: d.opt_u64("x-logsize")?,
+        logkeep: d.opt_u64("x-logkeep")?,
+        logtimestamp: d.opt_bool("x-logtimestamp")?,
     })
 }
 
