@@ -133,8 +133,8 @@ pub(crate) struct Chardev {
     /// Where this chardev stands among yank instances (`query-yank` order,
     /// see [`Chardev::yank_order`]); 0 while its backend is no socket.
     yank_order: AtomicU64,
-    /// The mux chardev whose backend is a frontend of this one, if any: its
-    /// handlers write into this chardev.
+    /// The mux (or hub) chardev whose backend is a frontend of this one, if
+    /// any: its handlers write into this chardev.
     mux_above: Mutex<Weak<Chardev>>,
     /// Per frontend slot, the generation of the frontend holding it (0:
     /// free), so that `CharFrontend::write` knows whether its handle is
@@ -218,6 +218,16 @@ impl Chardev {
     /// Records that mux chardev `mux` sits on this one.
     pub(crate) fn set_mux_above(&self, mux: &Arc<Chardev>) {
         *lock(&self.mux_above) = Arc::downgrade(mux);
+    }
+
+    /// If the installed backend is a hub: its members know it is above.
+    pub(crate) fn link_hub_members(self: &Arc<Self>) {
+        crate::backend::hub::link(&mut *self.state().inst.backend, self);
+    }
+
+    /// Forgets the mux or hub above (a hub let go of this member).
+    pub(crate) fn clear_mux_above(&self) {
+        *lock(&self.mux_above) = Weak::new();
     }
 
     /// The mux chardev on this one, unless it is gone.

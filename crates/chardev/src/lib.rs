@@ -75,5 +75,8 @@ pub use registry::{ChardevStatsInfo, Registry, RegistryEvent, StatsSnapshot};
 /// Most frontends one mux chardev takes (QEMU's `MAX_MUX`).
 pub const MAX_MUX_FRONTENDS: usize = 4;
 
+/// Most members one hub chardev takes (QEMU 10's `MAX_HUB`).
+pub const MAX_HUB: usize = 4;
+
 /// Largest replay buffer (`x-backlog`) a chardev may ask for.
 pub const MAX_BACKLOG: usize = 64 * 1024 * 1024;

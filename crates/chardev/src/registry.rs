@@ -15,7 +15,7 @@ use crate::iothread::IoThread;
 use crate::logfile::{LogSpec, Logger};
 use crate::opts::ChardevOptions;
 use crate::outq::DEFAULT_OUT_CAPACITY;
-use crate::spec::{ChardevBackend, ChardevInfo, ChardevMux, ChardevReturn};
+use crate::spec::{ChardevBackend, ChardevHub, ChardevInfo, ChardevMux, ChardevReturn};
 
 /// Something that happened to a chardev, for observers such as a QMP
 /// monitor that turns them into events.
@@ -219,6 +219,7 @@ impl Registry {
         };
         let backend = match spec {
             ChardevBackend::Mux(m) => self.open_mux(id, m)?,
+            ChardevBackend::Hub(h) => self.open_hub(id, h)?,
             _ => backend::open(id, spec)?,
         };
         Ok(Installed {
@@ -236,6 +237,51 @@ impl Registry {
         })?;
         let fe = base.attach()?;
         Ok(Box::new(backend::mux::MuxBackend::new(fe)))
+    }
+
+    /// A hub backend: attaches to each member as its frontend, with QEMU
+    /// 10's checks and texts in its order (found, not a mux or hub, not in
+    /// use, at most [`crate::MAX_HUB`]). When chardev `id` is a hub already
+    /// (a change into another hub), the members it holds are taken over
+    /// when the change installs the new hub.
+    fn open_hub(&self, id: &str, h: &ChardevHub) -> Result<Box<dyn backend::Backend>> {
+        use backend::hub::{stacked, HubBackend};
+        if h.chardevs.is_empty() {
+            return Err(ChardevError::Invalid(
+                "hub: 'chardevs' list is not defined".into(),
+            ));
+        }
+        let current = self.get(id);
+        // A member of a hub (or the base of a mux) cannot become a hub.
+        if current.as_ref().is_some_and(|c| c.mux_above().is_some()) {
+            return Err(stacked(id));
+        }
+        let held = match current.as_ref().map(|c| c.spec()) {
+            Some(ChardevBackend::Hub(old)) => old.chardevs,
+            _ => Vec::new(),
+        };
+        let mut hub = HubBackend::new();
+        let mut taken_over: Vec<&str> = Vec::new();
+        for m in &h.chardevs {
+            let cd = self.get(m).ok_or_else(|| {
+                ChardevError::Invalid(format!("hub: chardev can't be found by id '{m}'"))
+            })?;
+            if matches!(cd.spec(), ChardevBackend::Mux(_) | ChardevBackend::Hub(_)) {
+                return Err(stacked(m));
+            }
+            if hub.len() >= crate::MAX_HUB {
+                return Err(ChardevError::Invalid(format!(
+                    "hub: too many uses of chardevs '{id}' (maximum is {})",
+                    crate::MAX_HUB
+                )));
+            }
+            let later = held.contains(m) && !taken_over.contains(&m.as_str());
+            if later {
+                taken_over.push(m);
+            }
+            hub.add_member(m, cd, later)?;
+        }
+        Ok(Box::new(hub))
     }
 
     /// Adds a chardev from parsed `-chardev` options. With `mux=on` this
@@ -297,6 +343,7 @@ impl Registry {
                 base.set_mux_above(&cd);
             }
         }
+        cd.link_hub_members();
         cd.start();
         self.inner
             .listeners

@@ -233,6 +233,20 @@ pub struct ChardevMux {
     pub chardev: String,
 }
 
+/// `hub` backend (QAPI `ChardevHub`, QEMU 10): one frontend over several
+/// member chardevs by id; output goes to every member, input comes from
+/// any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "wire::Hub"))]
+pub struct ChardevHub {
+    /// Common options.
+    #[cfg_attr(feature = "serde", serde(flatten))]
+    pub common: ChardevCommon,
+    /// Ids of the member chardevs (at most [`crate::MAX_HUB`]).
+    pub chardevs: Vec<String>,
+}
+
 /// `stdio` backend (QAPI `ChardevStdio`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
@@ -295,6 +309,8 @@ pub enum ChardevBackend {
     Null(ChardevDummy),
     /// Several frontends sharing another chardev.
     Mux(ChardevMux),
+    /// One frontend over several chardevs (QEMU 10).
+    Hub(ChardevHub),
     /// qchar's standard input and output.
     Stdio(ChardevStdio),
     /// A ring buffer read by `ringbuf-read`.
@@ -464,6 +480,7 @@ impl ChardevBackend {
             ChardevBackend::Pty(_) => "pty",
             ChardevBackend::Null(_) => "null",
             ChardevBackend::Mux(_) => "mux",
+            ChardevBackend::Hub(_) => "hub",
             ChardevBackend::Stdio(_) => "stdio",
             ChardevBackend::Ringbuf(_) => "ringbuf",
             ChardevBackend::Memory(_) => "memory",
@@ -481,6 +498,7 @@ impl ChardevBackend {
             ChardevBackend::Udp(u) => &u.common,
             ChardevBackend::Pty(c) | ChardevBackend::Null(c) => c,
             ChardevBackend::Mux(m) => &m.common,
+            ChardevBackend::Hub(h) => &h.common,
             ChardevBackend::Stdio(s) => &s.common,
             ChardevBackend::Ringbuf(r) | ChardevBackend::Memory(r) => &r.common,
         }
@@ -497,6 +515,7 @@ impl ChardevBackend {
             ChardevBackend::Udp(u) => &mut u.common,
             ChardevBackend::Pty(c) | ChardevBackend::Null(c) => c,
             ChardevBackend::Mux(m) => &mut m.common,
+            ChardevBackend::Hub(h) => &mut h.common,
             ChardevBackend::Stdio(s) => &mut s.common,
             ChardevBackend::Ringbuf(r) | ChardevBackend::Memory(r) => &mut r.common,
         }
@@ -506,7 +525,8 @@ impl ChardevBackend {
 /// The backend type names qchar can open, in the order `query-chardev-backends`
 /// lists them.
 pub const SUPPORTED_BACKENDS: &[&str] = &[
-    "file", "serial", "pipe", "socket", "udp", "pty", "null", "mux", "stdio", "ringbuf", "memory",
+    "file", "serial", "pipe", "socket", "udp", "pty", "null", "mux", "hub", "stdio", "ringbuf",
+    "memory",
 ];
 
 /// Deserialization forms of the backend structs that flatten
@@ -600,6 +620,8 @@ mod wire {
 
     with_common!(ChardevMux as Mux { chardev: String, });
 
+    with_common!(ChardevHub as Hub { chardevs: Vec<String>, });
+
     with_common!(ChardevStdio as Stdio {
         #[serde(default)]
         signal: Option<bool>,
@@ -660,6 +682,7 @@ mod tests {
             r#"{"type":"socket","data":{"addr":{"type":"unix","data":{"path":"/p"}},"bogus":1}}"#,
             r#"{"type":"udp","data":{"remote":{"type":"inet","data":{"host":"h","port":"1"}},"bogus":1}}"#,
             r#"{"type":"mux","data":{"chardev":"c","bogus":1}}"#,
+            r#"{"type":"hub","data":{"chardevs":["c"],"bogus":1}}"#,
             r#"{"type":"stdio","data":{"bogus":1}}"#,
             r#"{"type":"ringbuf","data":{"bogus":1}}"#,
             r#"{"type":"memory","data":{"bogus":1}}"#,
@@ -733,6 +756,10 @@ mod tests {
             ChardevBackend::Mux(ChardevMux {
                 common: common.clone(),
                 chardev: "base".into(),
+            }),
+            ChardevBackend::Hub(ChardevHub {
+                common: common.clone(),
+                chardevs: vec!["a".into(), "b".into()],
             }),
             ChardevBackend::Stdio(ChardevStdio {
                 common: common.clone(),

@@ -396,3 +396,30 @@ fn bad_log_options_are_refused() {
     assert!(reg.query().is_empty());
     reg.shutdown();
 }
+
+/// Output kept for a socket's next client (`x-backlog`) is logged when it
+/// leaves the queue, as QEMU logs what a peerless socket drops, and not a
+/// second time when the client connects and gets it.
+#[test]
+fn output_kept_in_the_backlog_is_logged_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("l");
+    let sock = dir.path().join("s");
+    let reg = Registry::new().unwrap();
+    let mut spec = net::with_backlog(net::unix_server(&sock), 4096);
+    spec.common_mut().logfile = Some(log.to_string_lossy().into_owned());
+    reg.add("c", spec).unwrap();
+    let fe = reg.attach("c").unwrap();
+    fe.write_all(b"nobody there yet\n").unwrap();
+    wait_until("logged without a peer", || {
+        read(&log) == b"nobody there yet\n"
+    });
+    let mut client = qchar_testkit::connect_unix(&sock);
+    let mut got = vec![0u8; 17];
+    client.read_exact(&mut got).unwrap();
+    assert_eq!(got, b"nobody there yet\n", "replayed to the client");
+    fe.write_all(b"live\n").unwrap();
+    client.read_exact(&mut got[..5]).unwrap();
+    reg.shutdown();
+    assert_eq!(read(&log), b"nobody there yet\nlive\n");
+}
