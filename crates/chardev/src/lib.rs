@@ -15,6 +15,7 @@
 //! - [`frontend`]: what a device holds ([`CharFrontend`]) and implements
 //!   ([`FrontendHandlers`]).
 //! - [`registry`]: chardevs by id: add, change, remove, query.
+//! - [`bridge`]: `x-bridge`, two chardevs joined byte for byte.
 //! - `chardev`: one chardev's I/O task.
 //! - `change`: a backend change, in one place, and the retiring of the
 //!   backend that goes.
@@ -52,6 +53,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod bridge;
 mod change;
 mod chardev;
 pub mod error;

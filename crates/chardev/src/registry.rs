@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::backend;
+use crate::bridge::{BridgeError, BridgeInfo, BridgeSpec, Bridges};
 use crate::change::{self, Drains};
 use crate::chardev::{Chardev, Installed};
 use crate::error::{ChardevError, Result};
@@ -98,6 +99,8 @@ struct Inner {
     out_cap: usize,
     /// The log files and their writer thread.
     logger: Logger,
+    /// The bridges (`x-bridge` objects).
+    bridges: Bridges,
 }
 
 impl Inner {
@@ -116,6 +119,7 @@ impl Inner {
         for cd in &all {
             cd.clear_frontends();
         }
+        self.bridges.clear();
         self.drains.end_all();
         // Backends close on the I/O thread, where their descriptors are
         // registered. Fails only if that thread is already gone.
@@ -175,6 +179,7 @@ impl Registry {
                 drains: Arc::new(Drains::new()),
                 out_cap: cap.max(1),
                 logger: Logger::default(),
+                bridges: Bridges::new(),
             }),
         })
     }
@@ -464,6 +469,33 @@ impl Registry {
                 cd.disconnect_peer();
             }
         })
+    }
+
+    /// Creates bridge `spec.id` between two chardevs (`-object x-bridge`,
+    /// `object-add`): see [`crate::bridge`].
+    pub fn add_bridge(&self, spec: &BridgeSpec) -> Result<(), BridgeError> {
+        let (a, b) = (self.get(&spec.chardev_a), self.get(&spec.chardev_b));
+        let inner = self.inner.clone();
+        let spec = spec.clone();
+        self.inner
+            .io
+            .run(move || inner.bridges.add(&spec, a, b))
+            .map_err(|_| BridgeError::Shutdown)?
+    }
+
+    /// Takes bridge `id` apart (`object-del`); its chardevs are free again.
+    pub fn remove_bridge(&self, id: &str) -> Result<(), BridgeError> {
+        let inner = self.inner.clone();
+        let id = id.to_string();
+        self.inner
+            .io
+            .run(move || inner.bridges.remove(&id))
+            .map_err(|_| BridgeError::Shutdown)?
+    }
+
+    /// Every bridge with its counters, in creation order.
+    pub fn bridges(&self) -> Vec<BridgeInfo> {
+        self.inner.bridges.list()
     }
 
     /// Counters of chardev `id`.
