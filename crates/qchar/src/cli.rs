@@ -19,6 +19,7 @@
 
 use std::collections::HashSet;
 
+use qchar_chardev::bridge::{self, BridgeSpec};
 use qchar_chardev::opts::{self, ChardevOptions, OptsError, SerialTarget};
 use qchar_chardev::qemuopts::{
     self, KeyvalItem, OptDesc, OptType, OptsList, QemuOpts, QemuOptsError,
@@ -280,6 +281,10 @@ pub struct Config {
     pub warnings: Vec<Diag>,
     /// Chardevs, in creation order.
     pub chardevs: Vec<ChardevReq>,
+    /// `-object x-bridge`s, in order: created once the chardevs exist.
+    pub bridges: Vec<BridgeSpec>,
+    /// `-machine none`: no guest, no KVM; qchar serves chardevs only.
+    pub no_machine: bool,
     /// Monitors, in creation order.
     pub monitors: Vec<MonitorReq>,
     /// Serial ports from `-serial` and the default, in order.
@@ -310,6 +315,8 @@ impl Default for Config {
         Config {
             warnings: Vec::new(),
             chardevs: Vec::new(),
+            bridges: Vec::new(),
+            no_machine: false,
             monitors: Vec::new(),
             serials: Vec::new(),
             devices: Vec::new(),
@@ -333,6 +340,7 @@ const OPTIONS: &[(&str, bool)] = &[
     ("h", false),
     ("help", false),
     ("version", false),
+    ("object", true),
     ("chardev", true),
     ("serial", true),
     ("parallel", true),
@@ -359,7 +367,8 @@ const OPTIONS: &[(&str, bool)] = &[
     ("no-reboot", false),
 ];
 
-/// Machine types accepted by `-machine` (they all mean qchar's machine).
+/// Machine types accepted by `-machine` (all but `none` mean qchar's
+/// machine).
 const MACHINES: &[(&str, &str)] = &[
     (
         "pc",
@@ -368,7 +377,10 @@ const MACHINES: &[(&str, &str)] = &[
     ("pc-i440fx-7.2", "Standard PC (default); qchar's machine"),
     ("q35", "Standard PC (alias of pc-q35-7.2); qchar's machine"),
     ("pc-q35-7.2", "Standard PC; qchar's machine"),
-    ("none", "empty machine; qchar's machine"),
+    (
+        "none",
+        "empty machine: no guest, no KVM (chardevs and monitors only)",
+    ),
 ];
 
 /// `-drive if=` values QEMU has and qchar lacks.
@@ -510,7 +522,8 @@ pub fn help_text() -> String {
          -display none             the only display type (no display)\n\
          -S                        wait in prelaunch for QMP/HMP 'cont'\n\
          -m [size=]SIZE            guest RAM (default unit MiB; default 128M)\n\
-         -machine/-M TYPE[,accel=kvm]  pc, q35, none (all the same machine)\n\
+         -machine/-M TYPE[,accel=kvm]  pc, q35 (the same machine); none: no guest,\n\
+         \x20                         no KVM, qchar serves its chardevs (a console server)\n\
          -enable-kvm, -accel kvm   KVM (the only accelerator)\n\
          -name NAME[,process=P][,debug-threads=on|off]\n\
          -pidfile FILE             write the process id to FILE (removed at exit)\n\
@@ -524,6 +537,9 @@ pub fn help_text() -> String {
          file=builtin:NAME         a built-in guest as image: demo (counts forever),\n\
          \x20                         demo:N (stops after line N), irq-demo\n\
          --write-builtin-image NAME PATH  write a built-in guest image to PATH\n\
+         -object x-bridge,id=ID,chardev-a=A,chardev-b=B  join two chardevs byte for byte\n\
+         -chardev hub,id=ID,chardevs.0=A[,chardevs.1=B...]  one frontend, up to 4 chardevs\n\
+         logfile options: x-logsize=SIZE, x-logkeep=N, x-logtimestamp=on\n\
          \n\
          The machine loads the boot image at 0000:7c00 and jumps there (no BIOS).\n\
          Ctrl-a h on a mux (-nographic) lists its keys; Ctrl-a x quits.\n\
@@ -575,6 +591,7 @@ struct Scan {
     monitor_index: usize,
     /// Ids in QEMU's option lists, for its "Duplicate ID" errors.
     mon_ids: HashSet<String>,
+    object_ids: HashSet<String>,
     chardev_ids: HashSet<String>,
     device_ids: HashSet<String>,
     drive_ids: HashSet<String>,
@@ -597,6 +614,7 @@ enum Stop {
 /// Which of QEMU's option lists an id is checked in.
 #[derive(Debug, Clone, Copy)]
 enum IdList {
+    Object,
     Chardev,
     Mon,
     Device,
@@ -635,6 +653,7 @@ pub fn parse(args: &[String]) -> Result<Action, Diag> {
         nographic: false,
         monitor_index: 0,
         mon_ids: HashSet::new(),
+        object_ids: HashSet::new(),
         chardev_ids: HashSet::new(),
         device_ids: HashSet::new(),
         drive_ids: HashSet::new(),
@@ -689,6 +708,11 @@ impl Scan {
             match name {
                 "h" | "help" => return print(help_text()),
                 "version" => return print(version_text()),
+                "object" => {
+                    if let Some(text) = self.object(&loc, value)? {
+                        return print(text);
+                    }
+                }
                 "chardev" => self.chardev(&loc, value)?,
                 "serial" => {
                     self.default_serial = false;
@@ -738,7 +762,7 @@ impl Scan {
                 "S" => self.cfg.start_paused = true,
                 "m" => self.cfg.mem_size = self.mem_size(&loc, value)?,
                 "machine" | "M" => {
-                    if let Some(text) = machine(&loc, value)? {
+                    if let Some(text) = machine(&loc, value, &mut self.cfg.no_machine)? {
                         return print(text);
                     }
                 }
@@ -784,6 +808,7 @@ impl Scan {
             None => qemuopts::parse(list, value, &mut warnings),
             Some(which) => {
                 let ids = match which {
+                    IdList::Object => &mut self.object_ids,
                     IdList::Chardev => &mut self.chardev_ids,
                     IdList::Mon => &mut self.mon_ids,
                     IdList::Device => &mut self.device_ids,
@@ -797,6 +822,23 @@ impl Scan {
             QemuOptsError::Help(list) => Stop::Help(format!("{}\n", list.help_text())),
             e => Stop::Error(Diag::qemuopts(Some(loc), &e)),
         })
+    }
+
+    /// `-object`: qchar's only object type, `x-bridge`, read now (errors
+    /// carry the option as location) and created once the chardevs exist.
+    /// `help` lists the types (exit 0, as QEMU).
+    fn object(&mut self, loc: &str, value: &str) -> Result<Option<String>, Stop> {
+        if qemuopts::grammar::is_help_word(value) {
+            return Ok(Some(format!(
+                "List of user creatable objects:\n  {}\n",
+                bridge::BRIDGE_TYPE
+            )));
+        }
+        let parsed = self.read_opts(loc, &bridge::OBJECT_OPTS, value, Some(IdList::Object))?;
+        let spec =
+            BridgeSpec::from_opts(&parsed).map_err(|e| Diag::at(Some(loc), e.to_string()))?;
+        self.cfg.bridges.push(spec);
+        Ok(None)
     }
 
     /// `-chardev`: the option string is checked now, the chardev made
@@ -1183,6 +1225,10 @@ impl Scan {
 
     /// After the scan: the defaults QEMU adds, serial labels.
     fn finish(&mut self) {
+        if self.cfg.no_machine {
+            // QEMU's `none` machine has no serial port of its own.
+            self.default_serial = false;
+        }
         if !self.has_defaults {
             self.default_serial = false;
             self.default_monitor = false;
@@ -1310,7 +1356,7 @@ fn accel_list_ok(list: &str) -> Result<(), String> {
 
 /// `-machine [type=]NAME[,accel=kvm]` (a keyval string in QEMU 7.2).
 /// Returns help text to print.
-fn machine(loc: &str, value: &str) -> Result<Option<String>, Diag> {
+fn machine(loc: &str, value: &str, none: &mut bool) -> Result<Option<String>, Diag> {
     let items = qemuopts::keyval(value, Some("type")).map_err(|e| Diag::qemuopts(Some(loc), &e))?;
     if items.contains(&KeyvalItem::Help) {
         return Ok(Some(machine_help()));
@@ -1326,6 +1372,7 @@ fn machine(loc: &str, value: &str) -> Result<Option<String>, Diag> {
                     return Err(Diag::at(None, "unsupported machine type")
                         .hint("Use -machine help to list supported machines"));
                 }
+                *none = value == "none";
             }
             "accel" => accel_list_ok(value).map_err(|e| Diag::at(Some(loc), e))?,
             other => {

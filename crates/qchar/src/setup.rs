@@ -15,6 +15,11 @@
 //!    `-device isa-serial`;
 //! 7. the vCPU starts (in `prelaunch` with `-S`).
 //!
+//! `-machine none` makes no guest: steps 2, 3 and 6 do nothing (a drive or
+//! an `isa-serial` is refused, as by QEMU's `none` machine) and KVM is
+//! never opened; the chardevs, bridges and monitors work as ever: qchar is
+//! a console server. `-object x-bridge` bridges are made right after step 1.
+//!
 //! Without `/dev/kvm` (or without a boot image) `-S` still gives working
 //! monitors and UARTs; the machine is made by `cont`, which fails with the
 //! reason until it can be.
@@ -271,9 +276,27 @@ fn setup_on(
         }
         add_chardev(reg, &o, loc).map_err(|e| diag(loc, e.to_string()))?;
     }
+    // 1b. Bridges (`-object x-bridge`), which need their chardevs, as QEMU
+    // creates objects that depend on chardevs after them; reported, as
+    // QEMU reports objects, without a location.
+    for b in &cfg.bridges {
+        reg.add_bridge(b).map_err(|e| diag(None, e.to_string()))?;
+    }
 
-    // 2. Boot image.
-    let image = load_image(cfg)?;
+    // 2. Boot image (none for `-machine none`, which has no drive bus).
+    let image = if cfg.no_machine {
+        if let Some(d) = cfg.drives.first() {
+            let (_, drive) = d.spec.clone()?;
+            let bus = if drive < 0x80 { "floppy" } else { "ide" };
+            return Err(diag(
+                Some(&d.loc),
+                format!("machine type does not support if={bus},bus=0,unit=0"),
+            ));
+        }
+        None
+    } else {
+        load_image(cfg)?
+    };
 
     // 3. Machine.
     let boot_drive = image.as_ref().map(|(_, d)| *d).unwrap_or(0);
@@ -285,6 +308,8 @@ fn setup_on(
     let mut machine = None;
     let mut pending_reason: Option<String> = None;
     match &image {
+        // No guest at all: KVM is never opened.
+        None if cfg.no_machine => {}
         // Reported when the machine would start (QEMU would boot its BIOS
         // and report the later problems first).
         None => pending_reason = Some(NO_IMAGE.to_string()),
@@ -368,10 +393,11 @@ fn setup_on(
         }
     }
 
-    // 6. UARTs.
+    // 6. UARTs (none on `-machine none`: its serial chardevs stay free).
     let mut ports = Vec::new();
     let mut isa_index = 0usize;
-    for (loc, id) in serial_hds.iter().take(MAX_ISA_SERIAL) {
+    let uarts = if cfg.no_machine { 0 } else { MAX_ISA_SERIAL };
+    for (loc, id) in serial_hds.iter().take(uarts) {
         let fe = reg
             .attach(id)
             .map_err(|e| diag(loc.as_deref(), e.to_string()))?;
@@ -386,6 +412,9 @@ fn setup_on(
     for d in &cfg.devices {
         let loc = Some(d.loc.as_str());
         let spec: IsaSerial = d.spec.clone()?;
+        if cfg.no_machine {
+            return Err(diag(loc, "No 'ISA' bus found for device 'isa-serial'"));
+        }
         let index = spec.index.map(|i| i as usize).unwrap_or(isa_index);
         if index >= MAX_ISA_SERIAL {
             return Err(diag(
@@ -449,6 +478,7 @@ fn setup_on(
         .collect();
     let mut placeholders = Vec::new();
     match machine {
+        None if cfg.no_machine => vmctl.set_no_guest(cfg.start_paused),
         Some(mut m) => {
             for p in &ports {
                 let r = match &p.fe {

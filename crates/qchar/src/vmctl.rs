@@ -6,6 +6,7 @@
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use qchar_chardev::bridge::{BridgeError, BridgeSpec};
 use qchar_chardev::spec::{ChardevBackend, ChardevInfo, ChardevReturn};
 use qchar_chardev::{ChardevError, Registry};
 use qchar_machine::{ExitReason, RunState as MachineState, VmHandle};
@@ -89,6 +90,9 @@ enum Guest {
     Pending(Option<Launcher>),
     /// Created and started (possibly still in `prelaunch`).
     Started(VmHandle),
+    /// `-machine none`: no guest ever; the run state moves as QEMU's does
+    /// with its empty machine (`prelaunch` with `-S`, `running`, `paused`).
+    Empty(RunState),
 }
 
 /// [`VmControl`] for qchar's machine.
@@ -187,6 +191,14 @@ impl ChardevOps for GatedChardevs {
     fn parse_backend(&self, id: &str, opts: &str) -> Result<ChardevBackend, String> {
         ChardevOps::parse_backend(&self.reg, id, opts)
     }
+    fn add_bridge(&self, spec: &BridgeSpec) -> Result<(), BridgeError> {
+        self.gate.wait();
+        ChardevOps::add_bridge(&self.reg, spec)
+    }
+    fn remove_bridge(&self, id: &str) -> Result<(), BridgeError> {
+        self.gate.wait();
+        ChardevOps::remove_bridge(&self.reg, id)
+    }
 }
 
 /// QEMU's `SHUTDOWN` event data.
@@ -221,6 +233,17 @@ impl VmCtl {
         *self.lock() = Guest::Pending(Some(launcher));
     }
 
+    /// There is no guest (`-machine none`): running at once, or in
+    /// `prelaunch` until `cont` with `-S`.
+    pub fn set_no_guest(&self, start_paused: bool) {
+        let state = if start_paused {
+            RunState::Prelaunch
+        } else {
+            RunState::Running
+        };
+        *self.lock() = Guest::Empty(state);
+    }
+
     /// The machine is started.
     pub fn set_started(&self, vm: VmHandle) {
         watch(&vm, &self.exit, &self.events);
@@ -235,7 +258,7 @@ impl VmCtl {
     pub fn handle(&self) -> Option<VmHandle> {
         match &*self.lock() {
             Guest::Started(vm) => Some(vm.clone()),
-            Guest::Pending(_) => None,
+            Guest::Pending(_) | Guest::Empty(_) => None,
         }
     }
 
@@ -306,14 +329,29 @@ impl VmControl for VmCtl {
         match &*self.lock() {
             Guest::Pending(_) => RunState::Prelaunch,
             Guest::Started(vm) => map_state(vm.status()),
+            Guest::Empty(state) => *state,
         }
     }
 
     fn stop(&self) {
         self.wait_set_up();
-        let vm = match &*self.lock() {
-            Guest::Started(vm) => vm.clone(),
-            Guest::Pending(_) => return,
+        let vm = {
+            let mut guest = self.lock();
+            match &mut *guest {
+                Guest::Started(vm) => vm.clone(),
+                Guest::Pending(_) => return,
+                Guest::Empty(state) => {
+                    let stopped = *state == RunState::Running;
+                    if stopped {
+                        *state = RunState::Paused;
+                    }
+                    drop(guest);
+                    if stopped {
+                        self.events.emit("STOP", None);
+                    }
+                    return;
+                }
+            }
         };
         // A machine in prelaunch stays there, without an event (QEMU).
         if vm.status() == MachineState::Running && vm.pause().is_ok() {
@@ -339,6 +377,14 @@ impl VmControl for VmCtl {
                     Ok(())
                 }
             },
+            Guest::Empty(state) => {
+                if *state != RunState::Running {
+                    *state = RunState::Running;
+                    drop(guest);
+                    self.events.emit("RESUME", None);
+                }
+                Ok(())
+            }
             Guest::Pending(launch) => {
                 let launch = launch
                     .as_mut()
