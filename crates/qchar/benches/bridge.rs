@@ -96,7 +96,7 @@ impl Relay {
             cmd.stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .spawn()
-                .expect(self.name()),
+                .unwrap_or_else(|e| panic!("{}: {e}", self.name())),
         );
         let (vm, _) = listener.accept().unwrap();
         let user = connect_unix(&user_path);
