@@ -353,8 +353,8 @@ fn bad_hubs_and_bridges_on_the_command_line() {
             "qchar: -serial chardev:a: Device 'a' is in use\n",
         ),
         (
-            "-machine none -fda x.img",
-            "qchar: -fda x.img: machine type does not support if=floppy,bus=0,unit=0\n",
+            "-machine none -drive file=x.img,if=floppy,format=raw",
+            "qchar: -drive file=x.img,if=floppy,format=raw: machine type does not support if=floppy,bus=0,unit=0\n",
         ),
         (
             "-machine none -device isa-serial",
@@ -366,6 +366,8 @@ fn bad_hubs_and_bridges_on_the_command_line() {
         ),
     ];
     let dir = tempdir();
+    // An image that opens: QEMU (and qchar) first say when it does not.
+    std::fs::write(dir.path().join("x.img"), [0u8; 512]).unwrap();
     for (line, want) in cases {
         let line = format!("-nodefaults -display none {line}");
         let mut proc = Proc::qchar(&argv(&line, dir.path()), dir.path());
