@@ -15,10 +15,14 @@
 #              socket, vs socat UNIX-LISTEN:a UNIX-LISTEN:b, same client
 #   row 6d-f   cargo bench -p qchar-chardev --bench many
 #              10,000 chardevs through the library
-#   rows 8a-d  cargo bench -p qchar --bench tls
+#   row 8      cargo bench -p qchar --bench bridge
+#              the console bridge (-machine none, -object x-bridge) between
+#              a VM's console socket and a user socket, vs socat
+#              UNIX-CONNECT:vm UNIX-LISTEN:user, same sockets, same client
+#   rows 9a-d  cargo bench -p qchar --bench tls
 #              TLS handshake time to a monitor's first byte and guest
 #              serial output over a TLS socket chardev, qchar vs QEMU
-#   rows 9a-b  (in the relay bench) the relay with chardev b over TLS,
+#   rows 10a-b  (in the relay bench) the relay with chardev b over TLS,
 #              vs socat -b 65536 UNIX-LISTEN:a OPENSSL-LISTEN:port
 #   row 7      scripts/perf/swap_plot.py (first run only)
 #              guest output over time with a chardev-change every 100 ms;
@@ -123,6 +127,7 @@ for run in $(seq 1 "$runs"); do
     step cargo bench -q -p qchar --bench tls
     step cargo bench -q -p qchar-chardev --bench relay
     step cargo bench -q -p qchar-chardev --bench many
+    step cargo bench -q -p qchar --bench bridge
     if [ $plot -eq 1 ] && [ "$run" -eq 1 ]; then
         png="$out/throughput-over-swaps.png"
         [ $docs -eq 1 ] && png="$root/docs/throughput-over-swaps.png"

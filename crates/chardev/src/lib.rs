@@ -15,6 +15,7 @@
 //! - [`frontend`]: what a device holds ([`CharFrontend`]) and implements
 //!   ([`FrontendHandlers`]).
 //! - [`registry`]: chardevs by id: add, change, remove, query.
+//! - [`bridge`]: `x-bridge`, two chardevs joined byte for byte.
 //! - [`tls`]: TLS credentials and authorization objects (`-object`,
 //!   `object-add`) and the TLS session of a socket connection.
 //! - `chardev`: one chardev's I/O task.
@@ -22,6 +23,7 @@
 //!   backend that goes.
 //! - `outq`: the bounded output queue that carries bytes across a change.
 //! - `iothread`: the one I/O thread and how other threads use it.
+//! - [`logfile`]: `logfile=`, written off the I/O thread, with rotation.
 //! - `ioctl`: serial-line requests without the caller waiting for a
 //!   backend.
 //!
@@ -53,12 +55,14 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod bridge;
 mod change;
 mod chardev;
 pub mod error;
 pub mod frontend;
 mod ioctl;
 mod iothread;
+pub mod logfile;
 pub mod opts;
 mod outq;
 pub mod qemuopts;
@@ -75,6 +79,9 @@ pub use registry::{ChardevStatsInfo, Registry, RegistryEvent, StatsSnapshot};
 
 /// Most frontends one mux chardev takes (QEMU's `MAX_MUX`).
 pub const MAX_MUX_FRONTENDS: usize = 4;
+
+/// Most members one hub chardev takes (QEMU 10's `MAX_HUB`).
+pub const MAX_HUB: usize = 4;
 
 /// Largest replay buffer (`x-backlog`) a chardev may ask for.
 pub const MAX_BACKLOG: usize = 64 * 1024 * 1024;

@@ -20,7 +20,14 @@ pub(crate) fn validate(s: &ChardevSocket, objects: &ObjectStore) -> Result<()> {
     if let Some(id) = &s.tls_creds {
         tls::creds_for(objects, id, server).map_err(|e| ChardevError::Invalid(e.to_string()))?;
     }
-    // QEMU refuses TLS on unix sockets; qchar takes it (see the module docs).
+    // QEMU checks what depends on the address type next. It refuses TLS on
+    // unix sockets; qchar takes it (see the module docs).
+    if matches!(s.addr, SocketAddressLegacy::Fd(_)) && s.reconnect.is_some() {
+        return bad("'reconnect' option is incompatible with 'fd' address type");
+    }
+    if matches!(s.addr, SocketAddressLegacy::Fd(_)) && s.tls_creds.is_some() && !server {
+        return bad("'tls_creds' option is incompatible with 'fd' address type as client");
+    }
     if s.tls_authz.is_some() && s.tls_creds.is_none() {
         return bad("'tls_authz' option requires 'tls_creds' option");
     }

@@ -1,6 +1,8 @@
 //! `object-add`, `object-del`, and the part of `qom-list`/`qom-get` that
 //! reaches the `/objects` container (QEMU 7.2 has no `query-objects`):
-//! the TLS credentials and authorization objects chardevs use.
+//! the TLS credentials and authorization objects chardevs use, and qchar's
+//! `x-bridge` (added and deleted through `bridge.rs`; not listed under
+//! `/objects`).
 //!
 //! Paths: `/objects` and `/objects/ID`, or QEMU's partial paths `objects`
 //! and `ID`. Anything else is `Device 'PATH' not found`, as in QEMU for a
@@ -9,6 +11,7 @@
 
 use std::sync::Arc;
 
+use qchar_chardev::bridge::BRIDGE_TYPE;
 use qchar_chardev::tls::object::Object;
 use qchar_chardev::tls::{ObjectError, ObjectOptions, ObjectStore, PropValue};
 
@@ -90,6 +93,13 @@ fn value(p: &PropValue) -> Value {
 }
 
 fn add(ctx: &mut Ctx<'_>, args: ObjVisitor<'_>) -> QmpResult<Value> {
+    let bridge = args
+        .dict()
+        .get("qom-type")
+        .is_some_and(|t| *t == Value::str(BRIDGE_TYPE));
+    if bridge {
+        return super::bridge::add(ctx, args);
+    }
     let store = objects_or_error(ctx.env.chardevs.objects())?;
     let o = ObjectOptions::from_json(&members(args.into_dict())).map_err(obj_err)?;
     store.add(&o).map_err(obj_err)?;
@@ -99,8 +109,15 @@ fn add(ctx: &mut Ctx<'_>, args: ObjVisitor<'_>) -> QmpResult<Value> {
 fn del(ctx: &mut Ctx<'_>, mut args: ObjVisitor<'_>) -> QmpResult<Value> {
     let id = args.req_str("id")?;
     args.finish()?;
-    let store = objects_or_error(ctx.env.chardevs.objects())?;
-    store.del(&id).map_err(obj_err)?;
+    match ctx.env.chardevs.objects() {
+        Some(store) if store.get(&id).is_some() => store.del(&id).map_err(obj_err)?,
+        // Not a TLS object: an `x-bridge`, or `object 'ID' not found`.
+        _ => ctx
+            .env
+            .chardevs
+            .remove_bridge(&id)
+            .map_err(|e| QmpError::generic(e.to_string()))?,
+    }
     Ok(Value::Dict(Dict::new()))
 }
 
