@@ -6,7 +6,7 @@
 #   rows 1, 2  QCHAR_BENCH_CHANGES=1000 cargo bench -p qchar --bench serial
 #              guest serial output over file / unix socket and
 #              chardev-change latency while the guest prints, qchar vs QEMU
-#   rows 3, 4, 6a-c, 8
+#   rows 3, 4, 6a-c, 11a-b
 #              cargo bench -p qchar --bench vs_qemu
 #              QMP round trip and bulk input, idle RSS, 10,000 chardev-add
 #              over QMP, another monitor's round trip while a chardev-add
@@ -16,6 +16,15 @@
 #              socket, vs socat UNIX-LISTEN:a UNIX-LISTEN:b, same client
 #   row 6d-f   cargo bench -p qchar-chardev --bench many
 #              10,000 chardevs through the library
+#   row 8      cargo bench -p qchar --bench bridge
+#              the console bridge (-machine none, -object x-bridge) between
+#              a VM's console socket and a user socket, vs socat
+#              UNIX-CONNECT:vm UNIX-LISTEN:user, same sockets, same client
+#   rows 9a-d  cargo bench -p qchar --bench tls
+#              TLS handshake time to a monitor's first byte and guest
+#              serial output over a TLS socket chardev, qchar vs QEMU
+#   rows 10a-b  (in the relay bench) the relay with chardev b over TLS,
+#              vs socat -b 65536 UNIX-LISTEN:a OPENSSL-LISTEN:port
 #   row 7      scripts/perf/swap_plot.py (first run only)
 #              guest output over time with a chardev-change every 100 ms;
 #              writes the plot (docs/throughput-over-swaps.png with --docs)
@@ -116,8 +125,10 @@ for run in $(seq 1 "$runs"); do
     } >>"$log"
     step cargo bench -q -p qchar --bench serial
     step cargo bench -q -p qchar --bench vs_qemu
+    step cargo bench -q -p qchar --bench tls
     step cargo bench -q -p qchar-chardev --bench relay
     step cargo bench -q -p qchar-chardev --bench many
+    step cargo bench -q -p qchar --bench bridge
     if [ $plot -eq 1 ] && [ "$run" -eq 1 ]; then
         png="$out/throughput-over-swaps.png"
         [ $docs -eq 1 ] && png="$root/docs/throughput-over-swaps.png"

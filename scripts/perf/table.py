@@ -4,7 +4,7 @@
 Usage: table.py RUN1.log [RUN2.log ...]
 
 Each log holds what the benches printed in one run: the `RESULT` lines of
-the relay, many, vs_qemu and swap_plot steps, and the human lines of
+the relay, many, vs_qemu, bridge and swap_plot steps, and the human lines of
 `cargo bench -p qchar --bench serial` (parsed here, that bench predates
 the RESULT convention). The table shows the figures of the first log; with
 several logs a column gives the range over them of the qchar-vs-peer factor
@@ -108,10 +108,30 @@ ROWS = [
      g("many_lib", "qchar", "bytes_per_chardev"), None, None, None),
     ("7", "guest output across a chardev-change every 100 ms (file/unix/pty)", "bytes/s", True,
      g("swaps", "qchar", "rate_b_s"), "QEMU", g("swaps", "qemu", "rate_b_s"), None),
-    ("8a", "another monitor's query-status round trip while a chardev-add connect hangs, median",
+    ("8a", "console bridge (x-bridge) VM socket -> user socket, throughput", "MiB/s", True,
+     g("bridge", "", "qchar"), "socat", g("bridge", "", "socat"), 1.0),
+    ("8b", "same, against socat -b 65536", "MiB/s", True,
+     g("bridge", "", "qchar"), "socat -b 65536", g("bridge", "", "socat_b65536"), None),
+    ("8c", "console bridge, one byte there and back, median", "us", False,
+     g("bridge_rtt", "", "qchar_p50_us"), "socat", g("bridge_rtt", "", "socat_p50_us"), 1.0),
+    ("8d", "console bridge, one byte there and back, p99", "us", False,
+     g("bridge_rtt99", "", "qchar_p99_us"), "socat", g("bridge_rtt99", "", "socat_p99_us"), None),
+    ("9a", "TLS handshake to a monitor's first byte (verify-peer, authz), median", "us", False,
+     g("tls_handshake", "qchar", "p50_us"), "QEMU", g("tls_handshake", "qemu", "p50_us"), 1.0),
+    ("9b", "same, p99", "us", False,
+     g("tls_handshake", "qchar", "p99_us"), "QEMU", g("tls_handshake", "qemu", "p99_us"), 1.0),
+    ("9c", "guest serial output, TLS socket backend", "bytes/s", True,
+     g("tls_serial", "qchar", "rate_b_s"), "QEMU", g("tls_serial", "qemu", "rate_b_s"), 1.0),
+    ("9d", "same, the socket without TLS (what TLS costs)", "bytes/s", True,
+     g("tls_serial", "qchar", "plain_b_s"), "QEMU", g("tls_serial", "qemu", "plain_b_s"), None),
+    ("10a", "relay unix socket -> chardev -> frontend -> TLS chardev -> TLS client", "MiB/s", True,
+     g("relay_tls", "", "qchar"), "socat OpenSSL", g("relay_tls", "", "socat_openssl"), 0.9),
+    ("10b", "same relay, qchar over TLS against qchar over plain TCP", "MiB/s", True,
+     g("relay_tls", "", "qchar"), "qchar, plain TCP", g("relay_tls", "", "qchar_plain_tcp"), None),
+    ("11a", "another monitor's query-status round trip while a chardev-add connect hangs, median",
      "us", False, g("hung_connect", "qchar", "p50_us"), "QEMU",
      g("hung_connect", "qemu", "p50_us"), 1.0),
-    ("8b", "same, worst (the hang ends after 2 s)", "us", False,
+    ("11b", "same, worst (the hang ends after 2 s)", "us", False,
      g("hung_connect", "qchar", "max_us"), "QEMU", g("hung_connect", "qemu", "max_us"), 1.0),
 ]
 

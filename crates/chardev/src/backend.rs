@@ -17,11 +17,13 @@ use std::task::{Context, Poll};
 use crate::error::{ChardevError, Result};
 use crate::fdset::FdSets;
 use crate::spec::ChardevBackend;
+use crate::tls::ObjectStore;
 
 mod fdio;
 pub(crate) mod file;
 #[doc(hidden)]
 pub mod fuzzing;
+pub(crate) mod hub;
 pub(crate) mod mux;
 mod net;
 mod null;
@@ -231,11 +233,18 @@ pub trait Backend: Send {
     fn retire(self: Box<Self>) -> Option<Drain> {
         None
     }
+
+    /// The backend as `Any`, for the registry's own kinds that a change
+    /// must recognise (a hub handing its members to the next hub); `None`
+    /// (the default) for every other backend.
+    fn as_any(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
+    }
 }
 
 /// What opening a backend may need besides its spec: where `/dev/fdset/N`
-/// paths come from, and what a socket's `fd` string names (see
-/// [`crate::fdpass`]).
+/// paths come from, what a socket's `fd` string names (see
+/// [`crate::fdpass`]), and where `tls-creds`/`tls-authz` are looked up.
 #[derive(Clone)]
 pub struct OpenCtx {
     /// The VM's descriptor sets.
@@ -245,6 +254,8 @@ pub struct OpenCtx {
     pub names: Option<Arc<dyn crate::fdpass::NamedFds>>,
     /// Which descriptor numbers `fd=N` may take.
     pub fd_numbers: crate::fdpass::FdNumbers,
+    /// The objects (`-object`, `object-add`) of the registry.
+    pub objects: ObjectStore,
 }
 
 impl std::fmt::Debug for OpenCtx {
@@ -253,24 +264,26 @@ impl std::fmt::Debug for OpenCtx {
             .field("fdsets", &self.fdsets)
             .field("names", &self.names.is_some())
             .field("fd_numbers", &self.fd_numbers)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
 impl Default for OpenCtx {
-    /// No descriptor sets, no monitor, any descriptor number.
+    /// No descriptor sets, no monitor, any descriptor number, no objects.
     fn default() -> Self {
         OpenCtx {
             fdsets: FdSets::new(),
             names: None,
             fd_numbers: Default::default(),
+            objects: ObjectStore::new(),
         }
     }
 }
 
 /// Opens the backend a spec describes. Called with the registry's runtime
 /// entered, so tokio I/O objects can be registered. `id` is the chardev's id,
-/// used in messages.
+/// used in messages; `ctx` says where `/dev/fdset/N`, `fd` strings and
+/// `tls-creds`/`tls-authz` are looked up.
 pub fn open(id: &str, spec: &ChardevBackend, ctx: &OpenCtx) -> Result<Box<dyn Backend>> {
     match spec {
         ChardevBackend::Null(_) => Ok(Box::new(null::NullBackend)),
@@ -294,17 +307,22 @@ pub fn open(id: &str, spec: &ChardevBackend, ctx: &OpenCtx) -> Result<Box<dyn Ba
             "chardev '{id}': mux over '{}' must be opened by the registry",
             m.chardev
         ))),
+        // Needs the registry (the members): see `Registry::open_hub`.
+        ChardevBackend::Hub(_) => Err(ChardevError::Invalid(format!(
+            "chardev '{id}': a hub must be opened by the registry"
+        ))),
     }
 }
 
 /// Checks a spec for what can be refused before anything is opened, so a
-/// change that cannot succeed leaves no trace.
-pub fn validate(spec: &ChardevBackend) -> Result<()> {
+/// change that cannot succeed leaves no trace (`objects`: as for [`open`]).
+pub fn validate(spec: &ChardevBackend, objects: &ObjectStore) -> Result<()> {
+    crate::logfile::LogSpec::from_common(spec.common())?;
     match spec {
         ChardevBackend::Ringbuf(r) | ChardevBackend::Memory(r) => {
             ringbuf::check_size(r.size).map(|_| ())
         }
-        ChardevBackend::Socket(s) => socket::validate(s),
+        ChardevBackend::Socket(s) => socket::validate(s, objects),
         _ => Ok(()),
     }
 }

@@ -18,11 +18,15 @@
 //! - [`fdset`]: descriptor sets (`-add-fd`, `add-fd`) and `/dev/fdset/N`.
 //! - [`fdpass`]: descriptors passed to sockets (`fd=N`, `getfd` names) and
 //!   received with SCM_RIGHTS.
+//! - [`bridge`]: `x-bridge`, two chardevs joined byte for byte.
+//! - [`tls`]: TLS credentials and authorization objects (`-object`,
+//!   `object-add`) and the TLS session of a socket connection.
 //! - `chardev`: one chardev's I/O task.
 //! - `change`: a backend change, in one place, and the retiring of the
 //!   backend that goes.
 //! - `outq`: the bounded output queue that carries bytes across a change.
 //! - `iothread`: the one I/O thread and how other threads use it.
+//! - [`logfile`]: `logfile=`, written off the I/O thread, with rotation.
 //! - `ioctl`: serial-line requests without the caller waiting for a
 //!   backend.
 //!
@@ -54,6 +58,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod bridge;
 mod change;
 mod chardev;
 pub mod error;
@@ -62,12 +67,14 @@ pub mod fdset;
 pub mod frontend;
 mod ioctl;
 mod iothread;
+pub mod logfile;
 pub mod opts;
 mod outq;
 pub mod qemuopts;
 pub mod registry;
 mod slow_open;
 pub mod spec;
+pub mod tls;
 
 pub use backend::{modem, IoctlReply, Parity, SerialIoctl, SerialParams};
 pub use chardev::ChardevStats;
@@ -79,6 +86,9 @@ pub use slow_open::Done;
 
 /// Most frontends one mux chardev takes (QEMU's `MAX_MUX`).
 pub const MAX_MUX_FRONTENDS: usize = 4;
+
+/// Most members one hub chardev takes (QEMU 10's `MAX_HUB`).
+pub const MAX_HUB: usize = 4;
 
 /// Largest replay buffer (`x-backlog`) a chardev may ask for.
 pub const MAX_BACKLOG: usize = 64 * 1024 * 1024;

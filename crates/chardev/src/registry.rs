@@ -7,7 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::backend;
-use crate::backend::file::LogFile;
+use crate::backend::OpenCtx;
+use crate::bridge::{BridgeError, BridgeInfo, BridgeSpec, Bridges};
 use crate::change::{self, Drains};
 use crate::chardev::{Chardev, Installed};
 use crate::error::{ChardevError, Result};
@@ -15,10 +16,12 @@ use crate::fdpass::FdNumbers;
 use crate::fdset::FdSets;
 use crate::frontend::{CharFrontend, FrontendStats};
 use crate::iothread::IoThread;
+use crate::logfile::{LogSpec, Logger};
 use crate::opts::ChardevOptions;
 use crate::outq::DEFAULT_OUT_CAPACITY;
 use crate::slow_open::{self, Done, WeakRegistry};
-use crate::spec::{ChardevBackend, ChardevInfo, ChardevMux, ChardevReturn};
+use crate::spec::{ChardevBackend, ChardevHub, ChardevInfo, ChardevMux, ChardevReturn};
+use crate::tls::ObjectStore;
 
 /// Something that happened to a chardev, for observers such as a QMP
 /// monitor that turns them into events.
@@ -72,6 +75,9 @@ pub struct StatsSnapshot {
     pub changes: u64,
     /// Bytes waiting in the output queue.
     pub queued: u64,
+    /// Bytes the log file could not keep up with (dropped from the log,
+    /// not from the output).
+    pub log_dropped: u64,
 }
 
 /// One chardev's counters and its frontends' (QMP `x-query-chardev-stats`).
@@ -98,6 +104,12 @@ pub(crate) struct Inner {
     fd_numbers: Mutex<FdNumbers>,
     drains: Arc<Drains>,
     out_cap: usize,
+    /// The log files and their writer thread.
+    logger: Logger,
+    /// The bridges (`x-bridge` objects).
+    bridges: Bridges,
+    /// The objects (`-object`, `object-add`) chardevs look up by id.
+    objects: ObjectStore,
 }
 
 impl Inner {
@@ -116,6 +128,7 @@ impl Inner {
         for cd in &all {
             cd.clear_frontends();
         }
+        self.bridges.clear();
         self.drains.end_all();
         // Backends close on the I/O thread, where their descriptors are
         // registered. Fails only if that thread is already gone.
@@ -126,6 +139,8 @@ impl Inner {
                 }
             });
         }
+        // The backends are gone: their logs are written out now.
+        self.logger.shutdown();
         self.io.shutdown();
     }
 }
@@ -174,6 +189,9 @@ impl Registry {
                 fd_numbers: Mutex::new(FdNumbers::Any),
                 drains: Arc::new(Drains::new()),
                 out_cap: cap.max(1),
+                logger: Logger::default(),
+                bridges: Bridges::new(),
+                objects: ObjectStore::new(),
             }),
         })
     }
@@ -184,6 +202,12 @@ impl Registry {
 
     pub(crate) fn get(&self, id: &str) -> Option<Arc<Chardev>> {
         self.map().by_id.get(id).map(|(_, c)| c.clone())
+    }
+
+    /// The objects (`-object`, `object-add`) this registry's chardevs look
+    /// up by id: TLS credentials and authorization.
+    pub fn objects(&self) -> &ObjectStore {
+        &self.inner.objects
     }
 
     /// Whether `id` is registered.
@@ -214,8 +238,8 @@ impl Registry {
 
     /// What opening a backend needs besides its spec; on this thread, for
     /// a command of the monitor running here, if one is.
-    pub(crate) fn open_ctx(&self) -> backend::OpenCtx {
-        backend::OpenCtx {
+    pub(crate) fn open_ctx(&self) -> OpenCtx {
+        OpenCtx {
             fdsets: self.inner.fdsets.clone(),
             names: crate::fdpass::current_monitor(),
             fd_numbers: *self
@@ -223,6 +247,7 @@ impl Registry {
                 .fd_numbers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
+            objects: self.inner.objects.clone(),
         }
     }
 
@@ -239,17 +264,23 @@ impl Registry {
     /// Opens a backend and what comes with it, on the calling thread with
     /// the runtime entered.
     pub(crate) fn open(&self, id: &str, spec: &ChardevBackend) -> Result<Installed> {
-        match spec {
-            ChardevBackend::Mux(m) => {
-                backend::validate(spec)?;
-                Ok(Installed {
-                    backend: self.open_mux(id, m)?,
-                    spec: spec.clone(),
-                    logfile: None,
-                })
-            }
-            _ => open_backend(self.inner.io.handle(), &self.open_ctx(), id, spec),
-        }
+        let ctx = self.open_ctx();
+        open_with(
+            self.inner.io.handle(),
+            &ctx,
+            &self.inner.logger,
+            spec,
+            |ctx| match spec {
+                ChardevBackend::Mux(m) => self.open_mux(id, m),
+                ChardevBackend::Hub(h) => self.open_hub(id, h),
+                _ => backend::open(id, spec, ctx),
+            },
+        )
+    }
+
+    /// The log files, for opens made elsewhere (see [`slow_open`]).
+    pub(crate) fn logger(&self) -> &Logger {
+        &self.inner.logger
     }
 
     /// A weak handle, for the I/O thread's tasks (see
@@ -271,6 +302,51 @@ impl Registry {
         })?;
         let fe = base.attach()?;
         Ok(Box::new(backend::mux::MuxBackend::new(fe)))
+    }
+
+    /// A hub backend: attaches to each member as its frontend, with QEMU
+    /// 10's checks and texts in its order (found, not a mux or hub, not in
+    /// use, at most [`crate::MAX_HUB`]). When chardev `id` is a hub already
+    /// (a change into another hub), the members it holds are taken over
+    /// when the change installs the new hub.
+    fn open_hub(&self, id: &str, h: &ChardevHub) -> Result<Box<dyn backend::Backend>> {
+        use backend::hub::{stacked, HubBackend};
+        if h.chardevs.is_empty() {
+            return Err(ChardevError::Invalid(
+                "hub: 'chardevs' list is not defined".into(),
+            ));
+        }
+        let current = self.get(id);
+        // A member of a hub (or the base of a mux) cannot become a hub.
+        if current.as_ref().is_some_and(|c| c.mux_above().is_some()) {
+            return Err(stacked(id));
+        }
+        let held = match current.as_ref().map(|c| c.spec()) {
+            Some(ChardevBackend::Hub(old)) => old.chardevs,
+            _ => Vec::new(),
+        };
+        let mut hub = HubBackend::new();
+        let mut taken_over: Vec<&str> = Vec::new();
+        for m in &h.chardevs {
+            let cd = self.get(m).ok_or_else(|| {
+                ChardevError::Invalid(format!("hub: chardev can't be found by id '{m}'"))
+            })?;
+            if matches!(cd.spec(), ChardevBackend::Mux(_) | ChardevBackend::Hub(_)) {
+                return Err(stacked(m));
+            }
+            if hub.len() >= crate::MAX_HUB {
+                return Err(ChardevError::Invalid(format!(
+                    "hub: too many uses of chardevs '{id}' (maximum is {})",
+                    crate::MAX_HUB
+                )));
+            }
+            let later = held.contains(m) && !taken_over.contains(&m.as_str());
+            if later {
+                taken_over.push(m);
+            }
+            hub.add_member(m, cd, later)?;
+        }
+        Ok(Box::new(hub))
     }
 
     /// Adds a chardev from parsed `-chardev` options. With `mux=on` this
@@ -339,6 +415,7 @@ impl Registry {
                 base.set_mux_above(&cd);
             }
         }
+        cd.link_hub_members();
         cd.start();
         self.inner
             .listeners
@@ -358,12 +435,12 @@ impl Registry {
         if self.contains(id) {
             return done(Err(ChardevError::AlreadyExists(id.to_string())));
         }
-        if let Err(e) = backend::validate(&spec) {
+        if let Err(e) = backend::validate(&spec, &self.inner.objects) {
             return done(Err(e));
         }
         let weak = self.downgrade();
         let id2 = id.to_string();
-        slow_open::open_elsewhere(&self.inner.io, id.to_string(), spec, self.open_ctx(), {
+        slow_open::open_elsewhere(self, id.to_string(), spec, {
             move |r| {
                 let Some(reg) = Registry::upgrade(&weak) else {
                     return;
@@ -535,6 +612,33 @@ impl Registry {
         })
     }
 
+    /// Creates bridge `spec.id` between two chardevs (`-object x-bridge`,
+    /// `object-add`): see [`crate::bridge`].
+    pub fn add_bridge(&self, spec: &BridgeSpec) -> Result<(), BridgeError> {
+        let (a, b) = (self.get(&spec.chardev_a), self.get(&spec.chardev_b));
+        let inner = self.inner.clone();
+        let spec = spec.clone();
+        self.inner
+            .io
+            .run(move || inner.bridges.add(&spec, a, b))
+            .map_err(|_| BridgeError::Shutdown)?
+    }
+
+    /// Takes bridge `id` apart (`object-del`); its chardevs are free again.
+    pub fn remove_bridge(&self, id: &str) -> Result<(), BridgeError> {
+        let inner = self.inner.clone();
+        let id = id.to_string();
+        self.inner
+            .io
+            .run(move || inner.bridges.remove(&id))
+            .map_err(|_| BridgeError::Shutdown)?
+    }
+
+    /// Every bridge with its counters, in creation order.
+    pub fn bridges(&self) -> Vec<BridgeInfo> {
+        self.inner.bridges.list()
+    }
+
     /// Counters of chardev `id`.
     pub fn stats(&self, id: &str) -> Option<StatsSnapshot> {
         self.get(id).map(|cd| snapshot(&cd))
@@ -585,29 +689,39 @@ fn snapshot(cd: &Chardev) -> StatsSnapshot {
         bytes_lost: cd.stats.bytes_lost.load(Ordering::Relaxed),
         changes: cd.stats.changes.load(Ordering::Relaxed),
         queued: cd.out.len() as u64,
+        log_dropped: cd.stats.log_dropped.load(Ordering::Relaxed),
     }
 }
 
-/// Opens a backend (not a mux) and its log file on the calling thread, with
-/// `rt` entered so that its descriptors register with the I/O thread.
+/// Opens a backend (not a mux or hub) and its log file on the calling
+/// thread, with `rt` entered so that its descriptors register with the I/O
+/// thread.
 pub(crate) fn open_backend(
     rt: &tokio::runtime::Handle,
-    ctx: &backend::OpenCtx,
+    ctx: &OpenCtx,
+    logger: &Logger,
     id: &str,
     spec: &ChardevBackend,
 ) -> Result<Installed> {
-    backend::validate(spec)?;
+    open_with(rt, ctx, logger, spec, |ctx| backend::open(id, spec, ctx))
+}
+
+/// Checks `spec`, opens its log file, then the backend with `open`, with
+/// `rt` entered.
+fn open_with(
+    rt: &tokio::runtime::Handle,
+    ctx: &OpenCtx,
+    logger: &Logger,
+    spec: &ChardevBackend,
+    open: impl FnOnce(&OpenCtx) -> Result<Box<dyn backend::Backend>>,
+) -> Result<Installed> {
+    backend::validate(spec, &ctx.objects)?;
     let _rt = rt.enter();
-    let common = spec.common();
-    let logfile = match &common.logfile {
-        Some(path) => Some(LogFile::open(
-            &ctx.fdsets,
-            path,
-            common.logappend.unwrap_or(false),
-        )?),
+    let logfile = match LogSpec::from_common(spec.common())? {
+        Some(log) => Some(logger.open(&log, &ctx.fdsets)?),
         None => None,
     };
-    let backend = backend::open(id, spec, ctx)?;
+    let backend = open(ctx)?;
     Ok(Installed {
         backend,
         spec: spec.clone(),

@@ -13,11 +13,10 @@
 use std::net::IpAddr;
 use std::sync::Weak;
 
-use crate::backend::OpenCtx;
 use crate::chardev::Installed;
 use crate::error::{ChardevError, Result};
 use crate::fdset::FDSET_PREFIX;
-use crate::iothread::IoThread;
+use crate::registry::Registry;
 use crate::spec::{ChardevBackend, InetSocketAddress, SocketAddressLegacy};
 
 /// Where the answer to a request that may finish later goes. Called once,
@@ -29,8 +28,9 @@ pub type Done<T> = Box<dyn FnOnce(Result<T>) + Send + 'static>;
 /// the module documentation). Paths are looked at: a FIFO or a device may
 /// block an open for writing, a regular file (or one to be created) not.
 pub(crate) fn may_block(spec: &ChardevBackend) -> bool {
-    // A mux is opened by the registry (it attaches to its base), at once.
-    if matches!(spec, ChardevBackend::Mux(_)) {
+    // A mux or a hub is opened by the registry (it attaches to its base or
+    // members), at once.
+    if matches!(spec, ChardevBackend::Mux(_) | ChardevBackend::Hub(_)) {
         return false;
     }
     if spec.common().logfile.as_deref().is_some_and(path_may_block) {
@@ -73,21 +73,23 @@ fn path_may_block(path: &str) -> bool {
 }
 
 /// Opens `spec` on a thread of its own, then runs `then` with the result on
-/// the I/O thread of `io` (if the registry is still there; otherwise the
+/// the I/O thread of `reg` (if the registry is still there; otherwise the
 /// backend is dropped and `then` is dropped uncalled).
 pub(crate) fn open_elsewhere(
-    io: &IoThread,
+    reg: &Registry,
     id: String,
     spec: ChardevBackend,
-    ctx: OpenCtx,
     then: impl FnOnce(Result<Installed>) + Send + 'static,
 ) {
     let (tx, rx) = tokio::sync::oneshot::channel::<Result<Installed>>();
+    let io = reg.io();
     let handle = io.handle().clone();
+    let ctx = reg.open_ctx();
+    let logger = reg.logger().clone();
     let spawned = std::thread::Builder::new()
         .name("qchar-open".into())
         .spawn(move || {
-            let r = crate::registry::open_backend(&handle, &ctx, &id, &spec);
+            let r = crate::registry::open_backend(&handle, &ctx, &logger, &id, &spec);
             // The registry may be gone: the backend is then dropped here.
             let _ = tx.send(r);
         });

@@ -4,9 +4,11 @@
 
 use std::sync::Arc;
 
+use qchar_chardev::bridge::{BridgeError, BridgeSpec};
 use qchar_chardev::fdset::FdSets;
 use qchar_chardev::registry::{ChardevStatsInfo, Registry};
 use qchar_chardev::spec::{ChardevBackend, ChardevInfo, ChardevReturn, SUPPORTED_BACKENDS};
+use qchar_chardev::tls::ObjectStore;
 use qchar_chardev::{ChardevError, Done};
 
 /// Where an HMP `chardev-add`'s answer goes (QEMU's text on failure).
@@ -64,11 +66,27 @@ pub trait ChardevOps: Send + Sync {
     /// HMP `chardev-change ID OPTS`: parses OPTS (which has no id) into a
     /// backend; `Err` is QEMU's text.
     fn parse_backend(&self, id: &str, opts: &str) -> Result<ChardevBackend, String>;
+    /// The objects (`object-add`, `qom-list /objects`) the chardevs use;
+    /// `None` where there are none to manage.
+    fn objects(&self) -> Option<ObjectStore> {
+        None
+    }
     /// Ids QEMU's option parser already holds (`-chardev` and monitor
     /// chardevs of the command line, kept even once removed): HMP's
     /// `chardev-add` and `chardev-change` refuse them as `Duplicate ID`.
     fn option_ids(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// `object-add` of an `x-bridge`; refused where there are no bridges.
+    fn add_bridge(&self, spec: &BridgeSpec) -> Result<(), BridgeError> {
+        Err(BridgeError::InvalidType(format!(
+            "{} ({})",
+            spec.id, "no bridges here"
+        )))
+    }
+    /// `object-del` of an `x-bridge`.
+    fn remove_bridge(&self, id: &str) -> Result<(), BridgeError> {
+        Err(BridgeError::NotFound(id.to_string()))
     }
 }
 
@@ -130,5 +148,14 @@ impl ChardevOps for Registry {
                 Box::new(move |r| done(r.map_err(|e| e.to_string()))),
             ),
         }
+    }
+    fn objects(&self) -> Option<ObjectStore> {
+        Some(Registry::objects(self).clone())
+    }
+    fn add_bridge(&self, spec: &BridgeSpec) -> Result<(), BridgeError> {
+        Registry::add_bridge(self, spec)
+    }
+    fn remove_bridge(&self, id: &str) -> Result<(), BridgeError> {
+        Registry::remove_bridge(self, id)
     }
 }

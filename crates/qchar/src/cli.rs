@@ -19,11 +19,14 @@
 
 use std::collections::HashSet;
 
+use qchar_chardev::bridge::{self, BridgeSpec};
 use qchar_chardev::opts::{self, ChardevOptions, OptsError, SerialTarget};
 use qchar_chardev::qemuopts::{
     self, KeyvalItem, OptDesc, OptType, OptsList, QemuOpts, QemuOptsError,
 };
 use qchar_chardev::spec::ChardevBackend;
+use qchar_chardev::tls::object::{IMPLEMENTED_TYPES, OBJECT_OPTS};
+use qchar_chardev::tls::{ObjectError, ObjectOptions};
 use qchar_machine::vm::{DEFAULT_MEM_SIZE, MAX_MEM_SIZE, MIN_MEM_SIZE};
 
 /// The QEMU version qchar speaks (its monitors report the same).
@@ -320,8 +323,13 @@ pub struct DriveReq {
 pub struct Config {
     /// Warnings QEMU prints while parsing (deprecated spellings).
     pub warnings: Vec<Diag>,
+    /// `-object`s, in order: read while parsing, created by the setup
+    /// before any chardev (as QEMU does), with errors without location.
+    pub objects: Vec<ObjectOptions>,
     /// Chardevs, in creation order.
     pub chardevs: Vec<ChardevReq>,
+    /// `-object x-bridge`s, in order: created once the chardevs exist.
+    pub bridges: Vec<BridgeSpec>,
     /// Monitors, in creation order.
     pub monitors: Vec<MonitorReq>,
     /// Serial ports from `-serial` and the default, in order.
@@ -356,7 +364,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             warnings: Vec::new(),
+            objects: Vec::new(),
             chardevs: Vec::new(),
+            bridges: Vec::new(),
             monitors: Vec::new(),
             serials: Vec::new(),
             devices: Vec::new(),
@@ -382,6 +392,7 @@ const OPTIONS: &[(&str, bool)] = &[
     ("h", false),
     ("help", false),
     ("version", false),
+    ("object", true),
     ("chardev", true),
     ("serial", true),
     ("parallel", true),
@@ -409,7 +420,8 @@ const OPTIONS: &[(&str, bool)] = &[
     ("add-fd", true),
 ];
 
-/// Machine types accepted by `-machine` (they all mean qchar's machine).
+/// Machine types accepted by `-machine` (all but `none` mean qchar's
+/// machine).
 const MACHINES: &[(&str, &str)] = &[
     (
         "pc",
@@ -565,6 +577,8 @@ pub fn help_text() -> String {
          Options:\n\
          -h, -help                 print this help and exit\n\
          -version                  print the version and exit\n\
+         -object TYPE,id=ID[,...]  tls-creds-x509, tls-creds-psk, authz-simple, authz-list\n\
+         \x20                         (or QEMU's JSON form -object '{{\"qom-type\":...}}')\n\
          -chardev BACKEND,id=ID[,...]  add a chardev (file, pty, socket, udp, pipe,\n\
          \x20                         serial, stdio, null, ringbuf, memory; mux=on)\n\
          -serial DEV               next COM port on DEV (QEMU's shorthands, chardev:ID,\n\
@@ -580,7 +594,8 @@ pub fn help_text() -> String {
          -display none             the only display type (no display)\n\
          -S                        wait in prelaunch for QMP/HMP 'cont'\n\
          -m [size=]SIZE            guest RAM (default unit MiB; default 128M)\n\
-         -machine/-M TYPE[,accel=kvm]  pc, q35 (qchar's machine) or none (no guest)\n\
+         -machine/-M TYPE[,accel=kvm]  pc, q35 (the same machine); none: no guest,\n\
+         \x20                         no KVM, qchar serves its chardevs (a console server)\n\
          -enable-kvm, -accel kvm   KVM (the only accelerator)\n\
          -name NAME[,process=P][,debug-threads=on|off]\n\
          -pidfile FILE             write the process id to FILE (removed at exit)\n\
@@ -596,6 +611,9 @@ pub fn help_text() -> String {
          file=builtin:NAME         a built-in guest as image: demo (counts forever),\n\
          \x20                         demo:N (stops after line N), irq-demo\n\
          --write-builtin-image NAME PATH  write a built-in guest image to PATH\n\
+         -object x-bridge,id=ID,chardev-a=A,chardev-b=B  join two chardevs byte for byte\n\
+         -chardev hub,id=ID,chardevs.0=A[,chardevs.1=B...]  one frontend, up to 4 chardevs\n\
+         logfile options: x-logsize=SIZE, x-logkeep=N, x-logtimestamp=on\n\
          \n\
          The machine loads the boot image at 0000:7c00 and jumps there (no BIOS).\n\
          Ctrl-a h on a mux (-nographic) lists its keys; Ctrl-a x quits.\n\
@@ -610,6 +628,41 @@ pub fn version_text() -> String {
          qchar: QEMU-compatible chardevs, serial ports and monitors on KVM\n",
         env!("CARGO_PKG_VERSION")
     )
+}
+
+/// `-object help`.
+fn object_types_help() -> String {
+    let mut s = String::from("List of user creatable objects:\n");
+    for t in IMPLEMENTED_TYPES.iter().chain([&bridge::BRIDGE_TYPE]) {
+        s.push_str(&format!("  {t}\n"));
+    }
+    s
+}
+
+/// `-object TYPE,help`.
+fn object_props_help(ty: &str) -> String {
+    let props: &[&str] = match ty {
+        "tls-creds-x509" => &[
+            "  dir=<string>",
+            "  endpoint=<QCryptoTLSCredsEndpoint>",
+            "  passwordid=<string>",
+            "  priority=<string>",
+            "  sanity-check=<bool>",
+            "  verify-peer=<bool>",
+        ],
+        "tls-creds-psk" => &[
+            "  dir=<string>",
+            "  endpoint=<QCryptoTLSCredsEndpoint>",
+            "  priority=<string>",
+            "  username=<string>",
+            "  verify-peer=<bool>",
+        ],
+        "authz-simple" => &["  identity=<string>"],
+        "authz-list" => &["  policy=<QAuthZListPolicy>", "  rules=<QAuthZListRule>"],
+        "x-bridge" => &["  chardev-a=<string>", "  chardev-b=<string>"],
+        _ => return object_types_help(),
+    };
+    format!("{ty} options:\n{}\n", props.join("\n"))
 }
 
 fn machine_help() -> String {
@@ -647,6 +700,7 @@ struct Scan {
     monitor_index: usize,
     /// Ids in QEMU's option lists, for its "Duplicate ID" errors.
     mon_ids: HashSet<String>,
+    object_ids: HashSet<String>,
     chardev_ids: HashSet<String>,
     device_ids: HashSet<String>,
     drive_ids: HashSet<String>,
@@ -667,6 +721,7 @@ enum Stop {
 /// Which of QEMU's option lists an id is checked in.
 #[derive(Debug, Clone, Copy)]
 enum IdList {
+    Object,
     Chardev,
     Mon,
     Device,
@@ -705,6 +760,7 @@ pub fn parse(args: &[String]) -> Result<Action, Diag> {
         nographic: false,
         monitor_index: 0,
         mon_ids: HashSet::new(),
+        object_ids: HashSet::new(),
         chardev_ids: HashSet::new(),
         device_ids: HashSet::new(),
         drive_ids: HashSet::new(),
@@ -751,6 +807,11 @@ impl Scan {
             match name {
                 "h" | "help" => return print(help_text()),
                 "version" => return print(version_text()),
+                "object" => {
+                    if let Some(text) = self.object(&loc, value)? {
+                        return print(text);
+                    }
+                }
                 "chardev" => self.chardev(&loc, value)?,
                 "serial" => {
                     self.default_serial = false;
@@ -857,6 +918,7 @@ impl Scan {
             None => qemuopts::parse(list, value, &mut warnings),
             Some(which) => {
                 let ids = match which {
+                    IdList::Object => &mut self.object_ids,
                     IdList::Chardev => &mut self.chardev_ids,
                     IdList::Mon => &mut self.mon_ids,
                     IdList::Device => &mut self.device_ids,
@@ -870,6 +932,45 @@ impl Scan {
             QemuOptsError::Help(list) => Stop::Help(format!("{}\n", list.help_text())),
             e => Stop::Error(Diag::qemuopts(Some(loc), &e)),
         })
+    }
+
+    /// `-object`: read now (errors carry the option as location). TLS
+    /// credentials and authorization objects are created by the setup
+    /// before the chardevs (as QEMU does), qchar's `x-bridge` once the
+    /// chardevs exist. `help` lists the types qchar creates, `TYPE,help` a
+    /// type's properties (both exit 0, as QEMU).
+    fn object(&mut self, loc: &str, value: &str) -> Result<Option<String>, Stop> {
+        let err = |e: ObjectError| {
+            let d = Diag::at(Some(loc), e.to_string());
+            Stop::Error(match e.hint() {
+                Some(h) => d.hint(h),
+                None => d,
+            })
+        };
+        if qemuopts::grammar::is_help_word(value) {
+            return Ok(Some(object_types_help()));
+        }
+        let options = if value.starts_with('{') {
+            let v = qchar_monitor::json::parse_one(value)
+                .map_err(|e| Diag::at(Some(loc), e.to_string()))?;
+            qchar_monitor::qmp::cmd::object_options_from_json(&v).map_err(err)?
+        } else {
+            let parsed = self.read_opts(loc, &OBJECT_OPTS, value, Some(IdList::Object))?;
+            if let Some(ty) = parsed.get("qom-type") {
+                if parsed.iter().any(|o| o.name == "help" || o.name == "?") {
+                    return Ok(Some(object_props_help(ty)));
+                }
+                if ty == bridge::BRIDGE_TYPE {
+                    let spec = BridgeSpec::from_opts(&parsed)
+                        .map_err(|e| Diag::at(Some(loc), e.to_string()))?;
+                    self.cfg.bridges.push(spec);
+                    return Ok(None);
+                }
+            }
+            ObjectOptions::from_opts(&parsed).map_err(err)?
+        };
+        self.cfg.objects.push(options);
+        Ok(None)
     }
 
     /// `-chardev`: the option string is checked now, the chardev made
@@ -1270,6 +1371,10 @@ impl Scan {
 
     /// After the scan: the defaults QEMU adds, serial labels.
     fn finish(&mut self) {
+        if self.cfg.machine_none {
+            // QEMU's `none` machine has no serial port of its own.
+            self.default_serial = false;
+        }
         if !self.has_defaults {
             self.default_serial = false;
             self.default_monitor = false;

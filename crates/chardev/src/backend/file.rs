@@ -1,7 +1,7 @@
 //! `file`: output to a file (truncated or appended), input optionally read
 //! from another file until its end.
 
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::OwnedFd;
 use std::task::{Context, Poll};
 
@@ -60,7 +60,7 @@ fn open_plain(path: &str, flags: OFlags) -> io::Result<OwnedFd> {
 }
 
 /// The flags QEMU opens a file chardev's output with.
-fn out_flags(append: bool) -> OFlags {
+pub(crate) fn out_flags(append: bool) -> OFlags {
     OFlags::WRONLY
         | OFlags::CREATE
         | if append {
@@ -95,55 +95,6 @@ impl FileBackend {
             input_done: false,
             _leases: leases,
         })
-    }
-}
-
-/// A chardev's log file (`logfile=`), which may come from an fdset; unlike
-/// QEMU, whose log file duplicates are never counted closed, its lease goes
-/// when the log file does.
-pub(crate) struct LogFile {
-    file: std::fs::File,
-    _lease: Option<DupLease>,
-}
-
-impl LogFile {
-    /// Opens (creates) `path`, appending or truncating, as QEMU, with its
-    /// wording: `Could not create` for paths, the fdset messages with the
-    /// open flags in hex.
-    pub(crate) fn open(fdsets: &FdSets, path: &str, append: bool) -> Result<LogFile> {
-        let flags = out_flags(append);
-        if let Some(id) = path.strip_prefix(FDSET_PREFIX) {
-            if crate::fdset::parse_fd(id).is_none() {
-                return Err(ChardevError::Invalid(format!(
-                    "Could not parse fdset {path}"
-                )));
-            }
-            let d = fdsets.open(path, flags).map_err(|e| {
-                ChardevError::io(
-                    format!("Could not dup FD for {path} flags {:x}", flags.bits()),
-                    e,
-                )
-            })?;
-            return Ok(LogFile {
-                file: d.fd.into(),
-                _lease: Some(d.lease),
-            });
-        }
-        let fd = open_plain(path, flags)
-            .map_err(|e| ChardevError::io(format!("Could not create '{path}'"), e))?;
-        Ok(LogFile {
-            file: fd.into(),
-            _lease: None,
-        })
-    }
-}
-
-impl Write for LogFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
     }
 }
 

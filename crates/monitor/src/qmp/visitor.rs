@@ -158,6 +158,24 @@ impl<'a> ObjVisitor<'a> {
         Ok(Some(out))
     }
 
+    /// A mandatory list of strings (paths `name[0]`... in errors).
+    pub fn req_str_list(&mut self, name: &str) -> QmpResult<Vec<String>> {
+        let Some(v) = self.take(name) else {
+            return Err(self.missing(name));
+        };
+        let Value::List(items) = v else {
+            return Err(type_error(&self.path(name), "array"));
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::Str(s) => Ok(utf8::to_string_lossy(s)),
+                _ => Err(type_error(&format!("{}[{i}]", self.path(name)), "string")),
+            })
+            .collect()
+    }
+
     /// A mandatory list of objects, each visited by one of the returned
     /// visitors (paths `name[0].member`...), or the error for an element
     /// that is not an object.
@@ -208,6 +226,18 @@ impl<'a> ObjVisitor<'a> {
         } else {
             Ok(None)
         }
+    }
+
+    /// The whole object, for a command that reads its members itself
+    /// (`object-add`'s open set of properties).
+    pub fn into_dict(self) -> &'a Dict {
+        self.dict
+    }
+
+    /// The object, to look at before visiting (`object-add` chooses its
+    /// reader by `qom-type`).
+    pub fn dict(&self) -> &'a Dict {
+        self.dict
     }
 
     /// Fails with `Parameter '...' is unexpected` for a member that was
