@@ -474,8 +474,10 @@ fn fd_address_conversation(program: &str) -> Vec<String> {
     let r = q.exec(&query, &[]);
     s.note(chardevs(&r, &d));
     let client = UnixStream::connect(p(&d, "l1.sock")).unwrap();
+    // (The monitor's own filename starts `unix:` too: wait for s1's.)
+    let taken = format!("\"unix:{},server=on\"", p(&d, "l1.sock").display());
     wait_until("s1's client to be taken", || {
-        q.exec(&query, &[]).contains("\"unix:")
+        q.exec(&query, &[]).contains(&taken)
     });
     let r = q.exec(&query, &[]);
     s.note(chardevs(&r, &d));
@@ -778,6 +780,112 @@ fn libvirt_command_line_as_qemu() {
     );
     assert_eq!(ours[n - 1], "after quit: mon.sock false ser1.sock false");
     same_as_qemu(&ours, libvirt_conversation);
+}
+
+/// Monitors on listening sockets the parent passed, in the two other
+/// forms a management stack may write them: `-qmp chardev:ID` (QMP) and
+/// `-mon chardev=ID,mode=readline` (HMP). Each greets as on a path,
+/// receives descriptors with SCM_RIGHTS, and takes its next client after
+/// the first leaves; the socket files go with qchar.
+fn fd_monitors_conversation(program: &str) -> Vec<String> {
+    let dir = tempdir();
+    let d = dir.path();
+    let qmp_l = listening(&p(d, "qmp.sock"));
+    let hmp_l = listening(&p(d, "hmp.sock"));
+    let line = "-nodefaults -display none -machine none -S \
+        -chardev socket,id=charqmp,fd=3,server=on,wait=off -qmp chardev:charqmp \
+        -chardev socket,id=charhmp,fd=4,server=on,wait=off -mon chardev=charhmp,mode=readline";
+    let mut proc = Proc::spawn_with_fds(
+        program,
+        &argv(line, d),
+        d,
+        &[(qmp_l.as_fd(), 3), (hmp_l.as_fd(), 4)],
+    );
+    let pid = proc.pid();
+    let mut out = Vec::new();
+    let mut q = RawQmp::connect(&p(d, "qmp.sock"));
+    let greeting: serde_json::Value = serde_json::from_str(&q.greeting).unwrap();
+    out.push(format!(
+        "greeting capabilities {}",
+        greeting["QMP"]["capabilities"]
+    ));
+    let (pr, _pw) = pipe();
+    out.push(q.exec(&cmd("getfd", json!({"fdname": "q"})), &[pr.as_fd()]));
+    out.push(format!("held after QMP getfd {}", held(pid, pr.as_fd())));
+    out.push(q.exec(&cmd("closefd", json!({"fdname": "q"})), &[]));
+    out.push(format!("held after QMP closefd {}", held(pid, pr.as_fd())));
+    // HMP on the other passed socket.
+    let until = |h: &UnixStream, end: &[u8]| {
+        let mut got = Vec::new();
+        while !got.ends_with(end) {
+            let mut b = [0u8; 4096];
+            let n = (&*h).read(&mut b).unwrap();
+            assert!(n > 0, "HMP closed: {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&b[..n]);
+        }
+        let text = common::mask_monitor_version(&String::from_utf8_lossy(&got));
+        // What follows the line editor's echo.
+        text.rsplit_once("\x1b[K")
+            .map_or(text.clone(), |(_, t)| t.to_string())
+    };
+    for round in 0..2 {
+        let h = qchar_testkit::connect_unix(&p(d, "hmp.sock"));
+        h.set_read_timeout(Some(WAIT)).unwrap();
+        out.push(format!("hmp client {round}: {}", until(&h, b"(qemu) ")));
+        for (text, fds) in [
+            ("getfd h", vec![pr.as_fd()]),
+            ("closefd h", vec![]),
+            ("closefd h", vec![]),
+        ] {
+            qchar_testkit::send_with_fds(h.as_fd(), format!("{text}\n").as_bytes(), &fds);
+            out.push(until(&h, b"\r\n(qemu) "));
+        }
+        out.push(format!("held after HMP closefd {}", held(pid, pr.as_fd())));
+    }
+    // The QMP client leaves; the next one is served.
+    drop(q);
+    let mut q = RawQmp::connect(&p(d, "qmp.sock"));
+    let r = q.exec(&cmd("query-chardev", json!(null)), &[]);
+    out.push(chardevs(&r, d));
+    q.exec(&cmd("quit", json!(null)), &[]);
+    assert!(proc.wait().success(), "{program}: {}", proc.stderr());
+    out.push(format!(
+        "after quit: qmp.sock {} hmp.sock {}",
+        p(d, "qmp.sock").exists(),
+        p(d, "hmp.sock").exists()
+    ));
+    out
+}
+
+#[test]
+fn qmp_and_hmp_monitors_on_passed_sockets_as_qemu() {
+    let ours = fd_monitors_conversation(common::qchar_bin());
+    let ok = "{\"return\": {}}\r\n";
+    let banner = "QEMU 7.2.x monitor - type 'help' for more information\r\n(qemu) ";
+    let mut want: Vec<String> = vec![
+        "greeting capabilities [\"oob\"]".into(),
+        ok.into(),
+        "held after QMP getfd 1".into(),
+        ok.into(),
+        "held after QMP closefd 0".into(),
+    ];
+    for round in 0..2 {
+        want.extend([
+            format!("hmp client {round}: {banner}"),
+            "\r\n(qemu) ".into(),
+            "\r\n(qemu) ".into(),
+            "\r\nError: File descriptor named 'h' not found\r\n(qemu) ".into(),
+            "held after HMP closefd 0".into(),
+        ]);
+    }
+    want.extend([
+        "{\"filename\":\"disconnected:unix:$D/hmp.sock,server=on\",\"frontend-open\":true,\"label\":\"charhmp\"}\n\
+         {\"filename\":\"unix:$D/qmp.sock,server=on\",\"frontend-open\":true,\"label\":\"charqmp\"}"
+            .into(),
+        "after quit: qmp.sock false hmp.sock false".into(),
+    ]);
+    assert_eq!(ours, want);
+    same_as_qemu(&ours, fd_monitors_conversation);
 }
 
 /// SCM_RIGHTS on a TCP monitor: the descriptor never arrives (the kernel

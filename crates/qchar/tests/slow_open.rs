@@ -99,6 +99,105 @@ fn a_connect_that_hangs_stalls_nothing_else() {
     assert!(proc.wait().success());
 }
 
+/// A TLS client chardev (`tls-creds`) is opened as a plain client is: its
+/// connect runs off the I/O thread (QEMU connects before it starts TLS and
+/// waits in its main loop the same way), and its handshake never holds
+/// anything up: against a server that accepts and never answers the
+/// ClientHello, `chardev-add` answers at once and everything else goes on.
+#[test]
+fn a_tls_client_whose_connect_or_handshake_hangs_stalls_nothing_else() {
+    if !require(Prereq::Kvm) {
+        return;
+    }
+    let dir = tempdir();
+    let d = dir.path();
+    let pki = qchar_testkit::pki::Pki::new(&d.join("pki"));
+    let mut proc = Proc::qchar(
+        &argv(
+            &format!(
+                "-nodefaults -display none -machine pc -fda builtin:demo \
+                 -object tls-creds-x509,id=tc,dir={},endpoint=client \
+                 -chardev file,id=con,path=$D/con.log -serial chardev:con \
+                 -qmp unix:$D/a,server=on,wait=off -qmp unix:$D/b,server=on,wait=off",
+                pki.dir_str("client")
+            ),
+            d,
+        ),
+        d,
+    );
+    let tls_client = |port: u16| {
+        let mut b = tcp_client(port);
+        b["data"]["tls-creds"] = json!("tc");
+        b
+    };
+    let running =
+        "{\"return\": {\"status\": \"running\", \"singlestep\": false, \"running\": true}}\r\n";
+    let size = |d: &Path| std::fs::metadata(p(d, "con.log")).map_or(0, |m| m.len());
+    let mut a = RawQmp::connect(&p(d, "a"));
+    let mut b = RawQmp::connect(&p(d, "b"));
+    let fds_before = proc_fds(proc.pid()).len();
+
+    // 1. The connect hangs (full accept queue).
+    let (listener, _clients, port) = full_tcp_listener();
+    let add = json!({"execute": "chardev-add",
+        "arguments": {"id": "slow", "backend": tls_client(port)}});
+    a.send(
+        &format!(
+            "{{\"execute\":\"query-name\"}}\n{add}\n{{\"execute\":\"query-status\",\"id\":\"after\"}}"
+        ),
+        &[],
+    );
+    assert_eq!(a.reply(), "{\"return\": {}}\r\n");
+    assert_eq!(b.cmd(r#"{"execute":"query-status"}"#, &[]), running);
+    let before = size(d);
+    wait_until("guest output while a TLS connect hangs", || {
+        size(d) > before + 1000
+    });
+    b.cmd(r#"{"execute":"query-name"}"#, &[]);
+    assert!(!a.reply_ready(), "a answered before its connect ended");
+    drop(listener);
+    assert_eq!(
+        a.reply(),
+        format!(
+            "{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"Failed to add chardev 'slow': {}\"}}}}\r\n",
+            refused(port)
+        )
+    );
+    assert_eq!(
+        a.reply(),
+        "{\"return\": {\"status\": \"running\", \"singlestep\": false, \"running\": true}, \"id\": \"after\"}\r\n"
+    );
+
+    // 2. The connect succeeds (the kernel completes it; nobody accepts)
+    // and the handshake never comes: added at once, nothing waits for it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let add = json!({"execute": "chardev-add",
+        "arguments": {"id": "hs", "backend": tls_client(port)}});
+    assert_eq!(a.exec(&add, &[]), "{\"return\": {}}\r\n");
+    assert_eq!(b.cmd(r#"{"execute":"query-status"}"#, &[]), running);
+    assert_eq!(a.cmd(r#"{"execute":"query-status"}"#, &[]), running);
+    let before = size(d);
+    wait_until("guest output while a TLS handshake hangs", || {
+        size(d) > before + 1000
+    });
+    let chardevs = b.cmd(r#"{"execute":"query-chardev"}"#, &[]);
+    assert!(chardevs.contains("\"label\": \"hs\""), "{chardevs}");
+    assert_eq!(
+        a.cmd(
+            r#"{"execute":"chardev-remove","arguments":{"id":"hs"}}"#,
+            &[]
+        ),
+        "{\"return\": {}}\r\n"
+    );
+    wait_until("qchar's descriptors back where they were", || {
+        proc_fds(proc.pid()).len() == fds_before
+    });
+    drop(silent);
+    a.cmd(r#"{"execute":"quit"}"#, &[]);
+    assert!(proc.wait().success());
+}
+
 /// The same refused connect against QEMU 7.2: its reply (after its whole
 /// main loop waited) is the one qchar gives.
 #[test]
