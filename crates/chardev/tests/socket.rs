@@ -204,6 +204,13 @@ fn abstract_unix_names_as_qemu_prints_them() {
         filename(&reg, "l"),
         format!("disconnected:unix:{name}-l,abstract=on,server=on")
     );
+    // Tight by default: a server names the address it bound (QEMU 7.2
+    // prints `tight=on` for it, given or not).
+    reg.add("d", mk(None, true, &format!("{name}-d"))).unwrap();
+    assert_eq!(
+        filename(&reg, "d"),
+        format!("disconnected:unix:{name}-d,abstract=on,tight=on,server=on")
+    );
     // A client with the same tightness reaches each server.
     reg.add("tc", mk(Some(true), false, &format!("{name}-t")))
         .unwrap();

@@ -82,10 +82,16 @@ fn pieces(t: &[u8]) -> Vec<Vec<u8>> {
 /// QMP's and HMP's (`info`) names.
 const QCHAR_COMMANDS: &[&str] = &["x-query-chardev-stats", "x-chardev-stats"];
 
-/// Whether a piece of a list names one of qchar's own commands.
+/// Backends qchar has and QEMU 7.2 lacks (QEMU 10's `hub`; row
+/// `query-chardev-backends-lists-qchar-backends`).
+const QCHAR_BACKENDS: &[&str] = &["hub"];
+
+/// Whether a piece of a list names one of qchar's own commands or
+/// backends.
 fn qchar_own(p: &[u8]) -> bool {
     QCHAR_COMMANDS
         .iter()
+        .chain(QCHAR_BACKENDS)
         .any(|c| has(p, &format!("\"name\": \"{c}\"")) || has(p, &format!("info {c} ")))
 }
 
@@ -222,6 +228,16 @@ pub const RULES: &[Rule] = &[
         id: "query-chardev-backends-lists-qchar-backends",
         what: "query-chardev-backends lists the backends qchar has",
         matches: |d| has(d.step, "query-chardev-backends") && subset_of_qemu(d, |p| contains(p, b"\"name\": \"")),
+    },
+    Rule {
+        status: Status::Intended,
+        id: "object-types-qchar-lacks",
+        what: "object-add of a QEMU object type qchar lacks (memory backends, throttle groups, ...) is refused by its type before its properties are checked",
+        matches: |d| {
+            (has(d.step, "object-add") || has(d.step, "object_add"))
+                && has(d.qchar, "invalid object type: ")
+                && !has(d.qemu, "invalid object type: ")
+        },
     },
     Rule {
         status: Status::Intended,

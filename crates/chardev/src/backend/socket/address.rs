@@ -130,17 +130,16 @@ pub(super) fn unix_parts(u: &UnixSocketAddress) -> (bool, bool) {
 
 /// QEMU's `query-chardev` name of a unix socket backend with no peer.
 pub(super) fn disconnected_unix(u: &UnixSocketAddress, server: bool) -> String {
-    let abstract_ = u.abstract_.unwrap_or(false);
+    let (abstract_, tight) = unix_parts(u);
+    // A client: only when given, as QEMU prints the option, not its
+    // default. A server: QEMU names the address it bound, read back, and
+    // an abstract one bound tight (the default) says so.
+    let tight_on = abstract_ && if server { tight } else { u.tight == Some(true) };
     format!(
         "disconnected:unix:{}{}{}{}",
         u.path,
         if abstract_ { ",abstract=on" } else { "" },
-        // Only when given: QEMU prints the option, not its default.
-        if abstract_ && u.tight == Some(true) {
-            ",tight=on"
-        } else {
-            ""
-        },
+        if tight_on { ",tight=on" } else { "" },
         if server { ",server=on" } else { "" },
     )
 }

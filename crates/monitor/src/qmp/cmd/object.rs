@@ -169,6 +169,11 @@ fn resolve(store: &ObjectStore, path: &str) -> QmpResult<Target> {
 fn qom_list(ctx: &mut Ctx<'_>, mut args: ObjVisitor<'_>) -> QmpResult<Value> {
     let path = args.req_str("path")?;
     args.finish()?;
+    // The empty partial path matches every object of QEMU's tree, so its
+    // qom-list (unlike qom-get, which does not ask) calls it ambiguous.
+    if path.is_empty() {
+        return Err(QmpError::Generic("Path '' is ambiguous".into()));
+    }
     let store = objects_or_error(ctx.env.chardevs.objects())?;
     let entry = |name: &str, ty: &str| Value::Dict(crate::dict! { "name" => name, "type" => ty });
     Ok(Value::List(match resolve(&store, &path)? {
