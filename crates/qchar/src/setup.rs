@@ -260,7 +260,13 @@ pub fn setup(cfg: &Config, exit: Arc<ExitSignal>) -> Result<Running> {
     let gate = Arc::new(SetUpGate::default());
     let vmctl = VmCtl::new(events.clone(), exit.clone(), gate.clone(), cfg.name.clone());
     match setup_on(cfg, &reg, &events, (&exit, &gate), &vmctl) {
-        Ok(r) => Ok(r),
+        Ok(r) => {
+            // Signals go to `main`'s teardown (QEMU's SHUTDOWN event) from
+            // before the first input is read: a client that got an answer
+            // knows a signal now ends qchar in order.
+            crate::process::setup_done();
+            Ok(r)
+        }
         Err(e) => {
             // A monitor command waiting for set-up must not hold the I/O
             // thread that shutdown joins.
