@@ -81,7 +81,7 @@ pub use chardev::ChardevStats;
 pub use error::{ChardevError, Result};
 pub use frontend::{CharFrontend, ChardevEvent, FrontendHandlers, FrontendStats};
 pub use outq::DEFAULT_OUT_CAPACITY;
-pub use registry::{ChardevStatsInfo, Registry, RegistryEvent, StatsSnapshot};
+pub use registry::{ChardevStatsInfo, InputHold, Registry, RegistryEvent, StatsSnapshot};
 pub use slow_open::Done;
 
 /// Most frontends one mux chardev takes (QEMU's `MAX_MUX`).

@@ -145,7 +145,6 @@ fn run_config(cfg: &Config) -> i32 {
             return 1;
         }
     };
-    process::setup_done();
     if let Some(d) = daemon {
         if let Err(e) = d.ready() {
             report::error(&format!("cannot daemonize: {e}"));

@@ -247,6 +247,11 @@ pub fn setup(
         // A set id is never negative here: `-add-fd` checked it.
         let _ = reg.fdsets().add_fd(m.fd, Some(m.set), m.opaque);
     }
+    // Nothing is read until set-up is over (QEMU's main loop has not started
+    // either): a key typed meanwhile, Ctrl-a c on the -nographic mux, then
+    // meets the monitor and the serial port both registered, the serial
+    // port (the last) holding the focus.
+    let _input = reg.hold_input();
     let events = EventBus::new();
     forward_registry_events(&reg, events.clone());
     {
@@ -273,7 +278,13 @@ pub fn setup(
             .set_running_probe(move || vm.upgrade().is_some_and(|v| v.is_running_now()));
     }
     match setup_on(cfg, &reg, &events, (&exit, &gate), &vmctl) {
-        Ok(r) => Ok(r),
+        Ok(r) => {
+            // Signals go to `main`'s teardown (QEMU's SHUTDOWN event) from
+            // before the first input is read: a client that got an answer
+            // knows a signal now ends qchar in order.
+            crate::process::setup_done();
+            Ok(r)
+        }
         Err(e) => {
             // A monitor command waiting for set-up must not hold the I/O
             // thread that shutdown joins.
