@@ -472,8 +472,9 @@ fn open_fdset_target(spec: &LogSpec, fdsets: &FdSets) -> Result<Target> {
 /// buffer holds and writes it out until the sinks are gone and the buffer
 /// is empty.
 async fn write_out(logger: Arc<LoggerInner>, file: Arc<LogFile>, mut target: Target) {
-    // Dropped when the writer is done, which counts a set's duplicate closed.
-    let _lease = target.lease.take();
+    // Given back when the writer is done, just before the file closes, so
+    // that once the duplicate is seen closed its set has been told.
+    let lease = target.lease.take();
     let mut out = match Out::new(target) {
         Ok(o) => o,
         Err((path, e)) => {
@@ -496,13 +497,15 @@ async fn write_out(logger: Arc<LoggerInner>, file: Arc<LogFile>, mut target: Tar
         };
         if chunk.is_empty() {
             if closes(&logger, &file) {
-                return;
+                break;
             }
             file.wake.notified().await;
             continue;
         }
         out.write(&chunk, rotate).await;
     }
+    drop(lease);
+    drop(out);
 }
 
 /// Whether the writer of `file` is done: no sink left and nothing to

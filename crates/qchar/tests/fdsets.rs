@@ -13,7 +13,7 @@ use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::path::Path;
 
 use common::{argv, normalise, p, tempdir, Proc, RawQmp, RUNNING_BASE};
-use qchar_testkit::{proc_fds, require, Prereq};
+use qchar_testkit::{proc_fds, require, wait_until, Prereq};
 use serde_json::json;
 
 const QEMU: &str = "qemu-system-x86_64";
@@ -562,6 +562,14 @@ fn log_file_conversation(program: &str) -> (Vec<String>, Vec<usize>) {
         json!({"execute": "query-fdsets"}),
     ] {
         out.push(normalise(&q.exec(&c, &[]), d));
+        if c["execute"] == "chardev-remove" {
+            // qchar's log writer closes the file once it has written what
+            // it was given, a moment after the reply (QEMU: at once).
+            let pid = proc.pid();
+            wait_until("the log file's duplicate closed", || {
+                held(pid, d, "s117") == 0
+            });
+        }
         counts.push(held(proc.pid(), d, "s117"));
     }
     q.exec(&json!({"execute": "quit"}), &[]);
