@@ -148,6 +148,21 @@ pub struct ChardevSocket {
         )
     )]
     pub reconnect_ms: Option<i64>,
+    /// qchar extension, server only: how many clients may be connected at
+    /// once (absent or 1: QEMU's one client at a time). With more than one,
+    /// every client gets the chardev's history, then live output.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "x-clients", default, skip_serializing_if = "Option::is_none")
+    )]
+    pub clients: Option<u64>,
+    /// qchar extension, with `x-clients`: how many of the clients may type
+    /// (the first to connect; absent: all; 0: none).
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "x-writers", default, skip_serializing_if = "Option::is_none")
+    )]
+    pub writers: Option<u64>,
 }
 
 impl ChardevSocket {
@@ -173,6 +188,8 @@ impl ChardevSocket {
             websocket: None,
             reconnect: None,
             reconnect_ms: None,
+            clients: None,
+            writers: None,
         }
     }
 }
@@ -556,6 +573,10 @@ mod wire {
         reconnect: Option<i64>,
         #[serde(rename = "reconnect-ms", default)]
         reconnect_ms: Option<i64>,
+        #[serde(rename = "x-clients", default)]
+        clients: Option<u64>,
+        #[serde(rename = "x-writers", default)]
+        writers: Option<u64>,
     });
 
     with_common!(ChardevUdp as Udp {
@@ -685,6 +706,8 @@ mod tests {
                 websocket: Some(false),
                 reconnect: Some(3),
                 reconnect_ms: Some(3000),
+                clients: Some(8),
+                writers: Some(1),
             }),
             ChardevBackend::Udp(ChardevUdp {
                 common: common.clone(),
