@@ -70,8 +70,9 @@ pub enum RegistryEvent {
         clients: usize,
     },
     /// A client of a multi-client socket server read slower than the
-    /// history turns over: it skipped ahead, and got a marker line saying
-    /// how much it missed.
+    /// history turns over: it skips ahead, and is sent a marker line saying
+    /// how much it missed. Once per marker: what it misses until it reads
+    /// the marker is added to the marker, not reported again.
     ClientSkipped {
         /// The chardev.
         id: String,
@@ -79,7 +80,7 @@ pub enum RegistryEvent {
         client: u64,
         /// Where it connected from.
         peer: String,
-        /// Bytes it missed.
+        /// Bytes it had missed when it started skipping.
         skipped: u64,
     },
 }

@@ -499,7 +499,9 @@ fn a_client_that_stops_reading_skips_ahead_with_a_marker_and_holds_no_one_back()
             _ => None,
         })
         .collect();
-    assert_eq!(skipped.iter().sum::<u64>(), n, "{skipped:?}");
+    // One event per marker, with what it had missed when it started.
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(skipped[0] > 0 && skipped[0] <= n, "{skipped:?} vs {n}");
 }
 
 #[test]

@@ -5,12 +5,14 @@
 //!
 //! Per client there is one offset and the connection's own small buffers
 //! (a websocket frame, telnet's escaped bytes); output goes from the
-//! history straight to the socket. A client that stops reading lets the
-//! kernel's socket buffer fill and is then passed over until it is
-//! writable again. If by then the history has turned over past its offset
+//! history straight to the socket, whose kernel send buffer is capped
+//! ([`CLIENT_SNDBUF`]). A client that stops reading lets that buffer fill
+//! and is then passed over until it is writable again. If by then the history has turned over past its offset
 //! (it missed bytes), it skips ahead to the oldest byte kept and is sent a
 //! marker line, `\r\n[qchar: N bytes skipped]\r\n`, before the rest: the
-//! overflow policy; the skip is also an event (`ClientSkipped`).
+//! overflow policy. The skip is also an event (`ClientSkipped`), once per
+//! marker: skips that follow before the client reads the marker only add
+//! to the marker's count (and to the client's `skipped` counter).
 //!
 //! Input: the first `x-writers` clients to connect are writers, whose input
 //! goes to the frontend (round robin between them, each only as fast as the
@@ -37,6 +39,12 @@ use crate::registry::{ClientInfo, ClientsInfo, RegistryEvent};
 const CHUNK: usize = 64 * 1024;
 /// Input read (and dropped) from a viewer at once.
 const VIEWER_CHUNK: usize = 4096;
+/// Each client's kernel send buffer (SO_SNDBUF; the kernel doubles it for
+/// its bookkeeping). Clients are served from the history, so a large buffer
+/// gains nothing; capped, a client that stops reading holds little kernel
+/// memory (TCP's autotuning would let it hold megabytes) and falls behind
+/// in the history, where it shows, soon after it stops.
+const CLIENT_SNDBUF: usize = 64 * 1024;
 /// What a client beyond the limit is told.
 pub(super) const TOO_MANY: &str = "qchar: too many clients\r\n";
 
@@ -133,12 +141,18 @@ impl Client {
         }
     }
 
-    /// It missed `n` bytes: its marker (not sent yet) says so, and an event.
+    /// It missed `n` bytes: its marker (not sent yet) says so. The first
+    /// skip since its last marker went out is logged and an event; more
+    /// skips before it reads again only grow the marker's count.
     fn note_skip(&mut self, link: &Link, n: u64) {
+        let first = self.marker_skip == 0;
         self.skipped += n;
         self.marker_skip += n;
         self.marker = skip_marker(self.marker_skip);
         self.marker_pos = 0;
+        if !first {
+            return;
+        }
         log::info!(
             "chardev '{}': client {} ({}) reads too slowly: {n} bytes skipped",
             link.id,
@@ -253,6 +267,7 @@ impl Clients {
             let _ = net::shutdown(std::os::fd::AsFd::as_fd(&fd));
             return;
         }
+        let _ = SockRef::from(&fd).set_send_buffer_size(CLIENT_SNDBUF);
         match setup.connection(fd, false) {
             Ok(conn) => {
                 let n = self.next_client;
