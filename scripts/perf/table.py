@@ -4,7 +4,7 @@
 Usage: table.py RUN1.log [RUN2.log ...]
 
 Each log holds what the benches printed in one run: the `RESULT` lines of
-the relay, many, vs_qemu and swap_plot steps, and the human lines of
+the relay, many, vs_qemu, shared_rate, fanout and swap_plot steps, and the human lines of
 `cargo bench -p qchar --bench serial` (parsed here, that bench predates
 the RESULT convention). The table shows the figures of the first log; with
 several logs a column gives the range over them of the qchar-vs-peer factor
@@ -108,6 +108,20 @@ ROWS = [
      g("many_lib", "qchar", "bytes_per_chardev"), None, None, None),
     ("7", "guest output across a chardev-change every 100 ms (file/unix/pty)", "bytes/s", True,
      g("swaps", "qchar", "rate_b_s"), "QEMU", g("swaps", "qemu", "rate_b_s"), None),
+    ("9", "guest output with a stalled client of its console (median of 1 s windows)",
+     "bytes/s", True, g("shared_rate", "qchar", "with_b_s"), "no stalled client",
+     g("shared_rate", "qchar", "without_b_s"), 0.9),
+    ("10a", "fan-out of a pty to 1 TCP client, every byte", "MiB/s", True,
+     g("fanout", "n1", "qchar"), "ser2net", g("fanout", "n1", "ser2net"), 1.0),
+    ("10b", "fan-out to 10 clients, all clients together", "MiB/s", True,
+     g("fanout", "n10", "qchar"), "ser2net", g("fanout", "n10", "ser2net"), 1.0),
+    ("10c", "fan-out to 100 clients, all clients together", "MiB/s", True,
+     g("fanout", "n100", "qchar"), "ser2net", g("fanout", "n100", "ser2net"), 1.0),
+    ("10d", "memory per client (RSS at 100 clients - at 1, / 99)", "bytes", False,
+     g("fanout_mem", "", "qchar"), "ser2net", g("fanout_mem", "", "ser2net"), None),
+    ("10e", "server RSS with 100 clients (qchar's with a 17 MiB history)", "KiB", False,
+     g("fanout", "n100", "qchar_rss_kib"), "ser2net", g("fanout", "n100", "ser2net_rss_kib"),
+     None),
 ]
 
 

@@ -263,7 +263,7 @@ pub trait Backend: Send {
     fn disconnect(&mut self) {}
 
     /// Whether output written while no peer is connected would be dropped;
-    /// only such backends fill the replay buffer (`x-backlog`).
+    /// only to such backends is the history replayed (`x-backlog`).
     fn drops_output_when_closed(&self) -> bool {
         false
     }

@@ -28,8 +28,10 @@ pub struct ChardevCommon {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub logappend: Option<bool>,
-    /// qchar extension: size in bytes of the replay buffer that keeps the
-    /// newest output produced while no peer is connected (off when absent).
+    /// qchar extension: size in bytes of the chardev's history, the newest
+    /// output it sent out (see [`crate::history`]); a pty or a one-client
+    /// server also replays to the next peer what no peer got. Absent: no
+    /// history, unless a tap or a multi-client server needs one.
     #[cfg_attr(
         feature = "serde",
         serde(rename = "x-backlog", default, skip_serializing_if = "Option::is_none")

@@ -30,9 +30,10 @@
 //! fd addresses, TLS, tn3270, parallel ports) are left to the backend, which
 //! needs them for QMP's `chardev-add` anyway.
 //!
-//! qchar extensions that QEMU 7.2 lacks: `backlog=SIZE` (the replay buffer,
+//! qchar extensions that QEMU 7.2 lacks: `backlog=SIZE` (the history's size,
 //! [`ChardevCommon::backlog`](crate::spec::ChardevCommon::backlog)), `input-path=` for `file`, `reconnect-ms=`,
-//! and `numeric=`/`keep-alive=` for TCP sockets.
+//! `numeric=`/`keep-alive=` for TCP sockets, and `x-clients=N`/`x-writers=K`
+//! for a socket server with many clients.
 
 // Hand-written: QEMU's -chardev semantics and error texts are the specification.
 

@@ -1,14 +1,15 @@
 //! `socket`: unix (paths, abstract names) and TCP stream sockets, as a
-//! server (one client at a time; others wait in the listen backlog) or a
-//! client (optionally reconnecting), with telnet and websocket framing.
+//! server (one client at a time, others waiting in the listen backlog; or,
+//! with qchar's `x-clients=N`, up to N at once: `clients.rs`) or a client
+//! (optionally reconnecting), with telnet and websocket framing.
 //!
 //! Behaviour follows QEMU 7.2: its option checks and messages, its
 //! `query-chardev` filenames (`disconnected:tcp:127.0.0.1:4444,server=on`,
 //! `tcp:127.0.0.1:4444,server=on <-> 127.0.0.1:50000`, `unix:` for a
 //! connected unix client), a stale unix socket file removed before bind and
 //! the socket file removed when the backend goes, output dropped while no
-//! peer is connected (the chardev's backlog may keep it), telnet spoken only
-//! by servers.
+//! peer is connected (the chardev's history may keep it), telnet spoken
+//! only by servers.
 //!
 //! `wait=on` makes opening the backend accept the first client before it
 //! returns, on the caller's thread. For `-chardev` at start-up and for QMP
@@ -522,7 +523,7 @@ impl Backend for SocketBackend {
             return Poll::Pending;
         }
         match self.conn.as_mut() {
-            // No peer: dropped, as QEMU (the chardev's backlog may keep it).
+            // No peer: dropped, as QEMU (the chardev's history may keep it).
             None => Poll::Ready(Ok(data.len())),
             Some(c) => c.poll_write(cx, data),
         }
