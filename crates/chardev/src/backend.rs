@@ -263,7 +263,8 @@ pub trait Backend: Send {
     fn disconnect(&mut self) {}
 
     /// Whether output written while no peer is connected would be dropped;
-    /// only to such backends is the history replayed (`x-backlog`).
+    /// with `x-backlog`, such a backend is not offered output while it has
+    /// no peer (the history keeps it for the next one).
     fn drops_output_when_closed(&self) -> bool {
         false
     }
