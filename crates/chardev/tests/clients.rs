@@ -395,28 +395,43 @@ impl Checker {
     }
 }
 
-/// `stream` as a client that stopped reading saw it: its first `k` bytes,
-/// the marker for the `n` it missed, the rest from `k + n`.
-fn check_skip(stream: &[u8], got: &[u8]) -> (usize, u64) {
-    let at = got
-        .windows(10)
-        .position(|w| w == b"\r\n[qchar: ")
-        .expect("a skip marker");
-    let rest = &got[at + 10..];
-    let end = rest
-        .windows(17)
-        .position(|w| w == b" bytes skipped]\r\n")
-        .expect("the marker's end");
-    let n: u64 = std::str::from_utf8(&rest[..end]).unwrap().parse().unwrap();
-    let after = &rest[end + 17..];
-    assert_eq!(&got[..at], &stream[..at], "what came before the skip");
-    let resume = at + n as usize;
-    assert_eq!(
-        after,
-        &stream[resume..],
-        "the rest, from where it skipped to"
-    );
-    (at, n)
+/// `stream` as a client that stopped reading saw it: runs of it, each
+/// skip marked where it happened (`\r\n[qchar: N bytes skipped]\r\n`, the
+/// next run from N bytes further on), up to the end. Returns where the
+/// first marker came, the bytes skipped in all and the markers; panics if
+/// any byte is not where the markers say.
+fn check_skip(stream: &[u8], got: &[u8]) -> (usize, u64, usize) {
+    const HEAD: &[u8] = b"\r\n[qchar: ";
+    const TAIL: &[u8] = b" bytes skipped]\r\n";
+    let (mut g, mut s) = (0usize, 0usize);
+    let (mut first, mut total, mut markers) = (None, 0u64, 0);
+    loop {
+        let rest = &got[g..];
+        let Some(m) = rest.windows(HEAD.len()).position(|w| w == HEAD) else {
+            assert!(
+                rest == &stream[s.min(stream.len())..],
+                "the last run ({} bytes) is not the stream from {s}",
+                rest.len()
+            );
+            break;
+        };
+        assert!(
+            rest[..m] == stream[s..s + m],
+            "a run of {m} bytes is not the stream from {s}"
+        );
+        first.get_or_insert(g + m);
+        let after = &rest[m + HEAD.len()..];
+        let end = after
+            .windows(TAIL.len())
+            .position(|w| w == TAIL)
+            .expect("the marker's end");
+        let n: u64 = std::str::from_utf8(&after[..end]).unwrap().parse().unwrap();
+        total += n;
+        markers += 1;
+        s += m + n as usize;
+        g += m + HEAD.len() + end + TAIL.len();
+    }
+    (first.expect("a skip marker"), total, markers)
 }
 
 #[test]
@@ -486,8 +501,8 @@ fn a_client_that_stops_reading_skips_ahead_with_a_marker_and_holds_no_one_back()
         stream.len(),
         "every line once, in order"
     );
-    let (at, n) = check_skip(&stream, &got);
-    assert!(at > 0 && n > 0);
+    let (at, n, markers) = check_skip(&stream, &got);
+    assert!(n > 0, "skipped nothing (first marker after {at} bytes)");
     let skipped: Vec<u64> = evs
         .lock()
         .unwrap()
@@ -500,8 +515,8 @@ fn a_client_that_stops_reading_skips_ahead_with_a_marker_and_holds_no_one_back()
         })
         .collect();
     // One event per marker, with what it had missed when it started.
-    assert_eq!(skipped.len(), 1, "{skipped:?}");
-    assert!(skipped[0] > 0 && skipped[0] <= n, "{skipped:?} vs {n}");
+    assert_eq!(skipped.len(), markers, "{skipped:?}");
+    assert!(skipped.iter().sum::<u64>() <= n, "{skipped:?} vs {n}");
 }
 
 #[test]
@@ -694,8 +709,9 @@ fn a_client_handed_to_one_client_server_first_gets_what_it_had_not_read() {
     let (fe, _seen) = attach(&reg, "c");
     let slow = unix_client(&path);
     wait_until("served", || connected(&evs) == 1);
-    // More than its socket holds: the rest waits in the history.
-    let stream = lines(0, 100_000);
+    // More than its socket holds, less than the history (1 MiB): the rest
+    // waits in the history.
+    let stream = lines(0, 50_000);
     fe.write_all(&stream).unwrap();
     sent(&reg, "c");
     wait_until("it is behind", || {
@@ -757,4 +773,49 @@ fn clients_of_another_framing_are_closed_and_a_refused_change_keeps_them() {
     }
     fe.detach();
     reg.shutdown();
+}
+
+#[test]
+fn a_skip_marker_owed_goes_with_a_client_handed_to_a_one_client_server() {
+    let _one = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.sock");
+    let reg = Registry::new().unwrap();
+    let evs = client_events(&reg);
+    const HISTORY: u64 = 64 << 10;
+    reg.add(
+        "k",
+        with_backlog(with_clients(unix_server(&path), 2, None), HISTORY),
+    )
+    .unwrap();
+    let (fe, _seen) = attach(&reg, "k");
+    let stalled = unix_client(&path);
+    wait_until("served", || connected(&evs) == 1);
+    // Far more than the history and its socket: it skips, and reads
+    // nothing yet, so its marker waits.
+    let stream = lines(0, 200_000);
+    fe.write_all(&stream).unwrap();
+    sent(&reg, "k");
+    wait_until("it skipped", || {
+        evs.lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, RegistryEvent::ClientSkipped { .. }))
+    });
+    reg.change("k", with_backlog(unix_server(&path), HISTORY))
+        .unwrap();
+    // A one-client server holds output back for its client (as QEMU's):
+    // it reads from now on.
+    let got = Drain::new(stalled);
+    fe.write_all(b"after").unwrap();
+    let mut want = stream.clone();
+    want.extend_from_slice(b"after");
+    wait_until("the marker and the rest came", || {
+        got.snapshot().ends_with(b"after")
+    });
+    fe.detach();
+    let shut = reg.clone();
+    std::thread::spawn(move || shut.shutdown()).join().unwrap();
+    let (at, n, _) = check_skip(&want, &got.finish());
+    assert!(n > 0, "skipped nothing (first marker after {at} bytes)");
 }

@@ -48,9 +48,55 @@ const CLIENT_SNDBUF: usize = 64 * 1024;
 /// What a client beyond the limit is told.
 pub(super) const TOO_MANY: &str = "qchar: too many clients\r\n";
 
-/// The marker a client that skipped ahead gets before the rest.
-pub(super) fn skip_marker(n: u64) -> Vec<u8> {
-    format!("\r\n[qchar: {n} bytes skipped]\r\n").into_bytes()
+/// The marker line a client that skipped ahead is sent before the rest.
+#[derive(Default)]
+pub(super) struct Marker {
+    /// Bytes skipped that it reports (0: no marker owed).
+    count: u64,
+    text: Vec<u8>,
+    /// How much of `text` went out.
+    sent: usize,
+}
+
+impl Marker {
+    /// Adds `n` skipped bytes; true if this starts a new marker. Once part
+    /// of the marker went out, it is left as it is (`n` is then lost from
+    /// its count; the client's own counter keeps it).
+    pub(super) fn add(&mut self, n: u64) -> bool {
+        let first = self.count == 0;
+        if self.sent == 0 {
+            self.count += n;
+            self.text = format!("\r\n[qchar: {} bytes skipped]\r\n", self.count).into_bytes();
+        }
+        first
+    }
+
+    /// Whether no marker is owed.
+    pub(super) fn is_none(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// Whether nothing of it went out yet (more skips may still join it).
+    pub(super) fn unstarted(&self) -> bool {
+        self.sent == 0
+    }
+
+    /// Writes what is left of it through `write`; Ready(true) once it is
+    /// all out (or none is owed), Ready(false) if the connection failed.
+    pub(super) fn poll_send(
+        &mut self,
+        mut write: impl FnMut(&[u8]) -> Poll<std::io::Result<usize>>,
+    ) -> Poll<bool> {
+        while self.sent < self.text.len() {
+            match write(&self.text[self.sent..]) {
+                Poll::Ready(Ok(n)) if n > 0 => self.sent += n,
+                Poll::Ready(_) => return Poll::Ready(false),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        *self = Marker::default();
+        Poll::Ready(true)
+    }
 }
 
 /// Where a client's events go, and what it reads from.
@@ -70,10 +116,8 @@ pub(super) struct Client {
     writer: bool,
     /// Its offset in the history.
     pub(super) pos: u64,
-    /// A skip marker not fully sent yet, and the bytes it reports.
-    marker: Vec<u8>,
-    marker_pos: usize,
-    marker_skip: u64,
+    /// A skip marker not fully sent yet.
+    pub(super) marker: Marker,
     pub(super) sent: u64,
     pub(super) skipped: u64,
     pub(super) dropped_input: u64,
@@ -90,9 +134,7 @@ impl Client {
             active: false,
             writer: false,
             pos: 0,
-            marker: Vec::new(),
-            marker_pos: 0,
-            marker_skip: 0,
+            marker: Marker::default(),
             sent: 0,
             skipped: 0,
             dropped_input: 0,
@@ -103,7 +145,7 @@ impl Client {
     /// Sends what it can of the history from its offset; never waits.
     fn serve(&mut self, cx: &mut Context<'_>, link: &Link) {
         loop {
-            if self.marker_pos == 0 {
+            if self.marker.unstarted() {
                 // Lost more while nothing of its marker went out yet: one
                 // marker says it all.
                 let lost = link.history.skip_lost(&mut self.pos);
@@ -111,21 +153,14 @@ impl Client {
                     self.note_skip(link, lost);
                 }
             }
-            if self.marker_pos < self.marker.len() {
-                match self.conn.poll_write(cx, &self.marker[self.marker_pos..]) {
-                    Poll::Ready(Ok(n)) if n > 0 => {
-                        self.marker_pos += n;
-                        if self.marker_pos == self.marker.len() {
-                            self.marker = Vec::new();
-                            self.marker_pos = 0;
-                            self.marker_skip = 0;
-                        }
-                        continue;
-                    }
-                    _ => return,
-                }
-            }
             let conn = &mut self.conn;
+            if self
+                .marker
+                .poll_send(|m| conn.poll_write(cx, m))
+                .is_pending()
+            {
+                return;
+            }
             let r = link.history.send_from(&mut self.pos, |s| {
                 let s = &s[..s.len().min(CHUNK)];
                 match conn.poll_write(cx, s) {
@@ -145,12 +180,8 @@ impl Client {
     /// skip since its last marker went out is logged and an event; more
     /// skips before it reads again only grow the marker's count.
     fn note_skip(&mut self, link: &Link, n: u64) {
-        let first = self.marker_skip == 0;
         self.skipped += n;
-        self.marker_skip += n;
-        self.marker = skip_marker(self.marker_skip);
-        self.marker_pos = 0;
-        if !first {
+        if !self.marker.add(n) {
             return;
         }
         log::info!(

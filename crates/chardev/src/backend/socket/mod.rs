@@ -57,7 +57,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use self::address::{unix_parts, Target};
-use self::clients::{peer_of, Client, Clients};
+use self::clients::{peer_of, Client, Clients, Marker};
 use self::conn::{Conn, ConnEvent, ConnSetup, Proto};
 use self::connect::Connector;
 use self::listen::{listen_inet, listen_unix, Listener};
@@ -115,6 +115,8 @@ pub(crate) struct SocketBackend {
     /// The connection, handed over from a multi-client server, is owed the
     /// history from this offset before new output.
     catch_up: Option<u64>,
+    /// The skip marker owed to that connection.
+    catch_up_marker: Marker,
     /// The chardev this backend is installed on.
     link: Option<BackendLink>,
     /// Number of the next client.
@@ -209,6 +211,7 @@ impl SocketBackend {
             conn_peer: (0, String::new()),
             clients,
             catch_up: None,
+            catch_up_marker: Marker::default(),
             link: None,
             next_client: 1,
             unkept: Vec::new(),
@@ -371,7 +374,9 @@ impl SocketBackend {
     }
 
     /// Sends the connection what it is owed from the history (a hand-over
-    /// from a multi-client server) before new output; Ready once done.
+    /// from a multi-client server) before new output; Ready once done. If
+    /// the history turned over past it meanwhile, it skips ahead with the
+    /// marker a client of many would get.
     fn poll_catch_up(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let (Some(pos), Some(link), Some(c)) = (
             self.catch_up.as_mut(),
@@ -382,6 +387,18 @@ impl SocketBackend {
             return Poll::Ready(());
         };
         loop {
+            if self.catch_up_marker.unstarted() {
+                let lost = link.history.skip_lost(pos);
+                if lost > 0 {
+                    log::info!("chardev '{}': {lost} bytes of history skipped", self.id);
+                    self.catch_up_marker.add(lost);
+                }
+            }
+            match self.catch_up_marker.poll_send(|m| c.poll_write(cx, m)) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(false) => break,
+                Poll::Ready(true) => {}
+            }
             let r = link.history.send_from(pos, |s| {
                 match c.poll_write(cx, &s[..s.len().min(CATCH_UP_CHUNK)]) {
                     Poll::Ready(Ok(n)) if n > 0 => Ok(n),
@@ -392,13 +409,15 @@ impl SocketBackend {
             match r {
                 SendFrom::Sent(_) => {}
                 SendFrom::Skipped(n) => {
-                    log::info!("chardev '{}': {n} bytes of history skipped", self.id)
+                    log::info!("chardev '{}': {n} bytes of history skipped", self.id);
+                    self.catch_up_marker.add(n);
                 }
                 SendFrom::Failed(false) => return Poll::Pending,
                 SendFrom::Empty | SendFrom::Failed(true) => break,
             }
         }
         self.catch_up = None;
+        self.catch_up_marker = Marker::default();
         Poll::Ready(())
     }
 
@@ -452,9 +471,11 @@ impl SocketBackend {
         } else {
             // One connection: the oldest; it first gets the history it had
             // not read.
-            if let Some((c, pos)) = keep.next() {
+            if let Some((mut c, pos)) = keep.next() {
                 let head = self.link.as_ref().map_or(0, |l| l.history.head());
-                self.catch_up = pos.filter(|&p| p < head);
+                self.catch_up_marker = std::mem::take(&mut c.marker);
+                let owes_marker = !self.catch_up_marker.is_none();
+                self.catch_up = pos.filter(|&p| p < head || owes_marker);
                 self.conn_peer = (c.client, c.peer);
                 self.conn = Some(c.conn);
             }
@@ -482,6 +503,10 @@ impl Backend for SocketBackend {
         }
         if self.clients.is_some() {
             return self.poll_clients(cx, buf);
+        }
+        if self.catch_up.is_some() {
+            // Owed history goes out even while the chardev sends nothing new.
+            let _ = self.poll_catch_up(cx);
         }
         loop {
             if let Some(c) = self.conn.as_mut() {
@@ -608,11 +633,14 @@ impl Backend for SocketBackend {
                 let head = self.link.as_ref().map_or(0, |l| l.history.head());
                 let pos = self.catch_up.take().unwrap_or(head);
                 let (client, peer) = std::mem::take(&mut self.conn_peer);
+                let marker = std::mem::take(&mut self.catch_up_marker);
                 self.conn
                     .take()
                     .map(|conn| {
                         let served = conn.announced().then_some(pos);
-                        (Client::new(conn, client, peer), served)
+                        let mut c = Client::new(conn, client, peer);
+                        c.marker = marker;
+                        (c, served)
                     })
                     .into_iter()
                     .collect()
