@@ -15,10 +15,19 @@
 #              socket, vs socat UNIX-LISTEN:a UNIX-LISTEN:b, same client
 #   row 6d-f   cargo bench -p qchar-chardev --bench many
 #              10,000 chardevs through the library
-#   row 9      cargo bench -p qchar --bench shared_rate
+#   row 8      cargo bench -p qchar --bench bridge
+#              the console bridge (-machine none, -object x-bridge) between
+#              a VM's console socket and a user socket, vs socat
+#              UNIX-CONNECT:vm UNIX-LISTEN:user, same sockets, same client
+#   rows 9a-d  cargo bench -p qchar --bench tls
+#              TLS handshake time to a monitor's first byte and guest
+#              serial output over a TLS socket chardev, qchar vs QEMU
+#   rows 10a-b (in the relay bench) the relay with chardev b over TLS,
+#              vs socat -b 65536 UNIX-LISTEN:a OPENSSL-LISTEN:port
+#   row 11     cargo bench -p qchar --bench shared_rate
 #              the demo guest's output with and without a stalled client of
 #              its multi-client console, alternating 1 s windows
-#   rows 10a-e cargo bench -p qchar-chardev --bench fanout
+#   rows 12a-e cargo bench -p qchar-chardev --bench fanout
 #              one pty source fanned out to 1, 10, 100 TCP clients, qchar's
 #              multi-client server vs ser2net 4 (max-connections)
 #   row 7      scripts/perf/swap_plot.py (first run only)
@@ -121,8 +130,10 @@ for run in $(seq 1 "$runs"); do
     } >>"$log"
     step cargo bench -q -p qchar --bench serial
     step cargo bench -q -p qchar --bench vs_qemu
+    step cargo bench -q -p qchar --bench tls
     step cargo bench -q -p qchar-chardev --bench relay
     step cargo bench -q -p qchar-chardev --bench many
+    step cargo bench -q -p qchar --bench bridge
     step cargo bench -q -p qchar --bench shared_rate
     step cargo bench -q -p qchar-chardev --bench fanout
     if [ $plot -eq 1 ] && [ "$run" -eq 1 ]; then

@@ -4,8 +4,8 @@
 Usage: table.py RUN1.log [RUN2.log ...]
 
 Each log holds what the benches printed in one run: the `RESULT` lines of
-the relay, many, vs_qemu, shared_rate, fanout and swap_plot steps, and the human lines of
-`cargo bench -p qchar --bench serial` (parsed here, that bench predates
+the relay, many, vs_qemu, bridge, shared_rate, fanout and swap_plot steps,
+and the human lines of `cargo bench -p qchar --bench serial` (parsed here, that bench predates
 the RESULT convention). The table shows the figures of the first log; with
 several logs a column gives the range over them of the qchar-vs-peer factor
 (qchar's own figure where there is no peer).
@@ -108,18 +108,38 @@ ROWS = [
      g("many_lib", "qchar", "bytes_per_chardev"), None, None, None),
     ("7", "guest output across a chardev-change every 100 ms (file/unix/pty)", "bytes/s", True,
      g("swaps", "qchar", "rate_b_s"), "QEMU", g("swaps", "qemu", "rate_b_s"), None),
-    ("9", "guest output with a stalled client of its console (median of 1 s windows)",
+    ("8a", "console bridge (x-bridge) VM socket -> user socket, throughput", "MiB/s", True,
+     g("bridge", "", "qchar"), "socat", g("bridge", "", "socat"), 1.0),
+    ("8b", "same, against socat -b 65536", "MiB/s", True,
+     g("bridge", "", "qchar"), "socat -b 65536", g("bridge", "", "socat_b65536"), None),
+    ("8c", "console bridge, one byte there and back, median", "us", False,
+     g("bridge_rtt", "", "qchar_p50_us"), "socat", g("bridge_rtt", "", "socat_p50_us"), 1.0),
+    ("8d", "console bridge, one byte there and back, p99", "us", False,
+     g("bridge_rtt99", "", "qchar_p99_us"), "socat", g("bridge_rtt99", "", "socat_p99_us"), None),
+    ("9a", "TLS handshake to a monitor's first byte (verify-peer, authz), median", "us", False,
+     g("tls_handshake", "qchar", "p50_us"), "QEMU", g("tls_handshake", "qemu", "p50_us"), 1.0),
+    ("9b", "same, p99", "us", False,
+     g("tls_handshake", "qchar", "p99_us"), "QEMU", g("tls_handshake", "qemu", "p99_us"), 1.0),
+    ("9c", "guest serial output, TLS socket backend", "bytes/s", True,
+     g("tls_serial", "qchar", "rate_b_s"), "QEMU", g("tls_serial", "qemu", "rate_b_s"), 1.0),
+    ("9d", "same, the socket without TLS (what TLS costs)", "bytes/s", True,
+     g("tls_serial", "qchar", "plain_b_s"), "QEMU", g("tls_serial", "qemu", "plain_b_s"), None),
+    ("10a", "relay unix socket -> chardev -> frontend -> TLS chardev -> TLS client", "MiB/s", True,
+     g("relay_tls", "", "qchar"), "socat OpenSSL", g("relay_tls", "", "socat_openssl"), 0.9),
+    ("10b", "same relay, qchar over TLS against qchar over plain TCP", "MiB/s", True,
+     g("relay_tls", "", "qchar"), "qchar, plain TCP", g("relay_tls", "", "qchar_plain_tcp"), None),
+    ("11", "guest output with a stalled client of its console (median of 1 s windows)",
      "bytes/s", True, g("shared_rate", "qchar", "with_b_s"), "no stalled client",
      g("shared_rate", "qchar", "without_b_s"), 0.9),
-    ("10a", "fan-out of a pty to 1 TCP client, every byte", "MiB/s", True,
+    ("12a", "fan-out of a pty to 1 TCP client, every byte", "MiB/s", True,
      g("fanout", "n1", "qchar"), "ser2net", g("fanout", "n1", "ser2net"), 1.0),
-    ("10b", "fan-out to 10 clients, all clients together", "MiB/s", True,
+    ("12b", "fan-out to 10 clients, all clients together", "MiB/s", True,
      g("fanout", "n10", "qchar"), "ser2net", g("fanout", "n10", "ser2net"), 1.0),
-    ("10c", "fan-out to 100 clients, all clients together", "MiB/s", True,
+    ("12c", "fan-out to 100 clients, all clients together", "MiB/s", True,
      g("fanout", "n100", "qchar"), "ser2net", g("fanout", "n100", "ser2net"), 1.0),
-    ("10d", "memory per client (RSS at 100 clients - at 1, / 99)", "bytes", False,
+    ("12d", "memory per client (RSS at 100 clients - at 1, / 99)", "bytes", False,
      g("fanout_mem", "", "qchar"), "ser2net", g("fanout_mem", "", "ser2net"), None),
-    ("10e", "server RSS with 100 clients (qchar's with a 17 MiB history)", "KiB", False,
+    ("12e", "server RSS with 100 clients (qchar's with a 17 MiB history)", "KiB", False,
      g("fanout", "n100", "qchar_rss_kib"), "ser2net", g("fanout", "n100", "ser2net_rss_kib"),
      None),
 ]

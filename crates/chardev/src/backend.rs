@@ -19,11 +19,13 @@ use crate::error::{ChardevError, Result};
 use crate::history::History;
 use crate::registry::{ClientsInfo, RegistryEvent};
 use crate::spec::ChardevBackend;
+use crate::tls::ObjectStore;
 
 mod fdio;
 mod file;
 #[doc(hidden)]
 pub mod fuzzing;
+pub(crate) mod hub;
 pub(crate) mod mux;
 mod net;
 mod null;
@@ -321,13 +323,21 @@ pub trait Backend: Send {
     fn retire(self: Box<Self>) -> Option<Drain> {
         None
     }
+
+    /// The backend as `Any`, for the registry's own kinds that a change
+    /// must recognise (a hub handing its members to the next hub); `None`
+    /// (the default) for every other backend.
+    fn as_any(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
+    }
 }
 
 /// Opens the backend a spec describes. Called with the registry's runtime
 /// entered, so tokio I/O objects can be registered. `id` is the chardev's id,
-/// used in messages.
-pub fn open(id: &str, spec: &ChardevBackend) -> Result<Box<dyn Backend>> {
-    open_after(id, spec, false)
+/// used in messages; `objects` are where `tls-creds` and `tls-authz` are
+/// looked up.
+pub fn open(id: &str, spec: &ChardevBackend, objects: &ObjectStore) -> Result<Box<dyn Backend>> {
+    open_after(id, spec, objects, false)
 }
 
 /// [`open`] for a change whose old backend listens where `spec` would
@@ -337,24 +347,26 @@ pub fn open(id: &str, spec: &ChardevBackend) -> Result<Box<dyn Backend>> {
 pub(crate) fn open_after(
     id: &str,
     spec: &ChardevBackend,
+    objects: &ObjectStore,
     take_over: bool,
 ) -> Result<Box<dyn Backend>> {
     if let (ChardevBackend::Socket(s), true) = (spec, take_over) {
-        return Ok(Box::new(socket::SocketBackend::open_to_take_over(id, s)?));
+        return Ok(Box::new(socket::SocketBackend::open_to_take_over(
+            id, s, objects,
+        )?));
     }
     match spec {
         ChardevBackend::Null(_) => Ok(Box::new(null::NullBackend)),
         ChardevBackend::File(f) => Ok(Box::new(file::FileBackend::open(f)?)),
-        ChardevBackend::Ringbuf(r) | ChardevBackend::Memory(r) => {
-            Ok(Box::new(ringbuf::RingbufBackend::new(r.size)?))
-        }
+        ChardevBackend::Ringbuf(r) => Ok(Box::new(ringbuf::RingbufBackend::new(r.size)?)),
+        ChardevBackend::Memory(r) => Ok(Box::new(ringbuf::RingbufBackend::memory(r.size)?)),
         ChardevBackend::Pipe(p) => Ok(Box::new(pipe::PipeBackend::open(&p.device)?)),
         ChardevBackend::Pty(_) => Ok(Box::new(pty::PtyBackend::open(id)?)),
         ChardevBackend::Stdio(s) => Ok(Box::new(stdio::StdioBackend::open(
             s.signal.unwrap_or(true),
         )?)),
         ChardevBackend::Parallel(_) => Err(ChardevError::UnknownDriver("parallel".into())),
-        ChardevBackend::Socket(s) => Ok(Box::new(socket::SocketBackend::open(id, s)?)),
+        ChardevBackend::Socket(s) => Ok(Box::new(socket::SocketBackend::open(id, s, objects)?)),
         ChardevBackend::Udp(u) => Ok(Box::new(udp::UdpBackend::open(u)?)),
         ChardevBackend::Serial(h) => Ok(Box::new(serial::SerialBackend::open(&h.device)?)),
         // Needs the registry (the base chardev): see `Registry::open_mux`.
@@ -362,17 +374,22 @@ pub(crate) fn open_after(
             "chardev '{id}': mux over '{}' must be opened by the registry",
             m.chardev
         ))),
+        // Needs the registry (the members): see `Registry::open_hub`.
+        ChardevBackend::Hub(_) => Err(ChardevError::Invalid(format!(
+            "chardev '{id}': a hub must be opened by the registry"
+        ))),
     }
 }
 
 /// Checks a spec for what can be refused before anything is opened, so a
-/// change that cannot succeed leaves no trace.
-pub fn validate(spec: &ChardevBackend) -> Result<()> {
+/// change that cannot succeed leaves no trace (`objects`: as for [`open`]).
+pub fn validate(spec: &ChardevBackend, objects: &ObjectStore) -> Result<()> {
+    crate::logfile::LogSpec::from_common(spec.common())?;
     match spec {
         ChardevBackend::Ringbuf(r) | ChardevBackend::Memory(r) => {
             ringbuf::check_size(r.size).map(|_| ())
         }
-        ChardevBackend::Socket(s) => socket::validate(s),
+        ChardevBackend::Socket(s) => socket::validate(s, objects),
         _ => Ok(()),
     }
 }

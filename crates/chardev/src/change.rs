@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::task::JoinSet;
 
-use crate::backend::Drain;
+use crate::backend::{hub, Drain};
 use crate::chardev::{Chardev, Installed};
 use crate::error::{ChardevError, Result};
 use crate::frontend::ChardevEvent;
@@ -191,10 +191,11 @@ impl Chardev {
     }
 
     /// Replaces the backend of a chardev no frontend uses.
-    fn replace_unused(&self, new: Installed) {
+    fn replace_unused(self: &Arc<Self>, mut new: Installed) {
         self.register_for_yank(&new.spec, false);
         let old = {
             let mut st = self.state();
+            hub::hand_over(&mut *st.inst.backend, &mut *new.backend);
             st.be_open = new.backend.is_open();
             let old = std::mem::replace(&mut st.inst, new);
             self.history_follows(&mut st);
@@ -202,6 +203,7 @@ impl Chardev {
         };
         self.note_serial_line();
         self.retire(old);
+        self.link_hub_members();
     }
 
     /// Replaces the backend of a chardev in use. Output queued before the
@@ -210,8 +212,12 @@ impl Chardev {
     /// the new one is not, then `backend_changed`; if one refuses, the old
     /// backend is put back, its connection untouched, and they see OPENED
     /// again if they had seen CLOSED.
-    fn swap(self: &Arc<Self>, new: Installed, handed: bool) -> Result<()> {
+    fn swap(self: &Arc<Self>, mut new: Installed, handed: bool) -> Result<()> {
         self.flush_now();
+        // A hub replacing a hub takes over the members both name, after the
+        // old one took what it could of the queue: before `new_open`, which
+        // depends on them.
+        hub::hand_over(&mut *self.state().inst.backend, &mut *new.backend);
         let new_open = new.backend.is_open();
         // Output kept for a peer that never came is not lost by a change:
         // the history stays with the chardev, and the new backend's peer
@@ -235,7 +241,12 @@ impl Chardev {
             }
         }
         if let Some(reason) = refused {
-            let rejected = std::mem::replace(&mut self.state().inst, old);
+            let rejected = {
+                let mut st = self.state();
+                let mut rejected = std::mem::replace(&mut st.inst, old);
+                hub::hand_over(&mut *rejected.backend, &mut *st.inst.backend);
+                rejected
+            };
             if handed {
                 self.give_listener_back(rejected);
             }
@@ -258,6 +269,7 @@ impl Chardev {
         self.history_follows(&mut self.state());
         // Step 4: the old backend goes, after the new one is in.
         self.retire(old);
+        self.link_hub_members();
         let spec = self.spec();
         self.register_for_yank(&spec, true);
         if new_open {

@@ -15,6 +15,9 @@
 //! - [`frontend`]: what a device holds ([`CharFrontend`]) and implements
 //!   ([`FrontendHandlers`]).
 //! - [`registry`]: chardevs by id: add, change, remove, query.
+//! - [`bridge`]: `x-bridge`, two chardevs joined byte for byte.
+//! - [`tls`]: TLS credentials and authorization objects (`-object`,
+//!   `object-add`) and the TLS session of a socket connection.
 //! - `chardev`: one chardev's I/O task.
 //! - `change`: a backend change, in one place, and the retiring of the
 //!   backend that goes.
@@ -24,6 +27,7 @@
 //! - [`tap`]: readers (and writers) of a chardev beside its backend, over
 //!   its history ([`Registry::tap`]).
 //! - `iothread`: the one I/O thread and how other threads use it.
+//! - [`logfile`]: `logfile=`, written off the I/O thread, with rotation.
 //! - `ioctl`: serial-line requests without the caller waiting for a
 //!   backend.
 //!
@@ -55,6 +59,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod bridge;
 mod change;
 mod chardev;
 pub mod error;
@@ -62,12 +67,14 @@ pub mod frontend;
 pub mod history;
 mod ioctl;
 mod iothread;
+pub mod logfile;
 pub mod opts;
 mod outq;
 pub mod qemuopts;
 pub mod registry;
 pub mod spec;
 pub mod tap;
+pub mod tls;
 
 pub use backend::{modem, IoctlReply, Parity, SerialIoctl, SerialParams};
 pub use chardev::ChardevStats;
@@ -81,6 +88,9 @@ pub use registry::{
 
 /// Most frontends one mux chardev takes (QEMU's `MAX_MUX`).
 pub const MAX_MUX_FRONTENDS: usize = 4;
+
+/// Most members one hub chardev takes (QEMU 10's `MAX_HUB`).
+pub const MAX_HUB: usize = 4;
 
 /// Largest history (`x-backlog`) a chardev may ask for.
 pub const MAX_BACKLOG: usize = 64 * 1024 * 1024;

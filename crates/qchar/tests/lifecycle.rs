@@ -456,6 +456,9 @@ fn pty_chardev_is_announced_and_usable() {
     let (_dir, mut proc, mut q) = qchar_and_qmp(
         "-nodefaults -display none -S -qmp unix:$D/a,server=on,wait=off -chardev pty,id=p",
     );
+    // The line is printed before the monitor answers, but reaches the
+    // test through a pipe and a reader thread.
+    wait_until("the pty line on stdout", || proc.stdout().ends_with('\n'));
     let out = proc.stdout();
     let path = out
         .strip_prefix("char device redirected to ")
@@ -481,29 +484,11 @@ fn pty_chardev_is_announced_and_usable() {
     assert!(proc.wait().success());
 }
 
-/// Runs qchar where `/dev` is an empty tmpfs (a private mount namespace),
-/// so `/dev/kvm` is absent for real. `None` (the test skips) where
-/// namespaces are not allowed.
-fn without_kvm(dir: &Path, line: &str) -> Option<Proc> {
-    if !require(Prereq::MountNamespace) {
-        return None;
-    }
-    let script = format!(
-        "mount -t tmpfs none /dev && exec {} {}",
-        common::qchar_bin(),
-        argv(line, dir).join(" ")
-    );
-    Some(Proc::spawn_program(
-        "unshare",
-        &["-m".into(), "sh".into(), "-c".into(), script],
-        dir,
-    ))
-}
-
 #[test]
 fn no_kvm_start_fails_like_qemu() {
     let dir = tempdir();
-    let Some(mut proc) = without_kvm(dir.path(), "-nodefaults -fda builtin:demo") else {
+    let Some(mut proc) = common::qchar_without_kvm(dir.path(), "-nodefaults -fda builtin:demo")
+    else {
         return;
     };
     assert_eq!(proc.wait().code(), Some(1));
@@ -517,7 +502,7 @@ fn no_kvm_start_fails_like_qemu() {
 #[test]
 fn no_kvm_with_s_keeps_a_working_monitor() {
     let dir = tempdir();
-    let Some(mut proc) = without_kvm(
+    let Some(mut proc) = common::qchar_without_kvm(
         dir.path(),
         "-nodefaults -S -chardev file,id=con,path=$D/c.log -serial chardev:con \
          -qmp unix:$D/a,server=on,wait=off -fda builtin:demo",
@@ -956,4 +941,47 @@ fn yank_as_qemu() {
         "yank_as_qemu: {} replies, the same from QEMU 7.2",
         ours.len()
     );
+}
+
+/// The binary's QMP reaches the registry's objects: a TLS server chardev
+/// added at run time takes credentials and authorization made with
+/// `object-add`, `qom-get` reads them back, and an `x-bridge` still goes
+/// to the bridges.
+#[test]
+fn object_add_over_qmp_feeds_tls_chardevs() {
+    let (dir, mut proc, mut q) =
+        qchar_and_qmp("-machine none -display none -qmp unix:$D/a,server=on,wait=off");
+    let pki = qchar_testkit::pki::Pki::new(&dir.path().join("pki"));
+    let r = q.execute(json!({"execute": "object-add", "arguments": {
+        "qom-type": "tls-creds-x509", "id": "tls0",
+        "dir": pki.dir_str("server"), "endpoint": "server"}}));
+    assert_eq!(r, json!({"return": {}}));
+    let r = q.execute(json!({"execute": "object-add", "arguments": {
+        "qom-type": "authz-simple", "id": "auth0",
+        "identity": qchar_testkit::pki::CLIENT_DN}}));
+    assert_eq!(r, json!({"return": {}}));
+    let r = q.cmd(
+        "qom-get",
+        json!({"path": "/objects/tls0", "property": "endpoint"}),
+    );
+    assert_eq!(r, json!("server"));
+    let r = q.execute(
+        json!({"execute": "chardev-add", "arguments": {"id": "con", "backend": {
+        "type": "socket", "data": {
+            "addr": {"type": "inet", "data": {"host": "127.0.0.1", "port": "0"}},
+            "server": true, "wait": false, "tls-creds": "tls0", "tls-authz": "auth0"}}}}),
+    );
+    assert_eq!(r, json!({"return": {}}), "{r}");
+    let r = q.execute(json!({"execute": "object-add", "arguments": {
+        "qom-type": "x-bridge", "id": "br", "chardev-a": "nope", "chardev-b": "con"}}));
+    assert_eq!(
+        r["error"]["desc"],
+        "Property 'x-bridge.chardev-a' can't find value 'nope'"
+    );
+    let r = q.execute(json!({"execute": "object-del", "arguments": {"id": "br"}}));
+    assert_eq!(r["error"]["desc"], "object 'br' not found");
+    let r = q.execute(json!({"execute": "quit"}));
+    assert_eq!(r, json!({"return": {}}));
+    q.read_to_end();
+    assert!(proc.wait().success());
 }

@@ -315,7 +315,7 @@ fn clients_stay_attached_across_1000_changes_and_a_stalled_one_holds_no_one_back
 /// windows (with / without) of the same run. The bound is 10%; on
 /// a shared 2-core machine single windows vary by a factor of several, so
 /// the test keeps a looser bound and `cargo bench -p qchar --bench
-/// shared_rate` (row 9 of `scripts/bench.sh`: longer windows, more of
+/// shared_rate` (row 11 of `scripts/bench.sh`: longer windows, more of
 /// them) measures the ratio against 10%.
 const RATE_BOUND: f64 = 0.25;
 /// Window pairs compared.

@@ -27,22 +27,39 @@
 //!   `ConnSetup`: its phases, telnet/websocket framing (codecs in
 //!   `backend/telnet.rs`, `backend/websocket.rs`), the bytes it owes its
 //!   peer, its retirement.
-//! - `transport.rs`: the byte stream under the framing (the plain socket).
+//! - `transport.rs`: the byte stream under the framing: the plain socket,
+//!   or a TLS session over it (`tls-creds`, see [`crate::tls`]).
 //! - `clients.rs`: the clients of a multi-client server (`x-clients`),
 //!   each served from the chardev's history at its own offset.
 //! - this file: the backend, which takes connected sockets from its
 //!   endpoint (listener or connector) and holds the one connection (or the
-//!   clients), and hands its listener and connections to a server that
-//!   replaces it on the same address.
+//!   clients), a TLS server's clients still shaking hands, and hands its
+//!   listener and connections to a server that replaces it on the same
+//!   address.
 //!
 //! Hand-over (a qchar improvement): a change to a server spec listening on
 //! the address this server listens on opens the new backend without
 //! binding ([`SocketBackend::open_to_take_over`]); when it is installed it
 //! takes the listener and the connected clients over, so clients stay
 //! attached while options change. Clients that speak another framing than
-//! the new spec's are closed. A client handed to a one-client server
-//! first gets the history it had not read yet. `wait=on` is not waited
-//! for then: the listener is live already.
+//! the new spec's, or another TLS setting (`tls-creds`, `tls-authz`), are
+//! closed, so a change to TLS never keeps a plain client. A client handed
+//! to a one-client server first gets the history it had not read yet.
+//! `wait=on` is not waited for then: the listener is live already.
+//!
+//! TLS (`tls-creds`, `tls-authz`), as QEMU 7.2 with these differences:
+//! unix sockets take it too (a unix client checks the server's chain, not
+//! a name); a handshake has [`crate::tls::HANDSHAKE_TIMEOUT`] to finish
+//! (QEMU: no limit); a server accepts while it has no connection, as QEMU
+//! does, but shakes hands with up to [`MAX_PENDING`] clients at once: the
+//! first to finish gets the chardev, the others finish theirs and wait for
+//! it to be free, a client that stalls is dropped at its deadline whatever
+//! the chardev is doing, and a new client beyond the bound drops the oldest
+//! one still shaking hands. So a client that stalls never keeps others out
+//! for long (QEMU takes one client, which holds the chardev until its
+//! handshake ends, if ever). Every refusal is logged with its reason (QEMU
+//! logs none). A multi-client server's clients shake hands each on their
+//! own, as part of their connection, before they are served.
 
 mod address;
 mod clients;
@@ -61,14 +78,19 @@ use self::clients::{peer_of, Client, Clients, Marker};
 use self::conn::{Conn, ConnEvent, ConnSetup, Proto};
 use self::connect::Connector;
 use self::listen::{listen_inet, listen_unix, Listener};
+use self::transport::TlsSetup;
 use super::net;
 use super::{Backend, BackendEvent, BackendLink, Drain, HandOver};
 use crate::error::{ChardevError, Result};
 use crate::history::SendFrom;
 use crate::registry::{ClientsInfo, RegistryEvent};
 use crate::spec::{ChardevBackend, ChardevSocket, SocketAddressLegacy};
+use crate::tls::ObjectStore;
 
 pub(crate) use self::address::validate;
+
+/// Most TLS clients a server shakes hands with at once.
+pub(crate) const MAX_PENDING: usize = 16;
 
 /// Where a backend's connections come from.
 enum Endpoint {
@@ -127,6 +149,9 @@ pub(crate) struct SocketBackend {
     unkept: Vec<(Client, Option<u64>)>,
     /// A server's spec, for [`Backend::hands_over_to`].
     spec: Option<Box<ChardevSocket>>,
+    /// A TLS server's clients shaking hands, or done and waiting for the
+    /// chardev, oldest first, each with where it is.
+    pending: Vec<(Conn, String)>,
     /// `query-chardev` filename while no peer is connected.
     disconnected: String,
 }
@@ -137,8 +162,12 @@ const CATCH_UP_CHUNK: usize = 64 * 1024;
 impl SocketBackend {
     /// Opens the socket: binds and listens (and with `wait=on` accepts the
     /// first client), or connects.
-    pub(crate) fn open(id: &str, spec: &ChardevSocket) -> Result<SocketBackend> {
-        let mut b = SocketBackend::unbound(id, spec)?;
+    pub(crate) fn open(
+        id: &str,
+        spec: &ChardevSocket,
+        objects: &ObjectStore,
+    ) -> Result<SocketBackend> {
+        let mut b = SocketBackend::unbound(id, spec, objects)?;
         let (origin, disconnected) = b.bind(spec)?;
         b.disconnected = disconnected;
         let reconnect = match (spec.reconnect, spec.reconnect_ms) {
@@ -157,8 +186,12 @@ impl SocketBackend {
 
     /// A server on the address the server it replaces listens on: opened
     /// without binding; its listener comes with [`Backend::take_over`].
-    pub(crate) fn open_to_take_over(id: &str, spec: &ChardevSocket) -> Result<SocketBackend> {
-        let mut b = SocketBackend::unbound(id, spec)?;
+    pub(crate) fn open_to_take_over(
+        id: &str,
+        spec: &ChardevSocket,
+        objects: &ObjectStore,
+    ) -> Result<SocketBackend> {
+        let mut b = SocketBackend::unbound(id, spec, objects)?;
         if let SocketAddressLegacy::Unix(u) = &spec.addr {
             b.disconnected = address::disconnected_unix(u, true);
         }
@@ -167,9 +200,10 @@ impl SocketBackend {
     }
 
     /// The backend with its options checked and nothing opened.
-    fn unbound(id: &str, spec: &ChardevSocket) -> Result<SocketBackend> {
-        validate(spec)?;
+    fn unbound(id: &str, spec: &ChardevSocket, objects: &ObjectStore) -> Result<SocketBackend> {
+        validate(spec, objects)?;
         let server = spec.server.unwrap_or(true);
+        let tls = TlsSetup::new(id, spec, objects, server)?.map(std::sync::Arc::new);
         let telnet_opt = spec.telnet.unwrap_or(false);
         let websocket = spec.websocket.unwrap_or(false);
         // As QEMU: only a server speaks telnet; a client just says so.
@@ -185,6 +219,8 @@ impl SocketBackend {
             "tcp"
         };
         let setup = ConnSetup {
+            id: id.to_string(),
+            tls,
             proto,
             proto_name,
             server,
@@ -215,6 +251,7 @@ impl SocketBackend {
             link: None,
             next_client: 1,
             unkept: Vec::new(),
+            pending: Vec::new(),
             spec: server.then(|| Box::new(spec.clone())),
             disconnected: String::new(),
         })
@@ -321,9 +358,31 @@ impl SocketBackend {
     }
 
     /// A socket the endpoint produced after open (an accepted or a
-    /// reconnected client) becomes the connection.
+    /// reconnected client) becomes the connection; a TLS server's client
+    /// joins the pending handshakes first.
     fn adopt_new(&mut self, fd: OwnedFd) {
-        let Err(e) = self.adopt(fd, false) else {
+        let one_tls_server = matches!(self.endpoint, Endpoint::Listen(_))
+            && self.setup.tls.is_some()
+            && self.clients.is_none();
+        let r = if one_tls_server {
+            let peer = peer_of(&fd);
+            self.setup.connection(fd, false).map(|c| {
+                if self.pending.len() >= MAX_PENDING {
+                    if let Some(i) = self.pending.iter().position(|p| !p.0.transport_ready()) {
+                        let (old, _) = self.pending.remove(i);
+                        log::warn!(
+                            "{} dropped: too many TLS handshakes pending (at most {MAX_PENDING})",
+                            old.who()
+                        );
+                        old.close();
+                    }
+                }
+                self.pending.push((c, peer));
+            })
+        } else {
+            self.adopt(fd, false)
+        };
+        let Err(e) = r else {
             return;
         };
         match &mut self.endpoint {
@@ -347,6 +406,19 @@ impl SocketBackend {
         }
         if let Endpoint::Connect(Some(c)) = &mut self.endpoint {
             c.retry_later();
+        }
+    }
+
+    /// Drives the pending TLS handshakes, whether or not the chardev has a
+    /// connection (so a stalled one meets its deadline); failed ones are
+    /// dropped (the reason is logged), finished ones wait.
+    fn drive_pending(&mut self, cx: &mut Context<'_>) {
+        let mut i = 0;
+        while i < self.pending.len() {
+            match self.pending[i].0.poll_transport(cx) {
+                Poll::Ready(false) => self.pending.remove(i).0.close(),
+                Poll::Ready(true) | Poll::Pending => i += 1,
+            }
         }
     }
 }
@@ -449,13 +521,15 @@ impl SocketBackend {
         self.endpoint = Endpoint::Listen(h.listener);
         self.next_client = self.next_client.max(h.next_client);
         let proto = self.setup.proto;
+        let tls = self.setup.tls_key();
         let (keep, other): (Vec<_>, Vec<_>) = h
             .conns
             .into_iter()
-            .partition(|(c, _)| c.conn.proto() == proto);
+            .partition(|(c, _)| c.conn.proto() == proto && c.conn.tls_key() == tls.as_ref());
         if !other.is_empty() {
             log::info!(
-                "chardev '{}': {} client(s) to close: the new backend speaks another protocol",
+                "chardev '{}': {} client(s) to close: the new backend speaks another protocol \
+                 or has another TLS setting",
                 self.id,
                 other.len()
             );
@@ -479,7 +553,17 @@ impl SocketBackend {
                 self.conn_peer = (c.client, c.peer);
                 self.conn = Some(c.conn);
             }
-            self.unkept.extend(keep);
+            for (c, pos) in keep {
+                if self.setup.tls.is_some()
+                    && !c.conn.announced()
+                    && self.pending.len() < MAX_PENDING
+                {
+                    // Still shaking hands: waits for the chardev as it did.
+                    self.pending.push((c.conn, c.peer));
+                } else {
+                    self.unkept.push((c, pos));
+                }
+            }
         }
     }
 
@@ -508,6 +592,7 @@ impl Backend for SocketBackend {
             // Owed history goes out even while the chardev sends nothing new.
             let _ = self.poll_catch_up(cx);
         }
+        self.drive_pending(cx);
         loop {
             if let Some(c) = self.conn.as_mut() {
                 match c.poll_event(cx, buf) {
@@ -525,7 +610,15 @@ impl Backend for SocketBackend {
                     }
                 }
             }
-            // No connection: wait for the next one.
+            // No connection: a pending TLS client that finished its
+            // handshake, or the next client.
+            if let Some(i) = self.pending.iter().position(|p| p.0.transport_ready()) {
+                let (conn, peer) = self.pending.remove(i);
+                self.conn = Some(conn);
+                self.conn_peer = (self.next_client, peer);
+                self.next_client += 1;
+                continue;
+            }
             let next = match &mut self.endpoint {
                 Endpoint::Listen(l) => l.poll_accept(cx, &self.id),
                 Endpoint::Connect(Some(c)) => c.poll_connect(cx, &self.id),
@@ -533,7 +626,11 @@ impl Backend for SocketBackend {
             };
             match next {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(fd)) => self.adopt_new(fd),
+                Poll::Ready(Some(fd)) => {
+                    self.adopt_new(fd);
+                    // A new pending handshake starts now.
+                    self.drive_pending(cx);
+                }
                 Poll::Ready(None) => {}
             }
         }
@@ -646,6 +743,12 @@ impl Backend for SocketBackend {
                     .collect()
             }
         };
+        // Clients still shaking hands go along, not served yet.
+        for (conn, peer) in std::mem::take(&mut self.pending) {
+            let n = self.next_client;
+            self.next_client += 1;
+            conns.push((Client::new(conn, n, peer), None));
+        }
         // Connect order is number order.
         conns.append(&mut self.unkept);
         conns.sort_by_key(|(c, _)| c.client);

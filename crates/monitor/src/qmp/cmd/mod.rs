@@ -11,12 +11,14 @@ use crate::vm::VmControl;
 use super::error::QmpResult;
 use super::visitor::ObjVisitor;
 
+mod bridge;
 mod capabilities;
 mod chardev_add;
 mod chardev_change;
 mod chardev_remove;
 mod history;
 mod human_monitor;
+mod object;
 mod query_chardev;
 mod query_chardev_clients;
 mod query_chardev_stats;
@@ -29,6 +31,8 @@ mod send_break;
 mod yank;
 
 pub(crate) use history::read_bytes as history_read_bytes;
+pub use object::from_json_value as object_options_from_json;
+pub(crate) use object::{add_from_str as object_add_from_str, objects_or_error};
 pub(crate) use query_chardev_clients::hmp_text as chardev_clients_text;
 pub(crate) use query_chardev_stats::hmp_text as chardev_stats_text;
 pub(crate) use ringbuf::{read_bytes as ringbuf_read_bytes, ringbuf_error};
@@ -88,6 +92,9 @@ pub struct Caps {
     pub oob_offered: bool,
     /// The client enabled `oob`.
     pub oob_enabled: bool,
+    /// `quit` succeeded: requests after it are not handled (QEMU exits
+    /// before it gets to them).
+    pub quitting: bool,
 }
 
 /// What a command gets.
@@ -122,6 +129,10 @@ pub static COMMANDS: &[CommandDef] = &[
     query_name::DEF,
     yank::QUERY,
     yank::DEF,
+    object::DEL,
+    object::ADD,
+    object::QOM_GET,
+    object::QOM_LIST,
     run_state::QUIT,
     query_commands::DEF,
     query_version::DEF,
