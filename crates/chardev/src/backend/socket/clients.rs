@@ -21,7 +21,11 @@
 //! next client to connect gets it.
 //!
 //! A client beyond `x-clients` is accepted, told `qchar: too many clients`
-//! (a websocket client: in an HTTP 503 reply) and closed.
+//! (a websocket client: in an HTTP 503 reply) and closed. Under TLS it is
+//! told inside the session, once its handshake is done (at most
+//! [`MAX_REFUSING`] such handshakes at once, each bounded by
+//! [`crate::tls::HANDSHAKE_TIMEOUT`]; beyond that the oldest is closed
+//! untold). A client still shaking hands (TLS, websocket) holds its place.
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -47,6 +51,8 @@ const VIEWER_CHUNK: usize = 4096;
 const CLIENT_SNDBUF: usize = 64 * 1024;
 /// What a client beyond the limit is told.
 pub(super) const TOO_MANY: &str = "qchar: too many clients\r\n";
+/// Most refused TLS clients shaking hands at once, to be told why.
+const MAX_REFUSING: usize = 16;
 
 /// The marker line a client that skipped ahead is sent before the rest.
 #[derive(Default)]
@@ -209,6 +215,9 @@ pub(super) struct Clients {
     next_input: usize,
     pub(super) next_client: u64,
     pub(super) refused: u64,
+    /// Refused TLS clients shaking hands, to be told why once they can
+    /// read it; oldest first.
+    refusing: Vec<Conn>,
     scratch: Box<[u8]>,
 }
 
@@ -222,6 +231,7 @@ impl Clients {
             next_input: 0,
             next_client: 1,
             refused: 0,
+            refusing: Vec::new(),
             scratch: vec![0u8; VIEWER_CHUNK].into_boxed_slice(),
         }
     }
@@ -284,17 +294,23 @@ impl Clients {
                 self.id(),
                 self.max
             );
-            let msg = if setup.proto.websocket {
-                format!(
-                    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
-                     Content-Length: {}\r\nConnection: close\r\n\r\n{TOO_MANY}",
-                    TOO_MANY.len()
-                )
-            } else {
-                TOO_MANY.to_string()
-            };
+            if setup.tls.is_some() {
+                // Told inside TLS once its handshake is done.
+                match setup.connection(fd, false) {
+                    Ok(c) => {
+                        if self.refusing.len() >= MAX_REFUSING {
+                            self.refusing.remove(0).close();
+                        }
+                        self.refusing.push(c);
+                    }
+                    Err(e) => {
+                        log::warn!("chardev '{}': cannot use new connection: {e}", self.id())
+                    }
+                }
+                return;
+            }
             // One attempt; a new connection's send buffer takes it.
-            let _ = net::send(std::os::fd::AsFd::as_fd(&fd), msg.as_bytes());
+            let _ = net::send(std::os::fd::AsFd::as_fd(&fd), too_many(setup).as_bytes());
             let _ = net::shutdown(std::os::fd::AsFd::as_fd(&fd));
             return;
         }
@@ -371,6 +387,19 @@ impl Clients {
         }
     }
 
+    /// Drives the refused TLS clients' handshakes; each is told why once
+    /// its handshake is done, and closed.
+    fn poll_refusing(&mut self, cx: &mut Context<'_>, setup: &ConnSetup) {
+        let mut i = 0;
+        while i < self.refusing.len() {
+            match self.refusing[i].poll_transport(cx) {
+                Poll::Pending => i += 1,
+                Poll::Ready(false) => self.refusing.remove(i).close(),
+                Poll::Ready(true) => self.refusing.remove(i).refuse(too_many(setup).as_bytes()),
+            }
+        }
+    }
+
     /// Serves output, then reports the next event: a writer's input, a
     /// break, the first client served (`Opened`) or the last one gone
     /// (`Closed`).
@@ -378,7 +407,11 @@ impl Clients {
         &mut self,
         cx: &mut Context<'_>,
         buf: &mut [u8],
+        setup: &ConnSetup,
     ) -> Poll<BackendEvent> {
+        if !self.refusing.is_empty() {
+            self.poll_refusing(cx, setup);
+        }
         if let Some(link) = &self.link {
             for c in self.list.iter_mut().filter(|c| c.active) {
                 c.serve(cx, link);
@@ -488,6 +521,20 @@ impl Clients {
                 })
                 .collect(),
         }
+    }
+}
+
+/// What a client beyond the limit is sent: the line, in an HTTP 503 reply
+/// for a websocket client.
+fn too_many(setup: &ConnSetup) -> String {
+    if setup.proto.websocket {
+        format!(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{TOO_MANY}",
+            TOO_MANY.len()
+        )
+    } else {
+        TOO_MANY.to_string()
     }
 }
 

@@ -606,6 +606,15 @@ impl Conn {
         )))
     }
 
+    /// Says `msg` to a peer that is refused, as the transport's own bytes
+    /// (past any framing: a websocket client's HTTP reply), in one attempt
+    /// that never waits, then ends the connection (inside TLS: after a
+    /// close_notify).
+    pub(super) fn refuse(mut self, msg: &[u8]) {
+        let _ = self.transport.write_now(msg);
+        let _ = self.transport.shutdown();
+    }
+
     /// Closes a connection that ended on its own (the peer closed, or a
     /// handshake was refused), after one non-blocking attempt to send what
     /// is owed.

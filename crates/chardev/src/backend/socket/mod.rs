@@ -430,7 +430,7 @@ impl SocketBackend {
             let Some(cl) = self.clients.as_mut() else {
                 return Poll::Pending;
             };
-            if let Poll::Ready(ev) = cl.poll_event(cx, buf) {
+            if let Poll::Ready(ev) = cl.poll_event(cx, buf, &self.setup) {
                 return Poll::Ready(ev);
             }
             let next = match &mut self.endpoint {
