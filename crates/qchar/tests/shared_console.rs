@@ -23,6 +23,8 @@
 //! guest's serial socket bridged (`x-bridge`, `-machine none`) to a
 //! multi-client console with a rotating log, the same rate check, 1,000
 //! hand-over changes, a late client, and QEMU restarted under the bridge.
+//! A fourth checks the refusals of bad multi-client options and of one
+//! client too many.
 
 mod common;
 
@@ -603,6 +605,137 @@ fn qemu_console_bridged_to_many_clients_across_1000_changes_and_a_restart() {
         a.lines()
     );
     drop(stalled);
+    let r = q.execute(json!({"execute": "quit"}));
+    assert_eq!(r, json!({"return": {}}));
+    proc.wait();
+}
+
+/// Bad multi-client options on the command line and over QMP, with clear
+/// texts, nothing made; one client too many is told and closed while the
+/// others go on undisturbed (a console server with no guest, fed through a
+/// bridge).
+#[test]
+fn bad_multi_client_input_is_refused_clearly() {
+    let dir = tempdir();
+    let d = dir.path();
+    let cases: &[(&str, &str)] = &[
+        ("x-clients=0", "'x-clients' must be between 1 and 1024"),
+        ("x-clients=1025", "'x-clients' must be between 1 and 1024"),
+        (
+            "x-clients=2,x-writers=3",
+            "'x-writers' cannot be greater than 'x-clients'",
+        ),
+        (
+            "x-writers=0",
+            "'x-writers' needs 'x-clients' greater than 1",
+        ),
+        (
+            "x-clients=1,x-writers=1",
+            "'x-writers' needs 'x-clients' greater than 1",
+        ),
+    ];
+    for (opts, want) in cases {
+        let arg = format!("socket,id=c,path=$D/c.sock,server=on,wait=off,{opts}");
+        let line = format!("-machine none -nodefaults -chardev {arg}");
+        let mut proc = Proc::qchar(&argv(&line, d), d);
+        assert_eq!(proc.wait().code(), Some(1), "{line}");
+        let dd = d.to_str().unwrap();
+        assert_eq!(
+            proc.stderr().replace(dd, "$D"),
+            format!("qchar: -chardev {arg}: {want}\n"),
+            "{line}"
+        );
+        assert!(!p(d, "c.sock").exists(), "nothing bound: {line}");
+    }
+    let line = "-machine none -nodefaults -chardev socket,id=c,path=$D/c.sock,x-clients=2";
+    let mut proc = Proc::qchar(&argv(line, d), d);
+    assert_eq!(proc.wait().code(), Some(1));
+    assert!(
+        proc.stderr()
+            .ends_with(": 'x-clients' option is incompatible with socket in client connect mode\n"),
+        "{}",
+        proc.stderr()
+    );
+
+    // Over QMP, on a console server: a source `vm` bridged to `user`, a
+    // multi-client server for two.
+    let line = "-machine none -nodefaults -qmp unix:$D/qmp,server=on,wait=off \
+                -chardev socket,id=vm,path=$D/vm.sock,server=on,wait=off \
+                -chardev socket,id=user,path=$D/user.sock,server=on,wait=off,x-clients=2 \
+                -object x-bridge,id=br,chardev-a=vm,chardev-b=user";
+    let mut proc = Proc::qchar(&argv(line, d), d);
+    let mut q = Qmp::connect(&p(d, "qmp"));
+    let add = |q: &mut Qmp, clients: u64, writers: Option<u64>, server: bool| {
+        let mut data = json!({
+            "addr": {"type": "unix", "data": {"path": p(d, "x.sock").to_str().unwrap()}},
+            "server": server, "x-clients": clients});
+        if let Some(w) = writers {
+            data["x-writers"] = json!(w);
+        }
+        let r = q.execute(json!({"execute": "chardev-add", "arguments": {
+            "id": "x", "backend": {"type": "socket", "data": data}}}));
+        let desc = r["error"]["desc"].as_str().unwrap_or_default();
+        // QEMU's wrapper of every chardev-add failure.
+        desc.strip_prefix("Failed to add chardev 'x': ")
+            .unwrap_or_else(|| panic!("{desc}"))
+            .to_string()
+    };
+    assert_eq!(
+        add(&mut q, 0, None, true),
+        "'x-clients' must be between 1 and 1024"
+    );
+    assert_eq!(
+        add(&mut q, 2, Some(3), true),
+        "'x-writers' cannot be greater than 'x-clients'"
+    );
+    assert_eq!(
+        add(&mut q, 2, None, false),
+        "'x-clients' option is incompatible with socket in client connect mode"
+    );
+    // Nothing was made.
+    let list = q.cmd("query-chardev", Value::Null);
+    assert!(!list.as_array().unwrap().iter().any(|c| c["label"] == "x"));
+
+    let mut vm = connect_unix(&p(d, "vm.sock"));
+    let mut a = client(&p(d, "user.sock"));
+    let mut b = client(&p(d, "user.sock"));
+    wait_until("two served", || shared::clients(&mut q, "user").len() == 2);
+    let mut extra = client(&p(d, "user.sock"));
+    let mut told = Vec::new();
+    extra.read_to_end(&mut told).unwrap();
+    assert_eq!(told, b"qchar: too many clients\r\n");
+    vm.write_all(b"still here\r\n").unwrap();
+    for c in [&mut a, &mut b] {
+        let mut got = [0u8; 12];
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"still here\r\n");
+    }
+    a.write_all(b"typed").unwrap();
+    let mut got = [0u8; 5];
+    vm.read_exact(&mut got).unwrap();
+    assert_eq!(
+        &got, b"typed",
+        "a writer's input still reaches the other side"
+    );
+    let all = q.cmd("x-query-chardev-clients", Value::Null);
+    let user = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["label"] == "user")
+        .unwrap()
+        .clone();
+    assert_eq!(user["refused"], 1, "{user}");
+    let names = q.event_names();
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| *n == "X_QCHAR_CLIENT_CONNECTED")
+            .count(),
+        2,
+        "the one too many is no client: {names:?}"
+    );
+    assert!(!names.iter().any(|n| n == "X_QCHAR_CLIENT_DISCONNECTED"));
     let r = q.execute(json!({"execute": "quit"}));
     assert_eq!(r, json!({"return": {}}));
     proc.wait();
