@@ -90,6 +90,8 @@ pub fn visit_backend(
                 websocket: d.opt_bool("websocket")?,
                 reconnect: d.opt_int("reconnect")?,
                 reconnect_ms: None,
+                clients: d.opt_u64("x-clients")?,
+                writers: d.opt_u64("x-writers")?,
             }))
         }
         "udp" => {

@@ -13,6 +13,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use qchar_testkit::{connect_unix, WAIT};
+
+pub mod shared;
 use serde_json::{json, Value};
 
 /// The binary under test.
@@ -664,6 +666,19 @@ impl QemuGuest {
         let _ = self.proc.child.kill();
         let _ = self.proc.child.wait();
     }
+}
+
+/// A rotated log (`x-logsize`, `x-logkeep=keep`) at `path`, its files
+/// joined, oldest first.
+pub fn joined_log(path: &Path, keep: usize) -> Vec<u8> {
+    let mut all = Vec::new();
+    for i in (1..=keep).rev() {
+        if let Ok(b) = std::fs::read(format!("{}.{i}", path.display())) {
+            all.extend(b);
+        }
+    }
+    all.extend(std::fs::read(path).unwrap_or_default());
+    all
 }
 
 /// Writes the built-in demo guest to `dir/demo.img` with qchar's own
