@@ -12,7 +12,7 @@
 mod common;
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -1065,8 +1065,19 @@ fn refcount_conversation(program: &str) -> Vec<String> {
     s.ask(&mut q, cmd("add-fd", json!({"fdset-id": 3})), &[pr.as_fd()]);
     let mut h = qchar_testkit::connect_unix(&p(&d, "h"));
     h.set_read_timeout(Some(WAIT)).unwrap();
+    // The banner, then the prompt after an empty line: QEMU prints the
+    // banner before it counts the connection, so only an answered line
+    // shows the count has been taken.
     let mut banner = Vec::new();
-    while !banner.ends_with(b"(qemu) ") {
+    let prompts = |b: &[u8]| b.windows(7).filter(|w| w == b"(qemu) ").count();
+    while prompts(&banner) < 1 {
+        let mut b = [0u8; 256];
+        let n = h.read(&mut b).unwrap();
+        assert!(n > 0);
+        banner.extend_from_slice(&b[..n]);
+    }
+    h.write_all(b"\r").unwrap();
+    while prompts(&banner) < 2 {
         let mut b = [0u8; 256];
         let n = h.read(&mut b).unwrap();
         assert!(n > 0);
