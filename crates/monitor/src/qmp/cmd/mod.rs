@@ -24,6 +24,7 @@ mod query_version;
 mod ringbuf;
 mod run_state;
 mod send_break;
+mod web;
 mod yank;
 
 pub(crate) use query_chardev_stats::hmp_text as chardev_stats_text;
@@ -39,6 +40,8 @@ pub struct QmpEnv {
     pub version: VersionInfo,
     /// Where events go.
     pub events: EventBus,
+    /// qchar's web console (`x-web-start`...), if the process has one.
+    pub web: Option<Arc<dyn crate::web::WebControl>>,
 }
 
 /// The version a monitor reports (QEMU's `VersionInfo`). qchar claims the
@@ -133,6 +136,10 @@ pub static COMMANDS: &[CommandDef] = &[
     // qchar's own, beside the command it extends.
     query_chardev_stats::DEF,
     run_state::QUERY_STATUS,
+    // qchar's web console.
+    web::START,
+    web::STOP,
+    web::QUERY,
 ];
 
 /// Looks a command up.
