@@ -303,6 +303,8 @@ pub struct Config {
     /// QEMU's refusal of `-nographic` with `-daemonize` when a default
     /// device would go to stdio.
     pub nographic_daemonize: bool,
+    /// `-x-web` (qchar extension): the web console.
+    pub web: Option<qchar_web::WebOptions>,
 }
 
 impl Default for Config {
@@ -321,6 +323,7 @@ impl Default for Config {
             name: None,
             process_name: None,
             nographic_daemonize: false,
+            web: None,
         }
     }
 }
@@ -357,6 +360,7 @@ const OPTIONS: &[(&str, bool)] = &[
     ("fda", true),
     ("hda", true),
     ("no-reboot", false),
+    ("x-web", true),
 ];
 
 /// Machine types accepted by `-machine` (they all mean qchar's machine).
@@ -439,6 +443,26 @@ static DRIVE_OPTS: OptsList = OptsList {
     implied: None,
     merge_lists: false,
     desc: None,
+};
+
+/// `-x-web` (qchar extension).
+static WEB_OPTS: OptsList = OptsList {
+    name: "x-web",
+    implied: Some("port"),
+    merge_lists: true,
+    desc: Some(&[
+        OptDesc::with_help(
+            "host",
+            OptType::String,
+            "address to listen on (default: 127.0.0.1)",
+        ),
+        OptDesc::with_help("port", OptType::Number, "TCP port (0: any free one)"),
+        OptDesc::with_help(
+            "token",
+            OptType::String,
+            "the token every page needs (default: a random one, printed on stderr)",
+        ),
+    ]),
 };
 
 /// `-accel`.
@@ -524,6 +548,9 @@ pub fn help_text() -> String {
          file=builtin:NAME         a built-in guest as image: demo (counts forever),\n\
          \x20                         demo:N (stops after line N), irq-demo\n\
          --write-builtin-image NAME PATH  write a built-in guest image to PATH\n\
+         -x-web [host=H,]port=P[,token=T]  a web console: every chardev in a browser\n\
+         \x20                         terminal; listens on loopback unless given a host;\n\
+         \x20                         the URL with its token is printed on stderr\n\
          \n\
          The machine loads the boot image at 0000:7c00 and jumps there (no BIOS).\n\
          Ctrl-a h on a mux (-nographic) lists its keys; Ctrl-a x quits.\n\
@@ -751,6 +778,7 @@ impl Scan {
                 "name" => self.name(&loc, value)?,
                 "pidfile" => self.cfg.pidfile = Some(value.to_string()),
                 "daemonize" => self.cfg.daemonize = true,
+                "x-web" => self.web(&loc, value)?,
                 "drive" => self.drive(&loc, value)?,
                 "fda" => self.drive_image(&loc, value, 0x00),
                 "hda" => self.drive_image(&loc, value, 0x80),
@@ -1114,6 +1142,33 @@ impl Scan {
         if let Some(process) = o.get("process") {
             self.cfg.process_name = Some(process.to_string());
         }
+        Ok(())
+    }
+
+    /// `-x-web [host=H,]port=P[,token=T]` (qchar extension; a later one
+    /// replaces an earlier one).
+    fn web(&mut self, loc: &str, value: &str) -> Result<(), Stop> {
+        let o = self.read_opts(loc, &WEB_OPTS, value, None)?;
+        let Some(port) = o.get_number("port") else {
+            return Err(Diag::at(Some(loc), "Parameter 'port' is missing").into());
+        };
+        let port = u16::try_from(port).map_err(|_| {
+            Diag::at(
+                Some(loc),
+                "Parameter 'port' expects a TCP port number (0 to 65535)",
+            )
+        })?;
+        let token = o.get("token").map(str::to_string);
+        if let Some(t) = &token {
+            if qchar_web::auth::check_token(t).is_err() {
+                return Err(Diag::at(Some(loc), qchar_web::WebError::BadToken.to_string()).into());
+            }
+        }
+        self.cfg.web = Some(qchar_web::WebOptions {
+            host: o.get("host").map(str::to_string),
+            port,
+            token,
+        });
         Ok(())
     }
 

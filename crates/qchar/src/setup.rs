@@ -41,6 +41,7 @@ use qchar_monitor::vm::shutdown_quit_data;
 use crate::cli::{uses_stdio, Config, Diag, ImageSource, IsaSerial, Line, MonMode, SerialSource};
 use crate::report;
 use crate::vmctl::{shutdown_data, Cause, ExitSignal, GatedChardevs, Launcher, SetUpGate, VmCtl};
+use crate::web::WebCtl;
 
 /// Most ISA serial ports (QEMU's `MAX_ISA_SERIAL_PORTS`).
 const MAX_ISA_SERIAL: usize = 4;
@@ -53,6 +54,8 @@ pub struct Running {
     pub vmctl: Arc<VmCtl>,
     /// Where the reasons to exit arrive.
     pub exit: Arc<ExitSignal>,
+    /// The web console (`-x-web`, QMP `x-web-start`).
+    pub web: Arc<WebCtl>,
     /// The monitors, kept for the life of the process.
     _monitors: Vec<Monitor>,
     /// UARTs made without a machine (`-S` without KVM or image), kept too.
@@ -235,7 +238,8 @@ pub fn setup(cfg: &Config, exit: Arc<ExitSignal>) -> Result<Running> {
     // starts (or, without one, until `cont` makes it).
     let gate = Arc::new(SetUpGate::default());
     let vmctl = VmCtl::new(events.clone(), exit.clone(), gate.clone(), cfg.name.clone());
-    match setup_on(cfg, &reg, &events, (&exit, &gate), &vmctl) {
+    let web = WebCtl::new(&reg);
+    match setup_on(cfg, &reg, &events, (&exit, &gate), &vmctl, &web) {
         Ok(r) => Ok(r),
         Err(e) => {
             // A monitor command waiting for set-up must not hold the I/O
@@ -253,6 +257,7 @@ fn setup_on(
     events: &EventBus,
     (exit, gate): (&Arc<ExitSignal>, &Arc<SetUpGate>),
     vmctl: &Arc<VmCtl>,
+    web: &Arc<WebCtl>,
 ) -> Result<Running> {
     // 1. Chardevs.
     let monitor_labels: Vec<&str> = cfg
@@ -270,6 +275,7 @@ fn setup_on(
             return Err(diag(loc, "cannot use stdio with -daemonize"));
         }
         add_chardev(reg, &o, loc).map_err(|e| diag(loc, e.to_string()))?;
+        note_mux(web, &o);
     }
 
     // 2. Boot image.
@@ -310,6 +316,7 @@ fn setup_on(
         vm: vmctl.clone(),
         version: Default::default(),
         events: events.clone(),
+        web: Some(web.clone()),
     });
 
     // 4. Monitors. Their frontends are attached now (a chardev in use is
@@ -325,6 +332,13 @@ fn setup_on(
         }
         let fe = reg.attach(&label).map_err(|e| diag(loc, e.to_string()))?;
         restrict_monitor_socket(reg, &label);
+        web.note_frontend(
+            &label,
+            match mode {
+                MonMode::Control => "QMP monitor",
+                MonMode::Readline => "HMP monitor",
+            },
+        );
         monitor_fes.push((fe, mode, m.pretty));
     }
 
@@ -351,10 +365,12 @@ fn setup_on(
                 }
                 add_chardev(reg, &options, loc)
                     .map_err(|e| Diag::at(loc, e.to_string()).then(loc, connect.clone()))?;
+                note_mux(web, &options);
                 if monitor {
                     let fe = reg
                         .attach(&options.id)
                         .map_err(|e| diag(loc, e.to_string()))?;
+                    web.note_frontend(&options.id, "HMP monitor");
                     monitor_fes.push((fe, MonMode::Readline, false));
                 }
                 serial_hds.push((s.loc.clone(), options.id.clone()));
@@ -376,6 +392,7 @@ fn setup_on(
             .attach(id)
             .map_err(|e| diag(loc.as_deref(), e.to_string()))?;
         let port = ComPort::standard(isa_index).expect("index below MAX_ISA_SERIAL");
+        web.note_frontend(id, &format!("isa-serial COM{}", isa_index + 1));
         isa_index += 1;
         ports.push(PortPlan {
             loc: loc.clone(),
@@ -417,18 +434,27 @@ fn setup_on(
                     format!("Property 'serial.chardev' can't find value '{id}'"),
                 ))
             }
-            Some(id) => Some(reg.attach(id).map_err(|e| {
-                diag(
-                    loc,
-                    format!("Property 'serial.chardev' can't take value '{id}': {e}"),
-                )
-            })?),
+            Some(id) => {
+                let fe = reg.attach(id).map_err(|e| {
+                    diag(
+                        loc,
+                        format!("Property 'serial.chardev' can't take value '{id}': {e}"),
+                    )
+                })?;
+                web.note_frontend(id, &format!("isa-serial {iobase:#x}"));
+                Some(fe)
+            }
         };
         ports.push(PortPlan {
             loc: d.loc.clone().into(),
             port: ComPort::new(iobase as u16, irq),
             fe,
         });
+    }
+
+    // The web console (qchar extension), before anything runs.
+    if let Some(opts) = &cfg.web {
+        web.start_with(opts).map_err(|e| diag(None, e))?;
     }
 
     // 7. Start: the monitors take their chardevs first (on a mux the last
@@ -504,9 +530,17 @@ fn setup_on(
         reg: reg.clone(),
         vmctl: vmctl.clone(),
         exit: exit.clone(),
+        web: web.clone(),
         _monitors: monitors,
         _placeholders: placeholders,
     })
+}
+
+/// Tells the web console that mux chardev `ID` uses `ID-base`.
+fn note_mux(web: &WebCtl, o: &ChardevOptions) {
+    if o.mux {
+        web.note_frontend(&format!("{}-base", o.id), &format!("mux {}", o.id));
+    }
 }
 
 /// Ends the process in order after `cause`: QEMU's message and `SHUTDOWN`
@@ -531,6 +565,7 @@ pub fn teardown(running: Running, cause: Cause) -> i32 {
         Cause::Guest(_) => {}
     }
     running.vmctl.halt_guest();
+    running.web.shutdown();
     drain(&running.reg);
     running.reg.shutdown();
     crate::process::remove_pidfile();
