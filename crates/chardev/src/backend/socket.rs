@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 
 use super::net::{self, SockAddr, SockIo};
 use super::telnet::{self, TelnetDecoder};
-use super::websocket::{self, WsAction, WsDecoder};
+use super::websocket::{self, WsAction, WsDecoder, WsDialect};
 use super::{Backend, BackendEvent, Drain};
 use crate::error::{ChardevError, Result};
 use crate::spec::{ChardevSocket, SocketAddressLegacy};
@@ -176,6 +176,8 @@ struct Listener {
 struct Proto {
     telnet: bool,
     websocket: bool,
+    /// The websocket's dialect (`x-websocket-text`).
+    dialect: WsDialect,
 }
 
 enum Phase {
@@ -245,7 +247,7 @@ impl Conn {
             mid: Vec::new(),
             mid_pos: 0,
             telnet: TelnetDecoder::default(),
-            ws: WsDecoder::default(),
+            ws: WsDecoder::new(proto.dialect),
             pending_break: false,
             eof: false,
             write_broken: false,
@@ -314,7 +316,7 @@ impl Conn {
                     if let Some(end) = websocket::request_end(req) {
                         // Bytes after the request are the first frames.
                         self.rx.extend_from_slice(&req[end..]);
-                        match websocket::handshake_response(&req[..end]) {
+                        match websocket::handshake_response(&req[..end], self.proto.dialect) {
                             Ok(resp) => {
                                 self.tx.splice(0..0, resp);
                                 self.phase = Phase::Open;
@@ -426,6 +428,10 @@ impl Conn {
                     Some(WsAction::Fail(code, why)) => {
                         log::warn!("websocket client dropped: {why}");
                         self.queue_control(|tx| websocket::encode_close(code, tx));
+                        self.eof = true;
+                    }
+                    Some(WsAction::Drop(why)) => {
+                        log::warn!("websocket client dropped: {why}");
                         self.eof = true;
                     }
                 }
@@ -635,6 +641,11 @@ impl SocketBackend {
         let proto = Proto {
             telnet: telnet_opt && server,
             websocket,
+            dialect: if spec.websocket_text == Some(false) {
+                WsDialect::QemuBinary
+            } else {
+                WsDialect::TextToo
+            },
         };
         let proto_name = if telnet_opt {
             "telnet"

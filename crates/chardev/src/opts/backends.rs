@@ -64,6 +64,7 @@ const KEYS: &[OptDesc] = &[
     key("to", Number),
     key("wait", Bool),
     key("websocket", Bool),
+    key("x-websocket-text", Bool),
     key("width", Number),
 ];
 
@@ -218,6 +219,7 @@ fn socket(opts: &QemuOpts) -> Result<ChardevSocket, OptsError> {
         telnet: opts.get_bool("telnet"),
         tn3270: opts.get_bool("tn3270"),
         websocket: opts.get_bool("websocket"),
+        websocket_text: opts.get_bool("x-websocket-text"),
         reconnect: narrow::<i64>(opts, "reconnect")?,
         reconnect_ms: narrow::<i64>(opts, "reconnect-ms")?,
     })
