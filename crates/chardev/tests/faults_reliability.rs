@@ -772,7 +772,7 @@ fn changes_to_backends_that_fail_to_open_leave_the_old_one_delivering() {
         ),
         (
             ChardevBackend::Null(with_log),
-            format!("Could not open '{}'", missing.join("log").display())
+            format!("Could not create '{}'", missing.join("log").display())
                 + ": No such file or directory",
         ),
     ];

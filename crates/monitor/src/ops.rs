@@ -2,6 +2,7 @@
 //! command layer can be tested without the real registry. The binary uses
 //! the implementation for [`qchar_chardev::registry::Registry`].
 
+use qchar_chardev::bridge::{BridgeError, BridgeSpec};
 use qchar_chardev::registry::{ChardevStatsInfo, Registry};
 use qchar_chardev::spec::{ChardevBackend, ChardevInfo, ChardevReturn, SUPPORTED_BACKENDS};
 use qchar_chardev::ChardevError;
@@ -42,6 +43,23 @@ pub trait ChardevOps: Send + Sync {
     /// HMP `chardev-change ID OPTS`: parses OPTS (which has no id) into a
     /// backend; `Err` is QEMU's text.
     fn parse_backend(&self, id: &str, opts: &str) -> Result<ChardevBackend, String>;
+    /// Ids QEMU's option parser already holds (`-chardev` and monitor
+    /// chardevs of the command line, kept even once removed): HMP's
+    /// `chardev-add` and `chardev-change` refuse them as `Duplicate ID`.
+    fn option_ids(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// `object-add` of an `x-bridge`; refused where there are no bridges.
+    fn add_bridge(&self, spec: &BridgeSpec) -> Result<(), BridgeError> {
+        Err(BridgeError::InvalidType(format!(
+            "{} ({})",
+            spec.id, "no bridges here"
+        )))
+    }
+    /// `object-del` of an `x-bridge`.
+    fn remove_bridge(&self, id: &str) -> Result<(), BridgeError> {
+        Err(BridgeError::NotFound(id.to_string()))
+    }
 }
 
 impl ChardevOps for Registry {
@@ -77,12 +95,17 @@ impl ChardevOps for Registry {
     }
     fn add_opts(&self, opts: &str) -> Result<ChardevReturn, String> {
         let o = qchar_chardev::opts::parse_chardev(opts).map_err(|e| e.to_string())?;
-        // `mux=on` is not honoured here: the registry adds plain chardevs.
-        Registry::add(self, &o.id, o.backend).map_err(|e| e.to_string())
+        Registry::add_options(self, &o).map_err(|e| e.to_string())
     }
     fn parse_backend(&self, id: &str, opts: &str) -> Result<ChardevBackend, String> {
         let o = qchar_chardev::opts::parse_chardev(&format!("{opts},id={id}"))
             .map_err(|e| e.to_string())?;
         Ok(o.backend)
+    }
+    fn add_bridge(&self, spec: &BridgeSpec) -> Result<(), BridgeError> {
+        Registry::add_bridge(self, spec)
+    }
+    fn remove_bridge(&self, id: &str) -> Result<(), BridgeError> {
+        Registry::remove_bridge(self, id)
     }
 }

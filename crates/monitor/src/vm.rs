@@ -78,6 +78,11 @@ pub trait VmControl: Send + Sync {
     fn name(&self) -> Option<String> {
         None
     }
+    /// Whether vCPU `index` exists (`human-monitor-command`'s
+    /// `cpu-index`); by default there is one vCPU, number 0.
+    fn has_cpu(&self, index: i64) -> bool {
+        index == 0
+    }
 }
 
 /// [`VmControl`] for a process without a guest: a run state that `stop` and

@@ -55,3 +55,33 @@ fn banner_echo_and_commands_like_qemu() {
     );
     m.detach();
 }
+
+/// Found by differential fuzzing: a long line typed in one burst (the echo
+/// of each key redraws the line, 2 MiB in all here) overflowed the output
+/// queue, and the echo was cut. Keys now wait until the client has read.
+/// The whole echo must arrive: as qchar's line editor (whose echo is
+/// checked byte for byte against QEMU's above and in its unit tests)
+/// produces it, then the command's output and the prompt.
+#[test]
+fn a_long_line_in_one_burst_is_echoed_whole() {
+    let h = Harness::qemu_compatible();
+    let path = h.add_socket("hmp0");
+    let m = HmpMonitor::attach(&h.reg, "hmp0", h.env.clone()).expect("attach");
+    let mut c = Client::connect(&path);
+    read_until(&mut c, b"(qemu) ");
+    let mut keys = b"ringbuf_write nope ".to_vec();
+    keys.extend(std::iter::repeat_n(b'c', 1000));
+    keys.push(b'\r');
+    let mut rl = qchar_monitor::hmp::readline::Readline::new();
+    let mut want = Vec::new();
+    for &k in &keys {
+        rl.feed(k, &mut want);
+    }
+    want.extend_from_slice(b"Error: Device 'nope' not found\r\n(qemu) ");
+    assert!(want.len() > 1 << 20, "the echo is {} bytes", want.len());
+    c.send(&keys);
+    let got = read_until(&mut c, b"(qemu) ");
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "the echo differs");
+    m.detach();
+}

@@ -19,6 +19,7 @@
 
 use std::collections::HashSet;
 
+use qchar_chardev::bridge::{self, BridgeSpec};
 use qchar_chardev::opts::{self, ChardevOptions, OptsError, SerialTarget};
 use qchar_chardev::qemuopts::{
     self, KeyvalItem, OptDesc, OptType, OptsList, QemuOpts, QemuOptsError,
@@ -175,6 +176,12 @@ pub struct ChardevReq {
     pub loc: Option<String>,
     /// The parsed options, or the error QEMU reports when it creates it.
     pub options: Result<ChardevOptions, Diag>,
+    /// Warnings QEMU prints when it creates it (before its error, if any;
+    /// each once per process): the text and the line to print.
+    pub create_warnings: Vec<(String, Diag)>,
+    /// `help` as the backend: the list QEMU prints on stdout, exiting 0,
+    /// when it comes to create this chardev.
+    pub help: Option<String>,
 }
 
 /// Monitor flavour.
@@ -247,7 +254,29 @@ pub struct DeviceReq {
     pub loc: String,
     /// The device, or the error QEMU reports when it creates it.
     pub spec: Result<IsaSerial, Diag>,
+    /// The driver is `isa-serial` (QEMU looks for its bus before it looks
+    /// at the properties).
+    pub isa_serial: bool,
 }
+
+/// What QEMU prints on standard output, then exiting with `status`, when
+/// it comes to create something that asks for help (`-chardev help`): the
+/// set-up stops with it as its error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrintAndExit {
+    /// What to print.
+    pub text: String,
+    /// The exit status.
+    pub status: i32,
+}
+
+impl std::fmt::Display for PrintAndExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for PrintAndExit {}
 
 /// Where a boot image comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,6 +309,8 @@ pub struct Config {
     pub warnings: Vec<Diag>,
     /// Chardevs, in creation order.
     pub chardevs: Vec<ChardevReq>,
+    /// `-object x-bridge`s, in order: created once the chardevs exist.
+    pub bridges: Vec<BridgeSpec>,
     /// Monitors, in creation order.
     pub monitors: Vec<MonitorReq>,
     /// Serial ports from `-serial` and the default, in order.
@@ -292,6 +323,9 @@ pub struct Config {
     pub mem_size: u64,
     /// `-S`.
     pub start_paused: bool,
+    /// `-machine none`: QEMU's empty machine, no vCPU, no UART, no drive;
+    /// `cont` and `stop` only change the run state.
+    pub machine_none: bool,
     /// `-daemonize`.
     pub daemonize: bool,
     /// `-pidfile`.
@@ -312,12 +346,14 @@ impl Default for Config {
         Config {
             warnings: Vec::new(),
             chardevs: Vec::new(),
+            bridges: Vec::new(),
             monitors: Vec::new(),
             serials: Vec::new(),
             devices: Vec::new(),
             drives: Vec::new(),
             mem_size: DEFAULT_MEM_SIZE,
             start_paused: false,
+            machine_none: false,
             daemonize: false,
             pidfile: None,
             name: None,
@@ -336,6 +372,7 @@ const OPTIONS: &[(&str, bool)] = &[
     ("h", false),
     ("help", false),
     ("version", false),
+    ("object", true),
     ("chardev", true),
     ("serial", true),
     ("parallel", true),
@@ -363,7 +400,8 @@ const OPTIONS: &[(&str, bool)] = &[
     ("x-web", true),
 ];
 
-/// Machine types accepted by `-machine` (they all mean qchar's machine).
+/// Machine types accepted by `-machine` (all but `none` mean qchar's
+/// machine).
 const MACHINES: &[(&str, &str)] = &[
     (
         "pc",
@@ -372,7 +410,7 @@ const MACHINES: &[(&str, &str)] = &[
     ("pc-i440fx-7.2", "Standard PC (default); qchar's machine"),
     ("q35", "Standard PC (alias of pc-q35-7.2); qchar's machine"),
     ("pc-q35-7.2", "Standard PC; qchar's machine"),
-    ("none", "empty machine; qchar's machine"),
+    ("none", "empty machine"),
 ];
 
 /// `-drive if=` values QEMU has and qchar lacks.
@@ -534,7 +572,8 @@ pub fn help_text() -> String {
          -display none             the only display type (no display)\n\
          -S                        wait in prelaunch for QMP/HMP 'cont'\n\
          -m [size=]SIZE            guest RAM (default unit MiB; default 128M)\n\
-         -machine/-M TYPE[,accel=kvm]  pc, q35, none (all the same machine)\n\
+         -machine/-M TYPE[,accel=kvm]  pc, q35 (the same machine); none: no guest,\n\
+         \x20                         no KVM, qchar serves its chardevs (a console server)\n\
          -enable-kvm, -accel kvm   KVM (the only accelerator)\n\
          -name NAME[,process=P][,debug-threads=on|off]\n\
          -pidfile FILE             write the process id to FILE (removed at exit)\n\
@@ -548,6 +587,9 @@ pub fn help_text() -> String {
          file=builtin:NAME         a built-in guest as image: demo (counts forever),\n\
          \x20                         demo:N (stops after line N), irq-demo\n\
          --write-builtin-image NAME PATH  write a built-in guest image to PATH\n\
+         -object x-bridge,id=ID,chardev-a=A,chardev-b=B  join two chardevs byte for byte\n\
+         -chardev hub,id=ID,chardevs.0=A[,chardevs.1=B...]  one frontend, up to 4 chardevs\n\
+         logfile options: x-logsize=SIZE, x-logkeep=N, x-logtimestamp=on\n\
          -x-web [host=H,]port=P[,token=T]  a web console: every chardev in a browser\n\
          \x20                         terminal; listens on loopback unless given a host;\n\
          \x20                         the URL with its token is printed on stderr\n\
@@ -602,13 +644,12 @@ struct Scan {
     monitor_index: usize,
     /// Ids in QEMU's option lists, for its "Duplicate ID" errors.
     mon_ids: HashSet<String>,
+    object_ids: HashSet<String>,
     chardev_ids: HashSet<String>,
     device_ids: HashSet<String>,
     drive_ids: HashSet<String>,
     /// `-serial` strings in order, with their location.
     serial_args: Vec<(Option<String>, String)>,
-    /// The first `-chardev help` (its index in `cfg.chardevs`) and its text.
-    backend_help: Option<(usize, String)>,
 }
 
 /// Why the scan of the command line stops early.
@@ -624,6 +665,7 @@ enum Stop {
 /// Which of QEMU's option lists an id is checked in.
 #[derive(Debug, Clone, Copy)]
 enum IdList {
+    Object,
     Chardev,
     Mon,
     Device,
@@ -662,11 +704,11 @@ pub fn parse(args: &[String]) -> Result<Action, Diag> {
         nographic: false,
         monitor_index: 0,
         mon_ids: HashSet::new(),
+        object_ids: HashSet::new(),
         chardev_ids: HashSet::new(),
         device_ids: HashSet::new(),
         drive_ids: HashSet::new(),
         serial_args: Vec::new(),
-        backend_help: None,
     };
     match s.scan(args) {
         Ok(()) => {}
@@ -693,13 +735,6 @@ pub fn parse(args: &[String]) -> Result<Action, Diag> {
         }
     }
     s.finish();
-    // `-chardev help` prints when QEMU creates that chardev: unless one
-    // created before it fails.
-    if let Some((index, text)) = s.backend_help.take() {
-        if s.cfg.chardevs[..index].iter().all(|c| c.options.is_ok()) {
-            return Ok(Action::Print(text));
-        }
-    }
     Ok(Action::Run(Box::new(s.cfg)))
 }
 
@@ -716,6 +751,11 @@ impl Scan {
             match name {
                 "h" | "help" => return print(help_text()),
                 "version" => return print(version_text()),
+                "object" => {
+                    if let Some(text) = self.object(&loc, value)? {
+                        return print(text);
+                    }
+                }
                 "chardev" => self.chardev(&loc, value)?,
                 "serial" => {
                     self.default_serial = false;
@@ -765,7 +805,7 @@ impl Scan {
                 "S" => self.cfg.start_paused = true,
                 "m" => self.cfg.mem_size = self.mem_size(&loc, value)?,
                 "machine" | "M" => {
-                    if let Some(text) = machine(&loc, value)? {
+                    if let Some(text) = machine(&loc, value, &mut self.cfg.machine_none)? {
                         return print(text);
                     }
                 }
@@ -812,6 +852,7 @@ impl Scan {
             None => qemuopts::parse(list, value, &mut warnings),
             Some(which) => {
                 let ids = match which {
+                    IdList::Object => &mut self.object_ids,
                     IdList::Chardev => &mut self.chardev_ids,
                     IdList::Mon => &mut self.mon_ids,
                     IdList::Device => &mut self.device_ids,
@@ -827,29 +868,51 @@ impl Scan {
         })
     }
 
+    /// `-object`: qchar's only object type, `x-bridge`, read now (errors
+    /// carry the option as location) and created once the chardevs exist.
+    /// `help` lists the types (exit 0, as QEMU).
+    fn object(&mut self, loc: &str, value: &str) -> Result<Option<String>, Stop> {
+        if qemuopts::grammar::is_help_word(value) {
+            return Ok(Some(format!(
+                "List of user creatable objects:\n  {}\n",
+                bridge::BRIDGE_TYPE
+            )));
+        }
+        let parsed = self.read_opts(loc, &bridge::OBJECT_OPTS, value, Some(IdList::Object))?;
+        let spec =
+            BridgeSpec::from_opts(&parsed).map_err(|e| Diag::at(Some(loc), e.to_string()))?;
+        self.cfg.bridges.push(spec);
+        Ok(None)
+    }
+
     /// `-chardev`: the option string is checked now, the chardev made
-    /// (and its errors reported) later, in creation order.
+    /// (and its errors and warnings reported) later, in creation order.
     fn chardev(&mut self, loc: &str, value: &str) -> Result<(), Stop> {
         let parsed = self.read_opts(loc, &opts::CHARDEV_OPTS, value, Some(IdList::Chardev))?;
         let mut warnings = Vec::new();
+        let mut help = None;
         let options = match opts::chardev_from_opts(&parsed, &mut warnings) {
             Ok(o) => Ok(o),
+            // `help` as the backend: printed when the chardev would be made.
             Err(e @ OptsError::BackendHelp) => {
-                let text = format!("{e}\n");
-                if self.backend_help.is_none() {
-                    self.backend_help = Some((self.cfg.chardevs.len(), text.clone()));
-                }
-                Err(Diag::at(Some(loc), text))
+                help = Some(format!("{e}\n"));
+                Err(Diag::opts(Some(loc), &e))
             }
             Err(e) => Err(Diag::opts(Some(loc), &e)),
         };
         // QEMU warns about an alias when it creates the chardev.
-        for w in warnings {
-            self.cfg.warnings.push(Diag::warning(Some(loc), &w));
-        }
+        let create_warnings = warnings
+            .into_iter()
+            .map(|w| {
+                let d = Diag::warning(Some(loc), &w);
+                (w, d)
+            })
+            .collect();
         self.cfg.chardevs.push(ChardevReq {
             loc: Some(loc.to_string()),
             options,
+            create_warnings,
+            help,
         });
         Ok(())
     }
@@ -858,6 +921,10 @@ impl Scan {
     /// `compat_monitorN` unless DEV is `chardev:ID`, and a monitor on it.
     fn monitor_parse(&mut self, loc: Option<&str>, dev: &str, mode: MonMode) -> Result<(), Diag> {
         let label = if let Some(id) = dev.strip_prefix("chardev:") {
+            // The id names the monitor's options too: QEMU checks it first.
+            if !qemuopts::is_identifier(id) {
+                return Err(Diag::at(loc, "Parameter 'id' expects an identifier"));
+            }
             id.to_string()
         } else {
             let label = format!("compat_monitor{}", self.monitor_index);
@@ -867,8 +934,9 @@ impl Scan {
             }
             let options = match opts::parse_serial_shorthand(dev, &label) {
                 Ok(SerialTarget::New { options, .. }) => Ok(options),
+                // QEMU names the device string after a `mon:` prefix.
                 Ok(SerialTarget::None) | Err(OptsError::CompatUnknown(_)) => {
-                    let name = dev.split(':').next().unwrap_or(dev);
+                    let name = dev.strip_prefix("mon:").unwrap_or(dev);
                     return Err(
                         Diag::at(loc, format!("'{name}' is not a valid char driver"))
                             .then(loc, format!("parse error: {dev}")),
@@ -877,11 +945,17 @@ impl Scan {
                 Ok(SerialTarget::Existing(_)) | Err(OptsError::CompatSyntax(_)) => {
                     return Err(Diag::at(loc, format!("parse error: {dev}")));
                 }
+                // The trailing options' parser failed: QEMU stops at once.
+                Err(e @ OptsError::Parse(_)) => {
+                    return Err(Diag::opts(loc, &e).then(loc, format!("parse error: {dev}")));
+                }
                 Err(e) => Err(Diag::opts(loc, &e)),
             };
             self.cfg.chardevs.push(ChardevReq {
                 loc: loc.map(str::to_string),
                 options,
+                create_warnings: Vec::new(),
+                help: None,
             });
             label
         };
@@ -913,10 +987,7 @@ impl Scan {
         let spec = match (o.get("chardev"), mode) {
             (_, Err(e)) => Err(e),
             (None, _) => Err(Diag::at(Some(loc), "Parameter 'chardev' is missing")),
-            (Some(_), Ok(MonMode::Readline)) if pretty => Err(Diag::at(
-                Some(loc),
-                "'pretty' is not compatible with HMP monitors",
-            )),
+            // `pretty` on HMP is refused once the chardev is found (setup).
             (Some(c), Ok(m)) => Ok((c.to_string(), m)),
         };
         self.cfg.monitors.push(MonitorReq {
@@ -954,6 +1025,7 @@ impl Scan {
         self.cfg.devices.push(DeviceReq {
             loc: loc.to_string(),
             spec,
+            isa_serial: driver == Some("isa-serial"),
         });
         Ok(None)
     }
@@ -1238,6 +1310,10 @@ impl Scan {
 
     /// After the scan: the defaults QEMU adds, serial labels.
     fn finish(&mut self) {
+        if self.cfg.machine_none {
+            // QEMU's `none` machine has no serial port of its own.
+            self.default_serial = false;
+        }
         if !self.has_defaults {
             self.default_serial = false;
             self.default_monitor = false;
@@ -1363,9 +1439,9 @@ fn accel_list_ok(list: &str) -> Result<(), String> {
     }
 }
 
-/// `-machine [type=]NAME[,accel=kvm]` (a keyval string in QEMU 7.2).
-/// Returns help text to print.
-fn machine(loc: &str, value: &str) -> Result<Option<String>, Diag> {
+/// `-machine [type=]NAME[,accel=kvm]` (a keyval string in QEMU 7.2);
+/// sets `none` (the last type given counts). Returns help text to print.
+fn machine(loc: &str, value: &str, none: &mut bool) -> Result<Option<String>, Diag> {
     let items = qemuopts::keyval(value, Some("type")).map_err(|e| Diag::qemuopts(Some(loc), &e))?;
     if items.contains(&KeyvalItem::Help) {
         return Ok(Some(machine_help()));
@@ -1381,6 +1457,7 @@ fn machine(loc: &str, value: &str) -> Result<Option<String>, Diag> {
                     return Err(Diag::at(None, "unsupported machine type")
                         .hint("Use -machine help to list supported machines"));
                 }
+                *none = value == "none";
             }
             "accel" => accel_list_ok(value).map_err(|e| Diag::at(Some(loc), e))?,
             other => {

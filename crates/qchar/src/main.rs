@@ -19,7 +19,7 @@ mod web;
 
 use std::io::Write;
 
-use cli::{Action, Config, Diag};
+use cli::{Action, Config, Diag, PrintAndExit};
 
 fn main() {
     std::process::exit(run());
@@ -129,8 +129,12 @@ fn run_config(cfg: &Config) -> i32 {
     let running = match setup::setup(cfg, exit) {
         Ok(r) => r,
         Err(e) => {
-            print_error(&e);
             process::remove_pidfile();
+            if let Some(p) = e.downcast_ref::<PrintAndExit>() {
+                let _ = std::io::stdout().write_all(p.text.as_bytes());
+                return p.status;
+            }
+            print_error(&e);
             return 1;
         }
     };

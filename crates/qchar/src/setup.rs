@@ -15,6 +15,11 @@
 //!    `-device isa-serial`;
 //! 7. the vCPU starts (in `prelaunch` with `-S`).
 //!
+//! `-machine none` makes no guest: steps 2, 3 and 6 do nothing (a drive or
+//! an `isa-serial` is refused, as by QEMU's `none` machine) and KVM is
+//! never opened; the chardevs, bridges and monitors work as ever: qchar is
+//! a console server. `-object x-bridge` bridges are made right after step 1.
+//!
 //! Without `/dev/kvm` (or without a boot image) `-S` still gives working
 //! monitors and UARTs; the machine is made by `cont`, which fails with the
 //! reason until it can be.
@@ -38,7 +43,9 @@ use qchar_monitor::hmp::HmpMonitor;
 use qchar_monitor::qmp::{monitor::forward_registry_events, QmpEnv, QmpMonitor, QmpOptions};
 use qchar_monitor::vm::shutdown_quit_data;
 
-use crate::cli::{uses_stdio, Config, Diag, ImageSource, IsaSerial, Line, MonMode, SerialSource};
+use crate::cli::{
+    uses_stdio, Config, Diag, ImageSource, IsaSerial, Line, MonMode, PrintAndExit, SerialSource,
+};
 use crate::report;
 use crate::vmctl::{shutdown_data, Cause, ExitSignal, GatedChardevs, Launcher, SetUpGate, VmCtl};
 use crate::web::WebCtl;
@@ -144,6 +151,17 @@ fn load_image(cfg: &Config) -> Result<Option<(Vec<u8>, u8)>> {
         }
         if let Some(w) = &d.probe_warning {
             report::print(w);
+        }
+        if cfg.machine_none {
+            // QEMU's empty machine has no floppy controller; its IDE
+            // drives are made and left unused.
+            if drive < 0x80 {
+                return Err(diag(
+                    loc,
+                    format!("machine type does not support if=floppy,bus=0,unit={drive}"),
+                ));
+            }
+            continue;
         }
         if found.is_some() {
             return Err(diag(
@@ -267,6 +285,18 @@ fn setup_on(
         .collect();
     for c in &cfg.chardevs {
         let loc = c.loc.as_deref();
+        for (text, w) in &c.create_warnings {
+            if qchar_chardev::opts::warn_once(text) {
+                report::print(w);
+            }
+        }
+        if let Some(text) = &c.help {
+            return Err(PrintAndExit {
+                text: text.clone(),
+                status: 0,
+            }
+            .into());
+        }
         let mut o = c.options.clone()?;
         if monitor_labels.contains(&o.id.as_str()) {
             monitor_on_loopback(&mut o.backend);
@@ -277,8 +307,14 @@ fn setup_on(
         add_chardev(reg, &o, loc).map_err(|e| diag(loc, e.to_string()))?;
         note_mux(web, &o);
     }
+    // 1b. Bridges (`-object x-bridge`), which need their chardevs, as QEMU
+    // creates objects that depend on chardevs after them; reported, as
+    // QEMU reports objects, without a location.
+    for b in &cfg.bridges {
+        reg.add_bridge(b).map_err(|e| diag(None, e.to_string()))?;
+    }
 
-    // 2. Boot image.
+    // 2. Boot image (`-machine none` has no floppy; its IDE drives go unused).
     let image = load_image(cfg)?;
 
     // 3. Machine.
@@ -291,6 +327,7 @@ fn setup_on(
     let mut machine = None;
     let mut pending_reason: Option<String> = None;
     match &image {
+        None if cfg.machine_none => {}
         // Reported when the machine would start (QEMU would boot its BIOS
         // and report the later problems first).
         None => pending_reason = Some(NO_IMAGE.to_string()),
@@ -312,6 +349,11 @@ fn setup_on(
         chardevs: Arc::new(GatedChardevs {
             reg: reg.clone(),
             gate: gate.clone(),
+            option_ids: cfg
+                .chardevs
+                .iter()
+                .filter_map(|c| c.options.as_ref().ok().map(|o| o.id.clone()))
+                .collect(),
         }),
         vm: vmctl.clone(),
         version: Default::default(),
@@ -329,6 +371,9 @@ fn setup_on(
         let (label, mode) = m.spec.clone()?;
         if !reg.contains(&label) {
             return Err(diag(loc, format!("chardev \"{label}\" not found")));
+        }
+        if m.pretty && mode == MonMode::Readline {
+            return Err(diag(loc, "'pretty' is not compatible with HMP monitors"));
         }
         let fe = reg.attach(&label).map_err(|e| diag(loc, e.to_string()))?;
         restrict_monitor_socket(reg, &label);
@@ -384,10 +429,12 @@ fn setup_on(
         }
     }
 
-    // 6. UARTs.
+    // 6. UARTs (none on `-machine none`: its serial chardevs stay free).
     let mut ports = Vec::new();
     let mut isa_index = 0usize;
-    for (loc, id) in serial_hds.iter().take(MAX_ISA_SERIAL) {
+    // QEMU's empty machine leaves the serial chardevs without a device.
+    let serial_uarts = if cfg.machine_none { 0 } else { MAX_ISA_SERIAL };
+    for (loc, id) in serial_hds.iter().take(serial_uarts) {
         let fe = reg
             .attach(id)
             .map_err(|e| diag(loc.as_deref(), e.to_string()))?;
@@ -402,6 +449,9 @@ fn setup_on(
     }
     for d in &cfg.devices {
         let loc = Some(d.loc.as_str());
+        if cfg.machine_none && d.isa_serial {
+            return Err(diag(loc, "No 'ISA' bus found for device 'isa-serial'"));
+        }
         let spec: IsaSerial = d.spec.clone()?;
         let index = spec.index.map(|i| i as usize).unwrap_or(isa_index);
         if index >= MAX_ISA_SERIAL {
@@ -475,6 +525,7 @@ fn setup_on(
         .collect();
     let mut placeholders = Vec::new();
     match machine {
+        None if cfg.machine_none => vmctl.set_empty(cfg.start_paused),
         Some(mut m) => {
             for p in &ports {
                 let r = match &p.fe {

@@ -6,6 +6,7 @@
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use qchar_chardev::bridge::{BridgeError, BridgeSpec};
 use qchar_chardev::spec::{ChardevBackend, ChardevInfo, ChardevReturn};
 use qchar_chardev::{ChardevError, Registry};
 use qchar_machine::{ExitReason, RunState as MachineState, VmHandle};
@@ -89,6 +90,9 @@ enum Guest {
     Pending(Option<Launcher>),
     /// Created and started (possibly still in `prelaunch`).
     Started(VmHandle),
+    /// `-machine none`: no vCPU; `cont` and `stop` only move the state
+    /// (prelaunch, running or paused), with QEMU's events.
+    Empty(RunState),
 }
 
 /// [`VmControl`] for qchar's machine.
@@ -134,6 +138,8 @@ pub struct GatedChardevs {
     pub reg: Registry,
     /// The gate.
     pub gate: Arc<SetUpGate>,
+    /// Ids of the command line's `-chardev` and monitor chardevs.
+    pub option_ids: Vec<String>,
 }
 
 impl ChardevOps for GatedChardevs {
@@ -187,6 +193,17 @@ impl ChardevOps for GatedChardevs {
     fn parse_backend(&self, id: &str, opts: &str) -> Result<ChardevBackend, String> {
         ChardevOps::parse_backend(&self.reg, id, opts)
     }
+    fn option_ids(&self) -> Vec<String> {
+        self.option_ids.clone()
+    }
+    fn add_bridge(&self, spec: &BridgeSpec) -> Result<(), BridgeError> {
+        self.gate.wait();
+        ChardevOps::add_bridge(&self.reg, spec)
+    }
+    fn remove_bridge(&self, id: &str) -> Result<(), BridgeError> {
+        self.gate.wait();
+        ChardevOps::remove_bridge(&self.reg, id)
+    }
 }
 
 /// QEMU's `SHUTDOWN` event data.
@@ -221,6 +238,16 @@ impl VmCtl {
         *self.lock() = Guest::Pending(Some(launcher));
     }
 
+    /// There is no guest (`-machine none`): in `prelaunch` if `paused`,
+    /// else running.
+    pub fn set_empty(&self, paused: bool) {
+        *self.lock() = Guest::Empty(if paused {
+            RunState::Prelaunch
+        } else {
+            RunState::Running
+        });
+    }
+
     /// The machine is started.
     pub fn set_started(&self, vm: VmHandle) {
         watch(&vm, &self.exit, &self.events);
@@ -235,7 +262,7 @@ impl VmCtl {
     pub fn handle(&self) -> Option<VmHandle> {
         match &*self.lock() {
             Guest::Started(vm) => Some(vm.clone()),
-            Guest::Pending(_) => None,
+            Guest::Pending(_) | Guest::Empty(_) => None,
         }
     }
 
@@ -305,15 +332,24 @@ impl VmControl for VmCtl {
         self.wait_set_up();
         match &*self.lock() {
             Guest::Pending(_) => RunState::Prelaunch,
+            Guest::Empty(st) => *st,
             Guest::Started(vm) => map_state(vm.status()),
         }
     }
 
     fn stop(&self) {
         self.wait_set_up();
-        let vm = match &*self.lock() {
-            Guest::Started(vm) => vm.clone(),
-            Guest::Pending(_) => return,
+        let vm = match &mut *self.lock() {
+            Guest::Started(vm) => Some(vm.clone()),
+            Guest::Empty(st) if *st == RunState::Running => {
+                *st = RunState::Paused;
+                None
+            }
+            Guest::Empty(_) | Guest::Pending(_) => return,
+        };
+        let Some(vm) = vm else {
+            self.events.emit("STOP", None);
+            return;
         };
         // A machine in prelaunch stays there, without an event (QEMU).
         if vm.status() == MachineState::Running && vm.pause().is_ok() {
@@ -339,6 +375,14 @@ impl VmControl for VmCtl {
                     Ok(())
                 }
             },
+            Guest::Empty(st) => {
+                if *st != RunState::Running {
+                    *st = RunState::Running;
+                    drop(guest);
+                    self.events.emit("RESUME", None);
+                }
+                Ok(())
+            }
             Guest::Pending(launch) => {
                 let launch = launch
                     .as_mut()
@@ -366,5 +410,10 @@ impl VmControl for VmCtl {
 
     fn name(&self) -> Option<String> {
         self.name.clone()
+    }
+
+    fn has_cpu(&self, index: i64) -> bool {
+        // One vCPU, number 0; QEMU's empty machine has none.
+        index == 0 && !matches!(&*self.lock(), Guest::Empty(_))
     }
 }

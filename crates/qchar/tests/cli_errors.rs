@@ -65,6 +65,31 @@ fn cases() -> Vec<(Vec<&'static str>, &'static str)> {
             with(&["-chardev", "null,id=c", "-mon", "chardev=c", "-mon", "chardev=c"]),
             "-mon chardev=c: Device 'c' is in use\n",
         ),
+        // Found by differential fuzzing (crates/difffuzz).
+        (
+            with(&["-chardev", "null,id=c", "-mon", "chardev=c,pretty=on"]),
+            "-mon chardev=c,pretty=on: 'pretty' is not compatible with HMP monitors\n",
+        ),
+        (
+            with(&["-mon", "nope,pretty=on"]),
+            "-mon nope,pretty=on: chardev \"nope\" not found\n",
+        ),
+        (
+            with(&["-chardev", "bogus,id=a", "-chardev", "null,id=a"]),
+            "-chardev null,id=a: Duplicate ID 'a' for chardev\n",
+        ),
+        (
+            with(&["-monitor", "mon:nu"]),
+            "-monitor mon:nu: 'nu' is not a valid char driver\nPROG: -monitor mon:nu: parse error: mon:nu\n",
+        ),
+        (
+            with(&["-qmp", "bogus:x"]),
+            "-qmp bogus:x: 'bogus:x' is not a valid char driver\nPROG: -qmp bogus:x: parse error: bogus:x\n",
+        ),
+        (
+            with(&["-chardev", "bogus,id=a", "-monitor", "chardev:"]),
+            "-monitor chardev:: Parameter 'id' expects an identifier\n",
+        ),
         (with(&["-device", "foo"]), "-device foo: 'foo' is not a valid device model name\n"),
         (
             with(&["-device", "isa-serial,chardev=nonexist"]),

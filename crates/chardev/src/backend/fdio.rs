@@ -125,11 +125,16 @@ pub(crate) fn is_regular_file(fd: BorrowedFd<'_>) -> bool {
     rustix::fs::fstat(fd).is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_file())
 }
 
-/// Wraps `fd`: plain for regular files, polled otherwise.
+/// Wraps `fd`: plain for regular files and for the other descriptors
+/// epoll refuses (EPERM: `/dev/null`, `/dev/zero`, which never block
+/// either), polled otherwise.
 pub(crate) fn wrap(fd: OwnedFd) -> io::Result<FdIo> {
     if is_regular_file(fd.as_fd()) {
-        Ok(FdIo::plain(fd))
-    } else {
-        FdIo::new(fd)
+        return Ok(FdIo::plain(fd));
+    }
+    let spare = fd.try_clone()?;
+    match FdIo::new(fd) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(FdIo::plain(spare)),
+        r => r,
     }
 }

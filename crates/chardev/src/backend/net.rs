@@ -78,10 +78,29 @@ pub(crate) fn resolve(
     ipv4_only: bool,
     ipv6_only: bool,
 ) -> Result<Vec<SocketAddr>, String> {
-    let chost = CString::new(host).map_err(|_| "invalid host name".to_string())?;
-    let cport = CString::new(port).map_err(|_| "invalid port".to_string())?;
+    // A NUL a QMP client sent (`\u0000`) reaches QEMU's resolver as the
+    // two bytes C0 80 it keeps it as: it is a name that does not resolve.
+    let modified = |s: &str| {
+        let mut b = Vec::with_capacity(s.len());
+        for &c in s.as_bytes() {
+            if c == 0 {
+                b.extend_from_slice(&[0xC0, 0x80]);
+            } else {
+                b.push(c);
+            }
+        }
+        CString::new(b)
+    };
+    let chost = modified(host).map_err(|_| "invalid host name".to_string())?;
+    let cport = modified(port).map_err(|_| "invalid port".to_string())?;
     let hints = libc::addrinfo {
-        ai_flags: if passive { libc::AI_PASSIVE } else { 0 },
+        // QEMU's flags: a connect (or a datagram's remote end) takes IPv4
+        // addresses mapped into IPv6 when asked for IPv6 only.
+        ai_flags: if passive {
+            libc::AI_PASSIVE
+        } else {
+            libc::AI_CANONNAME | libc::AI_V4MAPPED | libc::AI_ADDRCONFIG
+        },
         ai_family: if ipv4_only && !ipv6_only {
             libc::AF_INET
         } else if ipv6_only && !ipv4_only {

@@ -84,6 +84,8 @@ impl RingBuf {
 /// The `ringbuf` backend.
 pub(crate) struct RingbufBackend {
     ring: RingBuf,
+    /// `ringbuf`, or `memory` (its old name, which QEMU reports as such).
+    name: &'static str,
 }
 
 impl RingbufBackend {
@@ -91,6 +93,15 @@ impl RingbufBackend {
     pub(crate) fn new(size: Option<i64>) -> Result<RingbufBackend> {
         Ok(RingbufBackend {
             ring: RingBuf::new(check_size(size)?)?,
+            name: "ringbuf",
+        })
+    }
+
+    /// The same opened as `memory`.
+    pub(crate) fn memory(size: Option<i64>) -> Result<RingbufBackend> {
+        Ok(RingbufBackend {
+            name: "memory",
+            ..RingbufBackend::new(size)?
         })
     }
 }
@@ -106,7 +117,7 @@ impl Backend for RingbufBackend {
     }
 
     fn filename(&self) -> String {
-        "ringbuf".into()
+        self.name.into()
     }
 
     fn as_ringbuf(&mut self) -> Option<&mut RingBuf> {

@@ -29,8 +29,9 @@ pub(crate) struct UdpBackend {
 fn inet(a: &SocketAddressLegacy) -> Result<&InetSocketAddress> {
     match a {
         SocketAddressLegacy::Inet(i) => Ok(i),
+        // QEMU's text for a datagram socket of another kind.
         _ => Err(ChardevError::Unsupported(
-            "udp chardevs take inet addresses only".into(),
+            "socket type unsupported for datagram".into(),
         )),
     }
 }
@@ -45,10 +46,19 @@ fn resolve(i: &InetSocketAddress, passive: bool) -> Result<Vec<std::net::SocketA
         i.ipv6.unwrap_or(false),
     )
     .map_err(|m| {
-        ChardevError::Invalid(format!(
-            "address resolution failed for {}:{}: {m}",
-            i.host, i.port
-        ))
+        // QEMU names an empty remote host `localhost` and prints an empty
+        // local one as C prints a null string.
+        let host = match (i.host.is_empty(), passive) {
+            (false, _) => i.host.as_str(),
+            (true, false) => "localhost",
+            (true, true) => "(null)",
+        };
+        let port = if i.port.is_empty() && passive {
+            "0"
+        } else {
+            &i.port
+        };
+        ChardevError::Invalid(format!("address resolution failed for {host}:{port}: {m}"))
     })
 }
 
@@ -56,6 +66,15 @@ impl UdpBackend {
     /// Creates the socket, binds `local`, connects to `remote`.
     pub(crate) fn open(spec: &ChardevUdp) -> Result<UdpBackend> {
         let remote = inet(&spec.remote)?;
+        // QEMU works out the address family first.
+        if remote.ipv4 == Some(false) && remote.ipv6 == Some(false) {
+            return Err(ChardevError::Invalid(
+                "Cannot disable IPv4 and IPv6 at same time".into(),
+            ));
+        }
+        if remote.port.is_empty() {
+            return Err(ChardevError::Invalid("remote port not specified".into()));
+        }
         let remotes = resolve(remote, false)?;
         let Some(dest) = remotes.first().copied() else {
             return Err(ChardevError::Invalid(format!(

@@ -32,7 +32,9 @@
 //!
 //! qchar extensions that QEMU 7.2 lacks: `backlog=SIZE` (the replay buffer,
 //! [`ChardevCommon::backlog`](crate::spec::ChardevCommon::backlog)), `input-path=` for `file`, `reconnect-ms=`,
-//! and `numeric=`/`keep-alive=` for TCP sockets.
+//! `numeric=`/`keep-alive=` for TCP sockets, `x-logsize=`, `x-logkeep=`
+//! and `x-logtimestamp=` for `logfile=` ([`crate::logfile`]), and QEMU
+//! 10's `hub` backend with `chardevs.0=`..`chardevs.3=`.
 
 // Hand-written: QEMU's -chardev semantics and error texts are the specification.
 
@@ -146,6 +148,14 @@ pub enum OptsError {
 }
 
 impl OptsError {
+    /// Whether QEMU's option parser reports this (the id, the keys, the
+    /// typed values, a help request) rather than the creation of the
+    /// chardev: HMP then adds `Parsing chardev args failed`, and the
+    /// command line stops at once.
+    pub fn is_parse_error(&self) -> bool {
+        matches!(self, OptsError::Parse(_))
+    }
+
     /// The extra line(s) QEMU prints under this error, if any.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
@@ -182,14 +192,17 @@ pub fn parse_chardev_with_warnings(s: &str) -> Result<(ChardevOptions, Vec<Strin
 }
 
 /// What QEMU does with a parsed `-chardev` when it creates the chardev:
-/// help for backend `help`, the id and backend checks, the backend's
-/// defaults and checks. `opts` comes from [`crate::qemuopts::parse`] with
-/// [`CHARDEV_OPTS`]; warnings (the deprecated aliases) go onto `warnings`.
+/// the alias warning (first of all), help for backend `help`, the id and
+/// backend checks, the backend's defaults and checks. `opts` comes from
+/// [`crate::qemuopts::parse`] with [`CHARDEV_OPTS`]; warnings (the
+/// deprecated aliases, to print through [`warn_once`]) go onto `warnings`.
 pub fn chardev_from_opts(
     opts: &QemuOpts,
     warnings: &mut Vec<String>,
 ) -> Result<ChardevOptions, OptsError> {
-    let backend = opts.get("backend");
+    let backend = opts
+        .get("backend")
+        .map(|name| legacy::translate_alias(name, warnings));
     if backend.is_some_and(is_help_word) {
         return Err(OptsError::BackendHelp);
     }
@@ -200,6 +213,36 @@ pub fn chardev_from_opts(
     let backend = backends::build_backend(backend, opts, warnings)?;
     let mux = opts.get_bool("mux").unwrap_or(false);
     Ok(ChardevOptions { id, backend, mux })
+}
+
+/// The backend alone, as QEMU builds it from parsed options for HMP's
+/// `chardev-change` (`qemu_chr_parse_opts`): the alias warning, then the
+/// backend's checks; no id is needed (one missing backend is reported for
+/// the id `(null)`, as C prints it), `mux` and a backend named `help` mean
+/// nothing special.
+pub fn backend_from_opts(
+    opts: &QemuOpts,
+    warnings: &mut Vec<String>,
+) -> Result<ChardevBackend, OptsError> {
+    let Some(backend) = opts.get("backend") else {
+        let id = opts.id().unwrap_or("(null)");
+        return Err(OptsError::MissingBackend(id.to_string()));
+    };
+    let backend = legacy::translate_alias(backend, warnings);
+    backends::build_backend(backend, opts, warnings)
+}
+
+/// Whether a creation warning (the `tty`/`parport` aliases) is to be
+/// printed now: QEMU prints each at most once per process. Marks it
+/// printed.
+pub fn warn_once(warning: &str) -> bool {
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if seen.iter().any(|w| w == warning) {
+        return false;
+    }
+    seen.push(warning.to_string());
+    true
 }
 
 /// Parses a legacy `-serial`/`-monitor`/`-parallel` DEV string the way QEMU

@@ -37,7 +37,7 @@ fn c0() -> ChardevCommon {
     ChardevCommon {
         logfile: None,
         logappend: Some(false),
-        backlog: None,
+        ..ChardevCommon::default()
     }
 }
 
@@ -99,11 +99,36 @@ fn common_options_and_backlog() {
         logfile: Some("/l,og".into()),
         logappend: Some(true),
         backlog: Some(65536),
+        ..ChardevCommon::default()
     };
     assert_eq!(o.backend, ChardevBackend::Null(want));
     let json = serde_json::to_string(&o.backend).unwrap();
     assert!(json.contains(r#""x-backlog":65536"#), "{json}");
     assert_eq!(ok("null,id=a,backlog=0").backend.common().backlog, Some(0));
+}
+
+#[test]
+fn log_rotation_and_timestamps() {
+    let o = ok("null,id=a,logfile=/l,x-logsize=1M,x-logkeep=5,x-logtimestamp=on");
+    let c = o.backend.common();
+    assert_eq!(c.logsize, Some(1 << 20));
+    assert_eq!(c.logkeep, Some(5));
+    assert_eq!(c.logtimestamp, Some(true));
+    let json = serde_json::to_string(&o.backend).unwrap();
+    for m in [
+        r#""x-logsize":1048576"#,
+        r#""x-logkeep":5"#,
+        r#""x-logtimestamp":true"#,
+    ] {
+        assert!(json.contains(m), "{json} lacks {m}");
+    }
+    // Absent unless given.
+    let c = ok("null,id=a,logfile=/l").backend.common().clone();
+    assert_eq!((c.logsize, c.logkeep, c.logtimestamp), (None, None, None));
+    assert_eq!(
+        err("null,id=a,x-logkeep=many").to_string(),
+        "Parameter 'x-logkeep' expects a number"
+    );
 }
 
 #[test]
@@ -176,6 +201,33 @@ fn host_device_backends() {
         w,
         ["The alias 'parport' is deprecated, use 'parallel' instead"]
     );
+}
+
+/// QEMU translates an alias (and warns) before it looks for the id, and
+/// HMP's `chardev-change` builds a backend without one (QEMU 7.2's texts).
+#[test]
+fn alias_warning_comes_first_and_a_change_needs_no_id() {
+    let parsed = |s: &str| qemuopts::parse(&CHARDEV_OPTS, s, &mut Vec::new()).unwrap();
+    let mut w = Vec::new();
+    let e = chardev_from_opts(&parsed("tty,path=/dev/null"), &mut w).unwrap_err();
+    assert_eq!(e, OptsError::NoId);
+    assert_eq!(w, ["The alias 'tty' is deprecated, use 'serial' instead"]);
+    let mut w = Vec::new();
+    let b = backend_from_opts(&parsed("parport,path=/dev/parport0"), &mut w).unwrap();
+    assert!(
+        matches!(&b, ChardevBackend::Parallel(h) if h.device == "/dev/parport0"),
+        "{b:?}"
+    );
+    assert_eq!(
+        w,
+        ["The alias 'parport' is deprecated, use 'parallel' instead"]
+    );
+    let e = backend_from_opts(&parsed("path=/x"), &mut w).unwrap_err();
+    assert_eq!(e.to_string(), "chardev: \"(null)\" missing backend");
+    let e = backend_from_opts(&parsed("help"), &mut w).unwrap_err();
+    assert_eq!(e.to_string(), "'help' is not a valid char driver name");
+    assert!(warn_once("a warning of this test"));
+    assert!(!warn_once("a warning of this test"));
 }
 
 #[test]
@@ -803,7 +855,12 @@ fn help_requests() {
             "{text}"
         );
         assert!(text.contains("\n  size=<size>\n") && text.contains("\n  to=<num>\n"));
-        assert!(text.ends_with("\n  width=<num>"));
+        assert!(text.contains("\n  width=<num>\n"));
+        // qchar's own keys sort last.
+        assert!(
+            text.ends_with("\n  x-logtimestamp=<bool (on/off)>"),
+            "{text}"
+        );
     }
     // Errors before the help key still win.
     assert_eq!(

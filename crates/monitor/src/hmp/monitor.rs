@@ -3,16 +3,15 @@
 //! editing with QEMU's echo, command output, the prompt again. Supports
 //! hotswap like the QMP monitor (the line being edited survives).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use qchar_chardev::registry::Registry;
 use qchar_chardev::{CharFrontend, ChardevError, ChardevEvent, FrontendHandlers};
 
-use super::readline::Readline;
-use crate::output::{Shared, DEFAULT_OUTPUT_CAP};
+use super::readline::{Readline, PROMPT};
+use crate::output::{Shared, DEFAULT_OUTPUT_CAP, INPUT_PAUSE_THRESHOLD};
 use crate::qmp::cmd::QmpEnv;
-
-const PROMPT: &[u8] = b"(qemu) ";
 
 /// A running HMP monitor.
 pub struct HmpMonitor {
@@ -39,6 +38,7 @@ impl HmpMonitor {
             shared,
             quit: false,
             swap_keeps_peer: false,
+            pending: VecDeque::new(),
         };
         fe.set_handlers(Box::new(h));
         HmpMonitor { fe }
@@ -57,29 +57,32 @@ struct HmpHandlers {
     shared: Arc<Shared>,
     quit: bool,
     swap_keeps_peer: bool,
+    /// Keys taken but not handled yet: each key's echo redraws the line
+    /// (a few KiB for a long one), so keys wait here while the client has
+    /// not read what came before, instead of overflowing the output.
+    pending: VecDeque<u8>,
 }
 
-impl FrontendHandlers for HmpHandlers {
-    fn can_read(&mut self) -> usize {
-        if self.quit {
-            return 0;
+impl HmpHandlers {
+    /// Handles waiting keys while the output held stays small.
+    fn process_pending(&mut self) {
+        while !self.quit && self.shared.out().held() <= INPUT_PAUSE_THRESHOLD {
+            let Some(b) = self.pending.pop_front() else {
+                return;
+            };
+            self.key(b);
         }
-        self.shared.out().input_room(4096)
     }
 
-    fn read(&mut self, data: &[u8]) {
-        self.swap_keeps_peer = false;
-        for &b in data {
-            if self.quit {
-                return;
-            }
+    fn key(&mut self, b: u8) {
+        {
             let mut echo = Vec::new();
-            let line = self.rl.feed(b, &mut echo);
+            let line = self.rl.feed_completing(b, &mut echo, &super::completions);
             self.shared.out().push(echo);
             if let Some(line) = line {
-                let line = crate::json::utf8::to_string_lossy(&line);
+                let line = super::str_of(&line);
                 let o = super::run_line(&self.env, &line);
-                let mut text = super::crlf(&o.text).into_bytes();
+                let mut text = super::bytes_of(&super::crlf(&o.text));
                 if o.quit {
                     self.quit = true;
                 } else {
@@ -90,6 +93,26 @@ impl FrontendHandlers for HmpHandlers {
             }
         }
     }
+}
+
+impl FrontendHandlers for HmpHandlers {
+    fn can_read(&mut self) -> usize {
+        if self.quit {
+            return 0;
+        }
+        if !self.pending.is_empty() {
+            // Resumed by `write_ready` once the client has read.
+            self.shared.out().input_paused = true;
+            return 0;
+        }
+        self.shared.out().input_room(4096)
+    }
+
+    fn read(&mut self, data: &[u8]) {
+        self.swap_keeps_peer = false;
+        self.pending.extend(data);
+        self.process_pending();
+    }
 
     fn event(&mut self, event: ChardevEvent) {
         match event {
@@ -97,7 +120,7 @@ impl FrontendHandlers for HmpHandlers {
                 if std::mem::take(&mut self.swap_keeps_peer) {
                     return;
                 }
-                self.rl = Readline::new();
+                self.rl.restart();
                 let v = &self.env.version;
                 let banner = format!(
                     "QEMU {}.{}.{} monitor - type 'help' for more information\r\n(qemu) ",
@@ -108,6 +131,7 @@ impl FrontendHandlers for HmpHandlers {
             ChardevEvent::Closed => {
                 self.swap_keeps_peer = false;
                 self.shared.out().clear();
+                self.pending.clear();
             }
             _ => {}
         }
@@ -123,6 +147,8 @@ impl FrontendHandlers for HmpHandlers {
     }
 
     fn write_ready(&mut self) {
+        self.shared.out().flush();
+        self.process_pending();
         self.shared.output_ready();
     }
 }

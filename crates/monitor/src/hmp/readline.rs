@@ -5,9 +5,18 @@
 //! its place.
 //!
 //! Keys: printable bytes insert; Backspace (8, 127); Ctrl-A/Ctrl-E (start,
-//! end); Ctrl-D (delete); Ctrl-W (delete the word before the cursor); `ESC [ A`/`B` (history), `C`/`D` (right, left),
-//! `ESC [ 1~`/`4~` (home, end), `ESC [ 3~` (delete), `ESC O H`/`F`; CR or LF
-//! ends the line.
+//! end); Ctrl-D (delete); Ctrl-W (delete the word before the cursor); `ESC [ A`/`B` (history;
+//! also `F`/`E`, as QEMU reads them), `C`/`D` (right, left),
+//! `ESC [ 1~`/`4~` (home, end), `ESC [ 3~` (delete), `ESC O H`/`F` (and the
+//! 8-bit CSI, 155, for `ESC [`); Ctrl-L clears the screen; CR or LF ends
+//! the line.
+
+/// The monitor's prompt.
+pub const PROMPT: &[u8] = b"(qemu) ";
+
+/// Tab completion: given the line up to the cursor, the candidates and the
+/// length of the word they complete.
+pub type Completer<'a> = &'a dyn Fn(&[u8]) -> (Vec<String>, usize);
 
 /// History entries kept, as in QEMU.
 const HISTORY_MAX: usize = 64;
@@ -57,6 +66,14 @@ impl Readline {
         }
     }
 
+    /// A new client: the line is dropped, the history kept (QEMU keeps
+    /// one editor per monitor, across connections).
+    pub fn restart(&mut self) {
+        self.buf.clear();
+        self.cursor = 0;
+        self.prompt_shown();
+    }
+
     /// A new prompt was printed: nothing of the line is on screen.
     pub fn prompt_shown(&mut self) {
         self.shown.clear();
@@ -75,7 +92,25 @@ impl Readline {
     }
 
     /// Feeds one byte; appends the echo to `echo`; returns a completed line.
+    /// Tab completes nothing.
     pub fn feed(&mut self, b: u8, echo: &mut Vec<u8>) -> Option<Vec<u8>> {
+        self.feed_completing(b, echo, &|_| (Vec::new(), 0))
+    }
+
+    /// [`Readline::feed`] with Tab completion: `complete` gets the line up
+    /// to the cursor and returns the candidates and the length of the word
+    /// they complete.
+    pub fn feed_completing(
+        &mut self,
+        b: u8,
+        echo: &mut Vec<u8>,
+        complete: Completer<'_>,
+    ) -> Option<Vec<u8>> {
+        if self.esc == Esc::Norm && b == b'\t' {
+            self.complete(echo, complete);
+            self.refresh(echo);
+            return None;
+        }
         match self.esc {
             Esc::Norm => match b {
                 b'\r' | b'\n' => {
@@ -96,6 +131,16 @@ impl Readline {
                     self.delete();
                 }
                 27 => self.esc = Esc::Start,
+                // The 8-bit CSI; as in QEMU the parameter of the last
+                // sequence is not reset.
+                155 => self.esc = Esc::Csi,
+                // Ctrl-L: clear the screen, prompt and line again.
+                12 => {
+                    echo.extend_from_slice(b"\x1b[2J\x1b[1;1H");
+                    echo.extend_from_slice(PROMPT);
+                    self.shown.clear();
+                    self.shown_cursor = 0;
+                }
                 0x20..=0x7E | 0x80..=0xFF if self.buf.len() < LINE_MAX => {
                     self.buf.insert(self.cursor, b);
                     self.cursor += 1;
@@ -122,8 +167,8 @@ impl Readline {
                 _ => {
                     self.esc = Esc::Norm;
                     match b {
-                        b'A' => self.history_step(true),
-                        b'B' => self.history_step(false),
+                        b'A' | b'F' => self.history_step(true),
+                        b'B' | b'E' => self.history_step(false),
                         b'C' => self.cursor = (self.cursor + 1).min(self.buf.len()),
                         b'D' => self.cursor = self.cursor.saturating_sub(1),
                         b'~' => match self.esc_param {
@@ -147,6 +192,57 @@ impl Readline {
         }
         self.refresh(echo);
         None
+    }
+
+    /// Tab, as QEMU's readline does it: one candidate is completed (and a
+    /// space added), several are completed to their common prefix and
+    /// listed in columns under the line, then the prompt and line again.
+    fn complete(&mut self, echo: &mut Vec<u8>, complete: Completer<'_>) {
+        let (mut cands, index) = complete(&self.buf[..self.cursor]);
+        if cands.is_empty() {
+            return;
+        }
+        let insert = |rl: &mut Readline, bytes: &[u8]| {
+            for &c in bytes {
+                if rl.buf.len() < LINE_MAX {
+                    rl.buf.insert(rl.cursor, c);
+                    rl.cursor += 1;
+                }
+            }
+        };
+        if cands.len() == 1 {
+            let c = cands[0].as_bytes();
+            insert(self, c.get(index..).unwrap_or(b""));
+            if !c.is_empty() && !c.ends_with(b"/") {
+                insert(self, b" ");
+            }
+            return;
+        }
+        cands.sort();
+        echo.extend_from_slice(b"\r\n");
+        let first = cands[0].as_bytes();
+        let mut prefix = first.len();
+        let mut width = 0;
+        for c in &cands {
+            let c = c.as_bytes();
+            prefix = prefix.min(c.len());
+            prefix = (0..prefix).find(|&j| c[j] != first[j]).unwrap_or(prefix);
+            width = width.max(c.len());
+        }
+        if prefix > index {
+            insert(self, &first[index..prefix]);
+        }
+        let width = (width + 2).clamp(10, 80);
+        let cols = 80 / width;
+        for (i, c) in cands.iter().enumerate() {
+            echo.extend_from_slice(format!("{c:<width$}").as_bytes());
+            if (i + 1) % cols == 0 || i + 1 == cands.len() {
+                echo.extend_from_slice(b"\r\n");
+            }
+        }
+        echo.extend_from_slice(PROMPT);
+        self.shown.clear();
+        self.shown_cursor = 0;
     }
 
     /// Ctrl-W: deletes back from the cursor over spaces, then over the

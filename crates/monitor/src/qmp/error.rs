@@ -40,8 +40,10 @@ impl QmpError {
     pub fn desc_bytes(&self) -> Vec<u8> {
         match self {
             QmpError::Json(e) => e.message_bytes(),
+            // A NUL a client sent (`\u0000`) is kept as QEMU keeps it,
+            // `C0 80`, so the text goes on after it.
             QmpError::Generic(s) | QmpError::CommandNotFound(s) | QmpError::DeviceNotFound(s) => {
-                s.as_bytes().to_vec()
+                crate::json::utf8::from_str(s)
             }
         }
     }

@@ -88,6 +88,9 @@ impl QmpSession {
         let mut msgs = Vec::new();
         self.parser.feed_with(data, |m| msgs.push(m));
         for m in msgs {
+            if self.caps.quitting {
+                return;
+            }
             let r = self.handle(env, m);
             reply(self, r);
         }

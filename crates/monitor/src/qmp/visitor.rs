@@ -158,9 +158,8 @@ impl<'a> ObjVisitor<'a> {
         Ok(Some(out))
     }
 
-    /// A mandatory list of objects, each visited by one of the returned
-    /// visitors (paths `name[0].member`...).
-    pub fn req_obj_list(&mut self, name: &str) -> QmpResult<Vec<ObjVisitor<'a>>> {
+    /// A mandatory list of strings (paths `name[0]`... in errors).
+    pub fn req_str_list(&mut self, name: &str) -> QmpResult<Vec<String>> {
         let Some(v) = self.take(name) else {
             return Err(self.missing(name));
         };
@@ -170,8 +169,31 @@ impl<'a> ObjVisitor<'a> {
         items
             .iter()
             .enumerate()
+            .map(|(i, item)| match item {
+                Value::Str(s) => Ok(utf8::to_string_lossy(s)),
+                _ => Err(type_error(&format!("{}[{i}]", self.path(name)), "string")),
+            })
+            .collect()
+    }
+
+    /// A mandatory list of objects, each visited by one of the returned
+    /// visitors (paths `name[0].member`...), or the error for an element
+    /// that is not an object.
+    pub fn req_obj_list(&mut self, name: &str) -> QmpResult<Vec<QmpResult<ObjVisitor<'a>>>> {
+        let Some(v) = self.take(name) else {
+            return Err(self.missing(name));
+        };
+        let Value::List(items) = v else {
+            return Err(type_error(&self.path(name), "array"));
+        };
+        // An element that is not an object fails when it is reached, as
+        // QEMU's visitor goes through the list in order.
+        let prefix = self.path(name);
+        Ok(items
+            .iter()
+            .enumerate()
             .map(|(i, item)| {
-                let path = format!("{}[{i}]", self.path(name));
+                let path = format!("{prefix}[{i}]");
                 match item {
                     Value::Dict(d) => Ok(ObjVisitor {
                         dict: d,
@@ -181,7 +203,7 @@ impl<'a> ObjVisitor<'a> {
                     _ => Err(type_error(&path, "object")),
                 }
             })
-            .collect()
+            .collect())
     }
 
     /// A mandatory object member, visited by the returned visitor.
@@ -206,20 +228,202 @@ impl<'a> ObjVisitor<'a> {
         }
     }
 
-    /// Fails with `Parameter '...' is unexpected` for the first member that
-    /// was not visited (QEMU's order among several is its hash table's; we
-    /// use the order QEMU prints the object in).
+    /// Fails with `Parameter '...' is unexpected` for a member that was
+    /// not visited: among several, the one QEMU names, the first of its
+    /// GLib hash table of the members not visited yet ([`GHashOrder`]).
     pub fn finish(self) -> QmpResult<()> {
-        for (k, _) in self.dict.iter_qemu_order() {
-            if !self.visited.contains(&k) {
-                let name = utf8::to_string_lossy(k);
-                return Err(QmpError::generic(format!(
-                    "Parameter '{}' is unexpected",
-                    self.path(&name)
-                )));
+        let keys: Vec<&[u8]> = self.dict.iter_qemu_order().map(|(k, _)| k).collect();
+        let mut table = GHashOrder::default();
+        for (i, k) in keys.iter().enumerate() {
+            table.insert(i, k);
+        }
+        for v in &self.visited {
+            if let Some(i) = keys.iter().position(|k| k == v) {
+                table.remove(i, v);
             }
         }
-        Ok(())
+        match table.first() {
+            Some(i) => Err(QmpError::generic(format!(
+                "Parameter '{}' is unexpected",
+                self.path(&utf8::to_string_lossy(keys[i]))
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The slot order of a GLib `GHashTable` keyed by strings (`g_str_hash`),
+/// as QEMU's input visitor fills one with an object's member names (in the
+/// object's order) and removes each as it is visited: which of the members
+/// left it reports comes from here. Hand-written: it models GLib 2.74's
+/// open addressing (quadratic probing, tombstones, resizing) exactly.
+#[derive(Default)]
+struct GHashOrder {
+    /// Per slot: 0 unused, 1 tombstone, else the key's hash.
+    hashes: Vec<u32>,
+    /// Per slot: the key (an index into the caller's keys).
+    keys: Vec<usize>,
+    nnodes: usize,
+    noccupied: usize,
+    modulus: u32,
+}
+
+const PRIME_MOD: [u32; 32] = [
+    1, 2, 3, 7, 13, 31, 61, 127, 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071,
+    262139, 524287, 1048573, 2097143, 4194301, 8388593, 16777213, 33554393, 67108859, 134217689,
+    268435399, 536870909, 1073741789, 2147483647,
+];
+const MIN_SHIFT: usize = 3;
+
+/// `g_str_hash`: djb2 over the bytes as C's signed chars.
+fn g_str_hash(s: &[u8]) -> u32 {
+    s.iter().fold(5381u32, |h, &c| {
+        h.wrapping_mul(33).wrapping_add(c as i8 as i32 as u32)
+    })
+}
+
+impl GHashOrder {
+    fn set_shift(&mut self, shift: usize) {
+        let size = 1usize << shift;
+        self.modulus = PRIME_MOD[shift];
+        if self.hashes.len() < size {
+            self.hashes.resize(size, 0);
+            self.keys.resize(size, 0);
+        }
+        self.hashes.truncate(size.max(self.hashes.len().min(size)));
+    }
+
+    fn size(&self) -> usize {
+        (self.modulus as usize + 1)
+            .next_power_of_two()
+            .max(1 << MIN_SHIFT)
+    }
+
+    fn index(&self, hash: u32) -> usize {
+        (hash.wrapping_mul(11) % self.modulus) as usize
+    }
+
+    fn real_hash(key: &[u8]) -> u32 {
+        match g_str_hash(key) {
+            0 | 1 => 2,
+            h => h,
+        }
+    }
+
+    /// The slot of `key` (or where it would go), as `g_hash_table_lookup_node`.
+    fn lookup(&self, key: usize, hash: u32) -> usize {
+        let mask = self.size() - 1;
+        let mut i = self.index(hash);
+        let mut step = 0;
+        let mut tombstone = None;
+        while self.hashes[i] != 0 {
+            if self.hashes[i] == hash && self.keys[i] == key {
+                return i;
+            }
+            if self.hashes[i] == 1 && tombstone.is_none() {
+                tombstone = Some(i);
+            }
+            step += 1;
+            i = (i + step) & mask;
+        }
+        tombstone.unwrap_or(i)
+    }
+
+    fn insert(&mut self, key: usize, name: &[u8]) {
+        if self.modulus == 0 {
+            self.set_shift(MIN_SHIFT);
+        }
+        let hash = Self::real_hash(name);
+        let i = self.lookup(key, hash);
+        let old = self.hashes[i];
+        if old >= 2 {
+            return;
+        }
+        self.hashes[i] = hash;
+        self.keys[i] = key;
+        self.nnodes += 1;
+        if old == 0 {
+            self.noccupied += 1;
+            self.maybe_resize();
+        }
+    }
+
+    fn remove(&mut self, key: usize, name: &[u8]) {
+        if self.modulus == 0 {
+            return;
+        }
+        let hash = Self::real_hash(name);
+        let i = self.lookup(key, hash);
+        if self.hashes[i] < 2 {
+            return;
+        }
+        self.hashes[i] = 1;
+        self.nnodes -= 1;
+        self.maybe_resize();
+    }
+
+    fn maybe_resize(&mut self) {
+        let size = self.size();
+        if (size > self.nnodes * 4 && size > 1 << MIN_SHIFT)
+            || size <= self.noccupied + self.noccupied / 16
+        {
+            self.resize();
+        }
+    }
+
+    /// `g_hash_table_resize`: a new size from the live entries, entries
+    /// moved in slot order, each evicting what sits in its new slot.
+    fn resize(&mut self) {
+        let old_size = self.size();
+        let want = (self.nnodes as f64 * 1.333) as usize;
+        let shift = (usize::BITS - want.leading_zeros()) as usize;
+        let shift = shift.max(MIN_SHIFT);
+        let new_size = 1usize << shift;
+        self.modulus = PRIME_MOD[shift];
+        if new_size > self.hashes.len() {
+            self.hashes.resize(new_size, 0);
+            self.keys.resize(new_size, 0);
+        }
+        let mask = new_size - 1;
+        let mut placed = vec![false; old_size.max(new_size)];
+        for i in 0..old_size {
+            let h = self.hashes[i];
+            if h < 2 {
+                self.hashes[i] = 0;
+                continue;
+            }
+            if placed[i] {
+                continue;
+            }
+            self.hashes[i] = 0;
+            let (mut hash, mut key) = (h, self.keys[i]);
+            loop {
+                let mut j = self.index(hash);
+                let mut step = 0;
+                while placed[j] {
+                    step += 1;
+                    j = (j + step) & mask;
+                }
+                placed[j] = true;
+                let (rh, rk) = (self.hashes[j], self.keys[j]);
+                self.hashes[j] = hash;
+                self.keys[j] = key;
+                if rh < 2 {
+                    break;
+                }
+                (hash, key) = (rh, rk);
+            }
+        }
+        self.hashes.truncate(new_size);
+        self.keys.truncate(new_size);
+        self.noccupied = self.nnodes;
+    }
+
+    /// The key in the lowest live slot.
+    fn first(&self) -> Option<usize> {
+        (0..self.hashes.len().min(self.size()))
+            .find(|&i| self.hashes[i] >= 2)
+            .map(|i| self.keys[i])
     }
 }
 

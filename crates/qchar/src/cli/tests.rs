@@ -112,11 +112,24 @@ fn chardevs_in_order_with_deferred_errors() {
         "PROG: -chardev null: chardev: no id specified\n"
     );
     // QEMU checks the option string itself (the id, the keys and their
-    // values) while it reads the command line, before -m's error.
+    // values) while it reads the command line, before -m's error and an
+    // earlier chardev's creation error (recorded from QEMU 7.2), its
+    // warnings first.
     assert_eq!(
         err(&["-chardev", "null,id=0x", "-m", "foo"]),
         "PROG: -chardev null,id=0x: Parameter 'id' expects an identifier\n\
          Identifiers consist of letters, digits, '-', '.', '_', starting with a letter.\n"
+    );
+    assert_eq!(
+        err(&["-chardev", "bogus,id=y", "-chardev", "null,id=0x"]),
+        "PROG: -chardev null,id=0x: Parameter 'id' expects an identifier\n\
+         Identifiers consist of letters, digits, '-', '.', '_', starting with a letter.\n"
+    );
+    assert_eq!(
+        err(&["-chardev", "bogus,id=y", "-chardev", "null,id=a,server,x=1"]),
+        "PROG: -chardev null,id=a,server,x=1: warning: short-form boolean option 'server' deprecated\n\
+         Please use server=on instead\n\
+         PROG: -chardev null,id=a,server,x=1: Invalid parameter 'x'\n"
     );
     assert_eq!(
         err(&["-chardev", "null,id=a,to=08", "-m", "foo"]),
@@ -305,11 +318,11 @@ fn mon_option() {
     let c = cfg(&["-mon", "chardev=c,mode=control,pretty=on"]);
     assert_eq!(monitors(&c), vec![("c".into(), MonMode::Control)]);
     assert!(c.monitors[0].pretty);
+    // Refused by the set-up once the chardev is found (QEMU looks for the
+    // chardev first); tests/cli_errors.rs has the text.
     let c = cfg(&["-mon", "chardev=c,pretty=on"]);
-    assert_eq!(
-        deferred(&c.monitors[0].spec),
-        "PROG: -mon chardev=c,pretty=on: 'pretty' is not compatible with HMP monitors\n"
-    );
+    assert_eq!(monitors(&c), vec![("c".into(), MonMode::Readline)]);
+    assert!(c.monitors[0].pretty);
     let c = cfg(&["-mon", "c,mode=control,pretty=off"]);
     assert_eq!(monitors(&c), vec![("c".into(), MonMode::Control)]);
     assert!(!c.monitors[0].pretty);
@@ -733,10 +746,17 @@ fn help_inside_option_strings() {
     assert!(text.contains("\n  reconnect-ms=<num>\n  reconnect=<num>\n"));
     let (_, text) = options_help(&["-name", "x,?"]);
     assert!(text.starts_with("name options:\n  debug-threads=<bool (on/off)> - "));
-    assert!(
-        printed(&["-chardev", "help"]).starts_with("Available chardev backend types: \n  file\n")
+    // `-chardev help` prints when QEMU would create that chardev (the set-up
+    // prints it): after an earlier chardev's error or warnings.
+    let c = cfg(&["-chardev", "tty,id=t,path=/dev/null", "-chardev", "help"]);
+    assert!(c.chardevs[1]
+        .help
+        .as_deref()
+        .is_some_and(|h| h.starts_with("Available chardev backend types: \n  file\n")));
+    assert_eq!(
+        c.chardevs[0].create_warnings[0].1.render("PROG"),
+        "PROG: -chardev tty,id=t,path=/dev/null: warning: The alias 'tty' is deprecated, use 'serial' instead\n"
     );
-    // Created after a chardev that fails: that error comes first.
     let c = cfg(&["-chardev", "null", "-chardev", "help"]);
     assert_eq!(
         deferred(&c.chardevs[0].options),
@@ -925,4 +945,58 @@ fn web_console_option() {
         "PROG: -x-web port=1,tls=on: Invalid parameter 'tls'\n"
     );
     assert!(printed(&["-h"]).contains("-x-web [host=H,]port=P[,token=T]"));
+}
+
+/// qchar's `-object x-bridge` (QEMU's `-object` syntax and texts for its
+/// mistakes) and `-machine none` (no guest, no default serial port).
+#[test]
+fn bridge_objects_and_machine_none() {
+    let c = cfg(&[
+        "-object",
+        "x-bridge,id=br,chardev-a=vm,chardev-b=con",
+        "-object",
+        "qom-type=x-bridge,id=br2,chardev-a=x,chardev-b=y",
+    ]);
+    assert_eq!(c.bridges.len(), 2);
+    assert_eq!(
+        (c.bridges[0].id.as_str(), c.bridges[0].chardev_a.as_str()),
+        ("br", "vm")
+    );
+    assert!(!c.machine_none);
+    assert_eq!(
+        err(&["-object", "x-bridge,id=br,chardev-a=a"]),
+        "PROG: -object x-bridge,id=br,chardev-a=a: Parameter 'chardev-b' is missing\n"
+    );
+    assert_eq!(
+        err(&["-object", "memory-backend-ram,id=m"]),
+        "PROG: -object memory-backend-ram,id=m: invalid object type: memory-backend-ram\n"
+    );
+    assert_eq!(
+        err(&[
+            "-object",
+            "x-bridge,id=br,chardev-a=a,chardev-b=b",
+            "-object",
+            "x-bridge,id=br,chardev-a=c,chardev-b=d"
+        ]),
+        "PROG: -object x-bridge,id=br,chardev-a=c,chardev-b=d: Duplicate ID 'br' for object\n"
+    );
+    assert_eq!(
+        printed(&["-object", "help"]),
+        "List of user creatable objects:\n  x-bridge\n"
+    );
+    // -machine none: no default serial port (QEMU's none machine has
+    // none), the default monitor stays.
+    let c = cfg(&["-machine", "none"]);
+    assert!(c.machine_none);
+    assert!(c.serials.is_empty());
+    assert_eq!(c.monitors.len(), 1);
+    let c = cfg(&["-M", "none", "-M", "pc"]);
+    assert!(!c.machine_none, "the last -machine type counts");
+    let c = cfg(&[
+        "-machine",
+        "type=none",
+        "-serial",
+        "unix:s,server=on,wait=off",
+    ]);
+    assert!(c.machine_none && c.serials.len() == 1);
 }

@@ -16,6 +16,10 @@ use crate::spec::{ChardevSocket, SocketAddressLegacy, UnixSocketAddress};
 pub(crate) fn validate(s: &ChardevSocket) -> Result<()> {
     let server = s.server.unwrap_or(true);
     let bad = |m: &str| Err(ChardevError::Invalid(m.to_string()));
+    // QEMU checks what depends on the address type first.
+    if matches!(s.addr, SocketAddressLegacy::Fd(_)) && s.reconnect.is_some() {
+        return bad("'reconnect' option is incompatible with 'fd' address type");
+    }
     if s.tls_creds.is_some() || s.tls_authz.is_some() {
         return Err(ChardevError::Unsupported(
             "TLS is not supported by qchar socket chardevs".into(),

@@ -11,6 +11,7 @@ use crate::vm::VmControl;
 use super::error::QmpResult;
 use super::visitor::ObjVisitor;
 
+mod bridge;
 mod capabilities;
 mod chardev_add;
 mod chardev_change;
@@ -87,6 +88,9 @@ pub struct Caps {
     pub oob_offered: bool,
     /// The client enabled `oob`.
     pub oob_enabled: bool,
+    /// `quit` succeeded: requests after it are not handled (QEMU exits
+    /// before it gets to them).
+    pub quitting: bool,
 }
 
 /// What a command gets.
@@ -121,6 +125,8 @@ pub static COMMANDS: &[CommandDef] = &[
     query_name::DEF,
     yank::QUERY,
     yank::DEF,
+    bridge::DEL,
+    bridge::ADD,
     run_state::QUIT,
     query_commands::DEF,
     query_version::DEF,

@@ -51,6 +51,7 @@ fn cont(ctx: &mut Ctx<'_>, args: ObjVisitor<'_>) -> QmpResult<Value> {
 
 fn quit(ctx: &mut Ctx<'_>, args: ObjVisitor<'_>) -> QmpResult<Value> {
     args.finish()?;
+    ctx.caps.quitting = true;
     ctx.env.vm.quit();
     Ok(Value::Dict(Dict::new()))
 }

@@ -39,7 +39,8 @@ fn yank(ctx: &mut Ctx<'_>, mut args: ObjVisitor<'_>) -> QmpResult<Value> {
     // visitor does.
     let mut chardevs = Vec::new();
     let mut others = 0;
-    for mut inst in args.req_obj_list("instances")? {
+    for inst in args.req_obj_list("instances")? {
+        let mut inst = inst?;
         match TYPES[inst.req_enum("type", TYPES)?] {
             "chardev" => chardevs.push(inst.req_str("id")?),
             "block-node" => {

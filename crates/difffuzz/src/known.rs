@@ -1,0 +1,510 @@
+//! The intended differences: places where qchar answers otherwise than
+//! QEMU 7.2 on purpose. Each has an id, and docs/differences.md has one
+//! row per id saying why (a test checks that the two lists agree). A rule
+//! looks at the first step where the sides differ and says whether that
+//! difference is its own; the rest of such an input is not compared (the
+//! states may have parted).
+
+use crate::gen::Class;
+use crate::norm::contains;
+
+/// The first differing step of an input.
+pub struct Diff<'a> {
+    /// The input's class.
+    pub class: Class,
+    /// The step's input bytes (for a command line: every option).
+    pub step: &'a [u8],
+    /// All the input's steps.
+    pub steps: &'a [Vec<u8>],
+    /// What QEMU sent back for the step (normalised).
+    pub qemu: &'a [u8],
+    /// What qchar sent back.
+    pub qchar: &'a [u8],
+}
+
+/// Why a difference is listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// qchar differs on purpose.
+    Intended,
+    /// A known difference not fixed yet (docs/differences.md says why);
+    /// counted apart in the report.
+    Open,
+}
+
+/// An intended (or known open) difference.
+pub struct Rule {
+    /// Stable id, the key of its row in docs/differences.md.
+    pub id: &'static str,
+    /// Intended or open.
+    pub status: Status,
+    /// One line: what differs.
+    pub what: &'static str,
+    /// Whether `d` is this difference.
+    pub matches: fn(&Diff<'_>) -> bool,
+}
+
+fn has(b: &[u8], s: &str) -> bool {
+    contains(b, s.as_bytes())
+}
+
+/// Splits a transcript into pieces: lines (sent, or `\r\n` inside a JSON
+/// string) and the entries of a JSON list of objects.
+fn pieces(t: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = vec![t.to_vec()];
+    for sep in [
+        &b"\r\n"[..],
+        b"\\r\\n",
+        b"}, {",
+        b"\n",
+        b"{\"return\": \"",
+        b"[{",
+        b"}]",
+    ] {
+        out = out
+            .into_iter()
+            .flat_map(|p| {
+                let mut v = Vec::new();
+                let mut rest = &p[..];
+                while let Some(i) = rest.windows(sep.len()).position(|w| w == sep) {
+                    v.push(rest[..i].to_vec());
+                    rest = &rest[i + sep.len()..];
+                }
+                v.push(rest.to_vec());
+                v
+            })
+            .collect();
+    }
+    out
+}
+
+/// qchar's own commands, which QEMU 7.2 lacks (row `qchar-commands`):
+/// QMP's and HMP's (`info`) names.
+const QCHAR_COMMANDS: &[&str] = &["x-query-chardev-stats", "x-chardev-stats"];
+
+/// Whether a piece of a list names one of qchar's own commands.
+fn qchar_own(p: &[u8]) -> bool {
+    QCHAR_COMMANDS
+        .iter()
+        .any(|c| has(p, &format!("\"name\": \"{c}\"")) || has(p, &format!("info {c} ")))
+}
+
+/// Whether the sides are equal once QEMU's pieces that `extra` accepts
+/// and qchar does not have, and qchar's own commands, are left out: qchar
+/// lists a subset of what QEMU lists, in QEMU's order.
+fn subset_of_qemu(d: &Diff<'_>, extra: fn(&[u8]) -> bool) -> bool {
+    let q = pieces(d.qemu);
+    let c: Vec<Vec<u8>> = pieces(d.qchar)
+        .into_iter()
+        .filter(|p| !qchar_own(p))
+        .collect();
+    let kept: Vec<&Vec<u8>> = q.iter().filter(|p| !extra(p) || c.contains(p)).collect();
+    kept.len() == c.len() && kept.iter().zip(c.iter()).all(|(a, b)| *a == b)
+}
+
+/// Backends QEMU 7.2 has and qchar does not.
+const LACKING: &[&str] = &[
+    "vc",
+    "msmouse",
+    "wctablet",
+    "testdev",
+    "parallel",
+    "parport",
+    "qemu-vdagent",
+    "braille",
+    "spicevmc",
+    "spiceport",
+    "dbus",
+    "console",
+];
+
+/// Whether the step names backend `name` as a word of its own (JSON
+/// escapes of blanks read as blanks).
+fn asks_for_backend(step: &[u8], name: &str) -> bool {
+    let step = crate::norm::replace(&crate::norm::replace(step, b"\\t", b" "), b"\\n", b" ");
+    step.split(|c| !(c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_'))
+        .any(|w| w == name.as_bytes())
+}
+
+/// The names in `'NAME' is not a valid char driver` texts.
+fn refused_drivers(t: &[u8]) -> Vec<String> {
+    let s = String::from_utf8_lossy(t);
+    s.match_indices("' is not a valid char driver")
+        .filter_map(|(i, _)| s[..i].rfind('\'').map(|j| s[j + 1..i].to_string()))
+        .collect()
+}
+
+/// The `unknown command: '...'` texts of a transcript.
+fn unknown_commands(t: &[u8]) -> Vec<Vec<u8>> {
+    let key = b"unknown command: '";
+    let mut out = Vec::new();
+    let mut rest = t;
+    while let Some(i) = rest.windows(key.len()).position(|w| w == key) {
+        rest = &rest[i + key.len()..];
+        let end = rest.iter().position(|&c| c == b'\'').unwrap_or(rest.len());
+        out.push(rest[..end].to_vec());
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// QEMU's `Failed to add chardev 'ID': REASON` as the reason alone.
+fn failed_add_reason(qemu: &[u8]) -> Option<Vec<u8>> {
+    let key = b"Failed to add chardev '";
+    let i = qemu.windows(key.len()).position(|w| w == key)?;
+    let rest = &qemu[i + key.len()..];
+    let j = rest.windows(3).position(|w| w == b"': ")?;
+    let reason = &rest[j + 3..];
+    let end = reason
+        .iter()
+        .position(|&c| matches!(c, b'"' | b'\\' | b'\r' | b'\n'))
+        .unwrap_or(reason.len());
+    Some(reason[..end].to_vec()).filter(|r| !r.is_empty())
+}
+
+/// Differences masked before the comparison (crates/difffuzz/src/norm.rs),
+/// each a row of docs/differences.md: `(id, what)`.
+pub const MASKS: &[(&str, &str)] = &[
+    ("version", "query-version, the greeting, info version and the HMP banner: qchar says 7.2.0 and its own package string"),
+    ("qchar-events", "qchar's own X_QCHAR_* events"),
+    ("list-order", "query-chardev, info chardev, query-chardev-backends: QEMU lists in its hash tables' order"),
+];
+
+/// Intended differences the harness does not look at (not on the wire it
+/// compares, or not in its inputs), each a row of docs/differences.md.
+pub const UNSEEN: &[(&str, &str)] = &[
+    ("write-chunks", "queued output leaves in chunks of up to 64 KiB instead of one write per guest byte"),
+    ("stdio-return", "a console can go back to stdio after leaving it"),
+    ("drain-on-leave", "a pty or socket left by a change or remove stays open (at most 5 s) until its peer has what it was sent"),
+    ("monitor-socket-mode", "a monitor's unix socket file is owner-only (0600)"),
+];
+
+/// The rules, checked in order.
+pub const RULES: &[Rule] = &[
+    Rule {
+        status: Status::Intended,
+        id: "help-lists-qchar-commands",
+        what: "HMP help, and info without a subcommand, list the commands qchar has (a subset of QEMU's, same lines, same order)",
+        // qchar's lines are QEMU's, in order, less the entries (and their
+        // continuation lines) of commands qchar lacks.
+        matches: |d| has(d.qchar, " -- ") && subset_of_qemu(d, |_| true),
+    },
+    Rule {
+        status: Status::Intended,
+        id: "query-commands-lists-qchar-commands",
+        what: "query-commands lists the commands qchar has (a subset of QEMU's, same order)",
+        matches: |d| has(d.step, "query-commands") && subset_of_qemu(d, |p| contains(p, b"\"name\": \"")),
+    },
+    Rule {
+        status: Status::Intended,
+        id: "qchar-commands",
+        what: "qchar's own commands (x-query-chardev-stats, info x-chardev-stats): QEMU 7.2 does not know them",
+        matches: |d| QCHAR_COMMANDS.iter().any(|c| has(d.step, c)),
+    },
+    Rule {
+        status: Status::Intended,
+        id: "backends-qchar-lacks",
+        what: "backends QEMU has and qchar refuses as unknown (vc, msmouse, wctablet, testdev, parallel, qemu-vdagent, braille, spice, dbus)",
+        matches: |d| {
+            // The name qchar refuses is one of QEMU's (a shorthand may
+            // carry more, `vc:80Cx24C`, `vci`).
+            refused_drivers(d.qchar).iter().any(|n| LACKING.contains(&n.as_str()))
+                || (has(d.qchar, "does not accept value") && LACKING.iter().any(|b| asks_for_backend(d.step, b)))
+        },
+    },
+    Rule {
+        status: Status::Intended,
+        id: "query-chardev-backends-lists-qchar-backends",
+        what: "query-chardev-backends lists the backends qchar has",
+        matches: |d| has(d.step, "query-chardev-backends") && subset_of_qemu(d, |p| contains(p, b"\"name\": \"")),
+    },
+    Rule {
+        status: Status::Intended,
+        id: "monitor-follows-change",
+        what: "a monitor's chardev can be changed (QEMU: Chardev user does not support chardev hotswap)",
+        matches: |d| {
+            has(d.qemu, "Chardev user does not support chardev hotswap")
+                && !has(d.qchar, "Chardev user does not support chardev hotswap")
+                && ["qin", "qobs", "hmp"].iter().any(|m| has(d.step, m))
+        },
+    },
+    Rule {
+        status: Status::Intended,
+        id: "hmp-change-to-pty",
+        what: "HMP chardev-change ID pty: QEMU 7.2 prints nothing and keeps the old backend; qchar changes it",
+        matches: |d| {
+            has(d.step, "chardev-change")
+                && (has(d.step, " pty") || has(d.step, " \\\"pty"))
+                && has(d.qchar, "pty:/dev/pts/N")
+                && !has(d.qemu, "Error:")
+        },
+    },
+    Rule {
+        status: Status::Intended,
+        id: "mux-hotswap",
+        what: "a mux chardev can be changed (QEMU: Mux device hotswap not supported yet)",
+        matches: |d| {
+            has(d.qemu, "Mux device hotswap not supported yet")
+                && !has(d.qchar, "Mux device hotswap not supported yet")
+        },
+    },
+    Rule {
+        status: Status::Intended,
+        id: "failed-change-keeps-chardev",
+        what: "a failed chardev-change of a chardev without frontend keeps it; QEMU has deleted it and says Failed to add chardev 'ID': REASON",
+        matches: |d| {
+            has(d.step, "chardev-change")
+                && failed_add_reason(d.qemu).is_some_and(|r| contains(d.qchar, &r))
+        },
+    },
+    Rule {
+        status: Status::Intended,
+        id: "hmp-commands-qchar-lacks",
+        what: "HMP commands QEMU has and qchar does not (x, change, device_add...): qchar says unknown command",
+        matches: |d| {
+            let q = unknown_commands(d.qemu);
+            matches!(d.class, Class::Hmp | Class::Readline | Class::Qmp | Class::QmpBytes)
+                && unknown_commands(d.qchar).iter().any(|c| !q.contains(c))
+        },
+    },
+    Rule {
+        status: Status::Intended,
+        id: "completion-lists-qchar-commands",
+        what: "Tab completes and lists qchar's commands; QEMU lists its own (column width from its longest name) and completes arguments too",
+        matches: |d| d.class == Class::Readline && d.step.contains(&b'\t'),
+    },
+    Rule {
+        status: Status::Intended,
+        id: "option-extensions",
+        what: "-chardev keys qchar adds (input-path, reconnect-ms, numeric, keep-alive): QEMU 7.2 says Invalid parameter",
+        matches: |d| {
+            // Read from QEMU's answer: a readline step may spell the key
+            // with editing keys in between.
+            ["input-path", "reconnect-ms", "numeric", "keep-alive"].iter().any(|k| {
+                let m = format!("Invalid parameter '{k}'");
+                has(d.qemu, &m) && !has(d.qchar, &m)
+            })
+        },
+    },
+    Rule {
+        status: Status::Intended,
+        id: "monitor-tcp-loopback",
+        what: "a monitor's TCP server given no host listens on loopback only; QEMU listens on every address",
+        matches: |d| {
+            (has(d.step, "-qmp") || has(d.step, "-monitor") || has(d.step, "mon:"))
+                && (has(d.qemu, "0.0.0.0") || has(d.qemu, "tcp::"))
+                && has(d.qchar, "127.0.0.1")
+        },
+    },
+    Rule {
+        status: Status::Intended,
+        id: "no-tls-mptcp-tn3270",
+        what: "socket chardevs with TLS, MPTCP or tn3270: qchar has none of them and refuses them",
+        matches: |d| {
+            has(d.qchar, "TLS is not supported by qchar")
+                || has(d.qchar, "MPTCP is not supported by qchar")
+                || has(d.qchar, "tn3270 is not supported by qchar")
+        },
+    },
+    Rule {
+        status: Status::Intended,
+        id: "no-fd-vsock-sockets",
+        what: "socket chardevs on a passed descriptor or a vsock address: qchar has neither and refuses them",
+        matches: |d| {
+            has(d.qchar, "sockets passed by descriptor are not supported by qchar")
+                || has(d.qchar, "vsock sockets are not supported by qchar")
+        },
+    },
+    Rule {
+        status: Status::Intended,
+        id: "numbers-not-truncated",
+        what: "a number too wide for its field (a ringbuf size of 2^63) is refused; QEMU truncates it silently",
+        matches: |d| has(d.qchar, "is out of range for parameter") && !has(d.qemu, "is out of range for parameter"),
+    },
+    Rule {
+        status: Status::Open,
+        id: "mux-base-frontend-open",
+        what: "a mux's base chardev reports frontend-open true before any frontend has attached to the mux",
+        matches: |d| has(d.step, "mux") && open_flags_cleared(d.qemu) == open_flags_cleared(d.qchar),
+    },
+    Rule {
+        status: Status::Open,
+        id: "change-to-mux",
+        what: "chardev-change of a chardev without frontend to a mux backend is refused",
+        matches: |d| {
+            has(d.step, "chardev-change")
+                && has(d.qchar, "Mux device hotswap not supported yet")
+                && !has(d.qemu, "Mux device hotswap not supported yet")
+        },
+    },
+    Rule {
+        status: Status::Open,
+        id: "socket-without-address",
+        what: "a socket chardev without address (or with fd=NAME) is refused while parsing; QEMU checks wait/reconnect first and looks the name up",
+        matches: |d| has(d.qchar, "Unable to parse FD number") && !has(d.qemu, "Unable to parse FD number"),
+    },
+    Rule {
+        status: Status::Intended,
+        id: "ringbuf-size-cap",
+        what: "ringbufs above 1 GiB are refused (with QEMU's power-of-two text); QEMU allocates them",
+        matches: |d| {
+            let m = "size of ringbuf chardev must be power of two";
+            has(d.qchar, m) && !has(d.qemu, m)
+        },
+    },
+    Rule {
+        status: Status::Intended,
+        id: "udp-local-not-inet",
+        what: "a udp chardev whose local address is not inet is refused; QEMU reads it as an inet address (the path as host)",
+        matches: |d| {
+            has(d.qchar, "socket type unsupported for datagram") && has(d.qemu, "address resolution failed for")
+        },
+    },
+    Rule {
+        status: Status::Intended,
+        id: "qemu-crashes",
+        what: "inputs that make QEMU 7.2 end (a udp chardev with a unix local address with tight or abstract set crashes it; -qmp mon:null fails an assertion); qchar answers",
+        matches: |d| {
+            let live = has(d.qemu, "state: <process ended>")
+                && !has(d.qchar, "state: <process ended>")
+                && !d.steps.iter().any(|s| has(s, "quit"));
+            // On the command line: killed by a signal (an assertion).
+            let cli = d.class == Class::Cli && has(d.qemu, "exit None") && !has(d.qchar, "exit None");
+            live || cli
+        },
+    },
+    Rule {
+        status: Status::Open,
+        id: "nul-in-paths",
+        what: "a path with a NUL (\\u0000) is refused; QEMU opens the name with the NUL as C0 80",
+        matches: |d| has(d.qchar, "unexpected NUL byte") && !has(d.qemu, "unexpected NUL byte"),
+    },
+    Rule {
+        status: Status::Intended,
+        id: "backlog",
+        what: "backlog=SIZE (x-backlog in QMP) keeps output for the next peer; QEMU does not know the key",
+        matches: |d| {
+            let q = has(d.qemu, "Invalid parameter 'backlog'") || has(d.qemu, "x-backlog' is unexpected");
+            let c = has(d.qchar, "Invalid parameter 'backlog'") || has(d.qchar, "x-backlog' is unexpected");
+            q && !c
+        },
+    },
+];
+
+/// `t` with every ` true` of a state line read as ` false`.
+fn open_flags_cleared(t: &[u8]) -> Vec<u8> {
+    crate::norm::replace(t, b" true\n", b" false\n")
+}
+
+/// The rule `d` falls under, if any.
+pub fn explain(d: &Diff<'_>) -> Option<&'static Rule> {
+    RULES.iter().find(|r| (r.matches)(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(class: Class, step: &[u8], qemu: &[u8], qchar: &[u8]) -> Option<&'static str> {
+        explain(&Diff {
+            class,
+            step,
+            steps: &[step.to_vec()],
+            qemu,
+            qchar,
+        })
+        .map(|r| r.id)
+    }
+
+    #[test]
+    fn help_must_be_a_subset_in_order() {
+        let step = b"help";
+        let qemu = b"{\"return\": \"a x -- one\\r\\nb  -- two\\r\\n\\t\\tmore of b\\r\\nc  -- three\\r\\n\"}\r\n";
+        let qchar = b"{\"return\": \"a x -- one\\r\\nc  -- three\\r\\n\"}\r\n";
+        assert_eq!(
+            verdict(Class::Hmp, step, qemu, qchar),
+            Some("help-lists-qchar-commands")
+        );
+        // A line QEMU does not have, or another order, is not explained.
+        let extra = b"{\"return\": \"a x -- one\\r\\nz  -- mine\\r\\n\"}\r\n";
+        assert_eq!(verdict(Class::Hmp, step, qemu, extra), None);
+        let swapped = b"{\"return\": \"c  -- three\\r\\na x -- one\\r\\n\"}\r\n";
+        assert_eq!(verdict(Class::Hmp, step, qemu, swapped), None);
+    }
+
+    #[test]
+    fn qchar_commands_are_left_out_of_the_lists() {
+        let step = b"{\"execute\": \"query-commands\"}";
+        let qemu = b"{\"return\": [{\"name\": \"a\"}, {\"name\": \"b\"}, {\"name\": \"c\"}]}\r\n";
+        let qchar = b"{\"return\": [{\"name\": \"a\"}, {\"name\": \"c\"}, {\"name\": \"x-query-chardev-stats\"}]}\r\n";
+        assert_eq!(
+            verdict(Class::Qmp, step, qemu, qchar),
+            Some("query-commands-lists-qchar-commands")
+        );
+        // Any other name QEMU lacks is not explained.
+        let other = b"{\"return\": [{\"name\": \"a\"}, {\"name\": \"x-mine\"}]}\r\n";
+        assert_eq!(verdict(Class::Qmp, step, qemu, other), None);
+        let step = b"info";
+        let qemu = b"{\"return\": \"info chardev  -- one\\r\\ninfo status  -- two\\r\\n\"}\r\n";
+        let qchar =
+            b"{\"return\": \"info chardev  -- one\\r\\ninfo x-chardev-stats  -- mine\\r\\n\"}\r\n";
+        assert_eq!(
+            verdict(Class::Hmp, step, qemu, qchar),
+            Some("help-lists-qchar-commands")
+        );
+        assert_eq!(
+            verdict(
+                Class::Qmp,
+                b"{\"execute\": \"x-query-chardev-stats\"}",
+                b"",
+                b"x"
+            ),
+            Some("qchar-commands")
+        );
+    }
+
+    #[test]
+    fn failed_change_must_keep_the_reason() {
+        let step = b"{\"execute\": \"chardev-change\"}";
+        let qemu = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Failed to add chardev 'n0': Could not open 'x': No such file or directory\"}}\r\n";
+        let same = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Could not open 'x': No such file or directory\"}}\r\n";
+        let other = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Could not open 'y': No such file or directory\"}}\r\n";
+        assert_eq!(
+            verdict(Class::Qmp, step, qemu, same),
+            Some("failed-change-keeps-chardev")
+        );
+        assert_eq!(verdict(Class::Qmp, step, qemu, other), None);
+    }
+
+    #[test]
+    fn an_unknown_command_must_be_one_qemu_knows() {
+        let step = b"x 1";
+        assert_eq!(
+            verdict(
+                Class::Readline,
+                step,
+                b"Try \"help x\"",
+                b"unknown command: 'x'"
+            ),
+            Some("hmp-commands-qchar-lacks")
+        );
+        assert_eq!(
+            verdict(
+                Class::Readline,
+                step,
+                b"unknown command: 'x'",
+                b"unknown command: 'y'"
+            ),
+            Some("hmp-commands-qchar-lacks")
+        );
+        assert_eq!(
+            verdict(
+                Class::Readline,
+                step,
+                b"unknown command: 'x' a",
+                b"unknown command: 'x' b"
+            ),
+            None
+        );
+    }
+}

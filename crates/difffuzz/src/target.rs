@@ -1,0 +1,379 @@
+//! The two programs under comparison: starting one with a command line in
+//! its own directory, its stderr collected, and the raw connections the
+//! harness speaks to it through (QMP lines, a readline monitor's bytes).
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::HarnessError;
+
+/// Which program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// `qemu-system-x86_64` 7.2.
+    Qemu,
+    /// The `qchar` binary.
+    Qchar,
+}
+
+impl Side {
+    /// Both, QEMU first.
+    pub const BOTH: [Side; 2] = [Side::Qemu, Side::Qchar];
+
+    /// Short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Qemu => "qemu",
+            Side::Qchar => "qchar",
+        }
+    }
+
+    /// Index into per-side arrays.
+    pub fn idx(self) -> usize {
+        self as usize
+    }
+}
+
+/// Where the two programs are, and each side's private resources.
+#[derive(Debug, Clone)]
+pub struct Programs {
+    /// QEMU's binary (found on `PATH` by default).
+    pub qemu: PathBuf,
+    /// qchar's binary; it is started through a link named
+    /// `qemu-system-x86_64`, so both print the same program name.
+    pub qchar: PathBuf,
+    /// The parent of the per-side directories (short: unix socket paths are
+    /// limited to 107 bytes).
+    pub root: PathBuf,
+}
+
+impl Programs {
+    /// The side's directory (`$D` in inputs).
+    pub fn dir(&self, side: Side) -> PathBuf {
+        self.root.join(match side {
+            Side::Qemu => "q",
+            Side::Qchar => "c",
+        })
+    }
+
+    /// The program to run for `side`.
+    pub fn program(&self, side: Side) -> PathBuf {
+        match side {
+            Side::Qemu => self.qemu.clone(),
+            Side::Qchar => self.root.join("bin").join("qemu-system-x86_64"),
+        }
+    }
+
+    /// The side's directory for command-line inputs (apart from the
+    /// long-lived processes' own).
+    pub fn cli_dir(&self, side: Side) -> PathBuf {
+        self.root.join(match side {
+            Side::Qemu => "qc",
+            Side::Qchar => "cc",
+        })
+    }
+
+    /// Empties the side's command-line directory (made anew).
+    pub fn reset_cli_dir(&self, side: Side) -> Result<(), HarnessError> {
+        let d = self.cli_dir(side);
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).map_err(|e| HarnessError::io("create dir", e))
+    }
+
+    /// Creates the directories and the qchar link.
+    pub fn prepare(&self) -> Result<(), HarnessError> {
+        let bin = self.root.join("bin");
+        std::fs::create_dir_all(&bin).map_err(|e| HarnessError::io("create dir", e))?;
+        let link = bin.join("qemu-system-x86_64");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&self.qchar, &link)
+            .map_err(|e| HarnessError::io("link qchar", e))?;
+        for s in Side::BOTH {
+            self.reset_dir(s)?;
+        }
+        Ok(())
+    }
+
+    /// Empties the side's directory (made anew).
+    pub fn reset_dir(&self, side: Side) -> Result<(), HarnessError> {
+        let d = self.dir(side);
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).map_err(|e| HarnessError::io("create dir", e))
+    }
+
+    /// TCP/UDP port `i` (0..4) reserved for `side` (`$PORTi` in inputs):
+    /// the sides run at the same time, so each has its own.
+    pub fn port(&self, side: Side, i: usize) -> u16 {
+        let base = std::env::var("DIFFFUZZ_PORT_BASE")
+            .ok()
+            .and_then(|s| s.parse::<u16>().ok())
+            .unwrap_or(23_400);
+        base + (side.idx() as u16) * 10 + i as u16
+    }
+}
+
+/// Whether QEMU 7.2 can be run.
+pub fn qemu_available(qemu: &Path) -> bool {
+    Command::new(qemu)
+        .arg("-version")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("version 7.2"))
+        .unwrap_or(false)
+}
+
+/// A started program; killed when dropped.
+pub struct Proc {
+    child: Child,
+    err: Arc<Mutex<Vec<u8>>>,
+    reader: Option<JoinHandle<()>>,
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    /// Starts `program args` in `dir`, stdin and stdout on /dev/null.
+    pub fn start(program: &Path, args: &[String], dir: &Path) -> Result<Proc, HarnessError> {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // SAFETY: the closure runs in the child between fork and exec and
+        // only calls prctl, which is async-signal-safe; it touches no
+        // memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                // The program dies with the harness (killed or crashed).
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| HarnessError::io("spawn", e))?;
+        let err = Arc::new(Mutex::new(Vec::new()));
+        let mut pipe = child.stderr.take().expect("stderr is piped");
+        let into = err.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                into.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&buf[..n]);
+            }
+        });
+        Ok(Proc {
+            child,
+            err,
+            reader: Some(reader),
+            status: None,
+        })
+    }
+
+    /// Stderr so far.
+    pub fn stderr(&self) -> Vec<u8> {
+        self.err.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The exit status if it has ended.
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                self.status = Some(st);
+                if let Some(r) = self.reader.take() {
+                    let _ = r.join();
+                }
+            }
+        }
+        self.status
+    }
+
+    /// Waits up to `limit` for the exit.
+    pub fn wait_for(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.try_status() {
+                return Some(st);
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Kills it and waits.
+    pub fn kill(&mut self) {
+        if self.try_status().is_none() {
+            let _ = self.child.kill();
+            if let Ok(st) = self.child.wait() {
+                self.status = Some(st);
+            }
+            if let Some(r) = self.reader.take() {
+                let _ = r.join();
+            }
+        }
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Connects to a unix socket, retrying until `limit` (the program may not
+/// be listening yet); gives up early if `alive` says the program ended.
+pub fn connect_unix(
+    path: &Path,
+    limit: Duration,
+    mut alive: impl FnMut() -> bool,
+) -> Result<UnixStream, HarnessError> {
+    let start = Instant::now();
+    loop {
+        match UnixStream::connect(path) {
+            Ok(s) => return Ok(s),
+            Err(e) => {
+                if start.elapsed() > limit || !alive() {
+                    return Err(HarnessError::io("connect", e));
+                }
+                std::thread::sleep(Duration::from_millis(3));
+            }
+        }
+    }
+}
+
+/// What reading a connection ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadEnd {
+    /// The awaited line came.
+    Found,
+    /// The peer closed the connection.
+    Closed,
+    /// Nothing more came for the idle time (readline) or the limit passed.
+    Quiet,
+}
+
+/// A byte connection with a read buffer.
+pub struct Conn {
+    stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    /// Wraps a connected stream.
+    pub fn new(stream: UnixStream) -> Conn {
+        Conn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends bytes; a peer that has gone is not an error here (what it
+    /// answered, or not, is compared).
+    pub fn send(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).is_ok()
+    }
+
+    fn fill(&mut self, until: Instant) -> Option<usize> {
+        let now = Instant::now();
+        if now >= until {
+            return Some(0);
+        }
+        let _ = self
+            .stream
+            .set_read_timeout(Some((until - now).max(Duration::from_millis(1))));
+        let mut b = [0u8; 8192];
+        match self.stream.read(&mut b) {
+            Ok(0) => None,
+            Ok(n) => {
+                self.buf.extend_from_slice(&b[..n]);
+                Some(n)
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                Some(0)
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Reads whole lines (`\n`-ended, kept as sent) until one contains
+    /// `marker`, the peer closes, or `limit` passes. Returns the lines,
+    /// the marker's included.
+    pub fn lines_until(&mut self, marker: &[u8], limit: Duration) -> (Vec<Vec<u8>>, ReadEnd) {
+        let deadline = Instant::now() + limit;
+        let mut lines = Vec::new();
+        loop {
+            while let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                let found = contains(&line, marker);
+                lines.push(line);
+                if found {
+                    return (lines, ReadEnd::Found);
+                }
+            }
+            match self.fill(deadline) {
+                None => {
+                    if !self.buf.is_empty() {
+                        lines.push(std::mem::take(&mut self.buf));
+                    }
+                    return (lines, ReadEnd::Closed);
+                }
+                Some(0) if Instant::now() >= deadline => return (lines, ReadEnd::Quiet),
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Reads everything until nothing has come for `idle` (after at least
+    /// `first` for the first byte), the peer closes, or `limit` passes.
+    pub fn bytes_until_idle(
+        &mut self,
+        first: Duration,
+        idle: Duration,
+        limit: Duration,
+    ) -> (Vec<u8>, ReadEnd) {
+        let start = Instant::now();
+        let mut last = start;
+        let mut got_any = !self.buf.is_empty();
+        loop {
+            let wait = if got_any { idle } else { first };
+            let until = (last + wait).min(start + limit);
+            match self.fill(until) {
+                None => return (std::mem::take(&mut self.buf), ReadEnd::Closed),
+                Some(0) => {
+                    if Instant::now() >= until {
+                        return (std::mem::take(&mut self.buf), ReadEnd::Quiet);
+                    }
+                }
+                Some(_) => {
+                    got_any = true;
+                    last = Instant::now();
+                }
+            }
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
