@@ -89,6 +89,10 @@ pub enum Prereq {
     /// Debian's `chromium` and `chromedriver` on the PATH (browser tests,
     /// driven over WebDriver: [`webdriver`]).
     Chromium,
+    /// GnuTLS's `certtool` (and `gnutls-cli`), the tools QEMU's TLS docs use.
+    GnutlsTools,
+    /// The `openssl` command.
+    Openssl,
 }
 
 impl fmt::Display for Prereq {
@@ -101,6 +105,8 @@ impl fmt::Display for Prereq {
             Prereq::Ipv6Loopback => "an IPv6 loopback (::1)",
             Prereq::MountNamespace => "a private mount namespace (unshare -m)",
             Prereq::Chromium => "chromium and chromedriver",
+            Prereq::GnutlsTools => "certtool and gnutls-cli (gnutls-bin)",
+            Prereq::Openssl => "openssl",
         })
     }
 }
@@ -124,6 +130,10 @@ fn probe(p: Prereq) -> Result<(), String> {
         Prereq::Chromium => {
             runs("chromium", &["--version"]).and_then(|()| runs("chromedriver", &["--version"]))
         }
+        Prereq::GnutlsTools => {
+            runs("certtool", &["--version"]).and_then(|()| runs("gnutls-cli", &["--version"]))
+        }
+        Prereq::Openssl => runs("openssl", &["version"]),
     }
 }
 
@@ -281,6 +291,11 @@ pub fn mkfifo(path: &Path) {
         .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
 }
 
+#[cfg(feature = "tls")]
+pub mod pki;
+#[cfg(feature = "tls")]
+pub mod tlspeer;
+
 // ----- the library's log ---------------------------------------------------------
 
 /// Counts log records whose message contains a given text: a test's view of
@@ -292,7 +307,7 @@ pub struct LogWatch {
 }
 
 struct Watcher {
-    logs: Mutex<Vec<(String, usize)>>,
+    logs: Mutex<Vec<(String, usize, String)>>,
 }
 
 impl log::Log for Watcher {
@@ -305,9 +320,10 @@ impl log::Log for Watcher {
             return;
         }
         let msg = record.args().to_string();
-        for (text, n) in w.iter_mut() {
+        for (text, n, last) in w.iter_mut() {
             if msg.contains(text.as_str()) {
                 *n += 1;
+                last.clone_from(&msg);
             }
         }
     }
@@ -330,13 +346,20 @@ impl LogWatch {
     /// Starts counting records that contain `text`.
     pub fn new(text: &str) -> LogWatch {
         let mut w = watcher().logs.lock().unwrap_or_else(|e| e.into_inner());
-        w.push((text.to_string(), 0));
+        w.push((text.to_string(), 0, String::new()));
         LogWatch { index: w.len() - 1 }
     }
 
     /// Records seen so far.
     pub fn count(&self) -> usize {
         watcher().logs.lock().unwrap_or_else(|e| e.into_inner())[self.index].1
+    }
+
+    /// The whole message of the last record seen (empty before the first).
+    pub fn last(&self) -> String {
+        watcher().logs.lock().unwrap_or_else(|e| e.into_inner())[self.index]
+            .2
+            .clone()
     }
 }
 
