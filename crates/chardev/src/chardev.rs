@@ -571,7 +571,13 @@ impl Chardev {
         focus_to.is_some() || !owed.is_empty()
     }
 
+    /// Delivers one event of the backend (input, a connection change, a mux
+    /// escape) to the frontends; nothing while the registry holds input
+    /// (`Registry::hold_input`).
     fn pump_input(self: &Arc<Self>, cx: &mut Context<'_>) -> bool {
+        if self.io.input_held() {
+            return false;
+        }
         let focus = self.focus();
         let room = self.with_handlers(focus, |h, _| h.can_read()).unwrap_or(0);
         let mut buf = ReadBuf::lend();

@@ -5,6 +5,7 @@
 //! its result (as rust-vmm's event-manager `call_blocking` does). On the I/O
 //! thread itself the closure runs inline: waiting there would deadlock.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread::{JoinHandle, ThreadId};
 
@@ -19,6 +20,8 @@ pub(crate) struct IoThread {
     thread: ThreadId,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     join: Mutex<Option<JoinHandle<()>>>,
+    /// Holds on input (`Registry::hold_input`): backends are read while 0.
+    input_holds: AtomicUsize,
 }
 
 impl IoThread {
@@ -52,6 +55,7 @@ impl IoThread {
             thread,
             stop: Mutex::new(Some(stop_tx)),
             join: Mutex::new(Some(join)),
+            input_holds: AtomicUsize::new(0),
         })
     }
 
@@ -79,6 +83,23 @@ impl IoThread {
             let _ = tx.send(f());
         });
         rx.recv().map_err(|_| ChardevError::Shutdown)
+    }
+
+    /// One more hold on input: no chardev task reads its backend until
+    /// every hold is released.
+    pub(crate) fn hold_input(&self) {
+        self.input_holds.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Ends one hold; true if it was the last (the tasks must be woken).
+    pub(crate) fn release_input(&self) -> bool {
+        self.input_holds.fetch_sub(1, Ordering::SeqCst) == 1
+    }
+
+    /// Whether input is held. A task that finds it held has stored its
+    /// waker first, so the wake-up after the last release reaches it.
+    pub(crate) fn input_held(&self) -> bool {
+        self.input_holds.load(Ordering::SeqCst) > 0
     }
 
     /// Stops the runtime and joins the thread (not from the I/O thread).

@@ -308,3 +308,53 @@ fn line_settings_through_the_mux_survive_a_change_of_serial_line() {
     assert_ne!(t.c_cflag & libc::PARODD, 0);
     reg.shutdown();
 }
+
+/// Input that arrives while the registry holds it (a VMM setting up) is
+/// read only once the hold ends, and then meets every frontend in place: a
+/// Ctrl-a c typed before the second frontend registered moves the focus
+/// from that one (the last to register holds it) to the first, as in QEMU,
+/// whose main loop reads nothing during set-up. Read at once, it moved the
+/// focus from the first frontend to the second's empty slot, and the second
+/// then took the focus by registering: the keys after it reached the wrong
+/// frontend (`-nographic`: typed into the serial port, not the monitor).
+#[test]
+fn input_held_during_set_up_meets_every_frontend() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("peer.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let reg = Registry::new().unwrap();
+    let hold = reg.hold_input();
+    reg.add_options(&ChardevOptions {
+        id: "m".into(),
+        backend: unix_client(&path),
+        mux: true,
+    })
+    .unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    bounded_unix(&peer);
+    let fe0 = reg.attach("m").unwrap();
+    let fe1 = reg.attach("m").unwrap();
+    let (r0, s0) = Recorder::new(true);
+    let (r1, s1) = Recorder::new(true);
+    fe0.set_handlers(Box::new(r0));
+    wait_until("fe0 focused", || count(&s0, ChardevEvent::MuxIn) == 1);
+    peer.write_all(b"\x01cto-zero").unwrap();
+    // Output flows while input is held: once this comes back, the I/O
+    // thread has run both tasks since the keys were sent.
+    fe0.write_all(b"ping").unwrap();
+    assert_eq!(read_n(&mut peer, 4), b"ping");
+    reg.sync().unwrap();
+    assert_eq!(reg.stats("m-base").unwrap().bytes_in, 0, "read while held");
+    assert_eq!(count(&s0, ChardevEvent::MuxOut), 0, "escape acted on");
+    fe1.set_handlers(Box::new(r1));
+    wait_until("fe1 focused", || count(&s1, ChardevEvent::MuxIn) == 1);
+    drop(hold);
+    wait_until("fe0 input", || input(&s0) == b"to-zero");
+    assert_eq!(input(&s1), b"", "fe1 got input");
+    assert_eq!(count(&s1, ChardevEvent::MuxOut), 1);
+    assert_eq!(count(&s0, ChardevEvent::MuxIn), 2);
+    // Input is read at once again.
+    peer.write_all(b"!").unwrap();
+    wait_until("more fe0 input", || input(&s0) == b"to-zero!");
+    reg.shutdown();
+}

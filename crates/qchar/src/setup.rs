@@ -238,6 +238,11 @@ pub fn setup(cfg: &Config, exit: Arc<ExitSignal>) -> Result<Running> {
         return Err(diag(None, "-nographic cannot be used with -daemonize"));
     }
     let reg = Registry::new().context("cannot start the chardev I/O thread")?;
+    // Nothing is read until set-up is over (QEMU's main loop has not started
+    // either): a key typed meanwhile, Ctrl-a c on the -nographic mux, then
+    // meets the monitor and the serial port both registered, the serial
+    // port (the last) holding the focus.
+    let _input = reg.hold_input();
     let events = EventBus::new();
     forward_registry_events(&reg, events.clone());
     {

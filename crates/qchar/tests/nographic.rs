@@ -7,7 +7,7 @@ mod common;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -96,6 +96,36 @@ impl Term {
     fn send(&mut self, s: &[u8]) {
         self.master.write_all(s).unwrap();
     }
+
+    /// `qchar -nographic -S -fda builtin:demo` on this terminal.
+    fn spawn_qchar(&self) -> Child {
+        let fd = || Stdio::from(self.slave.try_clone().unwrap());
+        Command::new(common::qchar_bin())
+            .args(["-nographic", "-S", "-fda", "builtin:demo"])
+            .stdin(fd())
+            .stdout(fd())
+            .stderr(fd())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Ctrl-a x: QEMU's goodbye after byte `at`, then exit status 0.
+    fn quit(&mut self, child: &mut Child, at: usize) {
+        self.send(b"\x01x");
+        self.expect(at, "QEMU: Terminated");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if start.elapsed() > WAIT {
+                let _ = child.kill();
+                panic!("qchar did not exit after Ctrl-a x");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        assert!(status.success(), "{status:?}");
+    }
 }
 
 #[test]
@@ -105,14 +135,7 @@ fn nographic_mux_on_a_terminal() {
     }
     let mut term = Term::open();
     let before = term.termios();
-    let fd = |t: &Term| Stdio::from(t.slave.try_clone().unwrap());
-    let mut child = Command::new(common::qchar_bin())
-        .args(["-nographic", "-S", "-fda", "builtin:demo"])
-        .stdin(fd(&term))
-        .stdout(fd(&term))
-        .stderr(fd(&term))
-        .spawn()
-        .unwrap();
+    let mut child = term.spawn_qchar();
 
     // The stdio backend has the terminal once it is out of canonical mode.
     wait_until("raw mode on the terminal", || {
@@ -132,21 +155,7 @@ fn nographic_mux_on_a_terminal() {
     term.send(b"\x01c");
     term.send(b"hello");
     let at = term.expect(at, "qchar-echo hello\r\n");
-    // Ctrl-a x: QEMU's goodbye, exit status 0.
-    term.send(b"\x01x");
-    term.expect(at, "QEMU: Terminated");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if start.elapsed() > WAIT {
-            let _ = child.kill();
-            panic!("qchar did not exit after Ctrl-a x");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    };
-    assert!(status.success(), "{status:?}");
+    term.quit(&mut child, at);
     // The terminal is as it was.
     let after = term.termios();
     assert_eq!(
@@ -159,4 +168,25 @@ fn nographic_mux_on_a_terminal() {
         )
     );
     assert_eq!(after.c_cc, before.c_cc);
+}
+
+/// Keys typed while qchar sets up (here: before it starts, kept by the
+/// terminal until qchar puts it in raw mode) are acted on once every
+/// frontend of the mux is in place, as in QEMU, whose main loop reads
+/// nothing before: the serial port registers last and holds the focus, and
+/// this Ctrl-a c moves it to the monitor. Acted on earlier, it moved the
+/// focus from the monitor to the serial port, which then took it again when
+/// it registered.
+#[test]
+fn keys_typed_during_set_up_wait_for_it() {
+    if !require(Prereq::Kvm) {
+        return;
+    }
+    let mut term = Term::open();
+    term.send(b"\x01c");
+    let mut child = term.spawn_qchar();
+    let at = term.expect(0, "(qemu) ");
+    term.send(b"info status\r");
+    let at = term.expect(at, "VM status: paused (prelaunch)");
+    term.quit(&mut child, at);
 }
