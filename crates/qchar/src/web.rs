@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use qchar_chardev::tls::ObjectStore;
 use qchar_chardev::Registry;
 use qchar_monitor::web::{WebControl, WebStatus};
 use qchar_web::{RegistryConsoles, WebConsole, WebOptions};
@@ -13,6 +14,8 @@ use crate::report;
 /// See the module documentation.
 pub struct WebCtl {
     consoles: Arc<RegistryConsoles>,
+    /// Where `tls-creds` are looked up (the registry's objects).
+    objects: ObjectStore,
     running: Mutex<Option<WebConsole>>,
 }
 
@@ -21,6 +24,7 @@ impl WebCtl {
     pub fn new(reg: &Registry) -> Arc<WebCtl> {
         Arc::new(WebCtl {
             consoles: RegistryConsoles::new(reg),
+            objects: reg.objects().clone(),
             running: Mutex::new(None),
         })
     }
@@ -44,7 +48,8 @@ impl WebCtl {
                 w.local_addr()
             ));
         }
-        let w = WebConsole::start(self.consoles.clone(), opts).map_err(|e| e.to_string())?;
+        let w = WebConsole::start_with_objects(self.consoles.clone(), opts, &self.objects)
+            .map_err(|e| e.to_string())?;
         let s = status(&w);
         report::note(&format!("web console at {}", s.url));
         *running = Some(w);
@@ -77,8 +82,14 @@ impl WebControl for WebCtl {
         host: Option<String>,
         port: u16,
         token: Option<String>,
+        tls_creds: Option<String>,
     ) -> Result<WebStatus, String> {
-        self.start_with(&WebOptions { host, port, token })
+        self.start_with(&WebOptions {
+            host,
+            port,
+            token,
+            tls_creds,
+        })
     }
 
     fn stop(&self) -> Result<(), String> {

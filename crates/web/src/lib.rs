@@ -19,8 +19,11 @@
 //!
 //! Access (see [`auth`](crate::auth)): the console listens on loopback
 //! unless given a host; every request needs the token (random unless
-//! given); a browser's websocket must come from the console's own pages.
-//! Anything else gets `403 Forbidden` and nothing else.
+//! given), or, with `tls_creds` naming `tls-creds-x509` with
+//! `verify-peer=on`, comes over HTTPS with a client certificate its CA
+//! signed (no certificate: no TLS session, so no request at all); a
+//! browser's websocket must come from the console's own pages. Anything
+//! else gets `403 Forbidden` and nothing else.
 //!
 //! Limits: at most [`MAX_CONNECTIONS`] connections (more are closed at
 //! once), request heads up to 16 KiB (`431` beyond), 10 s to send one,
@@ -40,6 +43,8 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+
+use qchar_chardev::tls::ObjectStore;
 
 pub use registry::RegistryConsoles;
 pub use source::{ConsoleEvent, ConsoleInfo, ConsoleTap, Consoles, TapError, TapRead};
@@ -81,6 +86,10 @@ pub enum WebError {
     /// The server thread or its runtime did not start.
     #[error("web console: cannot start: {0}")]
     Start(#[source] std::io::Error),
+    /// `tls-creds` names no usable server credentials (QEMU's texts, as
+    /// a chardev's `tls-creds` gets them).
+    #[error("web console: {0}")]
+    Tls(#[source] qchar_chardev::tls::UseError),
 }
 
 /// Where and how the console listens.
@@ -92,6 +101,11 @@ pub struct WebOptions {
     pub port: u16,
     /// The token every request must carry; a random one if none.
     pub token: Option<String>,
+    /// Id of a `tls-creds-x509` object (server endpoint): the console
+    /// speaks HTTPS with it. With `verify-peer=on` a client certificate the
+    /// object's CA signed is what lets a request in (no token is needed);
+    /// with `verify-peer=off` TLS only encrypts, and the token is needed.
+    pub tls_creds: Option<String>,
 }
 
 /// State the server's tasks share.
@@ -99,6 +113,12 @@ pub(crate) struct Shared {
     pub(crate) consoles: Arc<dyn Consoles>,
     pub(crate) token: String,
     pub(crate) port: u16,
+    /// The TLS acceptor, when the console speaks HTTPS.
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Whether a verified client certificate lets requests in (TLS with
+    /// `verify-peer=on`): then every connection that got through the
+    /// handshake may come in, without the token.
+    pub(crate) cert_access: bool,
     /// Open terminals per chardev.
     pub(crate) sessions: Mutex<HashMap<String, u64>>,
 }
@@ -125,6 +145,8 @@ impl Shared {
 pub struct WebConsole {
     addr: SocketAddr,
     token: String,
+    tls: bool,
+    cert_access: bool,
     stop: Option<tokio::sync::watch::Sender<bool>>,
     closed: std::sync::mpsc::Receiver<()>,
     thread: Option<JoinHandle<()>>,
@@ -134,6 +156,27 @@ impl WebConsole {
     /// Listens as `opts` says and serves `consoles` from a thread of its
     /// own (`qchar-web`). Returns once the port is bound.
     pub fn start(consoles: Arc<dyn Consoles>, opts: &WebOptions) -> Result<WebConsole, WebError> {
+        WebConsole::start_with_objects(consoles, opts, &ObjectStore::new())
+    }
+
+    /// [`WebConsole::start`], looking `opts.tls_creds` up in `objects`
+    /// (the registry's `-object`/`object-add` store).
+    pub fn start_with_objects(
+        consoles: Arc<dyn Consoles>,
+        opts: &WebOptions,
+        objects: &ObjectStore,
+    ) -> Result<WebConsole, WebError> {
+        let tls = match &opts.tls_creds {
+            Some(id) => {
+                let creds =
+                    qchar_chardev::tls::creds_for(objects, id, true).map_err(WebError::Tls)?;
+                let config = creds.rustls_server_config().ok_or(WebError::Tls(
+                    qchar_chardev::tls::UseError::Endpoint("server"),
+                ))?;
+                Some((tokio_rustls::TlsAcceptor::from(config), creds.verify_peer()))
+            }
+            None => None,
+        };
         let token = match &opts.token {
             Some(t) => {
                 auth::check_token(t)?;
@@ -141,6 +184,7 @@ impl WebConsole {
             }
             None => auth::new_token()?,
         };
+        let cert_access = tls.as_ref().is_some_and(|(_, verify)| *verify);
         let host = opts.host.as_deref().unwrap_or("127.0.0.1");
         let listener = bind(host, opts.port)?;
         let addr = listener.local_addr().map_err(WebError::Start)?;
@@ -149,6 +193,8 @@ impl WebConsole {
             consoles,
             token: token.clone(),
             port: addr.port(),
+            tls: tls.as_ref().map(|(a, _)| a.clone()),
+            cert_access,
             sessions: Mutex::new(HashMap::new()),
         });
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -172,6 +218,8 @@ impl WebConsole {
         Ok(WebConsole {
             addr,
             token,
+            tls: tls.is_some(),
+            cert_access,
             stop: Some(stop_tx),
             closed: closed_rx,
             thread: Some(thread),
@@ -188,9 +236,23 @@ impl WebConsole {
         &self.token
     }
 
-    /// The index page's URL, token included.
+    /// Whether it speaks HTTPS (`tls_creds`).
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Whether a client certificate, not the token, lets requests in.
+    pub fn cert_access(&self) -> bool {
+        self.cert_access
+    }
+
+    /// The index page's URL, with the token where one is needed.
     pub fn url(&self) -> String {
-        format!("http://{}/?token={}", self.addr, self.token)
+        match (self.tls, self.cert_access) {
+            (true, true) => format!("https://{}/", self.addr),
+            (true, false) => format!("https://{}/?token={}", self.addr, self.token),
+            (false, _) => format!("http://{}/?token={}", self.addr, self.token),
+        }
     }
 
     /// Stops listening, closes every connection and waits for the thread.

@@ -70,8 +70,24 @@ pub(crate) async fn serve(
     }
 }
 
-/// Serves one connection.
+/// Serves one connection: TLS first if the console has it (bounded by
+/// the same time as a request head), then HTTP.
 async fn connection(sock: tokio::net::TcpStream, shared: Arc<Shared>) {
+    match shared.tls.clone() {
+        Some(acceptor) => match tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(sock)).await {
+            Ok(Ok(tls)) => http(tls, shared).await,
+            Ok(Err(e)) => log::warn!("web console: TLS handshake failed: {e}"),
+            Err(_) => log::warn!("web console: TLS handshake timed out"),
+        },
+        None => http(sock, shared).await,
+    }
+}
+
+/// HTTP/1.1 on a connected stream.
+async fn http<S>(io: S, shared: Arc<Shared>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let svc = hyper::service::service_fn(move |req| {
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(handle(req, &shared)) }
@@ -81,7 +97,7 @@ async fn connection(sock: tokio::net::TcpStream, shared: Arc<Shared>) {
         .header_read_timeout(HEAD_TIMEOUT)
         .max_buf_size(MAX_HEAD)
         .max_headers(MAX_HEADERS)
-        .serve_connection(TokioIo::new(sock), svc)
+        .serve_connection(TokioIo::new(io), svc)
         .with_upgrades();
     if let Err(e) = conn.await {
         log::debug!("web console: connection ended: {e}");
@@ -131,8 +147,14 @@ fn not_found() -> Response<Body> {
 
 fn handle(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Body> {
     let query = req.uri().query().map(str::to_string);
-    let Some(pass) = auth::check(&shared.token, shared.port, query.as_deref(), req.headers())
-    else {
+    // A connection that got through a verify-peer handshake carries a
+    // certificate the CA signed: that is its pass.
+    let pass = if shared.cert_access {
+        Some(Pass::Carried)
+    } else {
+        auth::check(&shared.token, shared.port, query.as_deref(), req.headers())
+    };
+    let Some(pass) = pass else {
         return forbidden();
     };
     if req.method() != Method::GET && req.method() != Method::HEAD {

@@ -73,7 +73,7 @@ pub(crate) fn upgrade(
     shared: &Arc<Shared>,
 ) -> Response<Body> {
     let h = req.headers();
-    if !auth::same_origin(h, false) {
+    if !auth::same_origin(h, shared.tls.is_some()) {
         log::warn!("web console: websocket for '{id}' refused: cross-site origin");
         return crate::server::forbidden();
     }
