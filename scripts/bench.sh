@@ -22,8 +22,14 @@
 #   rows 9a-d  cargo bench -p qchar --bench tls
 #              TLS handshake time to a monitor's first byte and guest
 #              serial output over a TLS socket chardev, qchar vs QEMU
-#   rows 10a-b  (in the relay bench) the relay with chardev b over TLS,
+#   rows 10a-b (in the relay bench) the relay with chardev b over TLS,
 #              vs socat -b 65536 UNIX-LISTEN:a OPENSSL-LISTEN:port
+#   row 11     cargo bench -p qchar --bench shared_rate
+#              the demo guest's output with and without a stalled client of
+#              its multi-client console, alternating 1 s windows
+#   rows 12a-e cargo bench -p qchar-chardev --bench fanout
+#              one pty source fanned out to 1, 10, 100 TCP clients, qchar's
+#              multi-client server vs ser2net 4 (max-connections)
 #   row 7      scripts/perf/swap_plot.py (first run only)
 #              guest output over time with a chardev-change every 100 ms;
 #              writes the plot (docs/throughput-over-swaps.png with --docs)
@@ -33,8 +39,8 @@
 #              the first run's figures and the range of each ratio
 #   --docs     write the plot to docs/throughput-over-swaps.png
 #   --no-plot  skip the plot (and matplotlib)
-# Needs: the Rust toolchain, /dev/kvm, python3; qemu-system-x86_64 and
-# socat for the peer columns (the benches say so and skip them if absent);
+# Needs: the Rust toolchain, /dev/kvm, python3; qemu-system-x86_64,
+# socat and ser2net for the peer columns (the benches say so and skip them if absent);
 # matplotlib (installed with pip --user when missing) for the plot.
 # Logs of each run stay in $BENCH_OUT (default: a temporary directory,
 # printed at the end).
@@ -128,6 +134,8 @@ for run in $(seq 1 "$runs"); do
     step cargo bench -q -p qchar-chardev --bench relay
     step cargo bench -q -p qchar-chardev --bench many
     step cargo bench -q -p qchar --bench bridge
+    step cargo bench -q -p qchar --bench shared_rate
+    step cargo bench -q -p qchar-chardev --bench fanout
     if [ $plot -eq 1 ] && [ "$run" -eq 1 ]; then
         png="$out/throughput-over-swaps.png"
         [ $docs -eq 1 ] && png="$root/docs/throughput-over-swaps.png"

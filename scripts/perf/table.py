@@ -4,8 +4,8 @@
 Usage: table.py RUN1.log [RUN2.log ...]
 
 Each log holds what the benches printed in one run: the `RESULT` lines of
-the relay, many, vs_qemu, bridge and swap_plot steps, and the human lines of
-`cargo bench -p qchar --bench serial` (parsed here, that bench predates
+the relay, many, vs_qemu, bridge, shared_rate, fanout and swap_plot steps,
+and the human lines of `cargo bench -p qchar --bench serial` (parsed here, that bench predates
 the RESULT convention). The table shows the figures of the first log; with
 several logs a column gives the range over them of the qchar-vs-peer factor
 (qchar's own figure where there is no peer).
@@ -128,6 +128,20 @@ ROWS = [
      g("relay_tls", "", "qchar"), "socat OpenSSL", g("relay_tls", "", "socat_openssl"), 0.9),
     ("10b", "same relay, qchar over TLS against qchar over plain TCP", "MiB/s", True,
      g("relay_tls", "", "qchar"), "qchar, plain TCP", g("relay_tls", "", "qchar_plain_tcp"), None),
+    ("11", "guest output with a stalled client of its console (median of 1 s windows)",
+     "bytes/s", True, g("shared_rate", "qchar", "with_b_s"), "no stalled client",
+     g("shared_rate", "qchar", "without_b_s"), 0.9),
+    ("12a", "fan-out of a pty to 1 TCP client, every byte", "MiB/s", True,
+     g("fanout", "n1", "qchar"), "ser2net", g("fanout", "n1", "ser2net"), 1.0),
+    ("12b", "fan-out to 10 clients, all clients together", "MiB/s", True,
+     g("fanout", "n10", "qchar"), "ser2net", g("fanout", "n10", "ser2net"), 1.0),
+    ("12c", "fan-out to 100 clients, all clients together", "MiB/s", True,
+     g("fanout", "n100", "qchar"), "ser2net", g("fanout", "n100", "ser2net"), 1.0),
+    ("12d", "memory per client (RSS at 100 clients - at 1, / 99)", "bytes", False,
+     g("fanout_mem", "", "qchar"), "ser2net", g("fanout_mem", "", "ser2net"), None),
+    ("12e", "server RSS with 100 clients (qchar's with a 17 MiB history)", "KiB", False,
+     g("fanout", "n100", "qchar_rss_kib"), "ser2net", g("fanout", "n100", "ser2net_rss_kib"),
+     None),
 ]
 
 

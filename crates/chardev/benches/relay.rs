@@ -23,7 +23,6 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use std::net::TcpStream;
@@ -31,10 +30,13 @@ use std::net::TcpStream;
 use qchar_chardev::qemuopts;
 use qchar_chardev::tls::object::OBJECT_OPTS;
 use qchar_chardev::tls::ObjectOptions;
-use qchar_chardev::{opts, CharFrontend, FrontendHandlers, Registry};
+use qchar_chardev::{opts, Registry};
 use qchar_testkit::pki::Pki;
 use qchar_testkit::tlspeer::{client_config, TlsClient};
 use qchar_testkit::{connect_unix, require, Prereq};
+
+#[path = "common/relay.rs"]
+mod relay;
 
 const CHUNK: usize = 64 * 1024;
 
@@ -43,64 +45,6 @@ fn env_num(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// Bytes read from `a` that `b`'s queue had no room for yet.
-#[derive(Default)]
-struct Pending(Mutex<Vec<u8>>);
-
-/// The frontend of `a`: what it reads goes to `b`.
-struct RelayIn {
-    out: CharFrontend,
-    pending: Arc<Pending>,
-}
-
-impl FrontendHandlers for RelayIn {
-    fn can_read(&mut self) -> usize {
-        if self.pending.0.lock().unwrap().is_empty() {
-            // The core caps one delivery at its read chunk.
-            CHUNK
-        } else {
-            0
-        }
-    }
-
-    fn read(&mut self, data: &[u8]) {
-        let n = self.out.write(data);
-        if n < data.len() {
-            // A short write: `b` calls write_ready once it has room.
-            self.pending.0.lock().unwrap().extend_from_slice(&data[n..]);
-        }
-    }
-}
-
-/// The frontend of `b`: when room is back, pushes what waits and resumes
-/// input on `a`.
-struct RelayOut {
-    input: CharFrontend,
-    out: CharFrontend,
-    pending: Arc<Pending>,
-}
-
-impl FrontendHandlers for RelayOut {
-    fn can_read(&mut self) -> usize {
-        0
-    }
-
-    fn read(&mut self, _: &[u8]) {}
-
-    fn write_ready(&mut self) {
-        let mut p = self.pending.0.lock().unwrap();
-        if p.is_empty() {
-            return;
-        }
-        let n = self.out.write(&p);
-        p.drain(..n);
-        if p.is_empty() {
-            drop(p);
-            self.input.accept_input();
-        }
-    }
 }
 
 /// The client side, the same for both relays: writes `total` bytes into
@@ -172,18 +116,7 @@ fn through_qchar(dir: &Path, round: usize, total: usize, out: Out, pki: &Pki) ->
     ] {
         reg.add_options(&opts::parse_chardev(&o).unwrap()).unwrap();
     }
-    let fa = reg.attach("a").unwrap();
-    let fb = reg.attach("b").unwrap();
-    let pending = Arc::new(Pending::default());
-    fb.set_handlers(Box::new(RelayOut {
-        input: fa.clone(),
-        out: fb.clone(),
-        pending: pending.clone(),
-    }));
-    fa.set_handlers(Box::new(RelayIn {
-        out: fb.clone(),
-        pending,
-    }));
+    let (fa, fb) = relay::relay(&reg, "a", "b");
     let src = connect_unix(&pa);
     let port = || {
         let f = reg

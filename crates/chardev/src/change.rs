@@ -19,7 +19,6 @@
 //!    number and time, ended at shutdown. The old backend's `Drop` only
 //!    releases resources.
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -28,7 +27,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinSet;
 
 use crate::backend::{hub, Drain};
-use crate::chardev::{backlog_for, Backlog, Chardev, Installed};
+use crate::chardev::{Chardev, Installed};
 use crate::error::{ChardevError, Result};
 use crate::frontend::ChardevEvent;
 use crate::registry::{Registry, RegistryEvent};
@@ -127,7 +126,7 @@ impl Chardev {
     }
 
     /// Step 3, on the I/O thread.
-    pub(crate) fn apply_change(self: &Arc<Self>, inst: Installed) -> Result<()> {
+    pub(crate) fn apply_change(self: &Arc<Self>, mut inst: Installed) -> Result<()> {
         debug_assert!(self.io.on_io_thread());
         if self.is_removed() {
             // A remove ran between the look-up and now: the change lost the
@@ -140,13 +139,19 @@ impl Chardev {
             mux.apply_queued_ioctls();
         }
         self.apply_queued_ioctls();
+        self.link(inst.backend.as_mut());
+        let handed = self.take_listener(&mut inst)?;
         if !self.has_frontend() {
             self.replace_unused(inst);
         } else if self.blocks_hotswap() {
+            if handed {
+                self.give_listener_back(inst);
+            }
             return Err(ChardevError::HotswapUnsupported);
         } else {
-            self.swap(inst)?;
+            self.swap(inst, handed)?;
         }
+        self.emit_link_events();
         self.stats.changes.fetch_add(1, Ordering::Relaxed);
         let filename = self.filename();
         self.listeners.emit(&RegistryEvent::Changed {
@@ -157,6 +162,34 @@ impl Chardev {
         Ok(())
     }
 
+    /// A socket server opened on the address this chardev's server listens
+    /// on takes the listener and the connected clients over (a qchar
+    /// improvement: QEMU cannot bind the same TCP port again, and for a unix
+    /// path orphans the old listener). Returns whether anything was handed
+    /// over; if the old backend had nothing, the new one binds now, which
+    /// may fail as opening would have (the old backend stays then).
+    fn take_listener(&self, new: &mut Installed) -> Result<bool> {
+        if !new.backend.takes_over() {
+            return Ok(false);
+        }
+        // Output queued before the change reaches the clients through the
+        // old backend, as far as it takes it, before they move.
+        self.flush_now();
+        let from = self.state().inst.backend.hand_over();
+        let handed = from.is_some();
+        new.backend.take_over(from)?;
+        Ok(handed)
+    }
+
+    /// A change that took the listener over failed: the old backend, back
+    /// in place, gets it again with its clients.
+    fn give_listener_back(&self, mut rejected: Installed) {
+        let back = rejected.backend.hand_over();
+        if let Err(e) = self.state().inst.backend.take_over(back) {
+            log::error!("chardev '{}': listener lost: {e}", self.id);
+        }
+    }
+
     /// Replaces the backend of a chardev no frontend uses.
     fn replace_unused(self: &Arc<Self>, mut new: Installed) {
         self.register_for_yank(&new.spec, false);
@@ -164,8 +197,9 @@ impl Chardev {
             let mut st = self.state();
             hub::hand_over(&mut *st.inst.backend, &mut *new.backend);
             st.be_open = new.backend.is_open();
-            st.backlog = backlog_for(&new.spec);
-            std::mem::replace(&mut st.inst, new)
+            let old = std::mem::replace(&mut st.inst, new);
+            self.history_follows(&mut st);
+            old
         };
         self.note_serial_line();
         self.retire(old);
@@ -178,29 +212,20 @@ impl Chardev {
     /// the new one is not, then `backend_changed`; if one refuses, the old
     /// backend is put back, its connection untouched, and they see OPENED
     /// again if they had seen CLOSED.
-    fn swap(self: &Arc<Self>, mut new: Installed) -> Result<()> {
+    fn swap(self: &Arc<Self>, mut new: Installed, handed: bool) -> Result<()> {
         self.flush_now();
         // A hub replacing a hub takes over the members both name, after the
         // old one took what it could of the queue: before `new_open`, which
         // depends on them.
         hub::hand_over(&mut *self.state().inst.backend, &mut *new.backend);
         let new_open = new.backend.is_open();
-        let (old, old_open, old_backlog) = {
+        // Output kept for a peer that never came is not lost by a change:
+        // the history stays with the chardev, and the new backend's peer
+        // gets it ahead of the queue.
+        let (old, old_open) = {
             let mut st = self.state();
-            let mut new_backlog = backlog_for(&new.spec);
-            // Output kept for a peer that never came is not lost by a change:
-            // it waits for the new backend's peer instead, ahead of the queue.
-            if let Some(kept) = st.backlog.as_ref().filter(|b| !b.buf.is_empty()) {
-                let nb = new_backlog.get_or_insert_with(|| Backlog {
-                    buf: VecDeque::new(),
-                    cap: kept.cap,
-                });
-                let carried: Vec<u8> = kept.buf.iter().copied().collect();
-                nb.keep(&carried);
-            }
             let old = std::mem::replace(&mut st.inst, new);
-            let old_backlog = std::mem::replace(&mut st.backlog, new_backlog);
-            (old, st.be_open, old_backlog)
+            (old, st.be_open)
         };
         self.note_serial_line();
         let closed_sent = old_open && !new_open;
@@ -218,13 +243,14 @@ impl Chardev {
         if let Some(reason) = refused {
             let rejected = {
                 let mut st = self.state();
-                st.backlog = old_backlog;
                 let mut rejected = std::mem::replace(&mut st.inst, old);
                 hub::hand_over(&mut *rejected.backend, &mut *st.inst.backend);
                 rejected
             };
-            // Never offered output: nothing owed, only released.
-            drop(rejected);
+            if handed {
+                self.give_listener_back(rejected);
+            }
+            // Otherwise never offered output: nothing owed, only released.
             self.note_serial_line();
             if closed_sent {
                 self.state().be_open = true;
@@ -240,6 +266,7 @@ impl Chardev {
                 reason,
             });
         }
+        self.history_follows(&mut self.state());
         // Step 4: the old backend goes, after the new one is in.
         self.retire(old);
         self.link_hub_members();
@@ -263,6 +290,7 @@ impl Chardev {
         if let Some(drain) = backend.retire() {
             self.drains.start(self.io.handle(), &self.id, drain);
         }
+        self.emit_link_events();
     }
 }
 

@@ -22,6 +22,10 @@
 //! - `change`: a backend change, in one place, and the retiring of the
 //!   backend that goes.
 //! - `outq`: the bounded output queue that carries bytes across a change.
+//! - [`history`]: the newest bytes a chardev sent out, with stream offsets;
+//!   it survives changes (`backlog=SIZE` sizes it).
+//! - [`tap`]: readers (and writers) of a chardev beside its backend, over
+//!   its history ([`Registry::tap`]).
 //! - `iothread`: the one I/O thread and how other threads use it.
 //! - [`logfile`]: `logfile=`, written off the I/O thread, with rotation.
 //! - `ioctl`: serial-line requests without the caller waiting for a
@@ -60,6 +64,7 @@ mod change;
 mod chardev;
 pub mod error;
 pub mod frontend;
+pub mod history;
 mod ioctl;
 mod iothread;
 pub mod logfile;
@@ -68,6 +73,7 @@ mod outq;
 pub mod qemuopts;
 pub mod registry;
 pub mod spec;
+pub mod tap;
 pub mod tls;
 
 pub use backend::{modem, IoctlReply, Parity, SerialIoctl, SerialParams};
@@ -75,7 +81,10 @@ pub use chardev::ChardevStats;
 pub use error::{ChardevError, Result};
 pub use frontend::{CharFrontend, ChardevEvent, FrontendHandlers, FrontendStats};
 pub use outq::DEFAULT_OUT_CAPACITY;
-pub use registry::{ChardevStatsInfo, InputHold, Registry, RegistryEvent, StatsSnapshot};
+pub use registry::{
+    ChardevClientsInfo, ChardevStatsInfo, ClientInfo, ClientsInfo, InputHold, Registry,
+    RegistryEvent, StatsSnapshot,
+};
 
 /// Most frontends one mux chardev takes (QEMU's `MAX_MUX`).
 pub const MAX_MUX_FRONTENDS: usize = 4;
@@ -83,5 +92,5 @@ pub const MAX_MUX_FRONTENDS: usize = 4;
 /// Most members one hub chardev takes (QEMU 10's `MAX_HUB`).
 pub const MAX_HUB: usize = 4;
 
-/// Largest replay buffer (`x-backlog`) a chardev may ask for.
+/// Largest history (`x-backlog`) a chardev may ask for.
 pub const MAX_BACKLOG: usize = 64 * 1024 * 1024;

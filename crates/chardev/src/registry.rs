@@ -17,6 +17,7 @@ use crate::logfile::{LogSpec, Logger};
 use crate::opts::ChardevOptions;
 use crate::outq::DEFAULT_OUT_CAPACITY;
 use crate::spec::{ChardevBackend, ChardevHub, ChardevInfo, ChardevMux, ChardevReturn};
+use crate::tap::{Tap, TapOptions};
 use crate::tls::ObjectStore;
 
 /// Something that happened to a chardev, for observers such as a QMP
@@ -40,6 +41,50 @@ pub enum RegistryEvent {
     Closed(String),
     /// A mux user typed the quit escape (Ctrl-a x).
     QuitRequested(String),
+    /// A client of a multi-client socket server (`x-clients`) connected
+    /// (its handshake, if any, done) and is being sent the history.
+    ClientConnected {
+        /// The chardev.
+        id: String,
+        /// The client's number, unique on this chardev.
+        client: u64,
+        /// Where it connected from (`127.0.0.1:50000`, `unix`).
+        peer: String,
+        /// Whether its input reaches the frontend (`x-writers`).
+        writer: bool,
+        /// Clients connected now, this one included.
+        clients: usize,
+    },
+    /// A client of a multi-client socket server went away.
+    ClientDisconnected {
+        /// The chardev.
+        id: String,
+        /// The client's number.
+        client: u64,
+        /// Where it had connected from.
+        peer: String,
+        /// Why: `closed` (by the peer, or an I/O error), `disconnected`
+        /// (`yank`, or the frontend asked), `changed` (a change to a server
+        /// on the same address that could not keep it: another framing),
+        /// `retired` (a change to another backend, or the chardev removed).
+        reason: String,
+        /// Clients still connected.
+        clients: usize,
+    },
+    /// A client of a multi-client socket server read slower than the
+    /// history turns over: it skips ahead, and is sent a marker line saying
+    /// how much it missed. Once per marker: what it misses until it reads
+    /// the marker is added to the marker, not reported again.
+    ClientSkipped {
+        /// The chardev.
+        id: String,
+        /// The client's number.
+        client: u64,
+        /// Where it connected from.
+        peer: String,
+        /// Bytes it had missed when it started skipping.
+        skipped: u64,
+    },
 }
 
 type Listener = Arc<dyn Fn(&RegistryEvent) + Send + Sync>;
@@ -74,6 +119,49 @@ pub struct StatsSnapshot {
     /// Bytes the log file could not keep up with (dropped from the log,
     /// not from the output).
     pub log_dropped: u64,
+}
+
+/// One client of a multi-client socket server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// Its number, unique on its chardev.
+    pub client: u64,
+    /// Where it connected from (`127.0.0.1:50000`, `unix`).
+    pub peer: String,
+    /// Whether its input reaches the frontend.
+    pub writer: bool,
+    /// Whether it is still shaking hands (websocket): nothing sent yet.
+    pub handshake: bool,
+    /// Output bytes sent to it (history and live).
+    pub sent: u64,
+    /// Output bytes it missed by reading too slowly.
+    pub skipped: u64,
+    /// Input bytes it typed that were dropped (it is a viewer).
+    pub dropped_input: u64,
+    /// Output bytes sent out by the chardev that it has not got yet.
+    pub behind: u64,
+}
+
+/// A multi-client socket server's clients (`x-query-chardev-clients`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientsInfo {
+    /// `x-clients`.
+    pub max_clients: u64,
+    /// `x-writers` (`max_clients` when absent).
+    pub max_writers: u64,
+    /// Clients refused for being one too many, since the listener opened.
+    pub refused: u64,
+    /// The connected clients, oldest first.
+    pub clients: Vec<ClientInfo>,
+}
+
+/// [`ClientsInfo`] of one chardev.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChardevClientsInfo {
+    /// The chardev's id.
+    pub label: String,
+    /// Its clients.
+    pub info: ClientsInfo,
 }
 
 /// One chardev's counters and its frontends' (QMP `x-query-chardev-stats`).
@@ -232,10 +320,15 @@ impl Registry {
             Some(log) => Some(self.inner.logger.open(&log)?),
             None => None,
         };
+        // A change: a server on the address the chardev listens on now
+        // takes that listener over when installed.
+        let take_over = self
+            .get(id)
+            .is_some_and(|cd| cd.state().inst.backend.hands_over_to(spec));
         let backend = match spec {
             ChardevBackend::Mux(m) => self.open_mux(id, m)?,
             ChardevBackend::Hub(h) => self.open_hub(id, h)?,
-            _ => backend::open(id, spec, &self.inner.objects)?,
+            _ => backend::open_after(id, spec, &self.inner.objects, take_over)?,
         };
         Ok(Installed {
             backend,
@@ -446,6 +539,44 @@ impl Registry {
         self.inner
             .io
             .run(move || cd.with_ringbuf(|r| r.read(max)))?
+    }
+
+    /// A reader of chardev `id` beside its backend: see [`crate::tap`].
+    /// The chardev gets a history of [`crate::history::DEFAULT_HISTORY`]
+    /// bytes if it had none.
+    pub fn tap(&self, id: &str, opts: TapOptions) -> Result<Tap> {
+        let cd = self
+            .get(id)
+            .ok_or_else(|| ChardevError::NotFound(id.to_string()))?;
+        Tap::new(cd, opts)
+    }
+
+    /// QMP `x-chardev-history`: the newest `max` bytes chardev `id` sent
+    /// out, oldest first, without consuming them and without connecting.
+    pub fn history(&self, id: &str, max: usize) -> Result<Vec<u8>> {
+        let cd = self
+            .get(id)
+            .ok_or_else(|| ChardevError::NotFound(id.to_string()))?;
+        if cd.history.capacity() == 0 {
+            return Err(ChardevError::NoHistory(id.to_string()));
+        }
+        Ok(cd.history.tail(max))
+    }
+
+    /// QMP `x-query-chardev-clients`: the clients of every multi-client
+    /// socket server, in the order the chardevs were added.
+    pub fn clients(&self) -> Vec<ChardevClientsInfo> {
+        let mut all: Vec<(u64, Arc<Chardev>)> = self.map().by_id.values().cloned().collect();
+        all.sort_by_key(|(seq, _)| *seq);
+        all.into_iter()
+            .filter_map(|(_, cd)| {
+                let info = cd.state().inst.backend.clients()?;
+                Some(ChardevClientsInfo {
+                    label: cd.id.clone(),
+                    info,
+                })
+            })
+            .collect()
     }
 
     /// QMP `query-yank`'s chardev instances: the chardevs whose backend is

@@ -28,8 +28,10 @@ pub struct ChardevCommon {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub logappend: Option<bool>,
-    /// qchar extension: size in bytes of the replay buffer that keeps the
-    /// newest output produced while no peer is connected (off when absent).
+    /// qchar extension: size in bytes of the chardev's history, the newest
+    /// output it sent out (see [`crate::history`]); a pty or a one-client
+    /// server also replays to the next peer what no peer got. Absent: no
+    /// history, unless a tap or a multi-client server needs one.
     #[cfg_attr(
         feature = "serde",
         serde(rename = "x-backlog", default, skip_serializing_if = "Option::is_none")
@@ -188,6 +190,21 @@ pub struct ChardevSocket {
         )
     )]
     pub reconnect_ms: Option<i64>,
+    /// qchar extension, server only: how many clients may be connected at
+    /// once (absent or 1: QEMU's one client at a time). With more than one,
+    /// every client gets the chardev's history, then live output.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "x-clients", default, skip_serializing_if = "Option::is_none")
+    )]
+    pub clients: Option<u64>,
+    /// qchar extension, with `x-clients`: how many of the clients may type
+    /// (the first to connect; absent: all; 0: none).
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "x-writers", default, skip_serializing_if = "Option::is_none")
+    )]
+    pub writers: Option<u64>,
 }
 
 impl ChardevSocket {
@@ -214,6 +231,8 @@ impl ChardevSocket {
             websocket_text: None,
             reconnect: None,
             reconnect_ms: None,
+            clients: None,
+            writers: None,
         }
     }
 }
@@ -628,6 +647,10 @@ mod wire {
         reconnect: Option<i64>,
         #[serde(rename = "reconnect-ms", default)]
         reconnect_ms: Option<i64>,
+        #[serde(rename = "x-clients", default)]
+        clients: Option<u64>,
+        #[serde(rename = "x-writers", default)]
+        writers: Option<u64>,
     });
 
     with_common!(ChardevUdp as Udp {
@@ -764,6 +787,8 @@ mod tests {
                 websocket_text: Some(false),
                 reconnect: Some(3),
                 reconnect_ms: Some(3000),
+                clients: Some(8),
+                writers: Some(1),
             }),
             ChardevBackend::Udp(ChardevUdp {
                 common: common.clone(),

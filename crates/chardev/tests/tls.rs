@@ -3,7 +3,7 @@
 //! TLS chardevs (GnuTLS) as the peer, both ways; refused clients, stalled
 //! handshakes, credentials replaced at run time, telnet and websocket
 //! inside TLS, reconnecting clients, and changes between plain and TLS
-//! backends that keep every byte.
+//! backends that keep every byte; a multi-client server over TLS.
 
 #[path = "support/net.rs"]
 mod net;
@@ -851,4 +851,133 @@ fn the_certificate_recipes_work_with_qchar_and_qemu() {
             reg.shutdown();
         }
     }
+}
+
+fn clients_of(reg: &Registry, id: &str) -> qchar_chardev::ClientsInfo {
+    reg.clients()
+        .into_iter()
+        .find(|c| c.label == id)
+        .unwrap_or_else(|| panic!("{id} is no multi-client server"))
+        .info
+}
+
+/// Clients served (past their handshake) on `id`.
+fn served(reg: &Registry, id: &str) -> usize {
+    clients_of(reg, id)
+        .clients
+        .iter()
+        .filter(|c| !c.handshake)
+        .count()
+}
+
+/// The shared console over TLS: a TLS server with `x-clients=3` and a
+/// history serves TLS clients, each of which gets the history, then live
+/// output; the first is the one writer (`x-writers=1`), the second a
+/// viewer whose input is dropped; a late one gets the history first; one
+/// too many is told so inside TLS and closed; a plaintext client or one
+/// with a bad certificate never counts. A change to the same address with
+/// the same credentials keeps the clients; a change to a plain server there
+/// closes them (a plain chardev keeps no TLS client, nor the reverse).
+#[test]
+fn many_tls_clients_share_one_console() {
+    let (_t, pki, reg) = setup();
+    add_x509(&reg, "tls0", &pki.dir_str("server"), true, true);
+    let spec = |port: u16, writers: u64| {
+        with_backlog(
+            with_clients(
+                tls_spec(tls_socket(inet_addr("127.0.0.1", port), true, "tls0", None)),
+                3,
+                Some(writers),
+            ),
+            1 << 20,
+        )
+    };
+    reg.add("con", spec(0, 1)).unwrap();
+    let port = server_port(&reg, "con");
+    let (fe, seen) = attach(&reg, "con");
+    fe.write_all(b"history;").unwrap();
+    wait_until("sent out", || reg.stats("con").unwrap().queued == 0);
+
+    // A plaintext client and a refused certificate get nothing and take no
+    // place.
+    let mut plain = connect_tcp(port);
+    bounded_tcp(&plain);
+    plain.write_all(b"hello\r\n").unwrap();
+    let mut got = Vec::new();
+    let _ = plain.read_to_end(&mut got);
+    assert!(!got.windows(8).any(|w| w == b"history;"), "{got:?}");
+    refused(port, &pki.dir("client-otherca"));
+
+    let mut a = client(&pki, "client", port);
+    assert_eq!(a.recv(8).unwrap(), b"history;");
+    wait_until("a served", || served(&reg, "con") == 1);
+    let mut b = client(&pki, "client", port);
+    assert_eq!(b.recv(8).unwrap(), b"history;");
+    wait_until("b served", || served(&reg, "con") == 2);
+    assert_eq!(count(&seen, ChardevEvent::Opened), 1, "one OPENED for all");
+    fe.write_all(b"live;").unwrap();
+    assert_eq!(a.recv(5).unwrap(), b"live;");
+    assert_eq!(b.recv(5).unwrap(), b"live;");
+    let info = clients_of(&reg, "con");
+    assert_eq!(info.clients.len(), 2, "{info:?}");
+    assert!(
+        info.clients[0].writer && !info.clients[1].writer,
+        "{info:?}"
+    );
+
+    // The writer's input reaches the frontend; the viewer's is dropped.
+    a.send(b"typed");
+    wait_until("the writer's input", || input(&seen) == b"typed");
+    b.send(b"nope");
+    wait_until("the viewer's input dropped", || {
+        clients_of(&reg, "con").clients[1].dropped_input == 4
+    });
+    assert_eq!(input(&seen), b"typed");
+
+    // A late client: the history first, then live.
+    let mut late = client(&pki, "client", port);
+    assert_eq!(late.recv(13).unwrap(), b"history;live;");
+    wait_until("three served", || served(&reg, "con") == 3);
+    // One too many: told inside TLS, then closed; the others go on.
+    let mut extra = client(&pki, "client", port);
+    let (told, end) = extra.read_to_end();
+    assert_eq!(told, b"qchar: too many clients\r\n", "{end:?}");
+    assert_eq!(clients_of(&reg, "con").refused, 1);
+    fe.write_all(b"all three;").unwrap();
+    for c in [&mut a, &mut b, &mut late] {
+        assert_eq!(c.recv(10).unwrap(), b"all three;");
+    }
+
+    // Options change on the same address (two writers now): the clients
+    // stay, with their places.
+    reg.change("con", spec(port, 2)).unwrap();
+    fe.write_all(b"changed;").unwrap();
+    for c in [&mut a, &mut b, &mut late] {
+        assert_eq!(c.recv(8).unwrap(), b"changed;");
+    }
+    b.send(b"!");
+    wait_until("b writes now", || input(&seen) == b"typed!");
+
+    // A plain server on that address: no TLS client is kept.
+    reg.change(
+        "con",
+        with_backlog(with_clients(tcp_server(port), 3, None), 1 << 20),
+    )
+    .unwrap();
+    wait_until("the TLS clients closed", || {
+        clients_of(&reg, "con").clients.is_empty()
+    });
+    for c in [&mut a, &mut b, &mut late] {
+        let (rest, end) = c.read_to_end();
+        assert!(rest.is_empty(), "{rest:?}");
+        assert!(
+            !matches!(&end, Err(e) if e.contains("timed out") || e.contains("temporarily")),
+            "{end:?}"
+        );
+    }
+    let mut p = connect_tcp(port);
+    bounded_tcp(&p);
+    assert_eq!(read_n(&mut p, 31), b"history;live;all three;changed;");
+    fe.detach();
+    reg.shutdown();
 }

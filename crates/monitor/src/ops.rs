@@ -3,7 +3,7 @@
 //! the implementation for [`qchar_chardev::registry::Registry`].
 
 use qchar_chardev::bridge::{BridgeError, BridgeSpec};
-use qchar_chardev::registry::{ChardevStatsInfo, Registry};
+use qchar_chardev::registry::{ChardevClientsInfo, ChardevStatsInfo, Registry};
 use qchar_chardev::spec::{ChardevBackend, ChardevInfo, ChardevReturn, SUPPORTED_BACKENDS};
 use qchar_chardev::tls::ObjectStore;
 use qchar_chardev::ChardevError;
@@ -33,6 +33,16 @@ pub trait ChardevOps: Send + Sync {
     /// frontends'. None by default.
     fn stats(&self) -> Vec<ChardevStatsInfo> {
         Vec::new()
+    }
+    /// `x-query-chardev-clients`: the clients of every multi-client
+    /// socket server. None by default.
+    fn clients(&self) -> Vec<ChardevClientsInfo> {
+        Vec::new()
+    }
+    /// `x-chardev-history`: the newest `max` bytes chardev `id` sent out.
+    /// None by default.
+    fn history(&self, id: &str, _max: usize) -> Result<Vec<u8>, ChardevError> {
+        Err(ChardevError::NoHistory(id.to_string()))
     }
     /// `query-chardev-backends`.
     fn backends(&self) -> Vec<String> {
@@ -98,6 +108,12 @@ impl ChardevOps for Registry {
     }
     fn stats(&self) -> Vec<ChardevStatsInfo> {
         Registry::all_stats(self)
+    }
+    fn history(&self, id: &str, max: usize) -> Result<Vec<u8>, ChardevError> {
+        Registry::history(self, id, max)
+    }
+    fn clients(&self) -> Vec<ChardevClientsInfo> {
+        Registry::clients(self)
     }
     fn add_opts(&self, opts: &str) -> Result<ChardevReturn, String> {
         let o = qchar_chardev::opts::parse_chardev(opts).map_err(|e| e.to_string())?;

@@ -183,6 +183,14 @@ impl ChardevOps for GatedChardevs {
         self.gate.wait();
         ChardevOps::stats(&self.reg)
     }
+    fn history(&self, id: &str, max: usize) -> Result<Vec<u8>, ChardevError> {
+        self.gate.wait();
+        ChardevOps::history(&self.reg, id, max)
+    }
+    fn clients(&self) -> Vec<qchar_chardev::ChardevClientsInfo> {
+        self.gate.wait();
+        ChardevOps::clients(&self.reg)
+    }
     fn backends(&self) -> Vec<String> {
         ChardevOps::backends(&self.reg)
     }

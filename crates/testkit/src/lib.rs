@@ -80,6 +80,8 @@ pub enum Prereq {
     Qemu,
     /// `socat` on the PATH.
     Socat,
+    /// `ser2net` (version 4) on the PATH.
+    Ser2net,
     /// `python3` with the `qemu.qmp` module (QEMU's own QMP client).
     PythonQemuQmp,
     /// An IPv6 loopback address (`::1`) to bind to.
@@ -101,6 +103,7 @@ impl fmt::Display for Prereq {
             Prereq::Kvm => "/dev/kvm",
             Prereq::Qemu => "qemu-system-x86_64",
             Prereq::Socat => "socat",
+            Prereq::Ser2net => "ser2net",
             Prereq::PythonQemuQmp => "python3 with qemu.qmp",
             Prereq::Ipv6Loopback => "an IPv6 loopback (::1)",
             Prereq::MountNamespace => "a private mount namespace (unshare -m)",
@@ -122,6 +125,7 @@ fn probe(p: Prereq) -> Result<(), String> {
             .map_err(|e| format!("cannot open /dev/kvm: {e}")),
         Prereq::Qemu => runs("qemu-system-x86_64", &["-version"]),
         Prereq::Socat => runs("socat", &["-V"]),
+        Prereq::Ser2net => runs("ser2net", &["-v"]),
         Prereq::PythonQemuQmp => runs("python3", &["-c", "import qemu.qmp"]),
         Prereq::Ipv6Loopback => std::net::TcpListener::bind("[::1]:0")
             .map(drop)

@@ -237,7 +237,7 @@ impl HubBackend {
     /// Records that the members' mux-or-hub above is `hub`, so that a change
     /// of a member asked from inside the hub's frontend waits for it, as
     /// under a mux.
-    pub(crate) fn link(&self, hub: &Arc<Chardev>) {
+    pub(crate) fn link_members(&self, hub: &Arc<Chardev>) {
         for m in self.members.iter().filter(|m| m.fe.is_some()) {
             m.cd.set_mux_above(hub);
         }
@@ -382,6 +382,6 @@ pub(crate) fn hand_over(old: &mut dyn Backend, new: &mut dyn Backend) {
 /// After a hub is installed on chardev `cd`: links its members to it.
 pub(crate) fn link(backend: &mut dyn Backend, cd: &Arc<Chardev>) {
     if let Some(h) = as_hub(backend) {
-        h.link(cd);
+        h.link_members(cd);
     }
 }

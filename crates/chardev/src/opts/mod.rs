@@ -31,9 +31,10 @@
 //! parallel ports) are left to the backend, which needs them for QMP's
 //! `chardev-add` anyway.
 //!
-//! qchar extensions that QEMU 7.2 lacks: TLS on unix sockets, `backlog=SIZE` (the replay buffer,
+//! qchar extensions that QEMU 7.2 lacks: TLS on unix sockets, `backlog=SIZE` (the history's size,
 //! [`ChardevCommon::backlog`](crate::spec::ChardevCommon::backlog)), `input-path=` for `file`, `reconnect-ms=`,
-//! `numeric=`/`keep-alive=` for TCP sockets, `x-logsize=`, `x-logkeep=`
+//! `numeric=`/`keep-alive=` for TCP sockets, `x-clients=N`/`x-writers=K`
+//! for a socket server with many clients, `x-logsize=`, `x-logkeep=`
 //! and `x-logtimestamp=` for `logfile=` ([`crate::logfile`]), and QEMU
 //! 10's `hub` backend with `chardevs.0=`..`chardevs.3=`.
 

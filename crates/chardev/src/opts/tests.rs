@@ -339,6 +339,23 @@ fn id_first_occurrence_wins_and_is_scanned_separately() {
 // --- sockets ----------------------------------------------------------------
 
 #[test]
+fn many_clients_options() {
+    let o = ok("socket,id=s,path=/p,server=on,wait=off,x-clients=8,x-writers=1");
+    let want = ChardevSocket {
+        server: Some(true),
+        wait: Some(false),
+        clients: Some(8),
+        writers: Some(1),
+        ..base_socket(unix("/p"))
+    };
+    assert_eq!(*socket_of(&o), want);
+    assert_eq!(
+        err("socket,id=s,path=/p,server=on,x-clients=many").to_string(),
+        "Parameter 'x-clients' expects a number"
+    );
+}
+
+#[test]
 fn unix_socket_defaults() {
     assert_eq!(
         *socket_of(&ok("socket,id=s,path=/p")),
@@ -856,9 +873,13 @@ fn help_requests() {
         );
         assert!(text.contains("\n  size=<size>\n") && text.contains("\n  to=<num>\n"));
         assert!(text.contains("\n  width=<num>\n"));
-        // qchar's own keys sort last.
+        // qchar's own keys come last, as their names sort.
         assert!(
-            text.ends_with("\n  x-logtimestamp=<bool (on/off)>"),
+            text.ends_with(
+                "\n  x-clients=<num>\n  x-logkeep=<num>\n  x-logsize=<size>\n  \
+                 x-logtimestamp=<bool (on/off)>\n  x-websocket-text=<bool (on/off)>\n  \
+                 x-writers=<num>"
+            ),
             "{text}"
         );
     }

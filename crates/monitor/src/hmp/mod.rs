@@ -84,6 +84,11 @@ const COMMANDS: &[Cmd] = &[
         help: "Write to a ring buffer character device",
     },
     Cmd {
+        names: "x-chardev-history",
+        params: "device size",
+        help: "Read the newest bytes a character device sent out (qchar extension)",
+    },
+    Cmd {
         names: "stop|s",
         params: "",
         help: "stop emulation",
@@ -105,6 +110,11 @@ const INFO: &[Cmd] = &[
         names: "version",
         params: "",
         help: "show the version of QEMU",
+    },
+    Cmd {
+        names: "x-chardev-clients",
+        params: "",
+        help: "show the clients of multi-client socket chardevs (qchar extension)",
     },
     Cmd {
         names: "x-chardev-stats",
@@ -628,6 +638,9 @@ fn run(env: &QmpEnv, line: &str) -> Outcome {
                         .map(|i| format!("{}: filename={}\n", i.label, i.filename))
                         .collect(),
                     "x-chardev-stats" => crate::qmp::cmd::chardev_stats_text(&env.chardevs.stats()),
+                    "x-chardev-clients" => {
+                        crate::qmp::cmd::chardev_clients_text(&env.chardevs.clients())
+                    }
                     "status" => {
                         let st = env.vm.status();
                         let mut s = format!(
@@ -717,6 +730,15 @@ fn run(env: &QmpEnv, line: &str) -> Outcome {
                 let size = args.int()?;
                 args.end()?;
                 match crate::qmp::cmd::ringbuf_read_bytes(env.chardevs.as_ref(), &dev, size) {
+                    Ok(data) => ok(ringbuf_text(&data)),
+                    Err(e) => err(e.to_string()),
+                }
+            }
+            "x-chardev-history" => {
+                let dev = args.string()?;
+                let size = args.int()?;
+                args.end()?;
+                match crate::qmp::cmd::history_read_bytes(env.chardevs.as_ref(), &dev, size) {
                     Ok(data) => ok(ringbuf_text(&data)),
                     Err(e) => err(e.to_string()),
                 }

@@ -12,6 +12,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use qchar_testkit::{connect_unix, WAIT};
+
+pub mod shared;
 use serde_json::{json, Value};
 
 /// The binary under test.

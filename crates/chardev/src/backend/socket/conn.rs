@@ -23,7 +23,7 @@ const RX_CAP: usize = 4096;
 const TX_CONTROL_CAP: usize = 64 * 1024;
 
 /// Framing of one connection.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) struct Proto {
     pub(super) telnet: bool,
     pub(super) websocket: bool,
@@ -50,6 +50,13 @@ pub(super) struct ConnSetup {
 }
 
 impl ConnSetup {
+    /// The TLS setting its connections are made with (`tls-creds`,
+    /// `tls-authz` ids): a connection handed to another backend is kept
+    /// only if that backend's setting is the same.
+    pub(super) fn tls_key(&self) -> Option<(String, Option<String>)> {
+        self.tls.as_ref().map(|t| t.key())
+    }
+
     /// A connection on a connected socket (accepted, connected, or one
     /// handed over already connected). `at_open`: it comes with the backend,
     /// so no `Opened` is reported for it (the chardev starts open), unless
@@ -79,6 +86,7 @@ impl ConnSetup {
             if self.server { "client" } else { "server" }
         );
         let mut c = Conn::new(transport, self.proto, name, who);
+        c.tls = self.tls_key();
         if at_open && matches!(c.phase, Phase::Open) {
             c.announced = true;
         }
@@ -138,6 +146,8 @@ pub(super) struct Conn {
     name: String,
     /// Who the peer is, for messages (`chardev 'ID': TLS client ADDR`).
     who: String,
+    /// The TLS setting it was made with ([`ConnSetup::tls_key`]).
+    tls: Option<(String, Option<String>)>,
 }
 
 /// What a connection reports; the backend passes it on as its own event.
@@ -181,6 +191,7 @@ impl Conn {
             write_broken: false,
             name,
             who,
+            tls: None,
         }
     }
 
@@ -221,6 +232,16 @@ impl Conn {
     /// Whether data flows both ways (announced, handshake done, writes work).
     pub(super) fn is_open(&self) -> bool {
         self.announced && matches!(self.phase, Phase::Open) && !self.write_broken
+    }
+
+    /// Its framing.
+    pub(super) fn proto(&self) -> Proto {
+        self.proto
+    }
+
+    /// The TLS setting it was made with ([`ConnSetup::tls_key`]).
+    pub(super) fn tls_key(&self) -> Option<&(String, Option<String>)> {
+        self.tls.as_ref()
     }
 
     /// Whether `Opened` was reported (or the connection came with the
@@ -589,6 +610,15 @@ impl Conn {
             self.tx,
             self.tx_pos,
         )))
+    }
+
+    /// Says `msg` to a peer that is refused, as the transport's own bytes
+    /// (past any framing: a websocket client's HTTP reply), in one attempt
+    /// that never waits, then ends the connection (inside TLS: after a
+    /// close_notify).
+    pub(super) fn refuse(mut self, msg: &[u8]) {
+        let _ = self.transport.write_now(msg);
+        let _ = self.transport.shutdown();
     }
 
     /// Closes a connection that ended on its own (the peer closed, or a

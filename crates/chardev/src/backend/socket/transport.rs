@@ -257,6 +257,11 @@ impl TlsSetup {
         last.clone()
     }
 
+    /// The ids of its credentials and authorization object.
+    pub(super) fn key(&self) -> (String, Option<String>) {
+        (self.creds_id.clone(), self.authz.clone())
+    }
+
     /// A session for a new connection.
     pub(super) fn session(&self) -> io::Result<TlsSession> {
         let creds = self.creds();

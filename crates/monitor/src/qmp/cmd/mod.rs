@@ -16,9 +16,11 @@ mod capabilities;
 mod chardev_add;
 mod chardev_change;
 mod chardev_remove;
+mod history;
 mod human_monitor;
 mod object;
 mod query_chardev;
+mod query_chardev_clients;
 mod query_chardev_stats;
 mod query_commands;
 mod query_name;
@@ -29,8 +31,10 @@ mod send_break;
 mod web;
 mod yank;
 
+pub(crate) use history::read_bytes as history_read_bytes;
 pub use object::from_json_value as object_options_from_json;
 pub(crate) use object::{add_from_str as object_add_from_str, objects_or_error};
+pub(crate) use query_chardev_clients::hmp_text as chardev_clients_text;
 pub(crate) use query_chardev_stats::hmp_text as chardev_stats_text;
 pub(crate) use ringbuf::{read_bytes as ringbuf_read_bytes, ringbuf_error};
 
@@ -141,11 +145,14 @@ pub static COMMANDS: &[CommandDef] = &[
     chardev_change::DEF,
     chardev_add::DEF,
     ringbuf::READ,
+    // qchar's own, beside the command it extends.
+    history::DEF,
     ringbuf::WRITE,
     query_chardev::BACKENDS,
     query_chardev::DEF,
     // qchar's own, beside the command it extends.
     query_chardev_stats::DEF,
+    query_chardev_clients::DEF,
     run_state::QUERY_STATUS,
     // qchar's web console.
     web::START,
