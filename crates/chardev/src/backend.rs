@@ -215,6 +215,13 @@ pub trait Backend: Send {
         false
     }
 
+    /// Whether the backend serves its peers from the chardev's history (a
+    /// multi-client socket server): it takes all output at once, the core
+    /// replays nothing to it, and the chardev keeps a history for it.
+    fn serves_from_history(&self) -> bool {
+        false
+    }
+
     /// Takes the backend out of service (a change replaced it, or its
     /// chardev was removed). Output it already took counts as delivered, so
     /// what its peer has not got yet is handed back as a [`Drain`]; `None`

@@ -19,7 +19,6 @@
 //!    number and time, ended at shutdown. The old backend's `Drop` only
 //!    releases resources.
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -28,7 +27,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinSet;
 
 use crate::backend::Drain;
-use crate::chardev::{backlog_for, Backlog, Chardev, Installed};
+use crate::chardev::{Chardev, Installed};
 use crate::error::{ChardevError, Result};
 use crate::frontend::ChardevEvent;
 use crate::registry::{Registry, RegistryEvent};
@@ -163,8 +162,9 @@ impl Chardev {
         let old = {
             let mut st = self.state();
             st.be_open = new.backend.is_open();
-            st.backlog = backlog_for(&new.spec);
-            std::mem::replace(&mut st.inst, new)
+            let old = std::mem::replace(&mut st.inst, new);
+            self.history_follows(&mut st);
+            old
         };
         self.note_serial_line();
         self.retire(old);
@@ -179,22 +179,13 @@ impl Chardev {
     fn swap(self: &Arc<Self>, new: Installed) -> Result<()> {
         self.flush_now();
         let new_open = new.backend.is_open();
-        let (old, old_open, old_backlog) = {
+        // Output kept for a peer that never came is not lost by a change:
+        // the history stays with the chardev, and the new backend's peer
+        // gets it ahead of the queue.
+        let (old, old_open) = {
             let mut st = self.state();
-            let mut new_backlog = backlog_for(&new.spec);
-            // Output kept for a peer that never came is not lost by a change:
-            // it waits for the new backend's peer instead, ahead of the queue.
-            if let Some(kept) = st.backlog.as_ref().filter(|b| !b.buf.is_empty()) {
-                let nb = new_backlog.get_or_insert_with(|| Backlog {
-                    buf: VecDeque::new(),
-                    cap: kept.cap,
-                });
-                let carried: Vec<u8> = kept.buf.iter().copied().collect();
-                nb.keep(&carried);
-            }
             let old = std::mem::replace(&mut st.inst, new);
-            let old_backlog = std::mem::replace(&mut st.backlog, new_backlog);
-            (old, st.be_open, old_backlog)
+            (old, st.be_open)
         };
         self.note_serial_line();
         let closed_sent = old_open && !new_open;
@@ -210,11 +201,7 @@ impl Chardev {
             }
         }
         if let Some(reason) = refused {
-            let rejected = {
-                let mut st = self.state();
-                st.backlog = old_backlog;
-                std::mem::replace(&mut st.inst, old)
-            };
+            let rejected = std::mem::replace(&mut self.state().inst, old);
             // Never offered output: nothing owed, only released.
             drop(rejected);
             self.note_serial_line();
@@ -232,6 +219,7 @@ impl Chardev {
                 reason,
             });
         }
+        self.history_follows(&mut self.state());
         // Step 4: the old backend goes, after the new one is in.
         self.retire(old);
         let spec = self.spec();

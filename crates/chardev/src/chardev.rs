@@ -9,7 +9,6 @@
 //! `ioctl` off the I/O thread) never takes it: see `current` and
 //! [`crate::ioctl`].
 
-use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -19,11 +18,13 @@ use crate::backend::{Backend, BackendEvent};
 use crate::change::Drains;
 use crate::error::{ChardevError, Result};
 use crate::frontend::{CharFrontend, ChardevEvent, FrontendHandlers, FrontendStats, StatsHook};
+use crate::history::{history_for, History, Replay};
 use crate::ioctl::{ModemCache, QueuedIoctls};
 use crate::iothread::IoThread;
 use crate::outq::OutQueue;
 use crate::registry::{Listeners, RegistryEvent};
 use crate::spec::ChardevBackend;
+use crate::tap::TapInput;
 
 /// How many bytes one backend read may deliver (frontends ask for less:
 /// a UART its FIFO's room, a monitor 4 KiB).
@@ -73,22 +74,7 @@ struct FeSlot {
     stats: Option<StatsHook>,
 }
 
-/// Newest output kept while no peer is connected (`x-backlog`).
-pub(crate) struct Backlog {
-    pub(crate) buf: VecDeque<u8>,
-    pub(crate) cap: usize,
-}
-
-impl Backlog {
-    pub(crate) fn keep(&mut self, data: &[u8]) {
-        let data = &data[data.len().saturating_sub(self.cap)..];
-        let over = (self.buf.len() + data.len()).saturating_sub(self.cap);
-        self.buf.drain(..over);
-        self.buf.extend(data);
-    }
-}
-
-/// A backend with what came with it: its spec, its log file, its backlog.
+/// A backend with what came with it: its spec, its log file.
 pub(crate) struct Installed {
     pub(crate) backend: Box<dyn Backend>,
     pub(crate) spec: ChardevBackend,
@@ -97,7 +83,9 @@ pub(crate) struct Installed {
 
 pub(crate) struct State {
     pub(crate) inst: Installed,
-    pub(crate) backlog: Option<Backlog>,
+    /// Replay of the history to the next peer (`backlog`): see
+    /// [`crate::history`].
+    pub(crate) replay: Replay,
     /// The open state last reported to the frontends.
     pub(crate) be_open: bool,
     frontends: Vec<Option<FeSlot>>,
@@ -129,6 +117,10 @@ pub(crate) struct Chardev {
     /// Where retired backends finish what they owe (the registry's).
     pub(crate) drains: Arc<Drains>,
     pub(crate) stats: ChardevStats,
+    /// Everything sent out, newest bytes kept; survives changes.
+    pub(crate) history: Arc<History>,
+    /// Input from taps, for the focused frontend.
+    pub(crate) tap_input: TapInput,
     /// Where this chardev stands among yank instances (`query-yank` order,
     /// see [`Chardev::yank_order`]); 0 while its backend is no socket.
     yank_order: AtomicU64,
@@ -174,7 +166,7 @@ impl Chardev {
         drains: Arc<Drains>,
     ) -> Arc<Chardev> {
         let be_open = inst.backend.is_open();
-        let backlog = backlog_for(&inst.spec);
+        let (history, replay) = history_for(&inst);
         let yank_order = if is_socket(&inst.spec) {
             YANK_REGISTRATIONS.fetch_add(1, Ordering::Relaxed)
         } else {
@@ -186,7 +178,7 @@ impl Chardev {
             out: OutQueue::new(out_cap),
             state: Mutex::new(State {
                 inst,
-                backlog,
+                replay,
                 be_open,
                 frontends: Vec::new(),
                 multi,
@@ -202,6 +194,8 @@ impl Chardev {
             listeners,
             drains,
             stats: ChardevStats::default(),
+            history: Arc::new(history),
+            tap_input: TapInput::default(),
             yank_order: AtomicU64::new(yank_order),
             mux_above: Mutex::new(Weak::new()),
             current: Default::default(),
@@ -481,7 +475,7 @@ impl Chardev {
         }
     }
 
-    fn focus(&self) -> usize {
+    pub(crate) fn focus(&self) -> usize {
         self.state().focus
     }
 
@@ -507,6 +501,7 @@ impl Chardev {
             self.refresh_modem(false);
             progress |= self.deliver_owed_opens();
             progress |= self.apply_pending(cx);
+            progress |= self.pump_tap_input();
             let input_before = self.stats.bytes_in.load(Ordering::Relaxed);
             progress |= self.pump_input(cx);
             if self.stats.bytes_in.load(Ordering::Relaxed) != input_before {
@@ -626,7 +621,7 @@ impl Chardev {
     /// backend would block; parks lingering if `lazy`. Returns whether
     /// anything happened and how many bytes the backend took.
     fn pump_output(self: &Arc<Self>, cx: &mut Context<'_>, lazy: bool) -> (bool, u64) {
-        let mut progress = self.replay_backlog(cx);
+        let mut progress = self.replay_history(cx);
         let mut moved = 0u64;
         let mut chunk = Vec::with_capacity(WRITE_CHUNK.min(self.out.len().max(64)));
         let mut wake_writers = false;
@@ -667,23 +662,30 @@ impl Chardev {
         }
     }
 
-    /// Offers `chunk` to the installed backend (or to the backlog while no
-    /// peer is there). Returns how many bytes left the queue, None if the
-    /// backend would block.
+    /// Offers `chunk` to the installed backend, once the history owed to a
+    /// new peer is out (see [`crate::history`]). Returns how many bytes left
+    /// the queue, None if the backend would block.
     fn offer(&self, st: &mut State, cx: &mut Context<'_>, chunk: &[u8]) -> Option<usize> {
-        if !st.inst.backend.is_open() && st.inst.backend.drops_output_when_closed() {
-            if let Some(b) = st.backlog.as_mut() {
-                b.keep(chunk);
-                return Some(chunk.len());
-            }
+        if !self.replay_step(st, cx) {
+            return None;
         }
-        match st.inst.backend.poll_write(cx, chunk) {
+        let keep_for_peer = st.replay.on
+            && !st.inst.backend.is_open()
+            && st.inst.backend.drops_output_when_closed();
+        let r = if keep_for_peer {
+            // No peer: kept in the history for the next one.
+            Poll::Ready(Ok(chunk.len()))
+        } else {
+            st.inst.backend.poll_write(cx, chunk)
+        };
+        match r {
             Poll::Ready(Ok(n)) => {
                 let n = n.min(chunk.len());
                 if let Some(log) = st.inst.logfile.as_mut() {
                     let _ = log.write_all(&chunk[..n]);
                 }
                 self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                self.record_sent(st, &chunk[..n]);
                 Some(n)
             }
             Poll::Ready(Err(e)) => {
@@ -698,34 +700,6 @@ impl Chardev {
             }
             Poll::Pending => None,
         }
-    }
-
-    /// Sends the backlog to a peer that has connected.
-    fn replay_backlog(&self, cx: &mut Context<'_>) -> bool {
-        let mut st = self.state();
-        let st = &mut *st;
-        let Some(b) = st.backlog.as_mut() else {
-            return false;
-        };
-        if b.buf.is_empty() || !st.inst.backend.is_open() {
-            return false;
-        }
-        let mut progress = false;
-        while !b.buf.is_empty() {
-            let (front, _) = b.buf.as_slices();
-            match st.inst.backend.poll_write(cx, front) {
-                Poll::Ready(Ok(n)) if n > 0 => {
-                    b.buf.drain(..n.min(front.len()));
-                    progress = true;
-                }
-                Poll::Ready(Err(_)) => {
-                    b.buf.clear();
-                    break;
-                }
-                _ => break,
-            }
-        }
-        progress
     }
 
     /// Moves queued output into the current backend as far as it takes it
@@ -783,6 +757,7 @@ impl Chardev {
         st.removed = true;
         let old = take_backend(&mut st);
         drop(st);
+        self.end_taps();
         self.serial_line.store(false, Ordering::Release);
         self.retire(old);
         self.kick();
@@ -798,6 +773,7 @@ impl Chardev {
         let pending = st.pending.take();
         let old = take_backend(&mut st);
         drop(st);
+        self.end_taps();
         self.serial_line.store(false, Ordering::Release);
         drop((old, pending));
         self.kick();
@@ -917,13 +893,6 @@ impl Drop for ReadBuf {
     fn drop(&mut self) {
         READ_BUF.set(self.0.take());
     }
-}
-
-pub(crate) fn backlog_for(spec: &ChardevBackend) -> Option<Backlog> {
-    spec.common().backlog.filter(|&n| n > 0).map(|n| Backlog {
-        buf: VecDeque::new(),
-        cap: n.min(crate::MAX_BACKLOG as u64) as usize,
-    })
 }
 
 /// Puts [`Removed`] in place of the installed backend; returns that.

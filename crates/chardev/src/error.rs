@@ -36,6 +36,9 @@ pub enum ChardevError {
     /// A ringbuf command on a chardev of another kind.
     #[error("{0} is not a ringbuf device")]
     NotRingbuf(String),
+    /// `x-chardev-history` of a chardev that keeps none (qchar's own text).
+    #[error("Chardev '{0}' keeps no history (it needs backlog=SIZE)")]
+    NoHistory(String),
     /// Ringbuf size not a power of two.
     #[error("size of ringbuf chardev must be power of two")]
     RingbufSize,

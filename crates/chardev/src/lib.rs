@@ -19,6 +19,10 @@
 //! - `change`: a backend change, in one place, and the retiring of the
 //!   backend that goes.
 //! - `outq`: the bounded output queue that carries bytes across a change.
+//! - [`history`]: the newest bytes a chardev sent out, with stream offsets;
+//!   it survives changes (`backlog=SIZE` sizes it).
+//! - [`tap`]: readers (and writers) of a chardev beside its backend, over
+//!   its history ([`Registry::tap`]).
 //! - `iothread`: the one I/O thread and how other threads use it.
 //! - `ioctl`: serial-line requests without the caller waiting for a
 //!   backend.
@@ -55,6 +59,7 @@ mod change;
 mod chardev;
 pub mod error;
 pub mod frontend;
+pub mod history;
 mod ioctl;
 mod iothread;
 pub mod opts;
@@ -62,6 +67,7 @@ mod outq;
 pub mod qemuopts;
 pub mod registry;
 pub mod spec;
+pub mod tap;
 
 pub use backend::{modem, IoctlReply, Parity, SerialIoctl, SerialParams};
 pub use chardev::ChardevStats;
@@ -73,5 +79,5 @@ pub use registry::{ChardevStatsInfo, Registry, RegistryEvent, StatsSnapshot};
 /// Most frontends one mux chardev takes (QEMU's `MAX_MUX`).
 pub const MAX_MUX_FRONTENDS: usize = 4;
 
-/// Largest replay buffer (`x-backlog`) a chardev may ask for.
+/// Largest history (`x-backlog`) a chardev may ask for.
 pub const MAX_BACKLOG: usize = 64 * 1024 * 1024;

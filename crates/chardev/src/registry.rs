@@ -16,6 +16,7 @@ use crate::iothread::IoThread;
 use crate::opts::ChardevOptions;
 use crate::outq::DEFAULT_OUT_CAPACITY;
 use crate::spec::{ChardevBackend, ChardevInfo, ChardevMux, ChardevReturn};
+use crate::tap::{Tap, TapOptions};
 
 /// Something that happened to a chardev, for observers such as a QMP
 /// monitor that turns them into events.
@@ -389,6 +390,28 @@ impl Registry {
         self.inner
             .io
             .run(move || cd.with_ringbuf(|r| r.read(max)))?
+    }
+
+    /// A reader of chardev `id` beside its backend: see [`crate::tap`].
+    /// The chardev gets a history of [`crate::history::DEFAULT_HISTORY`]
+    /// bytes if it had none.
+    pub fn tap(&self, id: &str, opts: TapOptions) -> Result<Tap> {
+        let cd = self
+            .get(id)
+            .ok_or_else(|| ChardevError::NotFound(id.to_string()))?;
+        Tap::new(cd, opts)
+    }
+
+    /// QMP `x-chardev-history`: the newest `max` bytes chardev `id` sent
+    /// out, oldest first, without consuming them and without connecting.
+    pub fn history(&self, id: &str, max: usize) -> Result<Vec<u8>> {
+        let cd = self
+            .get(id)
+            .ok_or_else(|| ChardevError::NotFound(id.to_string()))?;
+        if cd.history.capacity() == 0 {
+            return Err(ChardevError::NoHistory(id.to_string()));
+        }
+        Ok(cd.history.tail(max))
     }
 
     /// QMP `query-yank`'s chardev instances: the chardevs whose backend is

@@ -32,6 +32,11 @@ pub trait ChardevOps: Send + Sync {
     fn stats(&self) -> Vec<ChardevStatsInfo> {
         Vec::new()
     }
+    /// `x-chardev-history`: the newest `max` bytes chardev `id` sent out.
+    /// None by default.
+    fn history(&self, id: &str, _max: usize) -> Result<Vec<u8>, ChardevError> {
+        Err(ChardevError::NoHistory(id.to_string()))
+    }
     /// `query-chardev-backends`.
     fn backends(&self) -> Vec<String> {
         SUPPORTED_BACKENDS.iter().map(|s| s.to_string()).collect()
@@ -74,6 +79,9 @@ impl ChardevOps for Registry {
     }
     fn stats(&self) -> Vec<ChardevStatsInfo> {
         Registry::all_stats(self)
+    }
+    fn history(&self, id: &str, max: usize) -> Result<Vec<u8>, ChardevError> {
+        Registry::history(self, id, max)
     }
     fn add_opts(&self, opts: &str) -> Result<ChardevReturn, String> {
         let o = qchar_chardev::opts::parse_chardev(opts).map_err(|e| e.to_string())?;

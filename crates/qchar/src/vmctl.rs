@@ -177,6 +177,10 @@ impl ChardevOps for GatedChardevs {
         self.gate.wait();
         ChardevOps::stats(&self.reg)
     }
+    fn history(&self, id: &str, max: usize) -> Result<Vec<u8>, ChardevError> {
+        self.gate.wait();
+        ChardevOps::history(&self.reg, id, max)
+    }
     fn backends(&self) -> Vec<String> {
         ChardevOps::backends(&self.reg)
     }

@@ -52,8 +52,12 @@ const MIN_BYTES_PER_TARGET: usize = 40;
 /// Every this many visits of a kind that takes input, input is typed into
 /// it and its echo awaited.
 const ECHO_EVERY: usize = 5;
-/// Replay buffer of the targets whose peer connects after the change.
-const BACKLOG: u64 = 4 << 20;
+/// History (`x-backlog`) of the targets whose peer connects after the
+/// change: far more than the guest prints between a change and the test's
+/// connect, and small enough to be full after the warm-up, since the
+/// history keeps everything the console sent out (its memory is in the
+/// baseline, not in the growth).
+const BACKLOG: u64 = 64 << 10;
 /// Size of ringbuf and memory targets.
 const RING: u64 = 1 << 20;
 /// Changes before the descriptor and memory baseline is taken.

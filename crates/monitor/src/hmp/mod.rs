@@ -75,6 +75,11 @@ const COMMANDS: &[Cmd] = &[
         help: "Write to a ring buffer character device",
     },
     Cmd {
+        names: "x-chardev-history",
+        params: "device size",
+        help: "Read the newest bytes a character device sent out (qchar extension)",
+    },
+    Cmd {
         names: "stop|s",
         params: "",
         help: "stop emulation",
@@ -357,6 +362,15 @@ fn run(env: &QmpEnv, line: &str) -> Outcome {
                 let size = args.int()?;
                 args.end()?;
                 match crate::qmp::cmd::ringbuf_read_bytes(env.chardevs.as_ref(), &dev, size) {
+                    Ok(data) => ok(ringbuf_text(&data)),
+                    Err(e) => err(e.to_string()),
+                }
+            }
+            "x-chardev-history" => {
+                let dev = args.string()?;
+                let size = args.int()?;
+                args.end()?;
+                match crate::qmp::cmd::history_read_bytes(env.chardevs.as_ref(), &dev, size) {
                     Ok(data) => ok(ringbuf_text(&data)),
                     Err(e) => err(e.to_string()),
                 }

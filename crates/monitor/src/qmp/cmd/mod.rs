@@ -15,6 +15,7 @@ mod capabilities;
 mod chardev_add;
 mod chardev_change;
 mod chardev_remove;
+mod history;
 mod human_monitor;
 mod query_chardev;
 mod query_chardev_stats;
@@ -27,6 +28,7 @@ mod send_break;
 mod web;
 mod yank;
 
+pub(crate) use history::read_bytes as history_read_bytes;
 pub(crate) use query_chardev_stats::hmp_text as chardev_stats_text;
 pub(crate) use ringbuf::{read_bytes as ringbuf_read_bytes, ringbuf_error};
 
@@ -130,6 +132,8 @@ pub static COMMANDS: &[CommandDef] = &[
     chardev_change::DEF,
     chardev_add::DEF,
     ringbuf::READ,
+    // qchar's own, beside the command it extends.
+    history::DEF,
     ringbuf::WRITE,
     query_chardev::BACKENDS,
     query_chardev::DEF,
