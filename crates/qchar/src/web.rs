@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use qchar_chardev::Registry;
 use qchar_monitor::web::{WebControl, WebStatus};
-use qchar_web::{RegistryConsoles, WebConsole, WebOptions};
+use qchar_web::{Consoles, WebConsole, WebOptions};
 
 use crate::report;
 
 /// See the module documentation.
 pub struct WebCtl {
-    consoles: Arc<RegistryConsoles>,
+    consoles: Arc<Consoles>,
     running: Mutex<Option<WebConsole>>,
 }
 
@@ -20,7 +20,7 @@ impl WebCtl {
     /// Watches `reg` from now on (the index page's "last change" column).
     pub fn new(reg: &Registry) -> Arc<WebCtl> {
         Arc::new(WebCtl {
-            consoles: RegistryConsoles::new(reg),
+            consoles: Consoles::new(reg),
             running: Mutex::new(None),
         })
     }

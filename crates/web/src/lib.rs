@@ -11,11 +11,16 @@
 //! - `/static/...`: the pages' scripts and styles, xterm.js among them,
 //!   embedded in the binary at build time (`build.rs`).
 //!
-//! Each terminal reads its chardev through a [`ConsoleTap`], which hangs off
-//! the chardev, not off its backend: a `chardev-change` under an open page
-//! goes unnoticed by the terminal (the page shows the new backend's name),
-//! and no byte is lost or shown twice. Read-only pages get a tap that takes
-//! no input; a read-only websocket that sends input anyway is closed (1008).
+//! Each terminal reads its chardev through a tap
+//! ([`qchar_chardev::tap`]), which hangs off the chardev, not off its
+//! backend: a `chardev-change` under an open page goes unnoticed by the
+//! terminal (the page shows the new backend's name), and no byte is lost or
+//! shown twice. A page opened late shows the chardev's history first: while
+//! a console runs, every chardev keeps one (its `backlog=` size, or the
+//! library's default, 1 MiB). Read-only pages get a tap that takes no
+//! input; a read-only websocket that sends input anyway is closed (1008).
+//! A mux chardev's page reads and types into the chardev under the mux, so
+//! the mux's Ctrl-a keys work there as on a terminal.
 //!
 //! Access (see [`auth`](crate::auth)): the console listens on loopback
 //! unless given a host; every request needs the token (random unless
@@ -31,18 +36,16 @@
 
 mod assets;
 pub mod auth;
-mod registry;
+mod consoles;
 mod server;
 mod session;
-pub mod source;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-pub use registry::RegistryConsoles;
-pub use source::{ConsoleEvent, ConsoleInfo, ConsoleTap, Consoles, TapError, TapRead};
+pub use consoles::{ConsoleEvent, ConsoleInfo, Consoles};
 
 /// Most connections served at once; more are closed as they come.
 pub const MAX_CONNECTIONS: usize = 256;
@@ -96,7 +99,7 @@ pub struct WebOptions {
 
 /// State the server's tasks share.
 pub(crate) struct Shared {
-    pub(crate) consoles: Arc<dyn Consoles>,
+    pub(crate) consoles: Arc<Consoles>,
     pub(crate) token: String,
     pub(crate) port: u16,
     /// Open terminals per chardev.
@@ -133,7 +136,7 @@ pub struct WebConsole {
 impl WebConsole {
     /// Listens as `opts` says and serves `consoles` from a thread of its
     /// own (`qchar-web`). Returns once the port is bound.
-    pub fn start(consoles: Arc<dyn Consoles>, opts: &WebOptions) -> Result<WebConsole, WebError> {
+    pub fn start(consoles: Arc<Consoles>, opts: &WebOptions) -> Result<WebConsole, WebError> {
         let token = match &opts.token {
             Some(t) => {
                 auth::check_token(t)?;
@@ -145,6 +148,8 @@ impl WebConsole {
         let listener = bind(host, opts.port)?;
         let addr = listener.local_addr().map_err(WebError::Start)?;
         listener.set_nonblocking(true).map_err(WebError::Start)?;
+        // Before anything else: output from now on is kept for the pages.
+        consoles.keep_histories(None);
         let shared = Arc::new(Shared {
             consoles,
             token: token.clone(),

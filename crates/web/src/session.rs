@@ -32,9 +32,11 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use qchar_chardev::tap::{Tap, TapRead};
+use qchar_chardev::ChardevError;
+
 use crate::auth;
-use crate::source::{ConsoleEvent, ConsoleTap, TapError, TapRead};
-use crate::Shared;
+use crate::{ConsoleEvent, Shared};
 
 /// Output read from the tap per frame.
 const CHUNK: usize = 64 * 1024;
@@ -101,12 +103,12 @@ pub(crate) fn upgrade(
     let read_only = auth::query_param(query, "ro").is_some_and(|v| v == "1" || v == "on");
     let tap = match shared.consoles.tap(id, read_only) {
         Ok(t) => t,
-        Err(TapError::NotFound(_)) => {
+        Err(ChardevError::NotFound(_) | ChardevError::DoesNotExist(_)) => {
             let mut r = Response::new(Full::new(Bytes::from_static(b"404 Not Found\n")));
             *r.status_mut() = StatusCode::NOT_FOUND;
             return r;
         }
-        Err(e @ TapError::Refused(_)) => {
+        Err(e) => {
             let mut r = Response::new(Full::new(Bytes::from(format!("409 Conflict: {e}\n"))));
             *r.status_mut() = StatusCode::CONFLICT;
             return r;
@@ -187,7 +189,7 @@ fn notice(v: serde_json::Value) -> Message {
 
 async fn session<S>(
     mut ws: WebSocketStream<S>,
-    mut tap: Box<dyn ConsoleTap>,
+    mut tap: Tap,
     id: &str,
     read_only: bool,
     shared: &Shared,
@@ -219,8 +221,9 @@ async fn session<S>(
             poll_fn(|cx| {
                 match &input {
                     Some((data, off)) => {
-                        if let Poll::Ready(n) = tap.poll_input(cx, &data[*off..]) {
-                            return Poll::Ready(Step::Taken(n));
+                        if let Poll::Ready(r) = tap.poll_input(cx, &data[*off..]) {
+                            // Refused (the chardev went away): dropped.
+                            return Poll::Ready(Step::Taken(r.unwrap_or(0)));
                         }
                     }
                     None => {
@@ -293,7 +296,8 @@ async fn session<S>(
                 }
                 Ok(())
             }
-            Step::Event(Ok(ConsoleEvent::Changed { id: cid, filename })) if cid == id => {
+            Step::Event(Ok(ConsoleEvent::Changed { id: cid, .. })) if cid == id => {
+                let filename = shared.consoles.filename(id).unwrap_or_default();
                 ws.send(notice(
                     serde_json::json!({"type": "backend", "filename": filename}),
                 ))
