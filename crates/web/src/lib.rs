@@ -28,7 +28,8 @@
 //! Anything else gets `403 Forbidden` and nothing else.
 //!
 //! Limits: at most [`MAX_CONNECTIONS`] connections (more are closed at
-//! once), request heads up to 16 KiB (`431` beyond), 10 s to send one,
+//! once) and [`MAX_TERMINALS`] terminals (more get `503`), request heads
+//! up to 16 KiB (`431` beyond), 10 s to send one,
 //! websocket messages from a page up to 64 KiB; a page that stops reading
 //! holds only its own tap (the chardev's history moves on without it, and
 //! the page is told how much it missed).
@@ -49,6 +50,8 @@ pub use consoles::{ConsoleEvent, ConsoleInfo, Consoles};
 
 /// Most connections served at once; more are closed as they come.
 pub const MAX_CONNECTIONS: usize = 256;
+/// Most terminals (websockets) open at once; more are refused (`503`).
+pub const MAX_TERMINALS: usize = 256;
 
 /// Why the console could not start.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +107,8 @@ pub(crate) struct Shared {
     pub(crate) port: u16,
     /// Open terminals per chardev.
     pub(crate) sessions: Mutex<HashMap<String, u64>>,
+    /// A permit per open terminal ([`MAX_TERMINALS`]).
+    pub(crate) terminals: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -155,6 +160,7 @@ impl WebConsole {
             token: token.clone(),
             port: addr.port(),
             sessions: Mutex::new(HashMap::new()),
+            terminals: Arc::new(tokio::sync::Semaphore::new(MAX_TERMINALS)),
         });
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -101,6 +101,17 @@ pub(crate) fn upgrade(
         return bad_request("400 Bad Request: the only subprotocol is 'binary'\n");
     }
     let read_only = auth::query_param(query, "ro").is_some_and(|v| v == "1" || v == "on");
+    let Ok(permit) = shared.terminals.clone().try_acquire_owned() else {
+        log::warn!(
+            "web console: a terminal of '{id}' refused: {} open",
+            crate::MAX_TERMINALS
+        );
+        let mut r = Response::new(Full::new(Bytes::from_static(
+            b"503 Service Unavailable: too many terminals\n",
+        )));
+        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        return r;
+    };
     let tap = match shared.consoles.tap(id, read_only) {
         Ok(t) => t,
         Err(ChardevError::NotFound(_) | ChardevError::DoesNotExist(_)) => {
@@ -127,6 +138,7 @@ pub(crate) fn upgrade(
                     WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, Some(cfg))
                         .await;
                 session(ws, tap, &id2, read_only, &shared2).await;
+                drop(permit);
             }
             Err(e) => log::debug!("web console: websocket upgrade failed: {e}"),
         }

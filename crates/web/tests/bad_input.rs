@@ -255,3 +255,31 @@ fn a_thousand_page_loads_and_closes_leak_nothing() {
     drop(s);
     reg.shutdown();
 }
+
+#[test]
+fn terminals_beyond_the_limit_get_503() {
+    let _g = qchar_testkit::one_at_a_time();
+    let s = setup();
+    let mut open: Vec<support::Terminal> = (0..qchar_web::MAX_TERMINALS)
+        .map(|_| s.terminal("con", "ro=1"))
+        .collect();
+    let ws = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let auth = format!("Bearer {}", s.token());
+    let mut headers = ws.to_vec();
+    headers.push(("Authorization", auth.as_str()));
+    let r = support::get(s.addr(), "/ws/con", &headers);
+    assert_eq!(r.status, 503, "{}", r.head);
+    // One closes: its place is free again.
+    let mut t = open.pop().unwrap();
+    t.ws.close(None).unwrap();
+    while t.read_one() {}
+    wait_until("a terminal's place freed", || {
+        support::get(s.addr(), "/ws/nope", &headers).status == 404
+    });
+    open.push(s.terminal("con", ""));
+}
