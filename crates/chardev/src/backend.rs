@@ -8,12 +8,16 @@
 //! [`Backend::poll_write`]; buffering, logging, replay and hotswap live in
 //! [`crate::chardev`], once for all backends.
 
+use std::any::Any;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use crate::error::{ChardevError, Result};
+use crate::history::History;
+use crate::registry::{ClientsInfo, RegistryEvent};
 use crate::spec::ChardevBackend;
 
 mod fdio;
@@ -158,6 +162,55 @@ impl std::fmt::Debug for Drain {
     }
 }
 
+/// What a chardev gives the backend it installs ([`Backend::link`]): the
+/// chardev's id, its history, and where events about the backend's clients
+/// go.
+#[derive(Clone)]
+pub struct BackendLink {
+    pub(crate) id: String,
+    pub(crate) history: Arc<History>,
+    pub(crate) events: Arc<LinkEvents>,
+}
+
+impl BackendLink {
+    /// The chardev's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The chardev's history.
+    pub fn history(&self) -> &Arc<History> {
+        &self.history
+    }
+}
+
+/// Events a backend reports about its clients. The chardev emits them once
+/// the backend call that made them has returned, with no lock held, so
+/// that an observer may call back into the registry.
+#[derive(Default)]
+pub(crate) struct LinkEvents(Mutex<Vec<RegistryEvent>>);
+
+impl LinkEvents {
+    pub(crate) fn push(&self, ev: RegistryEvent) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(ev);
+    }
+
+    pub(crate) fn take(&self) -> Vec<RegistryEvent> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// What a socket server hands the backend that replaces it when both
+/// listen on the same address: its listener and its connected clients
+/// (see [`Backend::hand_over`]). Opaque outside the crate.
+pub struct HandOver(pub(crate) Box<dyn Any + Send>);
+
+impl std::fmt::Debug for HandOver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HandOver")
+    }
+}
+
 /// A live backend: where a chardev's bytes go and come from.
 ///
 /// Dropping a backend only releases what it holds; a backend that a change
@@ -222,6 +275,44 @@ pub trait Backend: Send {
         false
     }
 
+    /// The chardev installs this backend: its id, its history, where
+    /// client events go. Called on the I/O thread before the backend is
+    /// first polled, and again after each change. The default ignores it.
+    fn link(&mut self, _link: &BackendLink) {}
+
+    /// Whether a backend of `spec` would listen where this one listens, so
+    /// that a change to it takes this one's listener over (see
+    /// [`Backend::take_over`]). Called with the chardev's state lock held,
+    /// from any thread.
+    fn hands_over_to(&self, _spec: &ChardevBackend) -> bool {
+        false
+    }
+
+    /// Whether this backend was opened to take over the listener of the
+    /// backend it replaces ([`Backend::take_over`]) rather than bind again.
+    fn takes_over(&self) -> bool {
+        false
+    }
+
+    /// Gives up the listener and the connected clients, for the backend
+    /// that replaces this one; `None` if it has none.
+    fn hand_over(&mut self) -> Option<HandOver> {
+        None
+    }
+
+    /// Takes what the backend it replaces handed over. With `None` (that
+    /// one had nothing to hand over) it binds its own listener, and may fail
+    /// as opening would have.
+    fn take_over(&mut self, _from: Option<HandOver>) -> Result<()> {
+        Ok(())
+    }
+
+    /// The clients of a multi-client server (`x-query-chardev-clients`);
+    /// `None` for any other backend.
+    fn clients(&self) -> Option<ClientsInfo> {
+        None
+    }
+
     /// Takes the backend out of service (a change replaced it, or its
     /// chardev was removed). Output it already took counts as delivered, so
     /// what its peer has not got yet is handed back as a [`Drain`]; `None`
@@ -235,6 +326,21 @@ pub trait Backend: Send {
 /// entered, so tokio I/O objects can be registered. `id` is the chardev's id,
 /// used in messages.
 pub fn open(id: &str, spec: &ChardevBackend) -> Result<Box<dyn Backend>> {
+    open_after(id, spec, false)
+}
+
+/// [`open`] for a change whose old backend listens where `spec` would
+/// (`take_over`, see [`Backend::hands_over_to`]): the new server takes that
+/// listener over when it is installed instead of binding again
+/// ([`Backend::take_over`]).
+pub(crate) fn open_after(
+    id: &str,
+    spec: &ChardevBackend,
+    take_over: bool,
+) -> Result<Box<dyn Backend>> {
+    if let (ChardevBackend::Socket(s), true) = (spec, take_over) {
+        return Ok(Box::new(socket::SocketBackend::open_to_take_over(id, s)?));
+    }
     match spec {
         ChardevBackend::Null(_) => Ok(Box::new(null::NullBackend)),
         ChardevBackend::File(f) => Ok(Box::new(file::FileBackend::open(f)?)),

@@ -126,7 +126,7 @@ impl Chardev {
     }
 
     /// Step 3, on the I/O thread.
-    pub(crate) fn apply_change(self: &Arc<Self>, inst: Installed) -> Result<()> {
+    pub(crate) fn apply_change(self: &Arc<Self>, mut inst: Installed) -> Result<()> {
         debug_assert!(self.io.on_io_thread());
         if self.is_removed() {
             // A remove ran between the look-up and now: the change lost the
@@ -139,13 +139,19 @@ impl Chardev {
             mux.apply_queued_ioctls();
         }
         self.apply_queued_ioctls();
+        self.link(inst.backend.as_mut());
+        let handed = self.take_listener(&mut inst)?;
         if !self.has_frontend() {
             self.replace_unused(inst);
         } else if self.blocks_hotswap() {
+            if handed {
+                self.give_listener_back(inst);
+            }
             return Err(ChardevError::HotswapUnsupported);
         } else {
-            self.swap(inst)?;
+            self.swap(inst, handed)?;
         }
+        self.emit_link_events();
         self.stats.changes.fetch_add(1, Ordering::Relaxed);
         let filename = self.filename();
         self.listeners.emit(&RegistryEvent::Changed {
@@ -154,6 +160,34 @@ impl Chardev {
         });
         self.kick();
         Ok(())
+    }
+
+    /// A socket server opened on the address this chardev's server listens
+    /// on takes the listener and the connected clients over (a qchar
+    /// improvement: QEMU cannot bind the same TCP port again, and for a unix
+    /// path orphans the old listener). Returns whether anything was handed
+    /// over; if the old backend had nothing, the new one binds now, which
+    /// may fail as opening would have (the old backend stays then).
+    fn take_listener(&self, new: &mut Installed) -> Result<bool> {
+        if !new.backend.takes_over() {
+            return Ok(false);
+        }
+        // Output queued before the change reaches the clients through the
+        // old backend, as far as it takes it, before they move.
+        self.flush_now();
+        let from = self.state().inst.backend.hand_over();
+        let handed = from.is_some();
+        new.backend.take_over(from)?;
+        Ok(handed)
+    }
+
+    /// A change that took the listener over failed: the old backend, back
+    /// in place, gets it again with its clients.
+    fn give_listener_back(&self, mut rejected: Installed) {
+        let back = rejected.backend.hand_over();
+        if let Err(e) = self.state().inst.backend.take_over(back) {
+            log::error!("chardev '{}': listener lost: {e}", self.id);
+        }
     }
 
     /// Replaces the backend of a chardev no frontend uses.
@@ -176,7 +210,7 @@ impl Chardev {
     /// the new one is not, then `backend_changed`; if one refuses, the old
     /// backend is put back, its connection untouched, and they see OPENED
     /// again if they had seen CLOSED.
-    fn swap(self: &Arc<Self>, new: Installed) -> Result<()> {
+    fn swap(self: &Arc<Self>, new: Installed, handed: bool) -> Result<()> {
         self.flush_now();
         let new_open = new.backend.is_open();
         // Output kept for a peer that never came is not lost by a change:
@@ -202,8 +236,10 @@ impl Chardev {
         }
         if let Some(reason) = refused {
             let rejected = std::mem::replace(&mut self.state().inst, old);
-            // Never offered output: nothing owed, only released.
-            drop(rejected);
+            if handed {
+                self.give_listener_back(rejected);
+            }
+            // Otherwise never offered output: nothing owed, only released.
             self.note_serial_line();
             if closed_sent {
                 self.state().be_open = true;
@@ -242,6 +278,7 @@ impl Chardev {
         if let Some(drain) = backend.retire() {
             self.drains.start(self.io.handle(), &self.id, drain);
         }
+        self.emit_link_events();
     }
 }
 

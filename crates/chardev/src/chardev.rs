@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
-use crate::backend::{Backend, BackendEvent};
+use crate::backend::{Backend, BackendEvent, BackendLink, LinkEvents};
 use crate::change::Drains;
 use crate::error::{ChardevError, Result};
 use crate::frontend::{CharFrontend, ChardevEvent, FrontendHandlers, FrontendStats, StatsHook};
@@ -119,6 +119,8 @@ pub(crate) struct Chardev {
     pub(crate) stats: ChardevStats,
     /// Everything sent out, newest bytes kept; survives changes.
     pub(crate) history: Arc<History>,
+    /// Events the backend reported about its clients, not emitted yet.
+    pub(crate) link_events: Arc<LinkEvents>,
     /// Input from taps, for the focused frontend.
     pub(crate) tap_input: TapInput,
     /// Where this chardev stands among yank instances (`query-yank` order,
@@ -159,7 +161,7 @@ impl Chardev {
     pub(crate) fn new(
         id: String,
         io: Arc<IoThread>,
-        inst: Installed,
+        mut inst: Installed,
         multi: bool,
         out_cap: usize,
         listeners: Arc<Listeners>,
@@ -167,6 +169,13 @@ impl Chardev {
     ) -> Arc<Chardev> {
         let be_open = inst.backend.is_open();
         let (history, replay) = history_for(&inst);
+        let history = Arc::new(history);
+        let link_events = Arc::new(LinkEvents::default());
+        inst.backend.link(&BackendLink {
+            id: id.clone(),
+            history: history.clone(),
+            events: link_events.clone(),
+        });
         let yank_order = if is_socket(&inst.spec) {
             YANK_REGISTRATIONS.fetch_add(1, Ordering::Relaxed)
         } else {
@@ -194,7 +203,8 @@ impl Chardev {
             listeners,
             drains,
             stats: ChardevStats::default(),
-            history: Arc::new(history),
+            history,
+            link_events,
             tap_input: TapInput::default(),
             yank_order: AtomicU64::new(yank_order),
             mux_above: Mutex::new(Weak::new()),
@@ -560,7 +570,9 @@ impl Chardev {
         let room = self.with_handlers(focus, |h, _| h.can_read()).unwrap_or(0);
         let mut buf = ReadBuf::lend();
         let want = room.min(READ_CHUNK);
-        let ev = match self.state().inst.backend.poll_event(cx, &mut buf[..want]) {
+        let polled = self.state().inst.backend.poll_event(cx, &mut buf[..want]);
+        self.emit_link_events();
+        let ev = match polled {
             Poll::Ready(ev) => ev,
             Poll::Pending => return false,
         };
@@ -734,6 +746,22 @@ impl Chardev {
         }
         if owed {
             self.kick();
+        }
+    }
+
+    /// Links a backend this chardev installs (see [`Backend::link`]).
+    pub(crate) fn link(&self, backend: &mut dyn Backend) {
+        backend.link(&BackendLink {
+            id: self.id.clone(),
+            history: self.history.clone(),
+            events: self.link_events.clone(),
+        });
+    }
+
+    /// Emits what the backend reported about its clients; no lock held.
+    pub(crate) fn emit_link_events(&self) {
+        for ev in self.link_events.take() {
+            self.listeners.emit(&ev);
         }
     }
 

@@ -286,6 +286,14 @@ impl History {
         }
     }
 
+    /// Moves `*pos` up to `start` if it fell below; returns by how much.
+    pub(crate) fn skip_lost(&self, pos: &mut u64) -> u64 {
+        let start = self.lock().start;
+        let lost = start.saturating_sub(*pos);
+        *pos += lost;
+        lost
+    }
+
     /// A reader number for [`Self::poll_read`]; give it back with
     /// [`Self::remove_reader`].
     pub(crate) fn add_reader(&self) -> u64 {

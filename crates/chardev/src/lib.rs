@@ -74,7 +74,10 @@ pub use chardev::ChardevStats;
 pub use error::{ChardevError, Result};
 pub use frontend::{CharFrontend, ChardevEvent, FrontendHandlers, FrontendStats};
 pub use outq::DEFAULT_OUT_CAPACITY;
-pub use registry::{ChardevStatsInfo, Registry, RegistryEvent, StatsSnapshot};
+pub use registry::{
+    ChardevClientsInfo, ChardevStatsInfo, ClientInfo, ClientsInfo, Registry, RegistryEvent,
+    StatsSnapshot,
+};
 
 /// Most frontends one mux chardev takes (QEMU's `MAX_MUX`).
 pub const MAX_MUX_FRONTENDS: usize = 4;

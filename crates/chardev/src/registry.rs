@@ -39,6 +39,49 @@ pub enum RegistryEvent {
     Closed(String),
     /// A mux user typed the quit escape (Ctrl-a x).
     QuitRequested(String),
+    /// A client of a multi-client socket server (`x-clients`) connected
+    /// (its handshake, if any, done) and is being sent the history.
+    ClientConnected {
+        /// The chardev.
+        id: String,
+        /// The client's number, unique on this chardev.
+        client: u64,
+        /// Where it connected from (`127.0.0.1:50000`, `unix`).
+        peer: String,
+        /// Whether its input reaches the frontend (`x-writers`).
+        writer: bool,
+        /// Clients connected now, this one included.
+        clients: usize,
+    },
+    /// A client of a multi-client socket server went away.
+    ClientDisconnected {
+        /// The chardev.
+        id: String,
+        /// The client's number.
+        client: u64,
+        /// Where it had connected from.
+        peer: String,
+        /// Why: `closed` (by the peer, or an I/O error), `disconnected`
+        /// (`yank`, or the frontend asked), `changed` (a change to a server
+        /// on the same address that could not keep it: another framing),
+        /// `retired` (a change to another backend, or the chardev removed).
+        reason: String,
+        /// Clients still connected.
+        clients: usize,
+    },
+    /// A client of a multi-client socket server read slower than the
+    /// history turns over: it skipped ahead, and got a marker line saying
+    /// how much it missed.
+    ClientSkipped {
+        /// The chardev.
+        id: String,
+        /// The client's number.
+        client: u64,
+        /// Where it connected from.
+        peer: String,
+        /// Bytes it missed.
+        skipped: u64,
+    },
 }
 
 type Listener = Arc<dyn Fn(&RegistryEvent) + Send + Sync>;
@@ -70,6 +113,49 @@ pub struct StatsSnapshot {
     pub changes: u64,
     /// Bytes waiting in the output queue.
     pub queued: u64,
+}
+
+/// One client of a multi-client socket server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// Its number, unique on its chardev.
+    pub client: u64,
+    /// Where it connected from (`127.0.0.1:50000`, `unix`).
+    pub peer: String,
+    /// Whether its input reaches the frontend.
+    pub writer: bool,
+    /// Whether it is still shaking hands (websocket): nothing sent yet.
+    pub handshake: bool,
+    /// Output bytes sent to it (history and live).
+    pub sent: u64,
+    /// Output bytes it missed by reading too slowly.
+    pub skipped: u64,
+    /// Input bytes it typed that were dropped (it is a viewer).
+    pub dropped_input: u64,
+    /// Output bytes sent out by the chardev that it has not got yet.
+    pub behind: u64,
+}
+
+/// A multi-client socket server's clients (`x-query-chardev-clients`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientsInfo {
+    /// `x-clients`.
+    pub max_clients: u64,
+    /// `x-writers` (`max_clients` when absent).
+    pub max_writers: u64,
+    /// Clients refused for being one too many, since the listener opened.
+    pub refused: u64,
+    /// The connected clients, oldest first.
+    pub clients: Vec<ClientInfo>,
+}
+
+/// [`ClientsInfo`] of one chardev.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChardevClientsInfo {
+    /// The chardev's id.
+    pub label: String,
+    /// Its clients.
+    pub info: ClientsInfo,
 }
 
 /// One chardev's counters and its frontends' (QMP `x-query-chardev-stats`).
@@ -223,9 +309,14 @@ impl Registry {
             }
             None => None,
         };
+        // A change: a server on the address the chardev listens on now
+        // takes that listener over when installed.
+        let take_over = self
+            .get(id)
+            .is_some_and(|cd| cd.state().inst.backend.hands_over_to(spec));
         let backend = match spec {
             ChardevBackend::Mux(m) => self.open_mux(id, m)?,
-            _ => backend::open(id, spec)?,
+            _ => backend::open_after(id, spec, take_over)?,
         };
         Ok(Installed {
             backend,
@@ -412,6 +503,22 @@ impl Registry {
             return Err(ChardevError::NoHistory(id.to_string()));
         }
         Ok(cd.history.tail(max))
+    }
+
+    /// QMP `x-query-chardev-clients`: the clients of every multi-client
+    /// socket server, in the order the chardevs were added.
+    pub fn clients(&self) -> Vec<ChardevClientsInfo> {
+        let mut all: Vec<(u64, Arc<Chardev>)> = self.map().by_id.values().cloned().collect();
+        all.sort_by_key(|(seq, _)| *seq);
+        all.into_iter()
+            .filter_map(|(_, cd)| {
+                let info = cd.state().inst.backend.clients()?;
+                Some(ChardevClientsInfo {
+                    label: cd.id.clone(),
+                    info,
+                })
+            })
+            .collect()
     }
 
     /// QMP `query-yank`'s chardev instances: the chardevs whose backend is

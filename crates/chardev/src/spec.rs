@@ -161,6 +161,21 @@ pub struct ChardevSocket {
         )
     )]
     pub reconnect_ms: Option<i64>,
+    /// qchar extension, server only: how many clients may be connected at
+    /// once (absent or 1: QEMU's one client at a time). With more than one,
+    /// every client gets the chardev's history, then live output.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "x-clients", default, skip_serializing_if = "Option::is_none")
+    )]
+    pub clients: Option<u64>,
+    /// qchar extension, with `x-clients`: how many of the clients may type
+    /// (the first to connect; absent: all; 0: none).
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "x-writers", default, skip_serializing_if = "Option::is_none")
+    )]
+    pub writers: Option<u64>,
 }
 
 impl ChardevSocket {
@@ -187,6 +202,8 @@ impl ChardevSocket {
             websocket_text: None,
             reconnect: None,
             reconnect_ms: None,
+            clients: None,
+            writers: None,
         }
     }
 }
@@ -572,6 +589,10 @@ mod wire {
         reconnect: Option<i64>,
         #[serde(rename = "reconnect-ms", default)]
         reconnect_ms: Option<i64>,
+        #[serde(rename = "x-clients", default)]
+        clients: Option<u64>,
+        #[serde(rename = "x-writers", default)]
+        writers: Option<u64>,
     });
 
     with_common!(ChardevUdp as Udp {
@@ -702,6 +723,8 @@ mod tests {
                 websocket_text: Some(false),
                 reconnect: Some(3),
                 reconnect_ms: Some(3000),
+                clients: Some(8),
+                writers: Some(1),
             }),
             ChardevBackend::Udp(ChardevUdp {
                 common: common.clone(),

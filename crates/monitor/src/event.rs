@@ -10,6 +10,14 @@
 //! - `X_QCHAR_CHARDEV_OPENED` / `X_QCHAR_CHARDEV_CLOSED` `{"id": ID}`: a
 //!   chardev's backend got / lost its peer (a socket client connected or
 //!   went away).
+//! - `X_QCHAR_CLIENT_CONNECTED` `{"id": ID, "client": N, "peer": P,
+//!   "writer": B, "clients": COUNT}` / `X_QCHAR_CLIENT_DISCONNECTED` `{"id",
+//!   "client", "peer", "reason", "clients"}`: a client of a multi-client
+//!   socket server (`x-clients`) came or went (`reason`: `closed`,
+//!   `disconnected`, `changed`, `retired`; `clients`: how many are
+//!   connected now);
+//! - `X_QCHAR_CLIENT_SKIPPED` `{"id", "client", "peer", "skipped": N}`: such
+//!   a client read too slowly and skipped N bytes (it got a marker line).
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -2,7 +2,7 @@
 //! command layer can be tested without the real registry. The binary uses
 //! the implementation for [`qchar_chardev::registry::Registry`].
 
-use qchar_chardev::registry::{ChardevStatsInfo, Registry};
+use qchar_chardev::registry::{ChardevClientsInfo, ChardevStatsInfo, Registry};
 use qchar_chardev::spec::{ChardevBackend, ChardevInfo, ChardevReturn, SUPPORTED_BACKENDS};
 use qchar_chardev::ChardevError;
 
@@ -30,6 +30,11 @@ pub trait ChardevOps: Send + Sync {
     /// `x-query-chardev-stats`: every chardev's counters with its
     /// frontends'. None by default.
     fn stats(&self) -> Vec<ChardevStatsInfo> {
+        Vec::new()
+    }
+    /// `x-query-chardev-clients`: the clients of every multi-client
+    /// socket server. None by default.
+    fn clients(&self) -> Vec<ChardevClientsInfo> {
         Vec::new()
     }
     /// `x-chardev-history`: the newest `max` bytes chardev `id` sent out.
@@ -82,6 +87,9 @@ impl ChardevOps for Registry {
     }
     fn history(&self, id: &str, max: usize) -> Result<Vec<u8>, ChardevError> {
         Registry::history(self, id, max)
+    }
+    fn clients(&self) -> Vec<ChardevClientsInfo> {
+        Registry::clients(self)
     }
     fn add_opts(&self, opts: &str) -> Result<ChardevReturn, String> {
         let o = qchar_chardev::opts::parse_chardev(opts).map_err(|e| e.to_string())?;

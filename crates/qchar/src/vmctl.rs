@@ -181,6 +181,10 @@ impl ChardevOps for GatedChardevs {
         self.gate.wait();
         ChardevOps::history(&self.reg, id, max)
     }
+    fn clients(&self) -> Vec<qchar_chardev::ChardevClientsInfo> {
+        self.gate.wait();
+        ChardevOps::clients(&self.reg)
+    }
     fn backends(&self) -> Vec<String> {
         ChardevOps::backends(&self.reg)
     }

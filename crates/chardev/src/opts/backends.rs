@@ -21,7 +21,7 @@ const fn key(name: &'static str, ty: OptType) -> OptDesc {
 /// Every key `-chardev` accepts: QEMU 7.2's (some only matter to backends
 /// qchar lacks; they are accepted and ignored, as QEMU ignores keys a
 /// backend does not use) plus qchar's own (`backlog`, `input-path`,
-/// `keep-alive`, `numeric`, `reconnect-ms`).
+/// `keep-alive`, `numeric`, `reconnect-ms`, `x-clients`, `x-writers`).
 const KEYS: &[OptDesc] = &[
     key("abstract", Bool),
     key("append", Bool),
@@ -66,6 +66,8 @@ const KEYS: &[OptDesc] = &[
     key("websocket", Bool),
     key("x-websocket-text", Bool),
     key("width", Number),
+    key("x-clients", Number),
+    key("x-writers", Number),
 ];
 
 /// QEMU's `-chardev` option list, with qchar's keys.
@@ -222,6 +224,8 @@ fn socket(opts: &QemuOpts) -> Result<ChardevSocket, OptsError> {
         websocket_text: opts.get_bool("x-websocket-text"),
         reconnect: narrow::<i64>(opts, "reconnect")?,
         reconnect_ms: narrow::<i64>(opts, "reconnect-ms")?,
+        clients: opts.get_number("x-clients"),
+        writers: opts.get_number("x-writers"),
     })
 }
 

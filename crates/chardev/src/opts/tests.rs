@@ -287,6 +287,23 @@ fn id_first_occurrence_wins_and_is_scanned_separately() {
 // --- sockets ----------------------------------------------------------------
 
 #[test]
+fn many_clients_options() {
+    let o = ok("socket,id=s,path=/p,server=on,wait=off,x-clients=8,x-writers=1");
+    let want = ChardevSocket {
+        server: Some(true),
+        wait: Some(false),
+        clients: Some(8),
+        writers: Some(1),
+        ..base_socket(unix("/p"))
+    };
+    assert_eq!(*socket_of(&o), want);
+    assert_eq!(
+        err("socket,id=s,path=/p,server=on,x-clients=many").to_string(),
+        "Parameter 'x-clients' expects a number"
+    );
+}
+
+#[test]
 fn unix_socket_defaults() {
     assert_eq!(
         *socket_of(&ok("socket,id=s,path=/p")),
@@ -803,7 +820,9 @@ fn help_requests() {
             "{text}"
         );
         assert!(text.contains("\n  size=<size>\n") && text.contains("\n  to=<num>\n"));
-        assert!(text.ends_with("\n  width=<num>"));
+        assert!(text.contains("\n  width=<num>\n"));
+        // qchar's own keys come last, as their names sort.
+        assert!(text.ends_with("\n  x-clients=<num>\n  x-writers=<num>"));
     }
     // Errors before the help key still win.
     assert_eq!(

@@ -349,3 +349,39 @@ pub fn tcp_accepted(port: u16, client: u16) -> bool {
         .sum::<u64>();
     server_end && waiting == 0
 }
+
+// ----- multi-client servers ----------------------------------------------
+
+/// A socket spec with `x-clients` (and `x-writers`) set.
+pub fn with_clients(mut spec: ChardevBackend, n: u64, writers: Option<u64>) -> ChardevBackend {
+    if let ChardevBackend::Socket(s) = &mut spec {
+        s.clients = Some(n);
+        s.writers = writers;
+    }
+    spec
+}
+
+/// A telnet server spec on a loopback port.
+pub fn telnet_server(port: u16) -> ChardevBackend {
+    let mut s = socket(inet_addr("127.0.0.1", port), true);
+    s.telnet = Some(true);
+    ChardevBackend::Socket(s)
+}
+
+/// A websocket server spec on a loopback port.
+pub fn websocket_server(port: u16) -> ChardevBackend {
+    let mut s = socket(inet_addr("127.0.0.1", port), true);
+    s.websocket = Some(true);
+    ChardevBackend::Socket(s)
+}
+
+/// Reads websocket frames until `n` payload bytes came; returns them.
+pub fn ws_read_n(s: &mut impl Read, n: usize) -> Vec<u8> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let (op, p) = ws_read_frame(s).expect("a frame");
+        assert_eq!(op, 2, "binary frames");
+        got.extend(p);
+    }
+    got
+}

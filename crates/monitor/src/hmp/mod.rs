@@ -103,6 +103,11 @@ const INFO: &[Cmd] = &[
         help: "show the version of QEMU",
     },
     Cmd {
+        names: "x-chardev-clients",
+        params: "",
+        help: "show the clients of multi-client socket chardevs (qchar extension)",
+    },
+    Cmd {
         names: "x-chardev-stats",
         params: "",
         help: "show the character devices' counters (qchar extension)",
@@ -297,6 +302,9 @@ fn run(env: &QmpEnv, line: &str) -> Outcome {
                         .map(|i| format!("{}: filename={}\n", i.label, i.filename))
                         .collect(),
                     "x-chardev-stats" => crate::qmp::cmd::chardev_stats_text(&env.chardevs.stats()),
+                    "x-chardev-clients" => {
+                        crate::qmp::cmd::chardev_clients_text(&env.chardevs.clients())
+                    }
                     "status" => {
                         let st = env.vm.status();
                         let mut s = format!(

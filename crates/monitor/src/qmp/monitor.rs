@@ -21,7 +21,7 @@ use qchar_chardev::registry::{Registry, RegistryEvent};
 use qchar_chardev::{CharFrontend, ChardevError, ChardevEvent, FrontendHandlers};
 
 use crate::event::EventSink;
-use crate::json::JsonLimits;
+use crate::json::{JsonLimits, Value};
 use crate::output::{Shared, DEFAULT_OUTPUT_CAP};
 
 use super::cmd::QmpEnv;
@@ -132,6 +132,52 @@ pub fn forward_registry_events(registry: &Registry, events: crate::event::EventB
             RegistryEvent::Closed(id) => (
                 "X_QCHAR_CHARDEV_CLOSED",
                 crate::dict! { "id" => id.as_str() },
+            ),
+            RegistryEvent::ClientConnected {
+                id,
+                client,
+                peer,
+                writer,
+                clients,
+            } => (
+                "X_QCHAR_CLIENT_CONNECTED",
+                crate::dict! {
+                    "id" => id.as_str(),
+                    "client" => Value::UInt(*client),
+                    "peer" => peer.as_str(),
+                    "writer" => *writer,
+                    "clients" => Value::UInt(*clients as u64),
+                },
+            ),
+            RegistryEvent::ClientDisconnected {
+                id,
+                client,
+                peer,
+                reason,
+                clients,
+            } => (
+                "X_QCHAR_CLIENT_DISCONNECTED",
+                crate::dict! {
+                    "id" => id.as_str(),
+                    "client" => Value::UInt(*client),
+                    "peer" => peer.as_str(),
+                    "reason" => reason.as_str(),
+                    "clients" => Value::UInt(*clients as u64),
+                },
+            ),
+            RegistryEvent::ClientSkipped {
+                id,
+                client,
+                peer,
+                skipped,
+            } => (
+                "X_QCHAR_CLIENT_SKIPPED",
+                crate::dict! {
+                    "id" => id.as_str(),
+                    "client" => Value::UInt(*client),
+                    "peer" => peer.as_str(),
+                    "skipped" => Value::UInt(*skipped),
+                },
             ),
             _ => return,
         };

@@ -89,6 +89,8 @@ pub fn visit_backend(
                 websocket_text: d.opt_bool("x-websocket-text")?,
                 reconnect: d.opt_int("reconnect")?,
                 reconnect_ms: None,
+                clients: d.opt_u64("x-clients")?,
+                writers: d.opt_u64("x-writers")?,
             }))
         }
         "udp" => {

@@ -42,6 +42,26 @@ pub(crate) fn validate(s: &ChardevSocket) -> Result<()> {
     } else if s.wait.is_some() {
         return bad("'wait' option is incompatible with socket in client connect mode");
     }
+    // qchar's own options, in QEMU's manner.
+    if let Some(n) = s.clients {
+        if !server {
+            return bad("'x-clients' option is incompatible with socket in client connect mode");
+        }
+        if n == 0 || n > MAX_CLIENTS as u64 {
+            return Err(ChardevError::Invalid(format!(
+                "'x-clients' must be between 1 and {MAX_CLIENTS}"
+            )));
+        }
+    }
+    if let Some(k) = s.writers {
+        let n = s.clients.unwrap_or(1);
+        if n < 2 {
+            return bad("'x-writers' needs 'x-clients' greater than 1");
+        }
+        if k > n {
+            return bad("'x-writers' cannot be greater than 'x-clients'");
+        }
+    }
     match &s.addr {
         SocketAddressLegacy::Inet(_) | SocketAddressLegacy::Unix(_) => Ok(()),
         SocketAddressLegacy::Vsock(_) => Err(ChardevError::Unsupported(
@@ -50,6 +70,36 @@ pub(crate) fn validate(s: &ChardevSocket) -> Result<()> {
         SocketAddressLegacy::Fd(_) => Err(ChardevError::Unsupported(
             "sockets passed by descriptor are not supported by qchar".into(),
         )),
+    }
+}
+
+/// Most clients `x-clients` may allow on one server.
+pub(crate) const MAX_CLIENTS: usize = 1024;
+
+/// Whether server spec `new` listens where a server opened from `old`
+/// listens (`bound`: the port it got), so that a change hands the listener
+/// (and its clients) over instead of binding again: the same unix path (or
+/// abstract name), or the same TCP host and port (port 0 asks for a new
+/// one).
+pub(super) fn same_listen_address(
+    old: &ChardevSocket,
+    bound: Option<u16>,
+    new: &ChardevSocket,
+) -> bool {
+    if !new.server.unwrap_or(true) {
+        return false;
+    }
+    match (&old.addr, &new.addr) {
+        (SocketAddressLegacy::Unix(a), SocketAddressLegacy::Unix(b)) => {
+            a.path == b.path && unix_parts(a) == unix_parts(b)
+        }
+        (SocketAddressLegacy::Inet(a), SocketAddressLegacy::Inet(b)) => {
+            a.host == b.host
+                && b.port != "0"
+                && (b.port == a.port
+                    || Some(b.port.as_str()) == bound.map(|p| p.to_string()).as_deref())
+        }
+        _ => false,
     }
 }
 

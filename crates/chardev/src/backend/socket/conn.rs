@@ -22,7 +22,7 @@ const RX_CAP: usize = 4096;
 const TX_CONTROL_CAP: usize = 64 * 1024;
 
 /// Framing of one connection.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) struct Proto {
     pub(super) telnet: bool,
     pub(super) websocket: bool,
@@ -170,6 +170,11 @@ impl Conn {
     /// Whether data flows both ways (announced, handshake done, writes work).
     pub(super) fn is_open(&self) -> bool {
         self.announced && matches!(self.phase, Phase::Open) && !self.write_broken
+    }
+
+    /// Its framing.
+    pub(super) fn proto(&self) -> Proto {
+        self.proto
     }
 
     /// Whether `Opened` was reported (or the connection came with the

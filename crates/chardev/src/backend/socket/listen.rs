@@ -94,6 +94,20 @@ impl Listener {
         }
     }
 
+    /// Lets up to `n` clients wait to be accepted (a server of many
+    /// clients; QEMU's one-client servers let one wait).
+    pub(super) fn allow_waiting(&self, n: usize) {
+        let _ = SockRef::from(&self.io.raw()).listen(n.min(128) as libc::c_int);
+    }
+
+    /// The address it listens on (`None` for a unix socket).
+    pub(super) fn local_inet(&self) -> Option<SocketAddr> {
+        SockRef::from(&self.io.raw())
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+    }
+
     /// `wait=on`: waits on the caller's thread for the first client.
     pub(super) fn accept_blocking(&self) -> Result<OwnedFd> {
         loop {

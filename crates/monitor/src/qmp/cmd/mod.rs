@@ -18,6 +18,7 @@ mod chardev_remove;
 mod history;
 mod human_monitor;
 mod query_chardev;
+mod query_chardev_clients;
 mod query_chardev_stats;
 mod query_commands;
 mod query_name;
@@ -29,6 +30,7 @@ mod web;
 mod yank;
 
 pub(crate) use history::read_bytes as history_read_bytes;
+pub(crate) use query_chardev_clients::hmp_text as chardev_clients_text;
 pub(crate) use query_chardev_stats::hmp_text as chardev_stats_text;
 pub(crate) use ringbuf::{read_bytes as ringbuf_read_bytes, ringbuf_error};
 
@@ -139,6 +141,7 @@ pub static COMMANDS: &[CommandDef] = &[
     query_chardev::DEF,
     // qchar's own, beside the command it extends.
     query_chardev_stats::DEF,
+    query_chardev_clients::DEF,
     run_state::QUERY_STATUS,
     // qchar's web console.
     web::START,
