@@ -26,6 +26,8 @@ pub struct ConsoleInfo {
     pub filename: String,
     /// What uses it (`isa-serial COM1`, `QMP monitor`; empty when nothing).
     pub frontend: String,
+    /// Clients of a multi-client socket server (`x-clients`) on it.
+    pub socket_clients: u64,
     /// Bytes delivered to the frontend.
     pub bytes_in: u64,
     /// Bytes the frontend sent out.
@@ -134,6 +136,12 @@ impl Consoles {
             .into_iter()
             .map(|s| (s.label, s.stats))
             .collect();
+        let clients: HashMap<String, u64> = self
+            .reg
+            .clients()
+            .into_iter()
+            .map(|c| (c.label, c.info.clients.len() as u64))
+            .collect();
         let notes = lock(&self.notes);
         self.reg
             .query()
@@ -143,6 +151,7 @@ impl Consoles {
                 ConsoleInfo {
                     frontend: notes.frontends.get(&c.label).cloned().unwrap_or_default(),
                     last_change: notes.last_change.get(&c.label).copied(),
+                    socket_clients: clients.get(&c.label).copied().unwrap_or(0),
                     bytes_in: s.bytes_in,
                     bytes_out: s.bytes_out,
                     changes: s.changes,

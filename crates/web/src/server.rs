@@ -234,7 +234,7 @@ pub(crate) fn chardevs_json(shared: &Shared) -> serde_json::Value {
                 "id": c.id,
                 "filename": c.filename,
                 "frontend": c.frontend,
-                "clients": shared.sessions_of(&c.id),
+                "clients": c.socket_clients + shared.sessions_of(&c.id),
                 "bytes-in": c.bytes_in,
                 "bytes-out": c.bytes_out,
                 "changes": c.changes,

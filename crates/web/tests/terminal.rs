@@ -203,3 +203,36 @@ fn a_removed_chardev_ends_its_terminals() {
     drop(s);
     reg.shutdown();
 }
+
+#[test]
+fn the_index_counts_terminals_and_socket_clients() {
+    use qchar_chardev::spec::{ChardevSocket, SocketAddressLegacy};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.sock");
+    let reg = Registry::new().unwrap();
+    let mut spec = ChardevSocket::new(
+        SocketAddressLegacy::unix(path.to_string_lossy().as_ref()),
+        true,
+    );
+    spec.clients = Some(4);
+    reg.add("multi", ChardevBackend::Socket(spec)).unwrap();
+    let s = Setup::new(&reg);
+    s.consoles.add_frontend("multi", "isa-serial COM1");
+    let clients = || {
+        let r = s.get("/api/chardevs");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v[0]["id"], "multi");
+        assert_eq!(v[0]["frontend"], "isa-serial COM1");
+        v[0]["clients"].as_u64().unwrap()
+    };
+    assert_eq!(clients(), 0);
+    let _a = qchar_testkit::connect_unix(&path);
+    let _b = qchar_testkit::connect_unix(&path);
+    wait_until("two socket clients counted", || clients() == 2);
+    let t = s.terminal("multi", "ro=1");
+    assert_eq!(clients(), 3);
+    drop(t);
+    wait_until("the terminal gone", || clients() == 2);
+    drop(s);
+    reg.shutdown();
+}
