@@ -127,7 +127,8 @@ fn reply(status: StatusCode, mime: &'static str, body: impl Into<Bytes>) -> Resp
     r
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+/// A plain-text response (with the same headers as every other).
+pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     reply(status, "text/plain; charset=utf-8", body)
 }
 

@@ -57,13 +57,7 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
 }
 
 fn bad_request(why: &'static str) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from_static(why.as_bytes())));
-    *r.status_mut() = StatusCode::BAD_REQUEST;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
+    crate::server::text(StatusCode::BAD_REQUEST, why)
 }
 
 /// Answers a websocket request for chardev `id`: `101` and a session, or
@@ -106,23 +100,18 @@ pub(crate) fn upgrade(
             "web console: a terminal of '{id}' refused: {} open",
             crate::MAX_TERMINALS
         );
-        let mut r = Response::new(Full::new(Bytes::from_static(
-            b"503 Service Unavailable: too many terminals\n",
-        )));
-        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        return r;
+        return crate::server::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "503 Service Unavailable: too many terminals\n",
+        );
     };
     let tap = match shared.consoles.tap(id, read_only) {
         Ok(t) => t,
         Err(ChardevError::NotFound(_) | ChardevError::DoesNotExist(_)) => {
-            let mut r = Response::new(Full::new(Bytes::from_static(b"404 Not Found\n")));
-            *r.status_mut() = StatusCode::NOT_FOUND;
-            return r;
+            return crate::server::text(StatusCode::NOT_FOUND, "404 Not Found\n");
         }
         Err(e) => {
-            let mut r = Response::new(Full::new(Bytes::from(format!("409 Conflict: {e}\n"))));
-            *r.status_mut() = StatusCode::CONFLICT;
-            return r;
+            return crate::server::text(StatusCode::CONFLICT, format!("409 Conflict: {e}\n"));
         }
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
