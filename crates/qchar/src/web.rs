@@ -4,18 +4,15 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use qchar_chardev::tls::ObjectStore;
 use qchar_chardev::Registry;
 use qchar_monitor::web::{WebControl, WebStatus};
-use qchar_web::{RegistryConsoles, WebConsole, WebOptions};
+use qchar_web::{Consoles, WebConsole, WebOptions};
 
 use crate::report;
 
 /// See the module documentation.
 pub struct WebCtl {
-    consoles: Arc<RegistryConsoles>,
-    /// Where `tls-creds` are looked up (the registry's objects).
-    objects: ObjectStore,
+    consoles: Arc<Consoles>,
     running: Mutex<Option<WebConsole>>,
 }
 
@@ -23,8 +20,7 @@ impl WebCtl {
     /// Watches `reg` from now on (the index page's "last change" column).
     pub fn new(reg: &Registry) -> Arc<WebCtl> {
         Arc::new(WebCtl {
-            consoles: RegistryConsoles::new(reg),
-            objects: reg.objects().clone(),
+            consoles: Consoles::new(reg),
             running: Mutex::new(None),
         })
     }
@@ -48,8 +44,7 @@ impl WebCtl {
                 w.local_addr()
             ));
         }
-        let w = WebConsole::start_with_objects(self.consoles.clone(), opts, &self.objects)
-            .map_err(|e| e.to_string())?;
+        let w = WebConsole::start(self.consoles.clone(), opts).map_err(|e| e.to_string())?;
         let s = status(&w);
         report::note(&format!("web console at {}", s.url));
         *running = Some(w);

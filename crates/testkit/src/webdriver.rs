@@ -230,6 +230,18 @@ impl Browser {
         )
     }
 
+    /// Runs `script` in the page as an asynchronous script: it finishes by
+    /// calling its last argument with the result (WebDriver's
+    /// `execute/async`), within [`WAIT`].
+    #[track_caller]
+    pub fn exec_async(&self, script: &str, args: Value) -> Value {
+        self.ok(
+            "POST",
+            "/execute/async",
+            Some(json!({ "script": script, "args": args })),
+        )
+    }
+
     /// [`Browser::exec`] that may fail (a page still loading).
     pub fn try_exec(&self, script: &str, args: Value) -> Result<Value, String> {
         self.call(

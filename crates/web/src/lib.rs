@@ -11,11 +11,16 @@
 //! - `/static/...`: the pages' scripts and styles, xterm.js among them,
 //!   embedded in the binary at build time (`build.rs`).
 //!
-//! Each terminal reads its chardev through a [`ConsoleTap`], which hangs off
-//! the chardev, not off its backend: a `chardev-change` under an open page
-//! goes unnoticed by the terminal (the page shows the new backend's name),
-//! and no byte is lost or shown twice. Read-only pages get a tap that takes
-//! no input; a read-only websocket that sends input anyway is closed (1008).
+//! Each terminal reads its chardev through a tap
+//! ([`qchar_chardev::tap`]), which hangs off the chardev, not off its
+//! backend: a `chardev-change` under an open page goes unnoticed by the
+//! terminal (the page shows the new backend's name), and no byte is lost or
+//! shown twice. A page opened late shows the chardev's history first: while
+//! a console runs, every chardev keeps one (its `backlog=` size, or the
+//! library's default, 1 MiB). Read-only pages get a tap that takes no
+//! input; a read-only websocket that sends input anyway is closed (1008).
+//! A mux chardev's page reads and types into the chardev under the mux, so
+//! the mux's Ctrl-a keys work there as on a terminal.
 //!
 //! Access (see [`auth`](crate::auth)): the console listens on loopback
 //! unless given a host; every request needs the token (random unless
@@ -26,7 +31,8 @@
 //! else gets `403 Forbidden` and nothing else.
 //!
 //! Limits: at most [`MAX_CONNECTIONS`] connections (more are closed at
-//! once), request heads up to 16 KiB (`431` beyond), 10 s to send one,
+//! once) and [`MAX_TERMINALS`] terminals (more get `503`), request heads
+//! up to 16 KiB (`431` beyond), 10 s to send one,
 //! websocket messages from a page up to 64 KiB; a page that stops reading
 //! holds only its own tap (the chardev's history moves on without it, and
 //! the page is told how much it missed).
@@ -34,23 +40,21 @@
 
 mod assets;
 pub mod auth;
-mod registry;
+mod consoles;
 mod server;
 mod session;
-pub mod source;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use qchar_chardev::tls::ObjectStore;
-
-pub use registry::RegistryConsoles;
-pub use source::{ConsoleEvent, ConsoleInfo, ConsoleTap, Consoles, TapError, TapRead};
+pub use consoles::{ConsoleEvent, ConsoleInfo, Consoles};
 
 /// Most connections served at once; more are closed as they come.
 pub const MAX_CONNECTIONS: usize = 256;
+/// Most terminals (websockets) open at once; more are refused (`503`).
+pub const MAX_TERMINALS: usize = 256;
 
 /// Why the console could not start.
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +114,7 @@ pub struct WebOptions {
 
 /// State the server's tasks share.
 pub(crate) struct Shared {
-    pub(crate) consoles: Arc<dyn Consoles>,
+    pub(crate) consoles: Arc<Consoles>,
     pub(crate) token: String,
     pub(crate) port: u16,
     /// The TLS acceptor, when the console speaks HTTPS.
@@ -121,6 +125,8 @@ pub(crate) struct Shared {
     pub(crate) cert_access: bool,
     /// Open terminals per chardev.
     pub(crate) sessions: Mutex<HashMap<String, u64>>,
+    /// A permit per open terminal ([`MAX_TERMINALS`]).
+    pub(crate) terminals: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -155,21 +161,15 @@ pub struct WebConsole {
 impl WebConsole {
     /// Listens as `opts` says and serves `consoles` from a thread of its
     /// own (`qchar-web`). Returns once the port is bound.
-    pub fn start(consoles: Arc<dyn Consoles>, opts: &WebOptions) -> Result<WebConsole, WebError> {
-        WebConsole::start_with_objects(consoles, opts, &ObjectStore::new())
-    }
-
-    /// [`WebConsole::start`], looking `opts.tls_creds` up in `objects`
-    /// (the registry's `-object`/`object-add` store).
-    pub fn start_with_objects(
-        consoles: Arc<dyn Consoles>,
-        opts: &WebOptions,
-        objects: &ObjectStore,
-    ) -> Result<WebConsole, WebError> {
+    ///
+    /// With `opts.tls_creds`, it speaks HTTPS with that `tls-creds-x509`
+    /// object from the registry `consoles` shows (`-object`/`object-add`);
+    /// credentials that cannot serve are refused before anything listens.
+    pub fn start(consoles: Arc<Consoles>, opts: &WebOptions) -> Result<WebConsole, WebError> {
         let tls = match &opts.tls_creds {
             Some(id) => {
-                let creds =
-                    qchar_chardev::tls::creds_for(objects, id, true).map_err(WebError::Tls)?;
+                let creds = qchar_chardev::tls::creds_for(consoles.objects(), id, true)
+                    .map_err(WebError::Tls)?;
                 let config = creds.rustls_server_config().ok_or(WebError::Tls(
                     qchar_chardev::tls::UseError::Endpoint("server"),
                 ))?;
@@ -189,6 +189,8 @@ impl WebConsole {
         let listener = bind(host, opts.port)?;
         let addr = listener.local_addr().map_err(WebError::Start)?;
         listener.set_nonblocking(true).map_err(WebError::Start)?;
+        // Before anything else: output from now on is kept for the pages.
+        consoles.keep_histories(None);
         let shared = Arc::new(Shared {
             consoles,
             token: token.clone(),
@@ -196,6 +198,7 @@ impl WebConsole {
             tls: tls.as_ref().map(|(a, _)| a.clone()),
             cert_access,
             sessions: Mutex::new(HashMap::new()),
+            terminals: Arc::new(tokio::sync::Semaphore::new(MAX_TERMINALS)),
         });
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -14,11 +14,11 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{broadcast, watch, Semaphore};
 
 use crate::assets;
 use crate::auth::{self, Pass};
-use crate::Shared;
+use crate::{ConsoleEvent, Shared};
 
 /// Longest request head (request line and headers).
 const MAX_HEAD: usize = 16 * 1024;
@@ -43,9 +43,20 @@ pub(crate) async fn serve(
         }
     };
     let slots = Arc::new(Semaphore::new(crate::MAX_CONNECTIONS));
+    // Every chardev keeps a history while the console runs (those there
+    // at the start got theirs from `WebConsole::start`).
+    let mut events = shared.consoles.events();
     loop {
         tokio::select! {
-            _ = stop.changed() => return,
+            _ = stop.changed() => break,
+            ev = events.recv() => match ev {
+                Ok(ConsoleEvent::Added(id)) => shared.consoles.keep_histories(Some(&id)),
+                Ok(ConsoleEvent::Removed(id)) => shared.consoles.forget(&id),
+                Ok(ConsoleEvent::Changed { .. }) => {}
+                // Missed some: look at them all again.
+                Err(broadcast::error::RecvError::Lagged(_)) => shared.consoles.keep_histories(None),
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
             r = listener.accept() => match r {
                 Ok((sock, peer)) => {
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
@@ -68,6 +79,7 @@ pub(crate) async fn serve(
             }
         }
     }
+    shared.consoles.forget_histories();
 }
 
 /// Serves one connection: TLS first if the console has it (bounded by
@@ -131,7 +143,8 @@ fn reply(status: StatusCode, mime: &'static str, body: impl Into<Bytes>) -> Resp
     r
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+/// A plain-text response (with the same headers as every other).
+pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     reply(status, "text/plain; charset=utf-8", body)
 }
 
@@ -244,7 +257,7 @@ pub(crate) fn chardevs_json(shared: &Shared) -> serde_json::Value {
                 "id": c.id,
                 "filename": c.filename,
                 "frontend": c.frontend,
-                "clients": c.clients + shared.sessions_of(&c.id),
+                "clients": c.socket_clients + shared.sessions_of(&c.id),
                 "bytes-in": c.bytes_in,
                 "bytes-out": c.bytes_out,
                 "changes": c.changes,

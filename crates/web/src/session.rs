@@ -32,9 +32,11 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use qchar_chardev::tap::{Tap, TapRead};
+use qchar_chardev::ChardevError;
+
 use crate::auth;
-use crate::source::{ConsoleEvent, ConsoleTap, TapError, TapRead};
-use crate::Shared;
+use crate::{ConsoleEvent, Shared};
 
 /// Output read from the tap per frame.
 const CHUNK: usize = 64 * 1024;
@@ -55,13 +57,7 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
 }
 
 fn bad_request(why: &'static str) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from_static(why.as_bytes())));
-    *r.status_mut() = StatusCode::BAD_REQUEST;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
+    crate::server::text(StatusCode::BAD_REQUEST, why)
 }
 
 /// Answers a websocket request for chardev `id`: `101` and a session, or
@@ -99,17 +95,23 @@ pub(crate) fn upgrade(
         return bad_request("400 Bad Request: the only subprotocol is 'binary'\n");
     }
     let read_only = auth::query_param(query, "ro").is_some_and(|v| v == "1" || v == "on");
+    let Ok(permit) = shared.terminals.clone().try_acquire_owned() else {
+        log::warn!(
+            "web console: a terminal of '{id}' refused: {} open",
+            crate::MAX_TERMINALS
+        );
+        return crate::server::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "503 Service Unavailable: too many terminals\n",
+        );
+    };
     let tap = match shared.consoles.tap(id, read_only) {
         Ok(t) => t,
-        Err(TapError::NotFound(_)) => {
-            let mut r = Response::new(Full::new(Bytes::from_static(b"404 Not Found\n")));
-            *r.status_mut() = StatusCode::NOT_FOUND;
-            return r;
+        Err(ChardevError::NotFound(_) | ChardevError::DoesNotExist(_)) => {
+            return crate::server::text(StatusCode::NOT_FOUND, "404 Not Found\n");
         }
-        Err(e @ TapError::Refused(_)) => {
-            let mut r = Response::new(Full::new(Bytes::from(format!("409 Conflict: {e}\n"))));
-            *r.status_mut() = StatusCode::CONFLICT;
-            return r;
+        Err(e) => {
+            return crate::server::text(StatusCode::CONFLICT, format!("409 Conflict: {e}\n"));
         }
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -125,6 +127,7 @@ pub(crate) fn upgrade(
                     WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, Some(cfg))
                         .await;
                 session(ws, tap, &id2, read_only, &shared2).await;
+                drop(permit);
             }
             Err(e) => log::debug!("web console: websocket upgrade failed: {e}"),
         }
@@ -187,7 +190,7 @@ fn notice(v: serde_json::Value) -> Message {
 
 async fn session<S>(
     mut ws: WebSocketStream<S>,
-    mut tap: Box<dyn ConsoleTap>,
+    mut tap: Tap,
     id: &str,
     read_only: bool,
     shared: &Shared,
@@ -219,8 +222,9 @@ async fn session<S>(
             poll_fn(|cx| {
                 match &input {
                     Some((data, off)) => {
-                        if let Poll::Ready(n) = tap.poll_input(cx, &data[*off..]) {
-                            return Poll::Ready(Step::Taken(n));
+                        if let Poll::Ready(r) = tap.poll_input(cx, &data[*off..]) {
+                            // Refused (the chardev went away): dropped.
+                            return Poll::Ready(Step::Taken(r.unwrap_or(0)));
                         }
                     }
                     None => {
@@ -293,7 +297,8 @@ async fn session<S>(
                 }
                 Ok(())
             }
-            Step::Event(Ok(ConsoleEvent::Changed { id: cid, filename })) if cid == id => {
+            Step::Event(Ok(ConsoleEvent::Changed { id: cid, .. })) if cid == id => {
+                let filename = shared.consoles.filename(id).unwrap_or_default();
                 ws.send(notice(
                     serde_json::json!({"type": "backend", "filename": filename}),
                 ))

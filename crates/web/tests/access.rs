@@ -160,7 +160,7 @@ fn a_websocket_from_another_site_is_refused() {
 #[test]
 fn a_token_given_is_used_and_a_bad_one_refused() {
     let reg = Registry::new().unwrap();
-    let consoles = qchar_web::RegistryConsoles::new(&reg);
+    let consoles = qchar_web::Consoles::new(&reg);
     let opts = qchar_web::WebOptions {
         token: Some("my-own.token_0123456789~".into()),
         ..Default::default()

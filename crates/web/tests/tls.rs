@@ -15,7 +15,7 @@ use qchar_chardev::tls::{ObjectOptions, PropValue};
 use qchar_chardev::Registry;
 use qchar_testkit::pki::Pki;
 use qchar_testkit::tlspeer::{client_config, TlsClient};
-use qchar_web::{RegistryConsoles, WebConsole, WebOptions};
+use qchar_web::{Consoles, WebConsole, WebOptions};
 
 fn add_x509(reg: &Registry, id: &str, dir: &str, server: bool, verify_peer: bool) {
     let st = |s: &str| PropValue::Str(s.into());
@@ -37,19 +37,19 @@ fn add_x509(reg: &Registry, id: &str, dir: &str, server: bool, verify_peer: bool
 /// A registry with chardev `con`, server credentials `web-on`
 /// (verify-peer=on) and `web-off` (verify-peer=off), client credentials
 /// `cli`, and a console on `tls_creds`.
-fn setup(pki: &Pki, tls_creds: &str) -> (Registry, Arc<RegistryConsoles>, WebConsole) {
+fn setup(pki: &Pki, tls_creds: &str) -> (Registry, Arc<Consoles>, WebConsole) {
     let reg = Registry::new().unwrap();
     reg.add("con", ChardevBackend::Ringbuf(ChardevRingbuf::default()))
         .unwrap();
     add_x509(&reg, "web-on", &pki.dir_str("server"), true, true);
     add_x509(&reg, "web-off", &pki.dir_str("server"), true, false);
     add_x509(&reg, "cli", &pki.dir_str("client"), false, true);
-    let consoles = RegistryConsoles::new(&reg);
+    let consoles = Consoles::new(&reg);
     let opts = WebOptions {
         tls_creds: Some(tls_creds.to_string()),
         ..WebOptions::default()
     };
-    let web = WebConsole::start_with_objects(consoles.clone(), &opts, reg.objects()).unwrap();
+    let web = WebConsole::start(consoles.clone(), &opts).unwrap();
     (reg, consoles, web)
 }
 
@@ -163,7 +163,7 @@ fn credentials_that_cannot_serve_are_refused() {
     let pki = Pki::new(t.path());
     let reg = Registry::new().unwrap();
     add_x509(&reg, "cli", &pki.dir_str("client"), false, true);
-    let consoles = RegistryConsoles::new(&reg);
+    let consoles = Consoles::new(&reg);
     for (id, want) in [
         ("nope", "web console: No TLS credentials with id 'nope'"),
         (
@@ -175,20 +175,10 @@ fn credentials_that_cannot_serve_are_refused() {
             tls_creds: Some(id.to_string()),
             ..WebOptions::default()
         };
-        let e = WebConsole::start_with_objects(consoles.clone(), &opts, reg.objects())
+        let e = WebConsole::start(consoles.clone(), &opts)
             .err()
             .expect("refused");
         assert_eq!(e.to_string(), want);
     }
-    // Without an object store, as `start`.
-    let opts = WebOptions {
-        tls_creds: Some("cli".into()),
-        ..WebOptions::default()
-    };
-    let e = WebConsole::start(consoles, &opts).err().expect("refused");
-    assert_eq!(
-        e.to_string(),
-        "web console: No TLS credentials with id 'cli'"
-    );
     reg.shutdown();
 }
