@@ -4,8 +4,8 @@
 //! rotating log; QEMU restarted under it. Also `object-add`/`object-del`
 //! over QMP and the refusals on the command line.
 //!
-//! [`ConsoleServer`] starts the qchar side; the multi-client tests can add
-//! their clients to its user socket.
+//! [`ConsoleServer`] starts the qchar side. The same bridge in front of a
+//! multi-client console is checked in `shared_console.rs`.
 
 mod common;
 
@@ -118,14 +118,7 @@ impl ConsoleServer {
 
     /// The log, rotated files joined, oldest first.
     fn log(&self) -> Vec<u8> {
-        let mut all = Vec::new();
-        for i in (1..=KEEP).rev() {
-            if let Ok(b) = std::fs::read(format!("{}.{i}", self.log.display())) {
-                all.extend(b);
-            }
-        }
-        all.extend(std::fs::read(&self.log).unwrap_or_default());
-        all
+        joined_log(&self.log, KEEP)
     }
 
     fn rotated_files(&self) -> usize {

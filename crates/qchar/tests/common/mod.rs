@@ -443,6 +443,19 @@ impl QemuGuest {
     }
 }
 
+/// A rotated log (`x-logsize`, `x-logkeep=keep`) at `path`, its files
+/// joined, oldest first.
+pub fn joined_log(path: &Path, keep: usize) -> Vec<u8> {
+    let mut all = Vec::new();
+    for i in (1..=keep).rev() {
+        if let Ok(b) = std::fs::read(format!("{}.{i}", path.display())) {
+            all.extend(b);
+        }
+    }
+    all.extend(std::fs::read(path).unwrap_or_default());
+    all
+}
+
 /// Writes the built-in demo guest to `dir/demo.img` with qchar's own
 /// `--write-builtin-image`.
 pub fn demo_image(dir: &Path) -> PathBuf {
