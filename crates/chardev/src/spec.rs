@@ -161,6 +161,19 @@ pub struct ChardevSocket {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub websocket: Option<bool>,
+    /// Websocket: text frames carry input bytes like binary frames, and the
+    /// handshake needs no subprotocol (absent: on, qchar's default); off is
+    /// QEMU's exact behaviour (subprotocol `binary` required, a text frame
+    /// drops the client). qchar extension (`x-websocket-text`).
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            rename = "x-websocket-text",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )
+    )]
+    pub websocket_text: Option<bool>,
     /// Client: seconds between reconnection attempts (0: none).
     #[cfg_attr(
         feature = "serde",
@@ -215,6 +228,7 @@ impl ChardevSocket {
             telnet: None,
             tn3270: None,
             websocket: None,
+            websocket_text: None,
             reconnect: None,
             reconnect_ms: None,
             clients: None,
@@ -627,6 +641,8 @@ mod wire {
         tn3270: Option<bool>,
         #[serde(default)]
         websocket: Option<bool>,
+        #[serde(rename = "x-websocket-text", default)]
+        websocket_text: Option<bool>,
         #[serde(default)]
         reconnect: Option<i64>,
         #[serde(rename = "reconnect-ms", default)]
@@ -768,6 +784,7 @@ mod tests {
                 telnet: Some(true),
                 tn3270: Some(false),
                 websocket: Some(false),
+                websocket_text: Some(false),
                 reconnect: Some(3),
                 reconnect_ms: Some(3000),
                 clients: Some(8),

@@ -736,10 +736,52 @@ fn websocket_frame_owed_at_a_change_reaches_its_peer() {
 }
 
 #[test]
-fn websocket_handshake_without_binary_protocol_is_refused() {
+fn websocket_takes_clients_without_subprotocol_and_text_frames_as_input() {
+    // qchar's default: what a stock xterm.js attach addon does (no
+    // subprotocol, typed keys as text frames) works.
     let reg = Registry::new().unwrap();
     let port = ws_server(&reg, "w");
     let (fe, seen) = attach_recorder(&reg, "w");
+    // Offering only a protocol qchar does not speak is refused.
+    let mut c = connect_tcp(port);
+    bounded_tcp(&c);
+    let head = ws_handshake(&mut c, Some("base64"));
+    assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest);
+    assert!(!fe.is_open());
+    // None at all is fine, and answered with none.
+    let mut c = connect_tcp(port);
+    bounded_tcp(&c);
+    let head = ws_handshake(&mut c, None);
+    assert!(
+        head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{head}"
+    );
+    assert!(!head.contains("Sec-WebSocket-Protocol"), "{head}");
+    wait_until("open", || fe.is_open());
+    c.write_all(&ws_frame(1, b"typed ")).unwrap();
+    c.write_all(&ws_frame(2, &[0, 0xff])).unwrap();
+    c.write_all(&ws_frame(1, "\u{e9}\r".as_bytes())).unwrap();
+    let mut want = b"typed \x00\xff".to_vec();
+    want.extend_from_slice("\u{e9}\r".as_bytes());
+    wait_until("input", || input(&seen) == want);
+    fe.write_all(b"out").unwrap();
+    assert_eq!(ws_read_frame(&mut c), Some((2, b"out".to_vec())));
+    assert_eq!(count(&seen, ChardevEvent::Closed), 0);
+    reg.shutdown();
+}
+
+#[test]
+fn websocket_text_off_is_qemus_binary_only_websocket() {
+    let reg = Registry::new().unwrap();
+    let mut spec = socket(inet_addr("127.0.0.1", 0), true);
+    spec.websocket = Some(true);
+    spec.websocket_text = Some(false);
+    reg.add("w", ChardevBackend::Socket(spec)).unwrap();
+    let port = server_port(&reg, "w");
+    let (fe, seen) = attach_recorder(&reg, "w");
+    // The subprotocol `binary` is required, as QEMU requires it.
     let mut c = connect_tcp(port);
     bounded_tcp(&c);
     let head = ws_handshake(&mut c, None);
@@ -747,12 +789,19 @@ fn websocket_handshake_without_binary_protocol_is_refused() {
     let mut rest = Vec::new();
     let _ = c.read_to_end(&mut rest);
     assert!(!fe.is_open());
-    // The next client is fine.
+    // The next client is fine; its text frame drops it, as QEMU does:
+    // what came before is input, no close frame is sent.
     let mut c2 = connect_tcp(port);
     bounded_tcp(&c2);
     assert!(ws_handshake(&mut c2, Some("binary")).starts_with("HTTP/1.1 101"));
     wait_until("open", || fe.is_open());
-    assert_eq!(count(&seen, ChardevEvent::Closed), 0);
+    c2.write_all(&ws_frame(2, b"bin")).unwrap();
+    c2.write_all(&ws_frame(1, b"text")).unwrap();
+    wait_until("closed", || count(&seen, ChardevEvent::Closed) == 1);
+    assert_eq!(input(&seen), b"bin");
+    let mut rest = Vec::new();
+    let _ = c2.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "no close frame: {rest:?}");
     reg.shutdown();
 }
 

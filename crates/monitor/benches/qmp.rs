@@ -21,6 +21,7 @@ fn env(reg: &Registry) -> Arc<QmpEnv> {
         vm: Arc::new(NoGuest::new(events.clone(), true, || {})),
         version: VersionInfo::default(),
         events,
+        web: None,
     })
 }
 

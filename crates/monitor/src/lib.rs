@@ -11,6 +11,7 @@
 //! - [`fds`]: a monitor's descriptors (`getfd` names, SCM_RIGHTS receipt).
 //! - [`later`]: a command's answer that comes later (a slow connect).
 //! - [`vm`]: the [`vm::VmControl`] trait the binary implements for its guest.
+//! - [`web`]: the [`web::WebControl`] trait behind `x-web-start`/`x-web-stop`.
 //! - [`ops`]: the chardev operations commands use (implemented for the
 //!   registry).
 //! - `output`: a monitor's non-blocking, capped output queue.
@@ -27,6 +28,7 @@
 //!     vm: Arc::new(NoGuest::new(events.clone(), true, || std::process::exit(0))),
 //!     version: VersionInfo::default(),
 //!     events: events.clone(),
+//!     web: None,
 //! });
 //! qchar_monitor::qmp::monitor::forward_registry_events(&reg, events);
 //! let _mon = QmpMonitor::attach(&reg, "mon0", env, QmpOptions::default()).unwrap();
@@ -42,3 +44,4 @@ pub mod ops;
 mod output;
 pub mod qmp;
 pub mod vm;
+pub mod web;

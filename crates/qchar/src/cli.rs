@@ -358,6 +358,8 @@ pub struct Config {
     pub nographic_daemonize: bool,
     /// `-add-fd`, in order.
     pub add_fds: Vec<AddFdReq>,
+    /// `-x-web` (qchar extension): the web console.
+    pub web: Option<qchar_web::WebOptions>,
 }
 
 impl Default for Config {
@@ -380,6 +382,7 @@ impl Default for Config {
             process_name: None,
             nographic_daemonize: false,
             add_fds: Vec::new(),
+            web: None,
         }
     }
 }
@@ -418,6 +421,7 @@ const OPTIONS: &[(&str, bool)] = &[
     ("hda", true),
     ("no-reboot", false),
     ("add-fd", true),
+    ("x-web", true),
 ];
 
 /// Machine types accepted by `-machine` (all but `none` mean qchar's
@@ -523,6 +527,31 @@ static DRIVE_OPTS: OptsList = OptsList {
     desc: None,
 };
 
+/// `-x-web` (qchar extension).
+static WEB_OPTS: OptsList = OptsList {
+    name: "x-web",
+    implied: Some("port"),
+    merge_lists: true,
+    desc: Some(&[
+        OptDesc::with_help(
+            "host",
+            OptType::String,
+            "address to listen on (default: 127.0.0.1)",
+        ),
+        OptDesc::with_help("port", OptType::Number, "TCP port (0: any free one)"),
+        OptDesc::with_help(
+            "token",
+            OptType::String,
+            "the token every page needs (default: a random one, printed on stderr)",
+        ),
+        OptDesc::with_help(
+            "tls-creds",
+            OptType::String,
+            "ID of a tls-creds-x509 object (endpoint=server): HTTPS; with verify-peer=on a client certificate instead of the token",
+        ),
+    ]),
+};
+
 /// `-accel`.
 static ACCEL_OPTS: OptsList = OptsList {
     name: "accel",
@@ -614,6 +643,11 @@ pub fn help_text() -> String {
          -object x-bridge,id=ID,chardev-a=A,chardev-b=B  join two chardevs byte for byte\n\
          -chardev hub,id=ID,chardevs.0=A[,chardevs.1=B...]  one frontend, up to 4 chardevs\n\
          logfile options: x-logsize=SIZE, x-logkeep=N, x-logtimestamp=on\n\
+         -x-web [host=H,]port=P[,token=T][,tls-creds=ID]  a web console: every chardev\n\
+         \x20                         in a browser terminal; listens on loopback unless\n\
+         \x20                         given a host; the URL with its token is printed on\n\
+         \x20                         stderr; tls-creds: HTTPS, and with verify-peer=on a\n\
+         \x20                         client certificate instead of the token\n\
          \n\
          The machine loads the boot image at 0000:7c00 and jumps there (no BIOS).\n\
          Ctrl-a h on a mux (-nographic) lists its keys; Ctrl-a x quits.\n\
@@ -885,6 +919,7 @@ impl Scan {
                 }
                 "pidfile" => self.cfg.pidfile = Some(value.to_string()),
                 "daemonize" => self.cfg.daemonize = true,
+                "x-web" => self.web(&loc, value)?,
                 "drive" => self.drive(&loc, value)?,
                 "fda" => self.drive_image(&loc, value, 0x00),
                 "hda" => self.drive_image(&loc, value, 0x80),
@@ -1302,6 +1337,34 @@ impl Scan {
         if let Some(process) = o.get("process") {
             self.cfg.process_name = Some(process.to_string());
         }
+        Ok(())
+    }
+
+    /// `-x-web [host=H,]port=P[,token=T][,tls-creds=ID]` (qchar extension; a later one
+    /// replaces an earlier one).
+    fn web(&mut self, loc: &str, value: &str) -> Result<(), Stop> {
+        let o = self.read_opts(loc, &WEB_OPTS, value, None)?;
+        let Some(port) = o.get_number("port") else {
+            return Err(Diag::at(Some(loc), "Parameter 'port' is missing").into());
+        };
+        let port = u16::try_from(port).map_err(|_| {
+            Diag::at(
+                Some(loc),
+                "Parameter 'port' expects a TCP port number (0 to 65535)",
+            )
+        })?;
+        let token = o.get("token").map(str::to_string);
+        if let Some(t) = &token {
+            if qchar_web::auth::check_token(t).is_err() {
+                return Err(Diag::at(Some(loc), qchar_web::WebError::BadToken.to_string()).into());
+            }
+        }
+        self.cfg.web = Some(qchar_web::WebOptions {
+            host: o.get("host").map(str::to_string),
+            port,
+            token,
+            tls_creds: o.get("tls-creds").map(str::to_string),
+        });
         Ok(())
     }
 

@@ -5,7 +5,8 @@
 //!
 //! Modules: [`cli`] (argv to a typed configuration), [`setup`] (the
 //! configuration to chardevs, machine and monitors, and the orderly exit),
-//! [`vmctl`] (the guest as the monitors see it), [`fds`] (`-add-fd`), [`process`]
+//! [`vmctl`] (the guest as the monitors see it), [`fds`] (`-add-fd`), [`web`] (the web
+//! console), [`process`]
 //! (`-daemonize`, `-pidfile`, signals), [`report`] (QEMU-style messages).
 //! QEMU's option syntax itself is `qchar_chardev::qemuopts`.
 
@@ -15,6 +16,7 @@ mod process;
 mod report;
 mod setup;
 mod vmctl;
+mod web;
 
 use std::io::Write;
 

@@ -42,6 +42,12 @@ pub fn error(text: &str) {
     print(&Diag::at(None, text));
 }
 
+/// Prints a notice `PROG: TEXT` on stderr (where QEMU prints its own, such
+/// as a VNC server's address).
+pub fn note(text: &str) {
+    print(&Diag::at(None, text));
+}
+
 /// Routes `log` records to stderr: warnings and errors always, QEMU's
 /// `info:` lines (a server socket waiting for its client), and everything
 /// down to the level in `QCHAR_LOG` (`error`, `warn`, `info`, `debug`,

@@ -49,6 +49,7 @@ use crate::cli::{
 };
 use crate::report;
 use crate::vmctl::{shutdown_data, Cause, ExitSignal, GatedChardevs, Launcher, SetUpGate, VmCtl};
+use crate::web::WebCtl;
 
 /// Most ISA serial ports (QEMU's `MAX_ISA_SERIAL_PORTS`).
 const MAX_ISA_SERIAL: usize = 4;
@@ -61,6 +62,8 @@ pub struct Running {
     pub vmctl: Arc<VmCtl>,
     /// Where the reasons to exit arrive.
     pub exit: Arc<ExitSignal>,
+    /// The web console (`-x-web`, QMP `x-web-start`).
+    pub web: Arc<WebCtl>,
     /// The monitors, kept for the life of the process.
     _monitors: Vec<Monitor>,
     /// UARTs made without a machine (`-S` without KVM or image), kept too.
@@ -277,7 +280,8 @@ pub fn setup(
         reg.fdsets()
             .set_running_probe(move || vm.upgrade().is_some_and(|v| v.is_running_now()));
     }
-    match setup_on(cfg, &reg, &events, (&exit, &gate), &vmctl) {
+    let web = WebCtl::new(&reg);
+    match setup_on(cfg, &reg, &events, (&exit, &gate), &vmctl, &web) {
         Ok(r) => {
             // Signals go to `main`'s teardown (QEMU's SHUTDOWN event) from
             // before the first input is read: a client that got an answer
@@ -301,6 +305,7 @@ fn setup_on(
     events: &EventBus,
     (exit, gate): (&Arc<ExitSignal>, &Arc<SetUpGate>),
     vmctl: &Arc<VmCtl>,
+    web: &Arc<WebCtl>,
 ) -> Result<Running> {
     // 0. Objects (TLS credentials, authorization), before the chardevs
     // that name them; QEMU reports their errors without a location.
@@ -338,6 +343,7 @@ fn setup_on(
             return Err(diag(loc, "cannot use stdio with -daemonize"));
         }
         add_chardev(reg, &o, loc).map_err(|e| diag(loc, e.to_string()))?;
+        note_mux(web, &o);
     }
     // 1b. Bridges (`-object x-bridge`), which need their chardevs, as QEMU
     // creates objects that depend on chardevs after them; reported, as
@@ -390,6 +396,7 @@ fn setup_on(
         vm: vmctl.clone(),
         version: Default::default(),
         events: events.clone(),
+        web: Some(web.clone()),
     });
 
     // 4. Monitors. Their frontends are attached now (a chardev in use is
@@ -408,6 +415,13 @@ fn setup_on(
         }
         let fe = reg.attach(&label).map_err(|e| diag(loc, e.to_string()))?;
         restrict_monitor_socket(reg, &label);
+        web.note_frontend(
+            &label,
+            match mode {
+                MonMode::Control => "QMP monitor",
+                MonMode::Readline => "HMP monitor",
+            },
+        );
         monitor_fes.push((fe, mode, m.pretty));
     }
 
@@ -434,10 +448,12 @@ fn setup_on(
                 }
                 add_chardev(reg, &options, loc)
                     .map_err(|e| Diag::at(loc, e.to_string()).then(loc, connect.clone()))?;
+                note_mux(web, &options);
                 if monitor {
                     let fe = reg
                         .attach(&options.id)
                         .map_err(|e| diag(loc, e.to_string()))?;
+                    web.note_frontend(&options.id, "HMP monitor");
                     monitor_fes.push((fe, MonMode::Readline, false));
                 }
                 serial_hds.push((s.loc.clone(), options.id.clone()));
@@ -461,6 +477,7 @@ fn setup_on(
             .attach(id)
             .map_err(|e| diag(loc.as_deref(), e.to_string()))?;
         let port = ComPort::standard(isa_index).expect("index below MAX_ISA_SERIAL");
+        web.note_frontend(id, &format!("isa-serial COM{}", isa_index + 1));
         isa_index += 1;
         ports.push(PortPlan {
             loc: loc.clone(),
@@ -505,18 +522,27 @@ fn setup_on(
                     format!("Property 'serial.chardev' can't find value '{id}'"),
                 ))
             }
-            Some(id) => Some(reg.attach(id).map_err(|e| {
-                diag(
-                    loc,
-                    format!("Property 'serial.chardev' can't take value '{id}': {e}"),
-                )
-            })?),
+            Some(id) => {
+                let fe = reg.attach(id).map_err(|e| {
+                    diag(
+                        loc,
+                        format!("Property 'serial.chardev' can't take value '{id}': {e}"),
+                    )
+                })?;
+                web.note_frontend(id, &format!("isa-serial {iobase:#x}"));
+                Some(fe)
+            }
         };
         ports.push(PortPlan {
             loc: d.loc.clone().into(),
             port: ComPort::new(iobase as u16, irq),
             fe,
         });
+    }
+
+    // The web console (qchar extension), before anything runs.
+    if let Some(opts) = &cfg.web {
+        web.start_with(opts).map_err(|e| diag(None, e))?;
     }
 
     // 7. Start: the monitors take their chardevs first (on a mux the last
@@ -593,9 +619,17 @@ fn setup_on(
         reg: reg.clone(),
         vmctl: vmctl.clone(),
         exit: exit.clone(),
+        web: web.clone(),
         _monitors: monitors,
         _placeholders: placeholders,
     })
+}
+
+/// Tells the web console that mux chardev `ID` uses `ID-base`.
+fn note_mux(web: &WebCtl, o: &ChardevOptions) {
+    if o.mux {
+        web.note_frontend(&format!("{}-base", o.id), &format!("mux {}", o.id));
+    }
 }
 
 /// Ends the process in order after `cause`: QEMU's message and `SHUTDOWN`
@@ -620,6 +654,7 @@ pub fn teardown(running: Running, cause: Cause) -> i32 {
         Cause::Guest(_) => {}
     }
     running.vmctl.halt_guest();
+    running.web.shutdown();
     drain(&running.reg);
     running.reg.shutdown();
     crate::process::remove_pidfile();

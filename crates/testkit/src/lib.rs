@@ -17,6 +17,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+pub mod webdriver;
+
 // ----- waits ---------------------------------------------------------------
 
 /// Default bound of every wait: generous, so that a loaded machine does not
@@ -86,6 +88,9 @@ pub enum Prereq {
     Ipv6Loopback,
     /// `unshare -m` with permission to mount (a private `/dev`).
     MountNamespace,
+    /// Debian's `chromium` and `chromedriver` on the PATH (browser tests,
+    /// driven over WebDriver: [`webdriver`]).
+    Chromium,
     /// GnuTLS's `certtool` (and `gnutls-cli`), the tools QEMU's TLS docs use.
     GnutlsTools,
     /// The `openssl` command.
@@ -102,6 +107,7 @@ impl fmt::Display for Prereq {
             Prereq::PythonQemuQmp => "python3 with qemu.qmp",
             Prereq::Ipv6Loopback => "an IPv6 loopback (::1)",
             Prereq::MountNamespace => "a private mount namespace (unshare -m)",
+            Prereq::Chromium => "chromium and chromedriver",
             Prereq::GnutlsTools => "certtool and gnutls-cli (gnutls-bin)",
             Prereq::Openssl => "openssl",
         })
@@ -125,6 +131,9 @@ fn probe(p: Prereq) -> Result<(), String> {
             .map(drop)
             .map_err(|e| format!("cannot bind [::1]:0: {e}")),
         Prereq::MountNamespace => runs("unshare", &["-m", "sh", "-c", "mount -t tmpfs none /dev"]),
+        Prereq::Chromium => {
+            runs("chromium", &["--version"]).and_then(|()| runs("chromedriver", &["--version"]))
+        }
         Prereq::GnutlsTools => {
             runs("certtool", &["--version"]).and_then(|()| runs("gnutls-cli", &["--version"]))
         }

@@ -46,10 +46,11 @@ pub fn ws_request_end(buf: &[u8]) -> Option<usize> {
     websocket::request_end(buf)
 }
 
-/// The reply to a complete handshake request: `Ok` (101) or `Err` (400 and
-/// the reason).
+/// The reply to a complete handshake request in QEMU's dialect
+/// (`x-websocket-text=off`: subprotocol `binary` required): `Ok` (101) or
+/// `Err` (400 and the reason).
 pub fn ws_handshake_response(req: &[u8]) -> Result<Vec<u8>, (Vec<u8>, String)> {
-    websocket::handshake_response(req)
+    websocket::handshake_response(req, websocket::WsDialect::QemuBinary)
 }
 
 /// What the websocket decoder asks the connection to do.
@@ -61,6 +62,8 @@ pub enum WsAction {
     Close,
     /// Protocol error: close with this status.
     Fail(u16, &'static str),
+    /// Hang up without a close frame (QEMU's dialect, on a text frame).
+    Drop(&'static str),
 }
 
 /// Result of [`WsDecoder::decode`].
@@ -74,7 +77,8 @@ pub struct WsDecoded {
     pub action: Option<WsAction>,
 }
 
-/// The websocket frame decoder the socket backend uses.
+/// The websocket frame decoder the socket backend uses (qchar's default
+/// dialect: text frames are data).
 #[derive(Debug, Default)]
 pub struct WsDecoder(websocket::WsDecoder);
 
@@ -90,6 +94,7 @@ impl WsDecoder {
                 websocket::WsAction::Pong(p) => WsAction::Pong(p),
                 websocket::WsAction::Close => WsAction::Close,
                 websocket::WsAction::Fail(code, why) => WsAction::Fail(code, why),
+                websocket::WsAction::Drop(why) => WsAction::Drop(why),
             }),
         }
     }

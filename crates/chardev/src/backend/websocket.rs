@@ -1,7 +1,14 @@
 // Hand-written part: the handshake and frame codec, because the backend needs a streaming decoder that never buffers a frame's payload, over its own non-blocking socket, with QEMU's handshake rules.
-//! The server side of RFC 6455 as a QEMU `websocket=on` chardev speaks it:
-//! the opening handshake (subprotocol `binary` required, as QEMU), a
-//! streaming frame decoder and a frame encoder. Pure code, no I/O.
+//! The server side of RFC 6455 as a `websocket=on` chardev speaks it: the
+//! opening handshake, a streaming frame decoder and a frame encoder. Pure
+//! code, no I/O.
+//!
+//! Two dialects ([`WsDialect`]). qchar's default takes text frames as input
+//! bytes like binary ones, and needs no subprotocol (a client that offers
+//! some must offer `binary`), so that a stock xterm.js attach addon (which
+//! sends typed keys as text), websockify-style and QEMU-style clients all
+//! work. QEMU's (`x-websocket-text=off`) requires the subprotocol `binary`
+//! and drops a client that sends a text frame, without a close frame.
 //!
 //! The decoder never holds a frame's payload: it unmasks payload bytes as
 //! they come, so memory stays bounded whatever a peer sends. Frames longer
@@ -23,6 +30,16 @@ const OP_BINARY: u8 = 2;
 const OP_CLOSE: u8 = 8;
 const OP_PING: u8 = 9;
 const OP_PONG: u8 = 10;
+
+/// Which websocket a chardev speaks: see the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum WsDialect {
+    /// Text frames are input too; no subprotocol needed.
+    #[default]
+    TextToo,
+    /// QEMU's: subprotocol `binary` required, text frames drop the client.
+    QemuBinary,
+}
 
 /// Close status: protocol error.
 pub(crate) const CLOSE_PROTOCOL: u16 = 1002;
@@ -54,7 +71,10 @@ fn has_token(value: &str, token: &str) -> bool {
 /// Checks a complete handshake request and returns the response to send:
 /// `Ok` with a 101 reply when the upgrade is accepted, `Err` with a 400 reply
 /// (and the reason, for the log) when not.
-pub(crate) fn handshake_response(req: &[u8]) -> Result<Vec<u8>, (Vec<u8>, String)> {
+pub(crate) fn handshake_response(
+    req: &[u8],
+    dialect: WsDialect,
+) -> Result<Vec<u8>, (Vec<u8>, String)> {
     let refuse = |why: &str| {
         let body = b"HTTP/1.1 400 Bad Request\r\nServer: qchar\r\nConnection: close\r\nContent-Length: 0\r\n\r\n".to_vec();
         Err((body, format!("websocket handshake refused: {why}")))
@@ -85,7 +105,14 @@ pub(crate) fn handshake_response(req: &[u8]) -> Result<Vec<u8>, (Vec<u8>, String
     if header(&headers, "Sec-WebSocket-Version") != Some("13") {
         return refuse("unsupported websocket version");
     }
-    if !header(&headers, "Sec-WebSocket-Protocol").is_some_and(|v| has_token(v, "binary")) {
+    let protocols = header(&headers, "Sec-WebSocket-Protocol");
+    let binary = protocols.is_some_and(|v| has_token(v, "binary"));
+    let needed = match dialect {
+        WsDialect::QemuBinary => true,
+        // None at all is fine; offering only others is not.
+        WsDialect::TextToo => protocols.is_some(),
+    };
+    if needed && !binary {
         return refuse("missing websocket protocol 'binary'");
     }
     let Some(key) = header(&headers, "Sec-WebSocket-Key") else {
@@ -95,8 +122,13 @@ pub(crate) fn handshake_response(req: &[u8]) -> Result<Vec<u8>, (Vec<u8>, String
         return refuse("invalid websocket key");
     }
     let resp = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nServer: qchar\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: binary\r\n\r\n",
-        accept_key(key)
+        "HTTP/1.1 101 Switching Protocols\r\nServer: qchar\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n{}\r\n",
+        accept_key(key),
+        if binary {
+            "Sec-WebSocket-Protocol: binary\r\n"
+        } else {
+            ""
+        }
     );
     Ok(resp.into_bytes())
 }
@@ -158,6 +190,9 @@ pub(crate) enum WsAction {
     /// The client broke the protocol (or sent too big a frame): send a
     /// close frame with this status and hang up.
     Fail(u16, &'static str),
+    /// Hang up without a close frame, as QEMU does on a frame it does not
+    /// take (a text frame in [`WsDialect::QemuBinary`]).
+    Drop(&'static str),
 }
 
 /// Result of one [`WsDecoder::decode`] call.
@@ -185,6 +220,7 @@ enum Stage {
 /// The input side, streaming. See the module documentation.
 #[derive(Debug, Default)]
 pub(crate) struct WsDecoder {
+    dialect: WsDialect,
     stage: Stage,
     hdr: [u8; 14],
     have: usize,
@@ -211,6 +247,14 @@ fn header_len(hdr: &[u8]) -> Option<usize> {
 }
 
 impl WsDecoder {
+    /// A decoder for `dialect`.
+    pub(crate) fn new(dialect: WsDialect) -> WsDecoder {
+        WsDecoder {
+            dialect,
+            ..WsDecoder::default()
+        }
+    }
+
     /// Decodes `input`, writing data payload to `out`, until the input is
     /// used, `out` is full, or an action is needed.
     pub(crate) fn decode(&mut self, input: &[u8], out: &mut [u8]) -> WsDecoded {
@@ -302,6 +346,12 @@ impl WsDecoder {
         };
         self.mask.copy_from_slice(&h[off..off + 4]);
         self.mask_pos = 0;
+        if opcode == OP_TEXT && self.dialect == WsDialect::QemuBinary {
+            // QEMU's words for it.
+            return Some(WsAction::Drop(
+                "unsupported opcode: 0x01; only binary, ping, and pong websocket frames are supported",
+            ));
+        }
         match opcode {
             OP_CONT | OP_TEXT | OP_BINARY => {
                 if len > MAX_FRAME {
@@ -388,18 +438,55 @@ mod tests {
     fn handshake_accepts_a_binary_upgrade_and_refuses_others() {
         let req = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary\r\n\r\n";
         assert_eq!(request_end(req), Some(req.len()));
-        let ok = String::from_utf8(handshake_response(req).unwrap()).unwrap();
-        assert!(ok.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
-        assert!(ok.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
-        assert!(ok.contains("Sec-WebSocket-Protocol: binary\r\n"));
+        for dialect in [WsDialect::TextToo, WsDialect::QemuBinary] {
+            let ok = String::from_utf8(handshake_response(req, dialect).unwrap()).unwrap();
+            assert!(ok.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+            assert!(ok.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+            assert!(ok.contains("Sec-WebSocket-Protocol: binary\r\n"));
+            assert!(ok.ends_with("\r\n\r\n"));
+        }
         let no_proto =
             String::from_utf8_lossy(req).replace("Sec-WebSocket-Protocol: binary\r\n", "");
-        let (resp, why) = handshake_response(no_proto.as_bytes()).unwrap_err();
+        // QEMU's dialect needs `binary`...
+        let (resp, why) =
+            handshake_response(no_proto.as_bytes(), WsDialect::QemuBinary).unwrap_err();
         assert!(resp.starts_with(b"HTTP/1.1 400 Bad Request\r\n"));
         assert!(why.contains("binary"));
-        assert!(handshake_response(b"POST / HTTP/1.1\r\n\r\n").is_err());
-        assert!(handshake_response(b"\xff\xfe\r\n\r\n").is_err());
+        // ... qchar's takes a client that asks for no subprotocol, and
+        // answers with none.
+        let ok = handshake_response(no_proto.as_bytes(), WsDialect::TextToo).unwrap();
+        let ok = String::from_utf8(ok).unwrap();
+        assert!(ok.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+        assert!(!ok.contains("Sec-WebSocket-Protocol"));
+        assert!(ok.ends_with("\r\n\r\n") && !ok.ends_with("\r\n\r\n\r\n"));
+        // Offering only protocols it does not speak is refused by both.
+        let base64 = String::from_utf8_lossy(req).replace("Protocol: binary", "Protocol: base64");
+        for dialect in [WsDialect::TextToo, WsDialect::QemuBinary] {
+            assert!(handshake_response(base64.as_bytes(), dialect).is_err());
+            assert!(handshake_response(b"POST / HTTP/1.1\r\n\r\n", dialect).is_err());
+            assert!(handshake_response(b"\xff\xfe\r\n\r\n", dialect).is_err());
+        }
         assert_eq!(request_end(b"GET / HTTP/1.1\r\n"), None);
+    }
+
+    #[test]
+    fn text_frames_are_input_unless_the_dialect_is_qemus() {
+        let mut wire = client_frame(OP_BINARY, true, b"ab", [1, 2, 3, 4]);
+        wire.extend(client_frame(OP_TEXT, true, b"cd", [5, 6, 7, 8]));
+        wire.extend(client_frame(OP_BINARY, true, b"ef", [1, 2, 3, 4]));
+        let (data, acts) = decode_all(&mut WsDecoder::new(WsDialect::TextToo), &wire, 64);
+        assert_eq!(
+            (data.as_slice(), acts.as_slice()),
+            (&b"abcdef"[..], &[][..])
+        );
+        let (data, acts) = decode_all(&mut WsDecoder::new(WsDialect::QemuBinary), &wire, 64);
+        assert_eq!(data, b"ab");
+        assert_eq!(
+            acts,
+            vec![WsAction::Drop(
+                "unsupported opcode: 0x01; only binary, ping, and pong websocket frames are supported"
+            )]
+        );
     }
 
     #[test]

@@ -452,6 +452,20 @@ fn tcp_socket_with_every_option() {
 }
 
 #[test]
+fn websocket_text_option() {
+    // qchar extension: text frames as input is the default (absent);
+    // `x-websocket-text=off` asks for QEMU's binary-only websocket.
+    let o = ok("socket,id=s,host=h,port=1,server=on,websocket=on");
+    assert_eq!(socket_of(&o).websocket_text, None);
+    let o = ok("socket,id=s,host=h,port=1,server=on,websocket=on,x-websocket-text=off");
+    assert_eq!(socket_of(&o).websocket_text, Some(false));
+    let json = serde_json::to_string(&o.backend).unwrap();
+    assert!(json.contains(r#""x-websocket-text":false"#), "{json}");
+    let back: ChardevBackend = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, o.backend);
+}
+
+#[test]
 fn tcp_socket_edge_values() {
     let addr = |s: &str| socket_of(&ok(s)).addr.clone();
     assert_eq!(
@@ -861,7 +875,8 @@ fn help_requests() {
         assert!(
             text.ends_with(
                 "\n  x-clients=<num>\n  x-logkeep=<num>\n  x-logsize=<size>\n  \
-                 x-logtimestamp=<bool (on/off)>\n  x-writers=<num>"
+                 x-logtimestamp=<bool (on/off)>\n  x-websocket-text=<bool (on/off)>\n  \
+                 x-writers=<num>"
             ),
             "{text}"
         );

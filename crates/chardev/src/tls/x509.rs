@@ -440,6 +440,13 @@ impl X509Creds {
         self.props.verify_peer
     }
 
+    /// The rustls server configuration of server credentials (None for
+    /// client ones): for servers outside the chardev library that take
+    /// the same `tls-creds` objects (qchar's web console).
+    pub fn rustls_server_config(&self) -> Option<Arc<ServerConfig>> {
+        self.server_config()
+    }
+
     pub(crate) fn server_config(&self) -> Option<Arc<ServerConfig>> {
         match &self.config {
             Config::Server(c) => Some(c.clone()),

@@ -88,6 +88,7 @@ pub fn visit_backend(
                 telnet: d.opt_bool("telnet")?,
                 tn3270: d.opt_bool("tn3270")?,
                 websocket: d.opt_bool("websocket")?,
+                websocket_text: d.opt_bool("x-websocket-text")?,
                 reconnect: d.opt_int("reconnect")?,
                 reconnect_ms: None,
                 clients: d.opt_u64("x-clients")?,

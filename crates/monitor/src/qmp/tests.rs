@@ -67,6 +67,7 @@ pub(crate) fn qemu_like_env(reg: &Registry) -> (QmpEnv, Arc<Capture>) {
             package: "Debian 1:7.2+dfsg-7+deb12u18+b3".into(),
         },
         events,
+        web: None,
     };
     (env, cap)
 }

@@ -56,6 +56,7 @@ impl Harness {
             vm: Arc::new(NoGuest::new(events.clone(), true, || {})),
             version: qemu_version(),
             events,
+            web: None,
         });
         Harness {
             reg,

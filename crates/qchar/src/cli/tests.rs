@@ -913,6 +913,40 @@ fn warnings_before_a_scan_error() {
     );
 }
 
+#[test]
+fn web_console_option() {
+    // qchar-only texts.
+    assert_eq!(cfg(&["-nodefaults"]).web, None);
+    let w = cfg(&["-x-web", "8080"]).web.unwrap();
+    assert_eq!((w.host, w.port, w.token), (None, 8080, None));
+    let w = cfg(&["-x-web", "host=0.0.0.0,port=0,token=0123456789abcdef-_.~"])
+        .web
+        .unwrap();
+    assert_eq!(w.host.as_deref(), Some("0.0.0.0"));
+    assert_eq!(w.port, 0);
+    assert_eq!(w.token.as_deref(), Some("0123456789abcdef-_.~"));
+    // A later one replaces an earlier one.
+    assert_eq!(cfg(&["-x-web", "1", "-x-web", "2"]).web.unwrap().port, 2);
+    assert_eq!(
+        err(&["-x-web", "host=::1"]),
+        "PROG: -x-web host=::1: Parameter 'port' is missing\n"
+    );
+    assert_eq!(
+        err(&["-x-web", "65536"]),
+        "PROG: -x-web 65536: Parameter 'port' expects a TCP port number (0 to 65535)\n"
+    );
+    assert_eq!(
+        err(&["-x-web", "port=1,token=short"]),
+        "PROG: -x-web port=1,token=short: web console: the token must be 16 to 256 \
+         characters of A-Z a-z 0-9 - . _ ~\n"
+    );
+    assert_eq!(
+        err(&["-x-web", "port=1,tls=on"]),
+        "PROG: -x-web port=1,tls=on: Invalid parameter 'tls'\n"
+    );
+    assert!(printed(&["-h"]).contains("-x-web [host=H,]port=P[,token=T]"));
+}
+
 /// qchar's `-object x-bridge` (QEMU's `-object` syntax and texts for its
 /// mistakes) and `-machine none` (no guest, no default serial port).
 #[test]

@@ -2,6 +2,8 @@
 //! where installed), a small QMP client over a unix socket.
 #![allow(dead_code)]
 
+pub mod web;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;

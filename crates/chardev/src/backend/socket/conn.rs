@@ -14,7 +14,7 @@ use super::address;
 use super::transport::{TlsSetup, Transport};
 use crate::backend::net;
 use crate::backend::telnet::{self, TelnetDecoder};
-use crate::backend::websocket::{self, WsAction, WsDecoder};
+use crate::backend::websocket::{self, WsAction, WsDecoder, WsDialect};
 use crate::backend::Drain;
 
 /// Raw input read at once from a framed (telnet/websocket) connection.
@@ -27,6 +27,8 @@ const TX_CONTROL_CAP: usize = 64 * 1024;
 pub(super) struct Proto {
     pub(super) telnet: bool,
     pub(super) websocket: bool,
+    /// The websocket's dialect (`x-websocket-text`).
+    pub(super) dialect: WsDialect,
 }
 
 /// How a backend sets up each connection it gets, accepted or connected:
@@ -183,7 +185,7 @@ impl Conn {
             mid: Vec::new(),
             mid_pos: 0,
             telnet: TelnetDecoder::default(),
-            ws: WsDecoder::default(),
+            ws: WsDecoder::new(proto.dialect),
             pending_break: false,
             eof: false,
             write_broken: false,
@@ -339,7 +341,7 @@ impl Conn {
                     if let Some(end) = websocket::request_end(req) {
                         // Bytes after the request are the first frames.
                         self.rx.extend_from_slice(&req[end..]);
-                        match websocket::handshake_response(&req[..end]) {
+                        match websocket::handshake_response(&req[..end], self.proto.dialect) {
                             Ok(resp) => {
                                 self.tx.splice(0..0, resp);
                                 self.phase = Phase::Open;
@@ -458,6 +460,10 @@ impl Conn {
                     Some(WsAction::Fail(code, why)) => {
                         log::warn!("websocket client dropped: {why}");
                         self.queue_control(|tx| websocket::encode_close(code, tx));
+                        self.eof = true;
+                    }
+                    Some(WsAction::Drop(why)) => {
+                        log::warn!("websocket client dropped: {why}");
                         self.eof = true;
                     }
                 }

@@ -86,6 +86,7 @@ use self::connect::Connector;
 use self::listen::{listen_inet, listen_unix, Listener};
 use self::transport::TlsSetup;
 use super::net;
+use super::websocket::WsDialect;
 use super::{Backend, BackendEvent, BackendLink, Drain, HandOver, OpenCtx};
 use crate::error::{ChardevError, Result};
 use crate::fdpass;
@@ -223,6 +224,11 @@ impl SocketBackend {
         let proto = Proto {
             telnet: telnet_opt && server,
             websocket,
+            dialect: if spec.websocket_text == Some(false) {
+                WsDialect::QemuBinary
+            } else {
+                WsDialect::TextToo
+            },
         };
         let proto_name = if telnet_opt {
             "telnet"

@@ -35,6 +35,7 @@ mod remove_fd;
 mod ringbuf;
 mod run_state;
 mod send_break;
+mod web;
 mod yank;
 
 pub(crate) use history::read_bytes as history_read_bytes;
@@ -54,6 +55,8 @@ pub struct QmpEnv {
     pub version: VersionInfo,
     /// Where events go.
     pub events: EventBus,
+    /// qchar's web console (`x-web-start`...), if the process has one.
+    pub web: Option<Arc<dyn crate::web::WebControl>>,
 }
 
 /// The version a monitor reports (QEMU's `VersionInfo`). qchar claims the
@@ -177,6 +180,10 @@ pub static COMMANDS: &[CommandDef] = &[
     query_chardev_stats::DEF,
     query_chardev_clients::DEF,
     run_state::QUERY_STATUS,
+    // qchar's web console.
+    web::START,
+    web::STOP,
+    web::QUERY,
 ];
 
 /// Looks a command up.
