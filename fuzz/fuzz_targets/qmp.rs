@@ -282,6 +282,7 @@ fuzz_target!(|data: &[u8]| {
         vm: Arc::new(NoGuest::new(w.bus.clone(), true, || {})),
         version: VersionInfo::default(),
         events: w.bus.clone(),
+        web: None,
     };
     let mut rng = Rng::from_data(data);
     let limits = if rng.next_u64().is_multiple_of(4) {
