@@ -8,7 +8,7 @@
 mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use qchar_chardev::spec::{ChardevBackend, ChardevCommon, ChardevFile, ChardevRingbuf};
 use qchar_chardev::Registry;
@@ -64,20 +64,39 @@ fn terminals_show_history_then_live_across_100_changes() {
     }
     let mut early = s.terminal("con", "");
     early.read_until(16_000);
-    // A writer goes on while the backend changes under the terminal.
+    // A writer goes on while the backend changes under the terminal. None
+    // of these backends paces it, so it may run at most AHEAD records (3.2
+    // MB) past the slower terminal: well inside the 8 MiB history, so
+    // neither terminal ever skips however the machine schedules them.
+    const AHEAD: u64 = 200_000;
     let stop = Arc::new(AtomicBool::new(false));
+    let budget = Arc::new((Mutex::new(AHEAD), Condvar::new()));
     let writer = {
-        let (fe, stop) = (fe.clone(), stop.clone());
+        let (fe, stop, budget) = (fe.clone(), stop.clone(), budget.clone());
         std::thread::spawn(move || {
             let mut i = 1000;
             while !stop.load(Ordering::Relaxed) || i < 20_000 {
+                let b = budget.0.lock().unwrap();
+                let b = budget
+                    .1
+                    .wait_while(b, |b| i >= *b && !stop.load(Ordering::Relaxed))
+                    .unwrap();
+                if i >= *b {
+                    // Stopped while waiting: the loop's test decides.
+                    continue;
+                }
+                drop(b);
                 fe.write_all(&record(i)).unwrap();
                 i += 1;
             }
             i
         })
     };
-    let mut late = None;
+    let set_budget = |b: u64| {
+        *budget.0.lock().unwrap() = b;
+        budget.1.notify_all();
+    };
+    let mut late: Option<support::Terminal> = None;
     for i in 1..=100 {
         let spec = match i % 3 {
             0 => file(i),
@@ -93,8 +112,15 @@ fn terminals_show_history_then_live_across_100_changes() {
         if i == 50 {
             late = Some(s.terminal("con", ""));
         }
+        let mut slower = early.data.len();
+        if let Some(l) = late.as_mut() {
+            l.read_until(early.data.len());
+            slower = slower.min(l.data.len());
+        }
+        set_budget(slower as u64 / 16 + AHEAD);
     }
     stop.store(true, Ordering::Relaxed);
+    set_budget(u64::MAX);
     let written = writer.join().unwrap();
     let total = (written * 16) as usize;
     early.read_until(total);
