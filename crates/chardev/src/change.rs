@@ -47,10 +47,20 @@ pub(crate) fn change(reg: &Registry, id: &str, spec: ChardevBackend) -> Result<C
     let cd = reg
         .get(id)
         .ok_or_else(|| ChardevError::DoesNotExist(id.to_string()))?;
-    if matches!(spec, ChardevBackend::Mux(_)) {
-        return Err(ChardevError::Invalid(
-            "Mux device hotswap not supported yet".into(),
-        ));
+    if let ChardevBackend::Mux(m) = &spec {
+        // As QEMU, a chardev no frontend uses becomes the mux asked for
+        // (QEMU re-creates it); a mux is not changed into another. Unlike
+        // QEMU, a chardev in use does not become a mux under its frontend.
+        if matches!(cd.spec(), ChardevBackend::Mux(_)) || cd.has_frontend() {
+            return Err(mux_hotswap());
+        }
+        // QEMU has let the chardev go by then: it is not there to be a base.
+        if m.chardev == id {
+            return Err(ChardevError::Invalid(format!(
+                "mux: base chardev {} not found",
+                m.chardev
+            )));
+        }
     }
     // Better than QEMU: the change of a mux goes under it, to its base,
     // whose frontend (the mux) keeps its frontends, focus and settings.
@@ -83,8 +93,19 @@ pub(crate) fn change(reg: &Registry, id: &str, spec: ChardevBackend) -> Result<C
         host.defer(target.clone(), inst)?;
         return Ok(ret);
     }
-    reg.io().run(move || target.apply_change(inst))??;
+    let changed = target.clone();
+    reg.io().run(move || changed.apply_change(inst))??;
+    if let ChardevBackend::Mux(m) = &spec {
+        if let Some(base) = reg.get(&m.chardev) {
+            base.set_mux_above(&target);
+        }
+    }
     Ok(ret)
+}
+
+/// QEMU's refusal of a change that involves a mux.
+fn mux_hotswap() -> ChardevError {
+    ChardevError::Invalid("Mux device hotswap not supported yet".into())
 }
 
 impl Chardev {
@@ -140,6 +161,11 @@ impl Chardev {
             mux.apply_queued_ioctls();
         }
         self.apply_queued_ioctls();
+        let to_mux = matches!(inst.spec, ChardevBackend::Mux(_));
+        if to_mux && self.has_frontend() {
+            // A frontend attached since the check in `change`.
+            return Err(mux_hotswap());
+        }
         if !self.has_frontend() {
             self.replace_unused(inst);
         } else if self.blocks_hotswap() {
@@ -164,6 +190,8 @@ impl Chardev {
             let mut st = self.state();
             st.be_open = new.backend.is_open();
             st.backlog = backlog_for(&new.spec);
+            // Become a mux: several frontends may attach from now on.
+            st.multi |= matches!(new.spec, ChardevBackend::Mux(_));
             std::mem::replace(&mut st.inst, new)
         };
         self.note_serial_line();
