@@ -200,12 +200,12 @@ fn socket(opts: &QemuOpts) -> Result<ChardevSocket, OptsError> {
             ipv6: opts.get_bool("ipv6"),
             keep_alive: opts.get_bool("keep-alive"),
         })
-    } else if let Some(fd) = fd {
-        SocketAddressLegacy::Fd(StringWrapper {
-            str: fd.to_string(),
-        })
     } else {
-        return Err(OptsError::SocketNoAddress);
+        // No address at all is, as in QEMU 7.2, a descriptor with an empty
+        // name: the checks of the mode come first, its look-up fails last.
+        SocketAddressLegacy::Fd(StringWrapper {
+            str: fd.unwrap_or_default().to_string(),
+        })
     };
     Ok(ChardevSocket {
         common: common(opts),

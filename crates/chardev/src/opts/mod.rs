@@ -116,13 +116,6 @@ pub enum OptsError {
     /// `socket` with `host=` but no `port=`.
     #[error("chardev: socket: no port given")]
     SocketNoPort,
-    /// `socket` with none of `path=`, `fd=`, `host=`. QEMU 7.2 turns this
-    /// into an fd address without a number: a client then fails to open
-    /// with this text (trailing space included), a server even starts
-    /// listening on nothing. qchar cannot open fd addresses, so it refuses
-    /// both while parsing, with QEMU's text.
-    #[error("Unable to parse FD number ")]
-    SocketNoAddress,
     /// `socket` with both `delay=` and `nodelay=` (a bare `nodelay` counts
     /// as `delay=off`).
     #[error("'delay' and 'nodelay' are mutually exclusive")]
