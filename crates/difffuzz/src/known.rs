@@ -220,6 +220,17 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         status: Status::Intended,
+        id: "change-to-mux-in-use",
+        what: "chardev-change of a chardev in use to a mux is refused (Mux device hotswap not supported yet); QEMU turns it into a mux under a frontend that follows changes (a monitor's: Chardev user does not support chardev hotswap)",
+        matches: |d| {
+            has(d.step, "chardev-change")
+                && has(d.step, "mux")
+                && has(d.qchar, "Mux device hotswap not supported yet")
+                && !has(d.qemu, "Mux device hotswap not supported yet")
+        },
+    },
+    Rule {
+        status: Status::Intended,
         id: "monitor-follows-change",
         what: "a monitor's chardev can be changed (QEMU: Chardev user does not support chardev hotswap)",
         matches: |d| {
@@ -322,28 +333,6 @@ pub const RULES: &[Rule] = &[
         matches: |d| has(d.qchar, "is out of range for parameter") && !has(d.qemu, "is out of range for parameter"),
     },
     Rule {
-        status: Status::Open,
-        id: "mux-base-frontend-open",
-        what: "a mux's base chardev reports frontend-open true before any frontend has attached to the mux",
-        matches: |d| has(d.step, "mux") && open_flags_cleared(d.qemu) == open_flags_cleared(d.qchar),
-    },
-    Rule {
-        status: Status::Open,
-        id: "change-to-mux",
-        what: "chardev-change of a chardev without frontend to a mux backend is refused",
-        matches: |d| {
-            has(d.step, "chardev-change")
-                && has(d.qchar, "Mux device hotswap not supported yet")
-                && !has(d.qemu, "Mux device hotswap not supported yet")
-        },
-    },
-    Rule {
-        status: Status::Open,
-        id: "socket-without-address",
-        what: "a socket chardev without address (or with fd=NAME) is refused while parsing; QEMU checks wait/reconnect first and looks the name up",
-        matches: |d| has(d.qchar, "Unable to parse FD number") && !has(d.qemu, "Unable to parse FD number"),
-    },
-    Rule {
         status: Status::Intended,
         id: "ringbuf-size-cap",
         what: "ringbufs above 1 GiB are refused (with QEMU's power-of-two text); QEMU allocates them",
@@ -374,10 +363,15 @@ pub const RULES: &[Rule] = &[
         },
     },
     Rule {
-        status: Status::Open,
+        status: Status::Intended,
         id: "nul-in-paths",
         what: "a path with a NUL (\\u0000) is refused; QEMU opens the name with the NUL as C0 80",
-        matches: |d| has(d.qchar, "unexpected NUL byte") && !has(d.qemu, "unexpected NUL byte"),
+        matches: |d| {
+            (has(d.step, "\\u0000") || d.step.contains(&0))
+                && (has(d.qchar, "file name contained an unexpected NUL byte")
+                    || has(d.qchar, "contains a NUL byte"))
+                && !has(d.qemu, "NUL byte")
+        },
     },
     Rule {
         status: Status::Intended,
@@ -390,11 +384,6 @@ pub const RULES: &[Rule] = &[
         },
     },
 ];
-
-/// `t` with every ` true` of a state line read as ` false`.
-fn open_flags_cleared(t: &[u8]) -> Vec<u8> {
-    crate::norm::replace(t, b" true\n", b" false\n")
-}
 
 /// The rule `d` falls under, if any.
 pub fn explain(d: &Diff<'_>) -> Option<&'static Rule> {
@@ -461,6 +450,25 @@ mod tests {
             ),
             Some("qchar-commands")
         );
+    }
+
+    #[test]
+    fn change_to_a_mux_in_use_and_nul_in_paths() {
+        let step = b"{\"execute\": \"chardev-change\", \"arguments\": {\"id\": \"hmp\", \"backend\": {\"type\": \"mux\"}}}";
+        let refused = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Mux device hotswap not supported yet\"}}\r\n";
+        let monitor = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Chardev user does not support chardev hotswap\"}}\r\n";
+        assert_eq!(
+            verdict(Class::Qmp, step, monitor, refused),
+            Some("change-to-mux-in-use")
+        );
+        // Not for a change to another backend.
+        let to_null = b"{\"execute\": \"chardev-change\", \"arguments\": {\"id\": \"r0\", \"backend\": {\"type\": \"null\"}}}";
+        assert_eq!(verdict(Class::Qmp, to_null, b"{}", refused), None);
+        let step = b"{\"execute\": \"chardev-add\", \"arguments\": {\"id\": \"f\", \"backend\": {\"type\": \"file\", \"data\": {\"out\": \"a\\u0000b\"}}}}";
+        let nul = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Could not open 'a\\u0000b': file name contained an unexpected NUL byte\"}}\r\n";
+        assert_eq!(verdict(Class::Qmp, step, b"{}", nul), Some("nul-in-paths"));
+        // A step without a NUL is not this difference.
+        assert_eq!(verdict(Class::Qmp, to_null, b"{}", nul), None);
     }
 
     #[test]
