@@ -82,6 +82,15 @@ pub struct ChardevStatsInfo {
     pub frontends: Vec<FrontendStats>,
 }
 
+/// When an add looks for its id among the chardevs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    /// Before anything is opened (QMP's `chardev-add`).
+    First,
+    /// Once the backend is open, as QEMU's option-based adds find out.
+    AfterOpen,
+}
+
 struct Map {
     by_id: HashMap<String, (u64, Arc<Chardev>)>,
     seq: u64,
@@ -246,20 +255,19 @@ impl Registry {
 
     /// Adds a chardev from parsed `-chardev` options. With `mux=on` this
     /// makes `ID-base` with the backend and `ID` multiplexing it, as QEMU.
+    /// As in QEMU, a taken id is found only once the backend is open
+    /// ([`ChardevError::DuplicateProperty`], `ID-base` first).
     pub fn add_options(&self, opts: &ChardevOptions) -> Result<ChardevReturn> {
         if !opts.mux {
-            return self.add(&opts.id, opts.backend.clone());
-        }
-        if self.contains(&opts.id) {
-            return Err(ChardevError::AlreadyExists(opts.id.clone()));
+            return self.add_inner(&opts.id, opts.backend.clone(), false, Taken::AfterOpen);
         }
         let base = format!("{}-base", opts.id);
-        let ret = self.add(&base, opts.backend.clone())?;
+        let ret = self.add_inner(&base, opts.backend.clone(), false, Taken::AfterOpen)?;
         let mux = ChardevBackend::Mux(ChardevMux {
             common: Default::default(),
             chardev: base.clone(),
         });
-        if let Err(e) = self.add_inner(&opts.id, mux, true) {
+        if let Err(e) = self.add_inner(&opts.id, mux, true, Taken::AfterOpen) {
             let _ = self.remove(&base);
             return Err(e);
         }
@@ -268,17 +276,35 @@ impl Registry {
 
     /// Adds chardev `id` with a new backend (QMP `chardev-add`).
     pub fn add(&self, id: &str, spec: ChardevBackend) -> Result<ChardevReturn> {
-        self.add_inner(id, spec, false)
+        self.add_inner(id, spec, false, Taken::First)
     }
 
-    fn add_inner(&self, id: &str, spec: ChardevBackend, multi: bool) -> Result<ChardevReturn> {
-        if self.contains(id) {
+    fn add_inner(
+        &self,
+        id: &str,
+        spec: ChardevBackend,
+        multi: bool,
+        taken: Taken,
+    ) -> Result<ChardevReturn> {
+        if taken == Taken::First && self.contains(id) {
             return Err(ChardevError::AlreadyExists(id.to_string()));
         }
         let inst = self.open(id, &spec)?;
         let ret = ChardevReturn {
             pty: inst.backend.pty_path(),
         };
+        let taken_error = || match taken {
+            Taken::First => ChardevError::AlreadyExists(id.to_string()),
+            Taken::AfterOpen => ChardevError::DuplicateProperty {
+                id: id.to_string(),
+                pty: ret.pty.clone(),
+            },
+        };
+        if self.contains(id) {
+            // The backend opened for nothing goes (a mux lets its base go).
+            drop(inst);
+            return Err(taken_error());
+        }
         let multi = multi || matches!(spec, ChardevBackend::Mux(_));
         let cd = Chardev::new(
             id.to_string(),
@@ -292,7 +318,7 @@ impl Registry {
         {
             let mut map = self.map();
             if map.by_id.contains_key(id) {
-                return Err(ChardevError::AlreadyExists(id.to_string()));
+                return Err(taken_error());
             }
             map.seq += 1;
             let seq = map.seq;

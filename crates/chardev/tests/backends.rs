@@ -343,3 +343,61 @@ fn a_nul_in_a_path_is_refused_and_creates_nothing() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     reg.shutdown();
 }
+
+/// Found by differential fuzzing: added from options (`-chardev`, HMP
+/// `chardev-add`), a taken id is found only once the backend is open, as
+/// in QEMU (its log file is created, a pty is named), with QEMU's text;
+/// QMP's `chardev-add` checks first and opens nothing.
+#[test]
+fn a_taken_id_from_options_is_found_once_the_backend_is_open() {
+    use qchar_chardev::opts::parse_chardev;
+    use qchar_chardev::ChardevError;
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new().unwrap();
+    reg.add("x", ChardevBackend::Null(ChardevCommon::default()))
+        .unwrap();
+    let first = dir.path().join("first.log");
+    let common = ChardevCommon {
+        logfile: Some(first.display().to_string()),
+        ..Default::default()
+    };
+    let e = reg.add("x", ChardevBackend::Null(common)).unwrap_err();
+    assert_eq!(e.to_string(), "Chardev with id 'x' already exists");
+    assert!(!first.exists());
+    let log = dir.path().join("x.log");
+    let o = parse_chardev(&format!("null,id=x,logfile={}", log.display())).unwrap();
+    let e = reg.add_options(&o).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "attempt to add duplicate property 'x' to object (type 'container')"
+    );
+    assert!(log.exists());
+    let e = reg
+        .add_options(&parse_chardev("pty,id=x").unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(&e, ChardevError::DuplicateProperty { id, pty: Some(p) } if id == "x" && p.starts_with("/dev/pts/")),
+        "{e:?}"
+    );
+    // mux=on: the base's id first, and nothing is left of a half-made pair.
+    reg.add_options(&parse_chardev("null,id=m,mux=on").unwrap())
+        .unwrap();
+    let e = reg
+        .add_options(&parse_chardev("null,id=m,mux=on").unwrap())
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "attempt to add duplicate property 'm-base' to object (type 'container')"
+    );
+    let e = reg
+        .add_options(&parse_chardev("null,id=x,mux=on").unwrap())
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "attempt to add duplicate property 'x' to object (type 'container')"
+    );
+    let mut ids: Vec<String> = reg.query().into_iter().map(|c| c.label).collect();
+    ids.sort();
+    assert_eq!(ids, ["m", "m-base", "x"]);
+    reg.shutdown();
+}

@@ -2,6 +2,7 @@
 //! command layer can be tested without the real registry. The binary uses
 //! the implementation for [`qchar_chardev::registry::Registry`].
 
+use qchar_chardev::opts::ChardevOptions;
 use qchar_chardev::registry::{ChardevStatsInfo, Registry};
 use qchar_chardev::spec::{ChardevBackend, ChardevInfo, ChardevReturn, SUPPORTED_BACKENDS};
 use qchar_chardev::ChardevError;
@@ -39,6 +40,14 @@ pub trait ChardevOps: Send + Sync {
     /// HMP `chardev-add`: an option string (`ringbuf,id=r0,size=4096`);
     /// `Err` is QEMU's text.
     fn add_opts(&self, opts: &str) -> Result<ChardevReturn, String>;
+    /// HMP `chardev-add` once `text` is parsed into `o`. The default adds
+    /// `text` through [`ChardevOps::add_opts`], its error as
+    /// [`ChardevError::Invalid`]; a registry adds `o` itself, so a taken id
+    /// is [`ChardevError::DuplicateProperty`] as in QEMU.
+    fn add_parsed(&self, text: &str, o: &ChardevOptions) -> Result<ChardevReturn, ChardevError> {
+        let _ = o;
+        self.add_opts(text).map_err(ChardevError::Invalid)
+    }
     /// HMP `chardev-change ID OPTS`: parses OPTS (which has no id) into a
     /// backend; `Err` is QEMU's text.
     fn parse_backend(&self, id: &str, opts: &str) -> Result<ChardevBackend, String>;
@@ -84,6 +93,9 @@ impl ChardevOps for Registry {
     fn add_opts(&self, opts: &str) -> Result<ChardevReturn, String> {
         let o = qchar_chardev::opts::parse_chardev(opts).map_err(|e| e.to_string())?;
         Registry::add_options(self, &o).map_err(|e| e.to_string())
+    }
+    fn add_parsed(&self, _text: &str, o: &ChardevOptions) -> Result<ChardevReturn, ChardevError> {
+        Registry::add_options(self, o)
     }
     fn parse_backend(&self, id: &str, opts: &str) -> Result<ChardevBackend, String> {
         let o = qchar_chardev::opts::parse_chardev(&format!("{opts},id={id}"))

@@ -189,6 +189,14 @@ impl ChardevOps for GatedChardevs {
         self.gate.wait();
         ChardevOps::add_opts(&self.reg, opts)
     }
+    fn add_parsed(
+        &self,
+        text: &str,
+        o: &qchar_chardev::opts::ChardevOptions,
+    ) -> Result<ChardevReturn, ChardevError> {
+        self.gate.wait();
+        ChardevOps::add_parsed(&self.reg, text, o)
+    }
     fn parse_backend(&self, id: &str, opts: &str) -> Result<ChardevBackend, String> {
         ChardevOps::parse_backend(&self.reg, id, opts)
     }

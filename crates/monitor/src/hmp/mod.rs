@@ -632,18 +632,28 @@ fn run(env: &QmpEnv, line: &str) -> Outcome {
                 let Some(Built::Options(o)) = parsed else {
                     return ok(out);
                 };
-                match env.chardevs.add_opts(&opts) {
+                let label = if o.mux {
+                    format!("{}-base", o.id)
+                } else {
+                    o.id.clone()
+                };
+                match env.chardevs.add_parsed(&opts, &o) {
                     Ok(ret) => {
                         if let Some(pty) = ret.pty {
-                            let label = if o.mux {
-                                format!("{}-base", o.id)
-                            } else {
-                                o.id.clone()
-                            };
                             out.push_str(&redirected(&pty, &label));
                         }
                     }
-                    Err(e) => out.push_str(&format!("Error: {e}\n")),
+                    Err(e) => {
+                        // QEMU opened the pty before it found the id taken.
+                        if let qchar_chardev::ChardevError::DuplicateProperty {
+                            pty: Some(pty),
+                            ..
+                        } = &e
+                        {
+                            out.push_str(&redirected(pty, &label));
+                        }
+                        out.push_str(&format!("Error: {e}\n"));
+                    }
                 }
                 ok(out)
             }
