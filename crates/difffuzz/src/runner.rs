@@ -167,10 +167,13 @@ impl LiveSide {
                 )))
             }
         };
+        // Which side failed to answer, in the harness's error.
+        let named = |e: HarnessError| HarnessError::Protocol(format!("{}: {e}", side.name()));
         let mut obs = Conn::new(stream);
-        greet(&mut obs, &mut ctx)?;
+        greet(&mut obs, &mut ctx).map_err(named)?;
         let mut seq = 0;
-        let r = obs_cmd(&mut obs, &mut seq, "{\"execute\": \"qmp_capabilities\"}")?;
+        let r =
+            obs_cmd(&mut obs, &mut seq, "{\"execute\": \"qmp_capabilities\"}").map_err(named)?;
         if !contains(&r, b"\"return\"") {
             return Err(HarnessError::Protocol(format!(
                 "observer negotiation: {r:?}"
@@ -184,7 +187,7 @@ impl LiveSide {
             baseline_state: Vec::new(),
             sync: seq,
         };
-        s.baseline_state = observe(&mut s.obs, &mut s.sync, &s.ctx)?;
+        s.baseline_state = observe(&mut s.obs, &mut s.sync, &s.ctx).map_err(named)?;
         Ok(s)
     }
 
