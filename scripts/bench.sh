@@ -15,6 +15,10 @@
 #              socket, vs socat UNIX-LISTEN:a UNIX-LISTEN:b, same client
 #   row 6d-f   cargo bench -p qchar-chardev --bench many
 #              10,000 chardevs through the library
+#   row 8      cargo bench -p qchar --bench bridge
+#              the console bridge (-machine none, -object x-bridge) between
+#              a VM's console socket and a user socket, vs socat
+#              UNIX-CONNECT:vm UNIX-LISTEN:user, same sockets, same client
 #   row 7      scripts/perf/swap_plot.py (first run only)
 #              guest output over time with a chardev-change every 100 ms;
 #              writes the plot (docs/throughput-over-swaps.png with --docs)
@@ -117,6 +121,7 @@ for run in $(seq 1 "$runs"); do
     step cargo bench -q -p qchar --bench vs_qemu
     step cargo bench -q -p qchar-chardev --bench relay
     step cargo bench -q -p qchar-chardev --bench many
+    step cargo bench -q -p qchar --bench bridge
     if [ $plot -eq 1 ] && [ "$run" -eq 1 ]; then
         png="$out/throughput-over-swaps.png"
         [ $docs -eq 1 ] && png="$root/docs/throughput-over-swaps.png"

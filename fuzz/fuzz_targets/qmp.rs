@@ -97,6 +97,7 @@ impl Sandbox {
             ChardevBackend::Pty(_)
             | ChardevBackend::Null(_)
             | ChardevBackend::Mux(_)
+            | ChardevBackend::Hub(_)
             | ChardevBackend::Ringbuf(_)
             | ChardevBackend::Memory(_) => {}
         }

@@ -4,7 +4,7 @@
 Usage: table.py RUN1.log [RUN2.log ...]
 
 Each log holds what the benches printed in one run: the `RESULT` lines of
-the relay, many, vs_qemu and swap_plot steps, and the human lines of
+the relay, many, vs_qemu, bridge and swap_plot steps, and the human lines of
 `cargo bench -p qchar --bench serial` (parsed here, that bench predates
 the RESULT convention). The table shows the figures of the first log; with
 several logs a column gives the range over them of the qchar-vs-peer factor
@@ -108,6 +108,14 @@ ROWS = [
      g("many_lib", "qchar", "bytes_per_chardev"), None, None, None),
     ("7", "guest output across a chardev-change every 100 ms (file/unix/pty)", "bytes/s", True,
      g("swaps", "qchar", "rate_b_s"), "QEMU", g("swaps", "qemu", "rate_b_s"), None),
+    ("8a", "console bridge (x-bridge) VM socket -> user socket, throughput", "MiB/s", True,
+     g("bridge", "", "qchar"), "socat", g("bridge", "", "socat"), 1.0),
+    ("8b", "same, against socat -b 65536", "MiB/s", True,
+     g("bridge", "", "qchar"), "socat -b 65536", g("bridge", "", "socat_b65536"), None),
+    ("8c", "console bridge, one byte there and back, median", "us", False,
+     g("bridge_rtt", "", "qchar_p50_us"), "socat", g("bridge_rtt", "", "socat_p50_us"), 1.0),
+    ("8d", "console bridge, one byte there and back, p99", "us", False,
+     g("bridge_rtt99", "", "qchar_p99_us"), "socat", g("bridge_rtt99", "", "socat_p99_us"), None),
 ]
 
 

@@ -7,7 +7,8 @@
 //! Cases:
 //! - `serial` backend on a pty (a host serial line, its master read at once)
 //!   with `logfile=` a FIFO whose reader takes 256 bytes every 10 ms, less
-//!   than the guest writes: the log write blocks the I/O thread;
+//!   than the guest writes (the log falls behind, off the I/O thread since
+//!   `logfile.rs`; it used to block that thread);
 //! - a unix socket server whose client reads 256 bytes every 10 ms.
 //!
 //! A stall is one call, so stalls are rare among calls: besides p50 and

@@ -20,6 +20,7 @@ mod fdio;
 mod file;
 #[doc(hidden)]
 pub mod fuzzing;
+pub(crate) mod hub;
 pub(crate) mod mux;
 mod net;
 mod null;
@@ -228,6 +229,13 @@ pub trait Backend: Send {
     fn retire(self: Box<Self>) -> Option<Drain> {
         None
     }
+
+    /// The backend as `Any`, for the registry's own kinds that a change
+    /// must recognise (a hub handing its members to the next hub); `None`
+    /// (the default) for every other backend.
+    fn as_any(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
+    }
 }
 
 /// Opens the backend a spec describes. Called with the registry's runtime
@@ -253,12 +261,17 @@ pub fn open(id: &str, spec: &ChardevBackend) -> Result<Box<dyn Backend>> {
             "chardev '{id}': mux over '{}' must be opened by the registry",
             m.chardev
         ))),
+        // Needs the registry (the members): see `Registry::open_hub`.
+        ChardevBackend::Hub(_) => Err(ChardevError::Invalid(format!(
+            "chardev '{id}': a hub must be opened by the registry"
+        ))),
     }
 }
 
 /// Checks a spec for what can be refused before anything is opened, so a
 /// change that cannot succeed leaves no trace.
 pub fn validate(spec: &ChardevBackend) -> Result<()> {
+    crate::logfile::LogSpec::from_common(spec.common())?;
     match spec {
         ChardevBackend::Ringbuf(r) | ChardevBackend::Memory(r) => {
             ringbuf::check_size(r.size).map(|_| ())

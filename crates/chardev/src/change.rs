@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::task::JoinSet;
 
-use crate::backend::Drain;
+use crate::backend::{hub, Drain};
 use crate::chardev::{backlog_for, Backlog, Chardev, Installed};
 use crate::error::{ChardevError, Result};
 use crate::frontend::ChardevEvent;
@@ -184,10 +184,11 @@ impl Chardev {
     }
 
     /// Replaces the backend of a chardev no frontend uses.
-    fn replace_unused(&self, new: Installed) {
+    fn replace_unused(self: &Arc<Self>, mut new: Installed) {
         self.register_for_yank(&new.spec, false);
         let old = {
             let mut st = self.state();
+            hub::hand_over(&mut *st.inst.backend, &mut *new.backend);
             st.be_open = new.backend.is_open();
             st.backlog = backlog_for(&new.spec);
             // Become a mux: several frontends may attach from now on.
@@ -196,6 +197,7 @@ impl Chardev {
         };
         self.note_serial_line();
         self.retire(old);
+        self.link_hub_members();
     }
 
     /// Replaces the backend of a chardev in use. Output queued before the
@@ -204,8 +206,12 @@ impl Chardev {
     /// the new one is not, then `backend_changed`; if one refuses, the old
     /// backend is put back, its connection untouched, and they see OPENED
     /// again if they had seen CLOSED.
-    fn swap(self: &Arc<Self>, new: Installed) -> Result<()> {
+    fn swap(self: &Arc<Self>, mut new: Installed) -> Result<()> {
         self.flush_now();
+        // A hub replacing a hub takes over the members both name, after the
+        // old one took what it could of the queue: before `new_open`, which
+        // depends on them.
+        hub::hand_over(&mut *self.state().inst.backend, &mut *new.backend);
         let new_open = new.backend.is_open();
         let (old, old_open, old_backlog) = {
             let mut st = self.state();
@@ -241,7 +247,9 @@ impl Chardev {
             let rejected = {
                 let mut st = self.state();
                 st.backlog = old_backlog;
-                std::mem::replace(&mut st.inst, old)
+                let mut rejected = std::mem::replace(&mut st.inst, old);
+                hub::hand_over(&mut *rejected.backend, &mut *st.inst.backend);
+                rejected
             };
             // Never offered output: nothing owed, only released.
             drop(rejected);
@@ -262,6 +270,7 @@ impl Chardev {
         }
         // Step 4: the old backend goes, after the new one is in.
         self.retire(old);
+        self.link_hub_members();
         let spec = self.spec();
         self.register_for_yank(&spec, true);
         if new_open {

@@ -2,15 +2,14 @@
 //! task that moves bytes between them. A backend change is in
 //! [`crate::change`].
 //!
-//! Locking: `state` is held around backend calls (non-blocking ones, and
-//! the log-file write, which may block) and never while a frontend handler
+//! Locking: `state` is held around backend calls (non-blocking ones; the
+//! log file only gets a copy, `logfile.rs`) and never while a frontend handler
 //! runs, so handlers may call back into the chardev (ioctl, write) or the
 //! registry (change, add) freely. What a vCPU thread calls (`write`, and
 //! `ioctl` off the I/O thread) never takes it: see `current` and
 //! [`crate::ioctl`].
 
 use std::collections::VecDeque;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
@@ -59,6 +58,8 @@ pub struct ChardevStats {
     pub bytes_lost: AtomicU64,
     /// Backend changes applied.
     pub changes: AtomicU64,
+    /// Bytes the log file could not keep up with (see `logfile.rs`).
+    pub log_dropped: AtomicU64,
 }
 
 /// A frontend's place on a chardev.
@@ -92,7 +93,7 @@ impl Backlog {
 pub(crate) struct Installed {
     pub(crate) backend: Box<dyn Backend>,
     pub(crate) spec: ChardevBackend,
-    pub(crate) logfile: Option<std::fs::File>,
+    pub(crate) logfile: Option<crate::logfile::LogSink>,
 }
 
 pub(crate) struct State {
@@ -132,13 +133,13 @@ pub(crate) struct Chardev {
     /// Where this chardev stands among yank instances (`query-yank` order,
     /// see [`Chardev::yank_order`]); 0 while its backend is no socket.
     yank_order: AtomicU64,
-    /// The mux chardev whose backend is a frontend of this one, if any: its
-    /// handlers write into this chardev.
+    /// The mux (or hub) chardev whose backend is a frontend of this one, if
+    /// any: its handlers write into this chardev.
     mux_above: Mutex<Weak<Chardev>>,
     /// Per frontend slot, the generation of the frontend holding it (0:
     /// free), so that `CharFrontend::write` knows whether its handle is
     /// current without the state lock, which the I/O thread holds across
-    /// backend and log writes.
+    /// backend writes.
     current: [AtomicU64; crate::MAX_MUX_FRONTENDS],
     /// Serial-line settings from other threads, for the I/O task (see
     /// [`crate::ioctl`]).
@@ -217,6 +218,16 @@ impl Chardev {
     /// Records that mux chardev `mux` sits on this one.
     pub(crate) fn set_mux_above(&self, mux: &Arc<Chardev>) {
         *lock(&self.mux_above) = Arc::downgrade(mux);
+    }
+
+    /// If the installed backend is a hub: its members know it is above.
+    pub(crate) fn link_hub_members(self: &Arc<Self>) {
+        crate::backend::hub::link(&mut *self.state().inst.backend, self);
+    }
+
+    /// Forgets the mux or hub above (a hub let go of this member).
+    pub(crate) fn clear_mux_above(&self) {
+        *lock(&self.mux_above) = Weak::new();
     }
 
     /// The mux chardev on this one, unless it is gone.
@@ -677,15 +688,14 @@ impl Chardev {
         if !st.inst.backend.is_open() && st.inst.backend.drops_output_when_closed() {
             if let Some(b) = st.backlog.as_mut() {
                 b.keep(chunk);
+                self.log(st, chunk);
                 return Some(chunk.len());
             }
         }
         match st.inst.backend.poll_write(cx, chunk) {
             Poll::Ready(Ok(n)) => {
                 let n = n.min(chunk.len());
-                if let Some(log) = st.inst.logfile.as_mut() {
-                    let _ = log.write_all(&chunk[..n]);
-                }
+                self.log(st, &chunk[..n]);
                 self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
                 Some(n)
             }
@@ -700,6 +710,17 @@ impl Chardev {
                 Some(chunk.len())
             }
             Poll::Pending => None,
+        }
+    }
+
+    /// Copies output that left the queue to the log file, if any; never
+    /// waits for the file (see `logfile.rs`).
+    fn log(&self, st: &State, data: &[u8]) {
+        if let Some(log) = st.inst.logfile.as_ref() {
+            let lost = log.append(data);
+            if lost > 0 {
+                self.stats.log_dropped.fetch_add(lost, Ordering::Relaxed);
+            }
         }
     }
 

@@ -190,6 +190,13 @@ impl CharFrontend {
         self.cd.out.free()
     }
 
+    /// [`Self::free_space`], and when that is 0 the handlers get
+    /// `write_ready` once there is room, as after a short write: for a
+    /// frontend that sizes its input by this chardev's room (a bridge).
+    pub fn free_space_or_notify(&self) -> usize {
+        self.cd.out.free_or_flag()
+    }
+
     /// Detaches from the chardev; the handlers are dropped. Other clones of
     /// this handle become inert.
     pub fn detach(&self) {

@@ -15,11 +15,13 @@
 //! - [`frontend`]: what a device holds ([`CharFrontend`]) and implements
 //!   ([`FrontendHandlers`]).
 //! - [`registry`]: chardevs by id: add, change, remove, query.
+//! - [`bridge`]: `x-bridge`, two chardevs joined byte for byte.
 //! - `chardev`: one chardev's I/O task.
 //! - `change`: a backend change, in one place, and the retiring of the
 //!   backend that goes.
 //! - `outq`: the bounded output queue that carries bytes across a change.
 //! - `iothread`: the one I/O thread and how other threads use it.
+//! - [`logfile`]: `logfile=`, written off the I/O thread, with rotation.
 //! - `ioctl`: serial-line requests without the caller waiting for a
 //!   backend.
 //!
@@ -51,12 +53,14 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod bridge;
 mod change;
 mod chardev;
 pub mod error;
 pub mod frontend;
 mod ioctl;
 mod iothread;
+pub mod logfile;
 pub mod opts;
 mod outq;
 pub mod qemuopts;
@@ -72,6 +76,9 @@ pub use registry::{ChardevStatsInfo, Registry, RegistryEvent, StatsSnapshot};
 
 /// Most frontends one mux chardev takes (QEMU's `MAX_MUX`).
 pub const MAX_MUX_FRONTENDS: usize = 4;
+
+/// Most members one hub chardev takes (QEMU 10's `MAX_HUB`).
+pub const MAX_HUB: usize = 4;
 
 /// Largest replay buffer (`x-backlog`) a chardev may ask for.
 pub const MAX_BACKLOG: usize = 64 * 1024 * 1024;

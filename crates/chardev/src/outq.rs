@@ -66,6 +66,17 @@ impl OutQueue {
         self.cap - self.lock().buf.len()
     }
 
+    /// Bytes that fit now; when none, flags a writer waiting for room, as a
+    /// short write does.
+    pub(crate) fn free_or_flag(&self) -> usize {
+        let mut g = self.lock();
+        let free = self.cap - g.buf.len();
+        if free == 0 {
+            g.short = true;
+        }
+        free
+    }
+
     /// Bytes queued.
     pub(crate) fn len(&self) -> usize {
         self.lock().buf.len()

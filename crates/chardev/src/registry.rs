@@ -3,19 +3,20 @@
 //! its chardevs.
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::backend;
+use crate::bridge::{BridgeError, BridgeInfo, BridgeSpec, Bridges};
 use crate::change::{self, Drains};
 use crate::chardev::{Chardev, Installed};
 use crate::error::{ChardevError, Result};
 use crate::frontend::{CharFrontend, FrontendStats};
 use crate::iothread::IoThread;
+use crate::logfile::{LogSpec, Logger};
 use crate::opts::ChardevOptions;
 use crate::outq::DEFAULT_OUT_CAPACITY;
-use crate::spec::{ChardevBackend, ChardevInfo, ChardevMux, ChardevReturn};
+use crate::spec::{ChardevBackend, ChardevHub, ChardevInfo, ChardevMux, ChardevReturn};
 
 /// Something that happened to a chardev, for observers such as a QMP
 /// monitor that turns them into events.
@@ -69,6 +70,9 @@ pub struct StatsSnapshot {
     pub changes: u64,
     /// Bytes waiting in the output queue.
     pub queued: u64,
+    /// Bytes the log file could not keep up with (dropped from the log,
+    /// not from the output).
+    pub log_dropped: u64,
 }
 
 /// One chardev's counters and its frontends' (QMP `x-query-chardev-stats`).
@@ -102,6 +106,10 @@ struct Inner {
     listeners: Arc<Listeners>,
     drains: Arc<Drains>,
     out_cap: usize,
+    /// The log files and their writer thread.
+    logger: Logger,
+    /// The bridges (`x-bridge` objects).
+    bridges: Bridges,
 }
 
 impl Inner {
@@ -120,6 +128,7 @@ impl Inner {
         for cd in &all {
             cd.clear_frontends();
         }
+        self.bridges.clear();
         self.drains.end_all();
         // Backends close on the I/O thread, where their descriptors are
         // registered. Fails only if that thread is already gone.
@@ -130,6 +139,8 @@ impl Inner {
                 }
             });
         }
+        // The backends are gone: their logs are written out now.
+        self.logger.shutdown();
         self.io.shutdown();
     }
 }
@@ -176,6 +187,8 @@ impl Registry {
                 listeners: Arc::new(Listeners::default()),
                 drains: Arc::new(Drains::new()),
                 out_cap: cap.max(1),
+                logger: Logger::default(),
+                bridges: Bridges::new(),
             }),
         })
     }
@@ -214,26 +227,13 @@ impl Registry {
     pub(crate) fn open(&self, id: &str, spec: &ChardevBackend) -> Result<Installed> {
         backend::validate(spec)?;
         let _rt = self.inner.io.handle().enter();
-        let common = spec.common();
-        let logfile = match &common.logfile {
-            Some(path) => {
-                let mut o = OpenOptions::new();
-                o.create(true);
-                if common.logappend.unwrap_or(false) {
-                    o.append(true);
-                } else {
-                    o.write(true).truncate(true);
-                }
-                Some(
-                    // QEMU creates the log file: its message says so.
-                    o.open(path)
-                        .map_err(|e| ChardevError::io(format!("Could not create '{path}'"), e))?,
-                )
-            }
+        let logfile = match LogSpec::from_common(spec.common())? {
+            Some(log) => Some(self.inner.logger.open(&log)?),
             None => None,
         };
         let backend = match spec {
             ChardevBackend::Mux(m) => self.open_mux(id, m)?,
+            ChardevBackend::Hub(h) => self.open_hub(id, h)?,
             _ => backend::open(id, spec)?,
         };
         Ok(Installed {
@@ -251,6 +251,51 @@ impl Registry {
         })?;
         let fe = base.attach()?;
         Ok(Box::new(backend::mux::MuxBackend::new(fe)))
+    }
+
+    /// A hub backend: attaches to each member as its frontend, with QEMU
+    /// 10's checks and texts in its order (found, not a mux or hub, not in
+    /// use, at most [`crate::MAX_HUB`]). When chardev `id` is a hub already
+    /// (a change into another hub), the members it holds are taken over
+    /// when the change installs the new hub.
+    fn open_hub(&self, id: &str, h: &ChardevHub) -> Result<Box<dyn backend::Backend>> {
+        use backend::hub::{stacked, HubBackend};
+        if h.chardevs.is_empty() {
+            return Err(ChardevError::Invalid(
+                "hub: 'chardevs' list is not defined".into(),
+            ));
+        }
+        let current = self.get(id);
+        // A member of a hub (or the base of a mux) cannot become a hub.
+        if current.as_ref().is_some_and(|c| c.mux_above().is_some()) {
+            return Err(stacked(id));
+        }
+        let held = match current.as_ref().map(|c| c.spec()) {
+            Some(ChardevBackend::Hub(old)) => old.chardevs,
+            _ => Vec::new(),
+        };
+        let mut hub = HubBackend::new();
+        let mut taken_over: Vec<&str> = Vec::new();
+        for m in &h.chardevs {
+            let cd = self.get(m).ok_or_else(|| {
+                ChardevError::Invalid(format!("hub: chardev can't be found by id '{m}'"))
+            })?;
+            if matches!(cd.spec(), ChardevBackend::Mux(_) | ChardevBackend::Hub(_)) {
+                return Err(stacked(m));
+            }
+            if hub.len() >= crate::MAX_HUB {
+                return Err(ChardevError::Invalid(format!(
+                    "hub: too many uses of chardevs '{id}' (maximum is {})",
+                    crate::MAX_HUB
+                )));
+            }
+            let later = held.contains(m) && !taken_over.contains(&m.as_str());
+            if later {
+                taken_over.push(m);
+            }
+            hub.add_member(m, cd, later)?;
+        }
+        Ok(Box::new(hub))
     }
 
     /// Adds a chardev from parsed `-chardev` options. With `mux=on` this
@@ -329,6 +374,7 @@ impl Registry {
                 base.set_mux_above(&cd);
             }
         }
+        cd.link_hub_members();
         cd.start();
         self.inner
             .listeners
@@ -451,6 +497,33 @@ impl Registry {
         })
     }
 
+    /// Creates bridge `spec.id` between two chardevs (`-object x-bridge`,
+    /// `object-add`): see [`crate::bridge`].
+    pub fn add_bridge(&self, spec: &BridgeSpec) -> Result<(), BridgeError> {
+        let (a, b) = (self.get(&spec.chardev_a), self.get(&spec.chardev_b));
+        let inner = self.inner.clone();
+        let spec = spec.clone();
+        self.inner
+            .io
+            .run(move || inner.bridges.add(&spec, a, b))
+            .map_err(|_| BridgeError::Shutdown)?
+    }
+
+    /// Takes bridge `id` apart (`object-del`); its chardevs are free again.
+    pub fn remove_bridge(&self, id: &str) -> Result<(), BridgeError> {
+        let inner = self.inner.clone();
+        let id = id.to_string();
+        self.inner
+            .io
+            .run(move || inner.bridges.remove(&id))
+            .map_err(|_| BridgeError::Shutdown)?
+    }
+
+    /// Every bridge with its counters, in creation order.
+    pub fn bridges(&self) -> Vec<BridgeInfo> {
+        self.inner.bridges.list()
+    }
+
     /// Counters of chardev `id`.
     pub fn stats(&self, id: &str) -> Option<StatsSnapshot> {
         self.get(id).map(|cd| snapshot(&cd))
@@ -501,5 +574,6 @@ fn snapshot(cd: &Chardev) -> StatsSnapshot {
         bytes_lost: cd.stats.bytes_lost.load(Ordering::Relaxed),
         changes: cd.stats.changes.load(Ordering::Relaxed),
         queued: cd.out.len() as u64,
+        log_dropped: cd.stats.log_dropped.load(Ordering::Relaxed),
     }
 }

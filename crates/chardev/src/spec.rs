@@ -35,6 +35,31 @@ pub struct ChardevCommon {
         serde(rename = "x-backlog", default, skip_serializing_if = "Option::is_none")
     )]
     pub backlog: Option<u64>,
+    /// qchar extension: rotate `logfile` before it would grow past this
+    /// many bytes (`PATH` is renamed `PATH.1`, and so on, then reopened).
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "x-logsize", default, skip_serializing_if = "Option::is_none")
+    )]
+    pub logsize: Option<u64>,
+    /// qchar extension: how many rotated files (`PATH.1` .. `PATH.N`) are
+    /// kept (default 1; 0 keeps none).
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "x-logkeep", default, skip_serializing_if = "Option::is_none")
+    )]
+    pub logkeep: Option<u64>,
+    /// qchar extension: a UTC timestamp at the start of each line of
+    /// `logfile`.
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            rename = "x-logtimestamp",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )
+    )]
+    pub logtimestamp: Option<bool>,
 }
 
 /// `file` backend (QAPI `ChardevFile`).
@@ -208,6 +233,20 @@ pub struct ChardevMux {
     pub chardev: String,
 }
 
+/// `hub` backend (QAPI `ChardevHub`, QEMU 10): one frontend over several
+/// member chardevs by id; output goes to every member, input comes from
+/// any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "wire::Hub"))]
+pub struct ChardevHub {
+    /// Common options.
+    #[cfg_attr(feature = "serde", serde(flatten))]
+    pub common: ChardevCommon,
+    /// Ids of the member chardevs (at most [`crate::MAX_HUB`]).
+    pub chardevs: Vec<String>,
+}
+
 /// `stdio` backend (QAPI `ChardevStdio`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
@@ -270,6 +309,8 @@ pub enum ChardevBackend {
     Null(ChardevDummy),
     /// Several frontends sharing another chardev.
     Mux(ChardevMux),
+    /// One frontend over several chardevs (QEMU 10).
+    Hub(ChardevHub),
     /// qchar's standard input and output.
     Stdio(ChardevStdio),
     /// A ring buffer read by `ringbuf-read`.
@@ -439,6 +480,7 @@ impl ChardevBackend {
             ChardevBackend::Pty(_) => "pty",
             ChardevBackend::Null(_) => "null",
             ChardevBackend::Mux(_) => "mux",
+            ChardevBackend::Hub(_) => "hub",
             ChardevBackend::Stdio(_) => "stdio",
             ChardevBackend::Ringbuf(_) => "ringbuf",
             ChardevBackend::Memory(_) => "memory",
@@ -456,6 +498,7 @@ impl ChardevBackend {
             ChardevBackend::Udp(u) => &u.common,
             ChardevBackend::Pty(c) | ChardevBackend::Null(c) => c,
             ChardevBackend::Mux(m) => &m.common,
+            ChardevBackend::Hub(h) => &h.common,
             ChardevBackend::Stdio(s) => &s.common,
             ChardevBackend::Ringbuf(r) | ChardevBackend::Memory(r) => &r.common,
         }
@@ -472,6 +515,7 @@ impl ChardevBackend {
             ChardevBackend::Udp(u) => &mut u.common,
             ChardevBackend::Pty(c) | ChardevBackend::Null(c) => c,
             ChardevBackend::Mux(m) => &mut m.common,
+            ChardevBackend::Hub(h) => &mut h.common,
             ChardevBackend::Stdio(s) => &mut s.common,
             ChardevBackend::Ringbuf(r) | ChardevBackend::Memory(r) => &mut r.common,
         }
@@ -481,7 +525,8 @@ impl ChardevBackend {
 /// The backend type names qchar can open, in the order `query-chardev-backends`
 /// lists them.
 pub const SUPPORTED_BACKENDS: &[&str] = &[
-    "file", "serial", "pipe", "socket", "udp", "pty", "null", "mux", "stdio", "ringbuf", "memory",
+    "file", "serial", "pipe", "socket", "udp", "pty", "null", "mux", "hub", "stdio", "ringbuf",
+    "memory",
 ];
 
 /// Deserialization forms of the backend structs that flatten
@@ -506,6 +551,12 @@ mod wire {
                 logappend: Option<bool>,
                 #[serde(rename = "x-backlog", default)]
                 backlog: Option<u64>,
+                #[serde(rename = "x-logsize", default)]
+                logsize: Option<u64>,
+                #[serde(rename = "x-logkeep", default)]
+                logkeep: Option<u64>,
+                #[serde(rename = "x-logtimestamp", default)]
+                logtimestamp: Option<bool>,
                 $($(#[$m])* $field: $ty,)*
             }
 
@@ -516,6 +567,9 @@ mod wire {
                             logfile: w.logfile,
                             logappend: w.logappend,
                             backlog: w.backlog,
+                            logsize: w.logsize,
+                            logkeep: w.logkeep,
+                            logtimestamp: w.logtimestamp,
                         },
                         $($field: w.$field,)*
                     }
@@ -565,6 +619,8 @@ mod wire {
     });
 
     with_common!(ChardevMux as Mux { chardev: String, });
+
+    with_common!(ChardevHub as Hub { chardevs: Vec<String>, });
 
     with_common!(ChardevStdio as Stdio {
         #[serde(default)]
@@ -626,6 +682,7 @@ mod tests {
             r#"{"type":"socket","data":{"addr":{"type":"unix","data":{"path":"/p"}},"bogus":1}}"#,
             r#"{"type":"udp","data":{"remote":{"type":"inet","data":{"host":"h","port":"1"}},"bogus":1}}"#,
             r#"{"type":"mux","data":{"chardev":"c","bogus":1}}"#,
+            r#"{"type":"hub","data":{"chardevs":["c"],"bogus":1}}"#,
             r#"{"type":"stdio","data":{"bogus":1}}"#,
             r#"{"type":"ringbuf","data":{"bogus":1}}"#,
             r#"{"type":"memory","data":{"bogus":1}}"#,
@@ -644,6 +701,9 @@ mod tests {
             logfile: Some("/log".into()),
             logappend: Some(true),
             backlog: Some(4096),
+            logsize: Some(65536),
+            logkeep: Some(3),
+            logtimestamp: Some(true),
         };
         let hostdev = || ChardevHostdev {
             common: common.clone(),
@@ -697,6 +757,10 @@ mod tests {
                 common: common.clone(),
                 chardev: "base".into(),
             }),
+            ChardevBackend::Hub(ChardevHub {
+                common: common.clone(),
+                chardevs: vec!["a".into(), "b".into()],
+            }),
             ChardevBackend::Stdio(ChardevStdio {
                 common: common.clone(),
                 signal: Some(false),
@@ -716,6 +780,9 @@ mod tests {
                 r#""logfile":"/log""#,
                 r#""logappend":true"#,
                 r#""x-backlog":4096"#,
+                r#""x-logsize":65536"#,
+                r#""x-logkeep":3"#,
+                r#""x-logtimestamp":true"#,
             ] {
                 assert!(json.contains(name), "{json} lacks {name}");
             }

@@ -2,6 +2,7 @@
 //! command layer can be tested without the real registry. The binary uses
 //! the implementation for [`qchar_chardev::registry::Registry`].
 
+use qchar_chardev::bridge::{BridgeError, BridgeSpec};
 use qchar_chardev::opts::ChardevOptions;
 use qchar_chardev::registry::{ChardevStatsInfo, Registry};
 use qchar_chardev::spec::{ChardevBackend, ChardevInfo, ChardevReturn, SUPPORTED_BACKENDS};
@@ -57,6 +58,17 @@ pub trait ChardevOps: Send + Sync {
     fn option_ids(&self) -> Vec<String> {
         Vec::new()
     }
+    /// `object-add` of an `x-bridge`; refused where there are no bridges.
+    fn add_bridge(&self, spec: &BridgeSpec) -> Result<(), BridgeError> {
+        Err(BridgeError::InvalidType(format!(
+            "{} ({})",
+            spec.id, "no bridges here"
+        )))
+    }
+    /// `object-del` of an `x-bridge`.
+    fn remove_bridge(&self, id: &str) -> Result<(), BridgeError> {
+        Err(BridgeError::NotFound(id.to_string()))
+    }
 }
 
 impl ChardevOps for Registry {
@@ -101,5 +113,11 @@ impl ChardevOps for Registry {
         let o = qchar_chardev::opts::parse_chardev(&format!("{opts},id={id}"))
             .map_err(|e| e.to_string())?;
         Ok(o.backend)
+    }
+    fn add_bridge(&self, spec: &BridgeSpec) -> Result<(), BridgeError> {
+        Registry::add_bridge(self, spec)
+    }
+    fn remove_bridge(&self, id: &str) -> Result<(), BridgeError> {
+        Registry::remove_bridge(self, id)
     }
 }

@@ -65,8 +65,8 @@ fn chardev_and_frontend_counters_over_qmp_and_hmp() {
     assert!(reply.contains("\"label\": \"mon0\""), "{reply}");
     assert!(
         reply.ends_with(
-            "{\"changes\": 0, \"queued\": 0, \"bytes-in\": 0, \"label\": \"log\", \
-             \"bytes-lost\": 0, \"bytes-out\": 5, \"frontends\": [{\"read-bytes\": 0, \
+            "{\"changes\": 0, \"queued\": 0, \"bytes-in\": 0, \"log-dropped\": 0, \
+             \"label\": \"log\", \"bytes-lost\": 0, \"bytes-out\": 5, \"frontends\": [{\"read-bytes\": 0, \
              \"type\": \"counter\"}]}]}\r\n"
         ),
         "{reply}"
@@ -80,7 +80,7 @@ fn chardev_and_frontend_counters_over_qmp_and_hmp() {
     );
     assert!(
         hmp.ends_with(
-            "log: bytes-in=0 bytes-out=5 bytes-lost=0 changes=0 queued=0\\r\\n  \
+            "log: bytes-in=0 bytes-out=5 bytes-lost=0 changes=0 queued=0 log-dropped=0\\r\\n  \
              counter: read-bytes=0\\r\\n\"}\r\n"
         ),
         "{hmp}"

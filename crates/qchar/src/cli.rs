@@ -19,6 +19,7 @@
 
 use std::collections::HashSet;
 
+use qchar_chardev::bridge::{self, BridgeSpec};
 use qchar_chardev::opts::{self, ChardevOptions, OptsError, SerialTarget};
 use qchar_chardev::qemuopts::{
     self, KeyvalItem, OptDesc, OptType, OptsList, QemuOpts, QemuOptsError,
@@ -308,6 +309,8 @@ pub struct Config {
     pub warnings: Vec<Diag>,
     /// Chardevs, in creation order.
     pub chardevs: Vec<ChardevReq>,
+    /// `-object x-bridge`s, in order: created once the chardevs exist.
+    pub bridges: Vec<BridgeSpec>,
     /// Monitors, in creation order.
     pub monitors: Vec<MonitorReq>,
     /// Serial ports from `-serial` and the default, in order.
@@ -341,6 +344,7 @@ impl Default for Config {
         Config {
             warnings: Vec::new(),
             chardevs: Vec::new(),
+            bridges: Vec::new(),
             monitors: Vec::new(),
             serials: Vec::new(),
             devices: Vec::new(),
@@ -365,6 +369,7 @@ const OPTIONS: &[(&str, bool)] = &[
     ("h", false),
     ("help", false),
     ("version", false),
+    ("object", true),
     ("chardev", true),
     ("serial", true),
     ("parallel", true),
@@ -391,7 +396,8 @@ const OPTIONS: &[(&str, bool)] = &[
     ("no-reboot", false),
 ];
 
-/// Machine types accepted by `-machine` (they all mean qchar's machine).
+/// Machine types accepted by `-machine` (all but `none` mean qchar's
+/// machine).
 const MACHINES: &[(&str, &str)] = &[
     (
         "pc",
@@ -542,7 +548,8 @@ pub fn help_text() -> String {
          -display none             the only display type (no display)\n\
          -S                        wait in prelaunch for QMP/HMP 'cont'\n\
          -m [size=]SIZE            guest RAM (default unit MiB; default 128M)\n\
-         -machine/-M TYPE[,accel=kvm]  pc, q35 (qchar's machine) or none (no guest)\n\
+         -machine/-M TYPE[,accel=kvm]  pc, q35 (the same machine); none: no guest,\n\
+         \x20                         no KVM, qchar serves its chardevs (a console server)\n\
          -enable-kvm, -accel kvm   KVM (the only accelerator)\n\
          -name NAME[,process=P][,debug-threads=on|off]\n\
          -pidfile FILE             write the process id to FILE (removed at exit)\n\
@@ -556,6 +563,9 @@ pub fn help_text() -> String {
          file=builtin:NAME         a built-in guest as image: demo (counts forever),\n\
          \x20                         demo:N (stops after line N), irq-demo\n\
          --write-builtin-image NAME PATH  write a built-in guest image to PATH\n\
+         -object x-bridge,id=ID,chardev-a=A,chardev-b=B  join two chardevs byte for byte\n\
+         -chardev hub,id=ID,chardevs.0=A[,chardevs.1=B...]  one frontend, up to 4 chardevs\n\
+         logfile options: x-logsize=SIZE, x-logkeep=N, x-logtimestamp=on\n\
          \n\
          The machine loads the boot image at 0000:7c00 and jumps there (no BIOS).\n\
          Ctrl-a h on a mux (-nographic) lists its keys; Ctrl-a x quits.\n\
@@ -607,6 +617,7 @@ struct Scan {
     monitor_index: usize,
     /// Ids in QEMU's option lists, for its "Duplicate ID" errors.
     mon_ids: HashSet<String>,
+    object_ids: HashSet<String>,
     chardev_ids: HashSet<String>,
     device_ids: HashSet<String>,
     drive_ids: HashSet<String>,
@@ -627,6 +638,7 @@ enum Stop {
 /// Which of QEMU's option lists an id is checked in.
 #[derive(Debug, Clone, Copy)]
 enum IdList {
+    Object,
     Chardev,
     Mon,
     Device,
@@ -665,6 +677,7 @@ pub fn parse(args: &[String]) -> Result<Action, Diag> {
         nographic: false,
         monitor_index: 0,
         mon_ids: HashSet::new(),
+        object_ids: HashSet::new(),
         chardev_ids: HashSet::new(),
         device_ids: HashSet::new(),
         drive_ids: HashSet::new(),
@@ -711,6 +724,11 @@ impl Scan {
             match name {
                 "h" | "help" => return print(help_text()),
                 "version" => return print(version_text()),
+                "object" => {
+                    if let Some(text) = self.object(&loc, value)? {
+                        return print(text);
+                    }
+                }
                 "chardev" => self.chardev(&loc, value)?,
                 "serial" => {
                     self.default_serial = false;
@@ -806,6 +824,7 @@ impl Scan {
             None => qemuopts::parse(list, value, &mut warnings),
             Some(which) => {
                 let ids = match which {
+                    IdList::Object => &mut self.object_ids,
                     IdList::Chardev => &mut self.chardev_ids,
                     IdList::Mon => &mut self.mon_ids,
                     IdList::Device => &mut self.device_ids,
@@ -819,6 +838,23 @@ impl Scan {
             QemuOptsError::Help(list) => Stop::Help(format!("{}\n", list.help_text())),
             e => Stop::Error(Diag::qemuopts(Some(loc), &e)),
         })
+    }
+
+    /// `-object`: qchar's only object type, `x-bridge`, read now (errors
+    /// carry the option as location) and created once the chardevs exist.
+    /// `help` lists the types (exit 0, as QEMU).
+    fn object(&mut self, loc: &str, value: &str) -> Result<Option<String>, Stop> {
+        if qemuopts::grammar::is_help_word(value) {
+            return Ok(Some(format!(
+                "List of user creatable objects:\n  {}\n",
+                bridge::BRIDGE_TYPE
+            )));
+        }
+        let parsed = self.read_opts(loc, &bridge::OBJECT_OPTS, value, Some(IdList::Object))?;
+        let spec =
+            BridgeSpec::from_opts(&parsed).map_err(|e| Diag::at(Some(loc), e.to_string()))?;
+        self.cfg.bridges.push(spec);
+        Ok(None)
     }
 
     /// `-chardev`: the option string is checked now, the chardev made
@@ -1219,6 +1255,10 @@ impl Scan {
 
     /// After the scan: the defaults QEMU adds, serial labels.
     fn finish(&mut self) {
+        if self.cfg.machine_none {
+            // QEMU's `none` machine has no serial port of its own.
+            self.default_serial = false;
+        }
         if !self.has_defaults {
             self.default_serial = false;
             self.default_monitor = false;

@@ -15,6 +15,11 @@
 //!    `-device isa-serial`;
 //! 7. the vCPU starts (in `prelaunch` with `-S`).
 //!
+//! `-machine none` makes no guest: steps 2, 3 and 6 do nothing (a drive or
+//! an `isa-serial` is refused, as by QEMU's `none` machine) and KVM is
+//! never opened; the chardevs, bridges and monitors work as ever: qchar is
+//! a console server. `-object x-bridge` bridges are made right after step 1.
+//!
 //! Without `/dev/kvm` (or without a boot image) `-S` still gives working
 //! monitors and UARTs; the machine is made by `cont`, which fails with the
 //! reason until it can be.
@@ -296,8 +301,14 @@ fn setup_on(
         }
         add_chardev(reg, &o, loc).map_err(|e| diag(loc, e.to_string()))?;
     }
+    // 1b. Bridges (`-object x-bridge`), which need their chardevs, as QEMU
+    // creates objects that depend on chardevs after them; reported, as
+    // QEMU reports objects, without a location.
+    for b in &cfg.bridges {
+        reg.add_bridge(b).map_err(|e| diag(None, e.to_string()))?;
+    }
 
-    // 2. Boot image.
+    // 2. Boot image (`-machine none` has no floppy; its IDE drives go unused).
     let image = load_image(cfg)?;
 
     // 3. Machine.
@@ -402,7 +413,7 @@ fn setup_on(
         }
     }
 
-    // 6. UARTs.
+    // 6. UARTs (none on `-machine none`: its serial chardevs stay free).
     let mut ports = Vec::new();
     let mut isa_index = 0usize;
     // QEMU's empty machine leaves the serial chardevs without a device.

@@ -6,6 +6,7 @@
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use qchar_chardev::bridge::{BridgeError, BridgeSpec};
 use qchar_chardev::spec::{ChardevBackend, ChardevInfo, ChardevReturn};
 use qchar_chardev::{ChardevError, Registry};
 use qchar_machine::{ExitReason, RunState as MachineState, VmHandle};
@@ -202,6 +203,14 @@ impl ChardevOps for GatedChardevs {
     }
     fn option_ids(&self) -> Vec<String> {
         self.option_ids.clone()
+    }
+    fn add_bridge(&self, spec: &BridgeSpec) -> Result<(), BridgeError> {
+        self.gate.wait();
+        ChardevOps::add_bridge(&self.reg, spec)
+    }
+    fn remove_bridge(&self, id: &str) -> Result<(), BridgeError> {
+        self.gate.wait();
+        ChardevOps::remove_bridge(&self.reg, id)
     }
 }
 

@@ -484,29 +484,11 @@ fn pty_chardev_is_announced_and_usable() {
     assert!(proc.wait().success());
 }
 
-/// Runs qchar where `/dev` is an empty tmpfs (a private mount namespace),
-/// so `/dev/kvm` is absent for real. `None` (the test skips) where
-/// namespaces are not allowed.
-fn without_kvm(dir: &Path, line: &str) -> Option<Proc> {
-    if !require(Prereq::MountNamespace) {
-        return None;
-    }
-    let script = format!(
-        "mount -t tmpfs none /dev && exec {} {}",
-        common::qchar_bin(),
-        argv(line, dir).join(" ")
-    );
-    Some(Proc::spawn_program(
-        "unshare",
-        &["-m".into(), "sh".into(), "-c".into(), script],
-        dir,
-    ))
-}
-
 #[test]
 fn no_kvm_start_fails_like_qemu() {
     let dir = tempdir();
-    let Some(mut proc) = without_kvm(dir.path(), "-nodefaults -fda builtin:demo") else {
+    let Some(mut proc) = common::qchar_without_kvm(dir.path(), "-nodefaults -fda builtin:demo")
+    else {
         return;
     };
     assert_eq!(proc.wait().code(), Some(1));
@@ -520,7 +502,7 @@ fn no_kvm_start_fails_like_qemu() {
 #[test]
 fn no_kvm_with_s_keeps_a_working_monitor() {
     let dir = tempdir();
-    let Some(mut proc) = without_kvm(
+    let Some(mut proc) = common::qchar_without_kvm(
         dir.path(),
         "-nodefaults -S -chardev file,id=con,path=$D/c.log -serial chardev:con \
          -qmp unix:$D/a,server=on,wait=off -fda builtin:demo",

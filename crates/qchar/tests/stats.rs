@@ -61,7 +61,7 @@ fn uart_counters_come_under_the_chardev_their_uart_uses() {
     );
     let text = text.as_str().unwrap();
     assert!(
-        text.contains(&format!("con: bytes-in=0 bytes-out={out} bytes-lost=0 changes=0 queued=0\r\n  uart: tx-bytes={out} ")),
+        text.contains(&format!("con: bytes-in=0 bytes-out={out} bytes-lost=0 changes=0 queued=0 log-dropped=0\r\n  uart: tx-bytes={out} ")),
         "{text}"
     );
     q.cmd("quit", Value::Null);

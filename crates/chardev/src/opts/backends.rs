@@ -6,9 +6,9 @@
 
 use crate::qemuopts::{OptDesc, OptType, OptsList, QemuOpts, QemuOptsError};
 use crate::spec::{
-    ChardevBackend, ChardevCommon, ChardevFile, ChardevHostdev, ChardevMux, ChardevRingbuf,
-    ChardevSocket, ChardevStdio, ChardevUdp, InetSocketAddress, SocketAddressLegacy, StringWrapper,
-    UnixSocketAddress,
+    ChardevBackend, ChardevCommon, ChardevFile, ChardevHostdev, ChardevHub, ChardevMux,
+    ChardevRingbuf, ChardevSocket, ChardevStdio, ChardevUdp, InetSocketAddress,
+    SocketAddressLegacy, StringWrapper, UnixSocketAddress,
 };
 
 use super::OptsError;
@@ -18,16 +18,22 @@ const fn key(name: &'static str, ty: OptType) -> OptDesc {
     OptDesc::new(name, ty)
 }
 
-/// Every key `-chardev` accepts: QEMU 7.2's (some only matter to backends
+/// Every key `-chardev` accepts: QEMU 7.2's and QEMU 10's `chardevs.N` for
+/// `hub` (some only matter to backends
 /// qchar lacks; they are accepted and ignored, as QEMU ignores keys a
 /// backend does not use) plus qchar's own (`backlog`, `input-path`,
-/// `keep-alive`, `numeric`, `reconnect-ms`).
+/// `keep-alive`, `numeric`, `reconnect-ms`, `x-logsize`, `x-logkeep`,
+/// `x-logtimestamp`).
 const KEYS: &[OptDesc] = &[
     key("abstract", Bool),
     key("append", Bool),
     key("backend", Str),
     key("backlog", Size),
     key("chardev", Str),
+    key("chardevs.0", Str),
+    key("chardevs.1", Str),
+    key("chardevs.2", Str),
+    key("chardevs.3", Str),
     key("clipboard", Bool),
     key("cols", Number),
     key("debug", Number),
@@ -65,6 +71,9 @@ const KEYS: &[OptDesc] = &[
     key("wait", Bool),
     key("websocket", Bool),
     key("width", Number),
+    key("x-logkeep", Number),
+    key("x-logsize", Size),
+    key("x-logtimestamp", Bool),
 ];
 
 /// QEMU's `-chardev` option list, with qchar's keys.
@@ -98,6 +107,9 @@ fn common(opts: &QemuOpts) -> ChardevCommon {
         logfile: owned(opts, "logfile"),
         logappend: Some(opts.get_bool("logappend").unwrap_or(false)),
         backlog: opts.get_number("backlog"),
+        logsize: opts.get_number("x-logsize"),
+        logkeep: opts.get_number("x-logkeep"),
+        logtimestamp: opts.get_bool("x-logtimestamp"),
     }
 }
 
@@ -153,6 +165,14 @@ pub(super) fn build_backend(
                 chardev,
             })
         }
+        "hub" => ChardevBackend::Hub(ChardevHub {
+            common: common(opts),
+            // QEMU reads chardevs.0, chardevs.1... up to the first gap; an
+            // empty list is refused when the hub opens.
+            chardevs: (0..crate::MAX_HUB)
+                .map_while(|i| owned(opts, &format!("chardevs.{i}")))
+                .collect(),
+        }),
         "socket" => ChardevBackend::Socket(socket(opts)?),
         "udp" => ChardevBackend::Udp(udp(opts)?),
         other => return Err(OptsError::UnknownDriver(other.to_string())),

@@ -32,7 +32,9 @@
 //!
 //! qchar extensions that QEMU 7.2 lacks: `backlog=SIZE` (the replay buffer,
 //! [`ChardevCommon::backlog`](crate::spec::ChardevCommon::backlog)), `input-path=` for `file`, `reconnect-ms=`,
-//! and `numeric=`/`keep-alive=` for TCP sockets.
+//! `numeric=`/`keep-alive=` for TCP sockets, `x-logsize=`, `x-logkeep=`
+//! and `x-logtimestamp=` for `logfile=` ([`crate::logfile`]), and QEMU
+//! 10's `hub` backend with `chardevs.0=`..`chardevs.3=`.
 
 // Hand-written: QEMU's -chardev semantics and error texts are the specification.
 

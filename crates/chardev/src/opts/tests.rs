@@ -37,7 +37,7 @@ fn c0() -> ChardevCommon {
     ChardevCommon {
         logfile: None,
         logappend: Some(false),
-        backlog: None,
+        ..ChardevCommon::default()
     }
 }
 
@@ -99,11 +99,36 @@ fn common_options_and_backlog() {
         logfile: Some("/l,og".into()),
         logappend: Some(true),
         backlog: Some(65536),
+        ..ChardevCommon::default()
     };
     assert_eq!(o.backend, ChardevBackend::Null(want));
     let json = serde_json::to_string(&o.backend).unwrap();
     assert!(json.contains(r#""x-backlog":65536"#), "{json}");
     assert_eq!(ok("null,id=a,backlog=0").backend.common().backlog, Some(0));
+}
+
+#[test]
+fn log_rotation_and_timestamps() {
+    let o = ok("null,id=a,logfile=/l,x-logsize=1M,x-logkeep=5,x-logtimestamp=on");
+    let c = o.backend.common();
+    assert_eq!(c.logsize, Some(1 << 20));
+    assert_eq!(c.logkeep, Some(5));
+    assert_eq!(c.logtimestamp, Some(true));
+    let json = serde_json::to_string(&o.backend).unwrap();
+    for m in [
+        r#""x-logsize":1048576"#,
+        r#""x-logkeep":5"#,
+        r#""x-logtimestamp":true"#,
+    ] {
+        assert!(json.contains(m), "{json} lacks {m}");
+    }
+    // Absent unless given.
+    let c = ok("null,id=a,logfile=/l").backend.common().clone();
+    assert_eq!((c.logsize, c.logkeep, c.logtimestamp), (None, None, None));
+    assert_eq!(
+        err("null,id=a,x-logkeep=many").to_string(),
+        "Parameter 'x-logkeep' expects a number"
+    );
 }
 
 #[test]
@@ -821,7 +846,12 @@ fn help_requests() {
             "{text}"
         );
         assert!(text.contains("\n  size=<size>\n") && text.contains("\n  to=<num>\n"));
-        assert!(text.ends_with("\n  width=<num>"));
+        assert!(text.contains("\n  width=<num>\n"));
+        // qchar's own keys sort last.
+        assert!(
+            text.ends_with("\n  x-logtimestamp=<bool (on/off)>"),
+            "{text}"
+        );
     }
     // Errors before the help key still win.
     assert_eq!(

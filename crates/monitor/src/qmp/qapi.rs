@@ -8,8 +8,9 @@ use super::error::{QmpError, QmpResult};
 use super::visitor::ObjVisitor;
 
 /// Every backend type name QEMU 7.2's `ChardevBackendKind` accepts (in this
-/// Linux build). Those qchar does not implement pass validation and are then
-/// refused with QEMU's "not a valid char driver name" text.
+/// Linux build), and QEMU 10's `hub`. Those qchar does not implement pass
+/// validation and are then refused with QEMU's "not a valid char driver
+/// name" text.
 pub const QEMU_BACKEND_KINDS: &[&str] = &[
     "file",
     "serial",
@@ -20,6 +21,7 @@ pub const QEMU_BACKEND_KINDS: &[&str] = &[
     "pty",
     "null",
     "mux",
+    "hub",
     "msmouse",
     "wctablet",
     "braille",
@@ -115,6 +117,10 @@ pub fn visit_backend(
             common: common(&mut d)?,
             chardev: d.req_str("chardev")?,
         })),
+        "hub" => Ok(ChardevBackend::Hub(ChardevHub {
+            common: common(&mut d)?,
+            chardevs: d.req_str_list("chardevs")?,
+        })),
         "stdio" => Ok(ChardevBackend::Stdio(ChardevStdio {
             common: common(&mut d)?,
             signal: d.opt_bool("signal")?,
@@ -162,12 +168,16 @@ pub fn visit_backend(
     Ok(backend)
 }
 
-/// `ChardevCommon` members, plus qchar's `x-backlog`.
+/// `ChardevCommon` members, plus qchar's `x-backlog`, `x-logsize`,
+/// `x-logkeep` and `x-logtimestamp`.
 fn common(d: &mut ObjVisitor<'_>) -> QmpResult<ChardevCommon> {
     Ok(ChardevCommon {
         logfile: d.opt_str("logfile")?,
         logappend: d.opt_bool("logappend")?,
         backlog: d.opt_u64("x-backlog")?,
+        logsize: d.opt_u64("x-logsize")?,
+        logkeep: d.opt_u64("x-logkeep")?,
+        logtimestamp: d.opt_bool("x-logtimestamp")?,
     })
 }
 

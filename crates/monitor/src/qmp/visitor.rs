@@ -158,6 +158,24 @@ impl<'a> ObjVisitor<'a> {
         Ok(Some(out))
     }
 
+    /// A mandatory list of strings (paths `name[0]`... in errors).
+    pub fn req_str_list(&mut self, name: &str) -> QmpResult<Vec<String>> {
+        let Some(v) = self.take(name) else {
+            return Err(self.missing(name));
+        };
+        let Value::List(items) = v else {
+            return Err(type_error(&self.path(name), "array"));
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::Str(s) => Ok(utf8::to_string_lossy(s)),
+                _ => Err(type_error(&format!("{}[{i}]", self.path(name)), "string")),
+            })
+            .collect()
+    }
+
     /// A mandatory list of objects, each visited by one of the returned
     /// visitors (paths `name[0].member`...), or the error for an element
     /// that is not an object.

@@ -912,3 +912,57 @@ fn warnings_before_a_scan_error() {
         Some("PROG: -m 1.5: Parameter 'size' expects a non-negative number below 2^64")
     );
 }
+
+/// qchar's `-object x-bridge` (QEMU's `-object` syntax and texts for its
+/// mistakes) and `-machine none` (no guest, no default serial port).
+#[test]
+fn bridge_objects_and_machine_none() {
+    let c = cfg(&[
+        "-object",
+        "x-bridge,id=br,chardev-a=vm,chardev-b=con",
+        "-object",
+        "qom-type=x-bridge,id=br2,chardev-a=x,chardev-b=y",
+    ]);
+    assert_eq!(c.bridges.len(), 2);
+    assert_eq!(
+        (c.bridges[0].id.as_str(), c.bridges[0].chardev_a.as_str()),
+        ("br", "vm")
+    );
+    assert!(!c.machine_none);
+    assert_eq!(
+        err(&["-object", "x-bridge,id=br,chardev-a=a"]),
+        "PROG: -object x-bridge,id=br,chardev-a=a: Parameter 'chardev-b' is missing\n"
+    );
+    assert_eq!(
+        err(&["-object", "memory-backend-ram,id=m"]),
+        "PROG: -object memory-backend-ram,id=m: invalid object type: memory-backend-ram\n"
+    );
+    assert_eq!(
+        err(&[
+            "-object",
+            "x-bridge,id=br,chardev-a=a,chardev-b=b",
+            "-object",
+            "x-bridge,id=br,chardev-a=c,chardev-b=d"
+        ]),
+        "PROG: -object x-bridge,id=br,chardev-a=c,chardev-b=d: Duplicate ID 'br' for object\n"
+    );
+    assert_eq!(
+        printed(&["-object", "help"]),
+        "List of user creatable objects:\n  x-bridge\n"
+    );
+    // -machine none: no default serial port (QEMU's none machine has
+    // none), the default monitor stays.
+    let c = cfg(&["-machine", "none"]);
+    assert!(c.machine_none);
+    assert!(c.serials.is_empty());
+    assert_eq!(c.monitors.len(), 1);
+    let c = cfg(&["-M", "none", "-M", "pc"]);
+    assert!(!c.machine_none, "the last -machine type counts");
+    let c = cfg(&[
+        "-machine",
+        "type=none",
+        "-serial",
+        "unix:s,server=on,wait=off",
+    ]);
+    assert!(c.machine_none && c.serials.len() == 1);
+}

@@ -340,3 +340,114 @@ pub fn check_demo_stream(data: &[u8]) -> (u64, Vec<String>) {
     }
     (next - 1, echoes)
 }
+
+/// Runs qchar with `line` where `/dev` is an empty tmpfs (a private mount
+/// namespace), so `/dev/kvm` is absent for real. `None` (the test skips,
+/// saying why) where namespaces are not allowed.
+pub fn qchar_without_kvm(dir: &Path, line: &str) -> Option<Proc> {
+    if !qchar_testkit::require(qchar_testkit::Prereq::MountNamespace) {
+        return None;
+    }
+    let script = format!(
+        "mount -t tmpfs none /dev && exec {} {}",
+        qchar_bin(),
+        argv(line, dir).join(" ")
+    );
+    Some(Proc::spawn_program(
+        "unshare",
+        &["-m".into(), "sh".into(), "-c".into(), script],
+        dir,
+    ))
+}
+
+/// Whether process `pid` has `/dev/kvm` open.
+pub fn has_kvm_open(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .any(|e| std::fs::read_link(e.path()).is_ok_and(|t| t == Path::new("/dev/kvm")))
+        })
+        .unwrap_or(false)
+}
+
+/// A QEMU 7.2 running qchar's demo guest (from a floppy image) with its
+/// serial port a unix socket server (`-serial unix:PATH,server=on,wait=off`),
+/// started paused (`-S`) so that a test can connect before the first line.
+/// TCG: it needs no `/dev/kvm`, and a guest that does nothing but port I/O
+/// runs faster under it than under nested KVM (every UART access an exit
+/// through two hypervisors). Killed when dropped.
+pub struct QemuGuest {
+    pub proc: Proc,
+    pub qmp: Qmp,
+    /// The serial port's socket.
+    pub serial: PathBuf,
+}
+
+impl QemuGuest {
+    /// Starts QEMU in `dir`: image `image`, serial socket `serial`, QMP on
+    /// `dir/NAME.qmp`.
+    pub fn start(dir: &Path, name: &str, image: &Path, serial: &Path) -> QemuGuest {
+        let qmp = dir.join(format!("{name}.qmp"));
+        let _ = std::fs::remove_file(&qmp);
+        let args: Vec<String> = [
+            "-accel".into(),
+            "tcg".into(),
+            "-nodefaults".into(),
+            "-display".into(),
+            "none".into(),
+            "-S".into(),
+            "-m".into(),
+            "32".into(),
+            "-drive".into(),
+            format!("file={},format=raw,if=floppy", image.display()),
+            "-serial".into(),
+            format!("unix:{},server=on,wait=off", serial.display()),
+            "-qmp".into(),
+            format!("unix:{},server=on,wait=off", qmp.display()),
+        ]
+        .into();
+        let proc = Proc::spawn_program("qemu-system-x86_64", &args, dir);
+        let qmp = Qmp::connect(&qmp);
+        QemuGuest {
+            proc,
+            qmp,
+            serial: serial.to_path_buf(),
+        }
+    }
+
+    /// Whether a client is connected to the serial port's socket.
+    pub fn serial_connected(&mut self) -> bool {
+        let list = self.qmp.cmd("query-chardev", Value::Null);
+        list.as_array().unwrap().iter().any(|c| {
+            c["label"] == "serial0"
+                && !c["filename"]
+                    .as_str()
+                    .unwrap_or("disconnected:")
+                    .starts_with("disconnected:")
+        })
+    }
+
+    /// Starts the guest (`cont`).
+    pub fn cont(&mut self) {
+        self.qmp.cmd("cont", Value::Null);
+    }
+
+    /// Kills QEMU at once (a crash, or a host killing the VM).
+    pub fn kill(mut self) {
+        let _ = self.proc.child.kill();
+        let _ = self.proc.child.wait();
+    }
+}
+
+/// Writes the built-in demo guest to `dir/demo.img` with qchar's own
+/// `--write-builtin-image`.
+pub fn demo_image(dir: &Path) -> PathBuf {
+    let path = dir.join("demo.img");
+    let st = Command::new(qchar_bin())
+        .args(["--write-builtin-image", "demo"])
+        .arg(&path)
+        .status()
+        .expect("qchar --write-builtin-image");
+    assert!(st.success());
+    path
+}

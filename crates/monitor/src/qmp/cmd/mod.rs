@@ -11,6 +11,7 @@ use crate::vm::VmControl;
 use super::error::QmpResult;
 use super::visitor::ObjVisitor;
 
+mod bridge;
 mod capabilities;
 mod chardev_add;
 mod chardev_change;
@@ -121,6 +122,8 @@ pub static COMMANDS: &[CommandDef] = &[
     query_name::DEF,
     yank::QUERY,
     yank::DEF,
+    bridge::DEL,
+    bridge::ADD,
     run_state::QUIT,
     query_commands::DEF,
     query_version::DEF,

@@ -3,7 +3,7 @@
 //! some (a UART's). HMP `info x-chardev-stats` prints the same.
 //!
 //! `{"label": "serial0", "bytes-in": 0, "bytes-out": 5, "bytes-lost": 0,
-//! "changes": 0, "queued": 0, "frontends": [{"type": "uart",
+//! "changes": 0, "queued": 0, "log-dropped": 0, "frontends": [{"type": "uart",
 //! "tx-bytes": 5, ...}]}`
 
 use qchar_chardev::ChardevStatsInfo;
@@ -20,7 +20,7 @@ pub(super) const DEF: CommandDef = CommandDef {
 };
 
 /// The chardev's own counters, in output order.
-fn own(i: &ChardevStatsInfo) -> [(&'static str, u64); 5] {
+fn own(i: &ChardevStatsInfo) -> [(&'static str, u64); 6] {
     let s = &i.stats;
     [
         ("bytes-in", s.bytes_in),
@@ -28,6 +28,7 @@ fn own(i: &ChardevStatsInfo) -> [(&'static str, u64); 5] {
         ("bytes-lost", s.bytes_lost),
         ("changes", s.changes),
         ("queued", s.queued),
+        ("log-dropped", s.log_dropped),
     ]
 }
 
