@@ -17,7 +17,7 @@ use crate::gen::{Class, Input};
 use crate::norm::{
     chardev_list, contains, drop_extension_events, sort_unordered, sorted_lines, SideCtx,
 };
-use crate::target::{connect_unix, Conn, Proc, Programs, ReadEnd, Side};
+use crate::target::{connect_unix, Conn, Patience, Proc, Programs, ReadEnd, Side};
 use crate::HarnessError;
 
 /// What one side sent back for each step, normalised.
@@ -153,7 +153,8 @@ impl LiveSide {
         let mut proc = Proc::start(&progs.program(side), &args, &dir)?;
         let stream = {
             let p = &mut proc;
-            connect_unix(&dir.join("qobs.sock"), REPLY_LIMIT, || {
+            let pid = p.pid();
+            connect_unix(&dir.join("qobs.sock"), REPLY_LIMIT, Some(pid), || {
                 p.try_status().is_none()
             })
         };
@@ -169,7 +170,7 @@ impl LiveSide {
         };
         // Which side failed to answer, in the harness's error.
         let named = |e: HarnessError| HarnessError::Protocol(format!("{}: {e}", side.name()));
-        let mut obs = Conn::new(stream);
+        let mut obs = Conn::with_peer(stream, proc.pid());
         greet(&mut obs, &mut ctx).map_err(named)?;
         let mut seq = 0;
         let r =
@@ -198,9 +199,10 @@ impl LiveSide {
         let stream = connect_unix(
             std::path::Path::new(&format!("{dir}/qin.sock")),
             REPLY_LIMIT,
+            Some(self.proc.pid()),
             || true,
         )?;
-        let mut conn = Conn::new(stream);
+        let mut conn = Conn::with_peer(stream, self.proc.pid());
         let (greeting, end) = conn.lines_until(b"\"QMP\"", REPLY_LIMIT);
         if end != ReadEnd::Found {
             return Err(HarnessError::Protocol(
@@ -260,9 +262,10 @@ impl LiveSide {
         let stream = connect_unix(
             std::path::Path::new(&format!("{dir}/hmp.sock")),
             REPLY_LIMIT,
+            Some(self.proc.pid()),
             || true,
         )?;
-        let mut conn = Conn::new(stream);
+        let mut conn = Conn::with_peer(stream, self.proc.pid());
         let (banner, _) = conn.bytes_until_idle(REPLY_LIMIT, idle, REPLY_LIMIT);
         let mut out = Vec::new();
         let mut closed = false;
@@ -517,7 +520,7 @@ fn run_cli_side(
     let dir = progs.cli_dir(side);
     let mut proc = Proc::start(&progs.program(side), &args, &dir)?;
     let sock = dir.join("harness.sock");
-    let start = std::time::Instant::now();
+    let mut patience = Patience::new(Some(proc.pid()), REPLY_LIMIT);
     let mut clients = Vec::new();
     let mut served = 0usize;
     let mut out = Vec::new();
@@ -545,7 +548,7 @@ fn run_cli_side(
             clients.push(connect_waiting(addr));
             served += 1;
         }
-        if start.elapsed() > REPLY_LIMIT {
+        if patience.give_up() {
             out.extend_from_slice(b"no monitor (hang)\n");
             proc.kill();
             break None;
@@ -553,7 +556,7 @@ fn run_cli_side(
         std::thread::sleep(Duration::from_millis(3));
     };
     if let Some(stream) = conn {
-        let mut c = Conn::new(stream);
+        let mut c = Conn::with_peer(stream, proc.pid());
         let state = (|| -> Result<Vec<u8>, HarnessError> {
             greet(&mut c, &mut ctx)?;
             let mut seq = 0;
