@@ -19,6 +19,11 @@
 #              the console bridge (-machine none, -object x-bridge) between
 #              a VM's console socket and a user socket, vs socat
 #              UNIX-CONNECT:vm UNIX-LISTEN:user, same sockets, same client
+#   rows 9a-d  cargo bench -p qchar --bench tls
+#              TLS handshake time to a monitor's first byte and guest
+#              serial output over a TLS socket chardev, qchar vs QEMU
+#   rows 10a-b  (in the relay bench) the relay with chardev b over TLS,
+#              vs socat -b 65536 UNIX-LISTEN:a OPENSSL-LISTEN:port
 #   row 7      scripts/perf/swap_plot.py (first run only)
 #              guest output over time with a chardev-change every 100 ms;
 #              writes the plot (docs/throughput-over-swaps.png with --docs)
@@ -119,6 +124,7 @@ for run in $(seq 1 "$runs"); do
     } >>"$log"
     step cargo bench -q -p qchar --bench serial
     step cargo bench -q -p qchar --bench vs_qemu
+    step cargo bench -q -p qchar --bench tls
     step cargo bench -q -p qchar-chardev --bench relay
     step cargo bench -q -p qchar-chardev --bench many
     step cargo bench -q -p qchar --bench bridge

@@ -116,6 +116,18 @@ ROWS = [
      g("bridge_rtt", "", "qchar_p50_us"), "socat", g("bridge_rtt", "", "socat_p50_us"), 1.0),
     ("8d", "console bridge, one byte there and back, p99", "us", False,
      g("bridge_rtt99", "", "qchar_p99_us"), "socat", g("bridge_rtt99", "", "socat_p99_us"), None),
+    ("9a", "TLS handshake to a monitor's first byte (verify-peer, authz), median", "us", False,
+     g("tls_handshake", "qchar", "p50_us"), "QEMU", g("tls_handshake", "qemu", "p50_us"), 1.0),
+    ("9b", "same, p99", "us", False,
+     g("tls_handshake", "qchar", "p99_us"), "QEMU", g("tls_handshake", "qemu", "p99_us"), 1.0),
+    ("9c", "guest serial output, TLS socket backend", "bytes/s", True,
+     g("tls_serial", "qchar", "rate_b_s"), "QEMU", g("tls_serial", "qemu", "rate_b_s"), 1.0),
+    ("9d", "same, the socket without TLS (what TLS costs)", "bytes/s", True,
+     g("tls_serial", "qchar", "plain_b_s"), "QEMU", g("tls_serial", "qemu", "plain_b_s"), None),
+    ("10a", "relay unix socket -> chardev -> frontend -> TLS chardev -> TLS client", "MiB/s", True,
+     g("relay_tls", "", "qchar"), "socat OpenSSL", g("relay_tls", "", "socat_openssl"), 0.9),
+    ("10b", "same relay, qchar over TLS against qchar over plain TCP", "MiB/s", True,
+     g("relay_tls", "", "qchar"), "qchar, plain TCP", g("relay_tls", "", "qchar_plain_tcp"), None),
 ]
 
 

@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 
 use crate::error::{ChardevError, Result};
 use crate::spec::ChardevBackend;
+use crate::tls::ObjectStore;
 
 mod fdio;
 mod file;
@@ -240,8 +241,9 @@ pub trait Backend: Send {
 
 /// Opens the backend a spec describes. Called with the registry's runtime
 /// entered, so tokio I/O objects can be registered. `id` is the chardev's id,
-/// used in messages.
-pub fn open(id: &str, spec: &ChardevBackend) -> Result<Box<dyn Backend>> {
+/// used in messages; `objects` are where `tls-creds` and `tls-authz` are
+/// looked up.
+pub fn open(id: &str, spec: &ChardevBackend, objects: &ObjectStore) -> Result<Box<dyn Backend>> {
     match spec {
         ChardevBackend::Null(_) => Ok(Box::new(null::NullBackend)),
         ChardevBackend::File(f) => Ok(Box::new(file::FileBackend::open(f)?)),
@@ -253,7 +255,7 @@ pub fn open(id: &str, spec: &ChardevBackend) -> Result<Box<dyn Backend>> {
             s.signal.unwrap_or(true),
         )?)),
         ChardevBackend::Parallel(_) => Err(ChardevError::UnknownDriver("parallel".into())),
-        ChardevBackend::Socket(s) => Ok(Box::new(socket::SocketBackend::open(id, s)?)),
+        ChardevBackend::Socket(s) => Ok(Box::new(socket::SocketBackend::open(id, s, objects)?)),
         ChardevBackend::Udp(u) => Ok(Box::new(udp::UdpBackend::open(u)?)),
         ChardevBackend::Serial(h) => Ok(Box::new(serial::SerialBackend::open(&h.device)?)),
         // Needs the registry (the base chardev): see `Registry::open_mux`.
@@ -269,14 +271,14 @@ pub fn open(id: &str, spec: &ChardevBackend) -> Result<Box<dyn Backend>> {
 }
 
 /// Checks a spec for what can be refused before anything is opened, so a
-/// change that cannot succeed leaves no trace.
-pub fn validate(spec: &ChardevBackend) -> Result<()> {
+/// change that cannot succeed leaves no trace (`objects`: as for [`open`]).
+pub fn validate(spec: &ChardevBackend, objects: &ObjectStore) -> Result<()> {
     crate::logfile::LogSpec::from_common(spec.common())?;
     match spec {
         ChardevBackend::Ringbuf(r) | ChardevBackend::Memory(r) => {
             ringbuf::check_size(r.size).map(|_| ())
         }
-        ChardevBackend::Socket(s) => socket::validate(s),
+        ChardevBackend::Socket(s) => socket::validate(s, objects),
         _ => Ok(()),
     }
 }

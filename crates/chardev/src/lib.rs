@@ -16,6 +16,8 @@
 //!   ([`FrontendHandlers`]).
 //! - [`registry`]: chardevs by id: add, change, remove, query.
 //! - [`bridge`]: `x-bridge`, two chardevs joined byte for byte.
+//! - [`tls`]: TLS credentials and authorization objects (`-object`,
+//!   `object-add`) and the TLS session of a socket connection.
 //! - `chardev`: one chardev's I/O task.
 //! - `change`: a backend change, in one place, and the retiring of the
 //!   backend that goes.
@@ -66,6 +68,7 @@ mod outq;
 pub mod qemuopts;
 pub mod registry;
 pub mod spec;
+pub mod tls;
 
 pub use backend::{modem, IoctlReply, Parity, SerialIoctl, SerialParams};
 pub use chardev::ChardevStats;

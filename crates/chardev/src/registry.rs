@@ -17,6 +17,7 @@ use crate::logfile::{LogSpec, Logger};
 use crate::opts::ChardevOptions;
 use crate::outq::DEFAULT_OUT_CAPACITY;
 use crate::spec::{ChardevBackend, ChardevHub, ChardevInfo, ChardevMux, ChardevReturn};
+use crate::tls::ObjectStore;
 
 /// Something that happened to a chardev, for observers such as a QMP
 /// monitor that turns them into events.
@@ -110,6 +111,8 @@ struct Inner {
     logger: Logger,
     /// The bridges (`x-bridge` objects).
     bridges: Bridges,
+    /// The objects (`-object`, `object-add`) chardevs look up by id.
+    objects: ObjectStore,
 }
 
 impl Inner {
@@ -189,6 +192,7 @@ impl Registry {
                 out_cap: cap.max(1),
                 logger: Logger::default(),
                 bridges: Bridges::new(),
+                objects: ObjectStore::new(),
             }),
         })
     }
@@ -199,6 +203,12 @@ impl Registry {
 
     pub(crate) fn get(&self, id: &str) -> Option<Arc<Chardev>> {
         self.map().by_id.get(id).map(|(_, c)| c.clone())
+    }
+
+    /// The objects (`-object`, `object-add`) this registry's chardevs look
+    /// up by id: TLS credentials and authorization.
+    pub fn objects(&self) -> &ObjectStore {
+        &self.inner.objects
     }
 
     /// Whether `id` is registered.
@@ -225,7 +235,7 @@ impl Registry {
     /// Opens a backend and what comes with it, on the calling thread with
     /// the runtime entered.
     pub(crate) fn open(&self, id: &str, spec: &ChardevBackend) -> Result<Installed> {
-        backend::validate(spec)?;
+        backend::validate(spec, &self.inner.objects)?;
         let _rt = self.inner.io.handle().enter();
         let logfile = match LogSpec::from_common(spec.common())? {
             Some(log) => Some(self.inner.logger.open(&log)?),
@@ -234,7 +244,7 @@ impl Registry {
         let backend = match spec {
             ChardevBackend::Mux(m) => self.open_mux(id, m)?,
             ChardevBackend::Hub(h) => self.open_hub(id, h)?,
-            _ => backend::open(id, spec)?,
+            _ => backend::open(id, spec, &self.inner.objects)?,
         };
         Ok(Installed {
             backend,

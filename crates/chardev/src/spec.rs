@@ -108,13 +108,15 @@ pub struct ChardevSocket {
     pub common: ChardevCommon,
     /// Address to listen on (server) or connect to (client).
     pub addr: SocketAddressLegacy,
-    /// TLS credentials object id (not supported by qchar; refused).
+    /// Id of a `tls-creds-x509` object: the connection runs TLS with it
+    /// (see [`crate::tls`]).
     #[cfg_attr(
         feature = "serde",
         serde(rename = "tls-creds", default, skip_serializing_if = "Option::is_none")
     )]
     pub tls_creds: Option<String>,
-    /// TLS authorization object id (not supported by qchar; refused).
+    /// Id of an `authz-simple`/`authz-list` object a server asks about each
+    /// client's certificate DN (with `verify-peer=on` credentials).
     #[cfg_attr(
         feature = "serde",
         serde(rename = "tls-authz", default, skip_serializing_if = "Option::is_none")

@@ -177,6 +177,7 @@ pub const UNSEEN: &[(&str, &str)] = &[
     ("stdio-return", "a console can go back to stdio after leaving it"),
     ("drain-on-leave", "a pty or socket left by a change or remove stays open (at most 5 s) until its peer has what it was sent"),
     ("monitor-socket-mode", "a monitor's unix socket file is owner-only (0600)"),
+    ("tls-behaviour", "TLS chardevs: unix sockets too, a handshake deadline, telnet inside TLS, refusals logged, replaced credentials used by new connections, tls-creds-psk refused on a chardev"),
 ];
 
 /// The rules, checked in order.
@@ -309,11 +310,10 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         status: Status::Intended,
-        id: "no-tls-mptcp-tn3270",
-        what: "socket chardevs with TLS, MPTCP or tn3270: qchar has none of them and refuses them",
+        id: "no-mptcp-tn3270",
+        what: "socket chardevs with MPTCP or tn3270: qchar has neither and refuses them",
         matches: |d| {
-            has(d.qchar, "TLS is not supported by qchar")
-                || has(d.qchar, "MPTCP is not supported by qchar")
+            has(d.qchar, "MPTCP is not supported by qchar")
                 || has(d.qchar, "tn3270 is not supported by qchar")
         },
     },

@@ -6,6 +6,7 @@ use qchar_chardev::bridge::{BridgeError, BridgeSpec};
 use qchar_chardev::opts::ChardevOptions;
 use qchar_chardev::registry::{ChardevStatsInfo, Registry};
 use qchar_chardev::spec::{ChardevBackend, ChardevInfo, ChardevReturn, SUPPORTED_BACKENDS};
+use qchar_chardev::tls::ObjectStore;
 use qchar_chardev::ChardevError;
 
 /// Registry operations used by the monitors. Error `Display` texts are
@@ -52,6 +53,11 @@ pub trait ChardevOps: Send + Sync {
     /// HMP `chardev-change ID OPTS`: parses OPTS (which has no id) into a
     /// backend; `Err` is QEMU's text.
     fn parse_backend(&self, id: &str, opts: &str) -> Result<ChardevBackend, String>;
+    /// The objects (`object-add`, `qom-list /objects`) the chardevs use;
+    /// `None` where there are none to manage.
+    fn objects(&self) -> Option<ObjectStore> {
+        None
+    }
     /// Ids QEMU's option parser already holds (`-chardev` and monitor
     /// chardevs of the command line, kept even once removed): HMP's
     /// `chardev-add` and `chardev-change` refuse them as `Duplicate ID`.
@@ -113,6 +119,9 @@ impl ChardevOps for Registry {
         let o = qchar_chardev::opts::parse_chardev(&format!("{opts},id={id}"))
             .map_err(|e| e.to_string())?;
         Ok(o.backend)
+    }
+    fn objects(&self) -> Option<ObjectStore> {
+        Some(Registry::objects(self).clone())
     }
     fn add_bridge(&self, spec: &BridgeSpec) -> Result<(), BridgeError> {
         Registry::add_bridge(self, spec)

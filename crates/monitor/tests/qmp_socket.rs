@@ -278,40 +278,132 @@ fn chardev_change_of_own_mux_chardev_answers_on_old_backend() {
 
 #[test]
 fn live_comparison_with_qemu() {
-    compare_with_qemu(false);
+    compare_with_qemu(false, &chardev_steps(), &[]);
 }
 
 /// `-qmp-pretty` / `pretty=on`: the same conversation, printed pretty.
 #[test]
 fn live_comparison_with_qemu_pretty() {
-    compare_with_qemu(true);
+    compare_with_qemu(true, &chardev_steps(), &[]);
 }
 
-/// Runs one conversation against qchar's monitor and QEMU's (`-qmp`, or
-/// `-qmp-pretty` when `pretty`) and compares every byte of the answers,
-/// event timestamps masked.
-fn compare_with_qemu(pretty: bool) {
-    if !require(Prereq::Qemu) {
-        return;
+/// `object-add`/`object-del` of TLS credentials and authorization objects,
+/// and `qom-list`/`qom-get` under `/objects`: every answer byte for byte as
+/// QEMU's, on certificates made for the run (both read the same files).
+#[test]
+fn live_comparison_with_qemu_objects() {
+    let t = tempfile::tempdir().unwrap();
+    let pki = qchar_testkit::pki::Pki::new(t.path());
+    let server = pki.dir_str("server");
+    let client = pki.dir_str("client");
+    // A directory whose key does not match its certificate.
+    let mismatch = t.path().join("mismatch");
+    std::fs::create_dir(&mismatch).unwrap();
+    for f in ["ca-cert.pem", "server-cert.pem"] {
+        std::fs::copy(pki.dir("server").join(f), mismatch.join(f)).unwrap();
     }
-    let qemu = "qemu-system-x86_64";
-    let mut h = Harness::qemu_compatible();
-    let opts = QmpOptions {
-        pretty,
-        ..QmpOptions::default()
+    std::fs::copy(
+        pki.dir("server-expired").join("server-key.pem"),
+        mismatch.join("server-key.pem"),
+    )
+    .unwrap();
+    let mismatch = mismatch.to_string_lossy().into_owned();
+    let add = |body: &str| format!("{{\"execute\":\"object-add\",\"arguments\":{{{body}}}}}");
+    let x509 = |id: &str, dir: &str, ep: &str| {
+        add(&format!(
+            "\"qom-type\":\"tls-creds-x509\",\"id\":\"{id}\",\"dir\":\"{dir}\",\"endpoint\":\"{ep}\""
+        ))
     };
-    let ours = h.qmp_socket_with("mon0", opts);
-    let qsock = h.path("qemu.sock");
-    let _child = KillOnDrop(
-        Command::new(qemu)
-            .args(["-nodefaults", "-display", "none", "-S"])
-            .arg(if pretty { "-qmp-pretty" } else { "-qmp" })
-            .arg(format!("unix:{},server=on,wait=off", qsock.display()))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn qemu"),
-    );
+    let list =
+        |path: &str| format!("{{\"execute\":\"qom-list\",\"arguments\":{{\"path\":\"{path}\"}}}}");
+    let get = |path: &str, p: &str| {
+        format!("{{\"execute\":\"qom-get\",\"arguments\":{{\"path\":\"{path}\",\"property\":\"{p}\"}}}}")
+    };
+    let del =
+        |id: &str| format!("{{\"execute\":\"object-del\",\"arguments\":{{\"id\":\"{id}\"}}}}");
+    let mut steps = vec![
+        "{\"execute\":\"qmp_capabilities\"}".to_string(),
+        list("/objects"),
+        x509("t0", &server, "server"),
+        // One object: /objects in a defined order.
+        list("/objects"),
+        list("objects"),
+        list("/objects/t0"),
+        list("t0"),
+        x509("t0", &server, "server"),
+        x509("t1", &mismatch, "server"),
+        x509("t1", "/nonexistent-qchar-dir", "server"),
+        x509("t1", &server, "bogus"),
+        add("\"qom-type\":\"tls-creds-x509\",\"id\":\"t1\",\"verify-peer\":\"yes\""),
+        add("\"qom-type\":\"tls-creds-x509\",\"id\":\"t1\",\"loaded\":true"),
+        add("\"qom-type\":\"tls-creds-x509\",\"id\":\"t1\",\"bogus\":true"),
+        add("\"qom-type\":\"tls-creds\",\"id\":\"t1\""),
+        add("\"qom-type\":\"authz-pam\",\"id\":\"t1\",\"service\":\"x\""),
+        add("\"qom-type\":\"authz-simple\",\"id\":\"1q\",\"identity\":\"x\""),
+        add("\"qom-type\":\"authz-simple\",\"identity\":\"x\""),
+        add("\"id\":\"x\""),
+        x509("c0", &client, "client"),
+        add("\"qom-type\":\"authz-simple\",\"id\":\"a0\",\"identity\":\"C=GB,CN=x\""),
+        add(
+            "\"qom-type\":\"authz-list\",\"id\":\"l0\",\"rules\":[{\"match\":\"a\",\"policy\":\"allow\"},{\"match\":\"b*\",\"policy\":\"deny\",\"format\":\"glob\"}]",
+        ),
+        add("\"qom-type\":\"authz-list\",\"id\":\"l1\",\"rules\":[{\"match\":\"a\"}]"),
+        add("\"qom-type\":\"authz-list\",\"id\":\"l1\",\"rules\":[{\"match\":\"a\",\"policy\":\"allow\",\"format\":\"regex\"}]"),
+        list("/objects/a0"),
+        list("/objects/l0"),
+        list("/objects/c0"),
+        list("/objects/zz"),
+        list("/machine/zz"),
+    ];
+    for p in [
+        "type",
+        "endpoint",
+        "dir",
+        "verify-peer",
+        "priority",
+        "sanity-check",
+        "passwordid",
+        "loaded",
+        "nope",
+    ] {
+        steps.push(get("/objects/t0", p));
+    }
+    // A socket chardev naming objects: QEMU's checks, in its order.
+    let sock = |server: bool, extra: &str| {
+        format!(
+            "{{\"execute\":\"chardev-add\",\"arguments\":{{\"id\":\"s\",\"backend\":{{\"type\":\"socket\",\"data\":{{\"addr\":{{\"type\":\"inet\",\"data\":{{\"host\":\"127.0.0.1\",\"port\":\"1\"}}}},\"server\":{server}{extra}}}}}}}}}"
+        )
+    };
+    steps.extend([
+        sock(true, ",\"tls-creds\":\"nope\""),
+        sock(true, ",\"tls-creds\":\"l0\""),
+        sock(true, ",\"tls-creds\":\"c0\""),
+        sock(false, ",\"tls-creds\":\"t0\""),
+        sock(true, ",\"tls-authz\":\"a0\""),
+        sock(true, ",\"tls-creds\":\"nope\",\"reconnect\":1"),
+        sock(
+            true,
+            ",\"tls-creds\":\"c0\",\"tls-authz\":\"a0\",\"websocket\":true",
+        ),
+    ]);
+    steps.extend([
+        get("/objects/l0", "rules"),
+        get("/objects/l0", "policy"),
+        get("/objects/a0", "identity"),
+        get("/objects", "type"),
+        get("/objects/zz", "type"),
+        del("zz"),
+        del("a0"),
+        get("/objects/a0", "identity"),
+        del("c0"),
+        x509("c0", &client, "client"),
+    ]);
+    let steps: Vec<Vec<u8>> = steps.into_iter().map(String::into_bytes).collect();
+    // No machine: QEMU's /objects then holds only what the steps add.
+    compare_with_qemu(false, &steps, &["-machine", "none"]);
+}
+
+fn chardev_steps() -> Vec<Vec<u8>> {
     let steps: &[&[u8]] = &[
         b"{\"execute\":\"query-status\",\"id\":[1]}",
         b"{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]}}",
@@ -330,6 +422,35 @@ fn compare_with_qemu(pretty: bool) {
         b"{\"execute\":\"cont\"}",
         b"{\"execute\":\"query-status\"}",
     ];
+    steps.iter().map(|s| s.to_vec()).collect()
+}
+
+/// Runs one conversation against qchar's monitor and QEMU's (`-qmp`, or
+/// `-qmp-pretty` when `pretty`) and compares every byte of the answers,
+/// event timestamps masked.
+fn compare_with_qemu(pretty: bool, steps: &[Vec<u8>], qemu_args: &[&str]) {
+    if !require(Prereq::Qemu) {
+        return;
+    }
+    let qemu = "qemu-system-x86_64";
+    let mut h = Harness::qemu_compatible();
+    let opts = QmpOptions {
+        pretty,
+        ..QmpOptions::default()
+    };
+    let ours = h.qmp_socket_with("mon0", opts);
+    let qsock = h.path("qemu.sock");
+    let _child = KillOnDrop(
+        Command::new(qemu)
+            .args(["-nodefaults", "-display", "none", "-S"])
+            .args(qemu_args)
+            .arg(if pretty { "-qmp-pretty" } else { "-qmp" })
+            .arg(format!("unix:{},server=on,wait=off", qsock.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn qemu"),
+    );
     let mut ours = Client::connect(&ours);
     let mut theirs = Client::connect(&qsock);
     // The greeting is one message; each step's answer ends where the reply

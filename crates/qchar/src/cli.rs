@@ -25,6 +25,8 @@ use qchar_chardev::qemuopts::{
     self, KeyvalItem, OptDesc, OptType, OptsList, QemuOpts, QemuOptsError,
 };
 use qchar_chardev::spec::ChardevBackend;
+use qchar_chardev::tls::object::{IMPLEMENTED_TYPES, OBJECT_OPTS};
+use qchar_chardev::tls::{ObjectError, ObjectOptions};
 use qchar_machine::vm::{DEFAULT_MEM_SIZE, MAX_MEM_SIZE, MIN_MEM_SIZE};
 
 /// The QEMU version qchar speaks (its monitors report the same).
@@ -307,6 +309,9 @@ pub struct DriveReq {
 pub struct Config {
     /// Warnings QEMU prints while parsing (deprecated spellings).
     pub warnings: Vec<Diag>,
+    /// `-object`s, in order: read while parsing, created by the setup
+    /// before any chardev (as QEMU does), with errors without location.
+    pub objects: Vec<ObjectOptions>,
     /// Chardevs, in creation order.
     pub chardevs: Vec<ChardevReq>,
     /// `-object x-bridge`s, in order: created once the chardevs exist.
@@ -343,6 +348,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             warnings: Vec::new(),
+            objects: Vec::new(),
             chardevs: Vec::new(),
             bridges: Vec::new(),
             monitors: Vec::new(),
@@ -533,6 +539,8 @@ pub fn help_text() -> String {
          Options:\n\
          -h, -help                 print this help and exit\n\
          -version                  print the version and exit\n\
+         -object TYPE,id=ID[,...]  tls-creds-x509, tls-creds-psk, authz-simple, authz-list\n\
+         \x20                         (or QEMU's JSON form -object '{{\"qom-type\":...}}')\n\
          -chardev BACKEND,id=ID[,...]  add a chardev (file, pty, socket, udp, pipe,\n\
          \x20                         serial, stdio, null, ringbuf, memory; mux=on)\n\
          -serial DEV               next COM port on DEV (QEMU's shorthands, chardev:ID,\n\
@@ -580,6 +588,41 @@ pub fn version_text() -> String {
          qchar: QEMU-compatible chardevs, serial ports and monitors on KVM\n",
         env!("CARGO_PKG_VERSION")
     )
+}
+
+/// `-object help`.
+fn object_types_help() -> String {
+    let mut s = String::from("List of user creatable objects:\n");
+    for t in IMPLEMENTED_TYPES.iter().chain([&bridge::BRIDGE_TYPE]) {
+        s.push_str(&format!("  {t}\n"));
+    }
+    s
+}
+
+/// `-object TYPE,help`.
+fn object_props_help(ty: &str) -> String {
+    let props: &[&str] = match ty {
+        "tls-creds-x509" => &[
+            "  dir=<string>",
+            "  endpoint=<QCryptoTLSCredsEndpoint>",
+            "  passwordid=<string>",
+            "  priority=<string>",
+            "  sanity-check=<bool>",
+            "  verify-peer=<bool>",
+        ],
+        "tls-creds-psk" => &[
+            "  dir=<string>",
+            "  endpoint=<QCryptoTLSCredsEndpoint>",
+            "  priority=<string>",
+            "  username=<string>",
+            "  verify-peer=<bool>",
+        ],
+        "authz-simple" => &["  identity=<string>"],
+        "authz-list" => &["  policy=<QAuthZListPolicy>", "  rules=<QAuthZListRule>"],
+        "x-bridge" => &["  chardev-a=<string>", "  chardev-b=<string>"],
+        _ => return object_types_help(),
+    };
+    format!("{ty} options:\n{}\n", props.join("\n"))
 }
 
 fn machine_help() -> String {
@@ -840,20 +883,42 @@ impl Scan {
         })
     }
 
-    /// `-object`: qchar's only object type, `x-bridge`, read now (errors
-    /// carry the option as location) and created once the chardevs exist.
-    /// `help` lists the types (exit 0, as QEMU).
+    /// `-object`: read now (errors carry the option as location). TLS
+    /// credentials and authorization objects are created by the setup
+    /// before the chardevs (as QEMU does), qchar's `x-bridge` once the
+    /// chardevs exist. `help` lists the types qchar creates, `TYPE,help` a
+    /// type's properties (both exit 0, as QEMU).
     fn object(&mut self, loc: &str, value: &str) -> Result<Option<String>, Stop> {
+        let err = |e: ObjectError| {
+            let d = Diag::at(Some(loc), e.to_string());
+            Stop::Error(match e.hint() {
+                Some(h) => d.hint(h),
+                None => d,
+            })
+        };
         if qemuopts::grammar::is_help_word(value) {
-            return Ok(Some(format!(
-                "List of user creatable objects:\n  {}\n",
-                bridge::BRIDGE_TYPE
-            )));
+            return Ok(Some(object_types_help()));
         }
-        let parsed = self.read_opts(loc, &bridge::OBJECT_OPTS, value, Some(IdList::Object))?;
-        let spec =
-            BridgeSpec::from_opts(&parsed).map_err(|e| Diag::at(Some(loc), e.to_string()))?;
-        self.cfg.bridges.push(spec);
+        let options = if value.starts_with('{') {
+            let v = qchar_monitor::json::parse_one(value)
+                .map_err(|e| Diag::at(Some(loc), e.to_string()))?;
+            qchar_monitor::qmp::cmd::object_options_from_json(&v).map_err(err)?
+        } else {
+            let parsed = self.read_opts(loc, &OBJECT_OPTS, value, Some(IdList::Object))?;
+            if let Some(ty) = parsed.get("qom-type") {
+                if parsed.iter().any(|o| o.name == "help" || o.name == "?") {
+                    return Ok(Some(object_props_help(ty)));
+                }
+                if ty == bridge::BRIDGE_TYPE {
+                    let spec = BridgeSpec::from_opts(&parsed)
+                        .map_err(|e| Diag::at(Some(loc), e.to_string()))?;
+                    self.cfg.bridges.push(spec);
+                    return Ok(None);
+                }
+            }
+            ObjectOptions::from_opts(&parsed).map_err(err)?
+        };
+        self.cfg.objects.push(options);
         Ok(None)
     }
 

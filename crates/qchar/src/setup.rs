@@ -3,6 +3,7 @@
 //! 7.2 creates the same things, so the first failure is the one QEMU would
 //! report, worded as QEMU words it:
 //!
+//! 0. the `-object`s (TLS credentials, authorization), in order;
 //! 1. `-chardev` chardevs and the chardevs of `-monitor`/`-qmp`, in command
 //!    line order (the default monitor's last);
 //! 2. the boot image;
@@ -272,6 +273,14 @@ fn setup_on(
     (exit, gate): (&Arc<ExitSignal>, &Arc<SetUpGate>),
     vmctl: &Arc<VmCtl>,
 ) -> Result<Running> {
+    // 0. Objects (TLS credentials, authorization), before the chardevs
+    // that name them; QEMU reports their errors without a location.
+    for o in &cfg.objects {
+        reg.objects()
+            .add(o)
+            .map_err(|e| diag(None, e.to_string()))?;
+    }
+
     // 1. Chardevs.
     let monitor_labels: Vec<&str> = cfg
         .monitors

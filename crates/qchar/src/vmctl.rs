@@ -212,6 +212,10 @@ impl ChardevOps for GatedChardevs {
         self.gate.wait();
         ChardevOps::remove_bridge(&self.reg, id)
     }
+    fn objects(&self) -> Option<qchar_chardev::tls::ObjectStore> {
+        self.gate.wait();
+        ChardevOps::objects(&self.reg)
+    }
 }
 
 /// QEMU's `SHUTDOWN` event data.

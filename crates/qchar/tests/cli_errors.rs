@@ -184,7 +184,130 @@ fn cases() -> Vec<(Vec<&'static str>, &'static str)> {
     ]
     .into_iter()
     .chain(option_string_cases())
+    .chain(object_cases())
     .collect()
+}
+
+/// `-object` for TLS credentials and authorization: errors found while
+/// reading the option carry its location, errors of the creation (objects
+/// are made after the whole command line is read) carry none.
+fn object_cases() -> Vec<(Vec<&'static str>, &'static str)> {
+    let n = ["-nodefaults", "-display", "none", "-S"];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        n.iter().copied().chain(extra.iter().copied()).collect()
+    };
+    vec![
+        (
+            with(&["-object", "bogus,id=x"]),
+            "-object bogus,id=x: Parameter 'qom-type' does not accept value 'bogus'\n",
+        ),
+        (
+            with(&["-object", "id=x"]),
+            "-object id=x: Parameter 'qom-type' is missing\n",
+        ),
+        (
+            with(&["-object", "tls-creds-x509,dir=/x"]),
+            "-object tls-creds-x509,dir=/x: Parameter 'id' is missing\n",
+        ),
+        (
+            with(&["-object", "authz-simple,id=1a,identity=x"]),
+            "-object authz-simple,id=1a,identity=x: Parameter 'id' expects an identifier\n\
+             Identifiers consist of letters, digits, '-', '.', '_', starting with a letter.\n",
+        ),
+        (
+            with(&["-object", "tls-creds-x509,id=t,verify-peer=maybe,endpoint=bogus"]),
+            "-object tls-creds-x509,id=t,verify-peer=maybe,endpoint=bogus: Parameter 'verify-peer' expects 'on' or 'off'\n",
+        ),
+        (
+            with(&["-object", "tls-creds-x509,id=t,endpoint=bogus"]),
+            "-object tls-creds-x509,id=t,endpoint=bogus: Parameter 'endpoint' does not accept value 'bogus'\n",
+        ),
+        (
+            with(&["-object", "tls-creds-x509,id=t,foo=1"]),
+            "-object tls-creds-x509,id=t,foo=1: Invalid parameter 'foo'\n",
+        ),
+        (
+            with(&["-object", "authz-simple,id=a"]),
+            "-object authz-simple,id=a: Parameter 'identity' is missing\n",
+        ),
+        (
+            with(&[
+                "-object",
+                "tls-creds-x509,id=t,dir=/x",
+                "-object",
+                "tls-creds-psk,id=t,dir=/y",
+            ]),
+            "-object tls-creds-psk,id=t,dir=/y: Duplicate ID 't' for object\n",
+        ),
+        (
+            with(&["-object", "{\"qom-type\":\"authz-simple\",\"id\":\"a\"}"]),
+            "-object {\"qom-type\":\"authz-simple\",\"id\":\"a\"}: Parameter 'identity' is missing\n",
+        ),
+        (
+            with(&[
+                "-object",
+                "{\"qom-type\":\"authz-list\",\"id\":\"a\",\"rules\":[{\"match\":\"x\"}]}",
+            ]),
+            "-object {\"qom-type\":\"authz-list\",\"id\":\"a\",\"rules\":[{\"match\":\"x\"}]}: Parameter 'rules[0].policy' is missing\n",
+        ),
+        (
+            with(&["-object", "{\"qom-type\":\"authz-simple\",\"id\":\"a\""]),
+            "-object {\"qom-type\":\"authz-simple\",\"id\":\"a\": JSON parse error, premature EOI\n",
+        ),
+        // Errors of the creation: no location.
+        (
+            with(&["-object", "authz-pam,id=x,service=a"]),
+            "invalid object type: authz-pam\n",
+        ),
+        (
+            with(&["-object", "tls-creds-x509,id=t"]),
+            "Missing 'dir' property value\n",
+        ),
+        (
+            with(&["-object", "tls-creds-x509,id=t,dir=/nonexistent-qchar-dir"]),
+            "Unable to access credentials /nonexistent-qchar-dir/ca-cert.pem: No such file or directory\n",
+        ),
+        (
+            with(&["-object", "tls-creds-x509,id=t,dir=/x,loaded=on"]),
+            "Property 'tls-creds-x509.loaded' is not writable\n",
+        ),
+        (
+            with(&[
+                "-object",
+                "{\"qom-type\":\"authz-simple\",\"id\":\"a\",\"identity\":\"x\"}",
+                "-object",
+                "{\"qom-type\":\"authz-simple\",\"id\":\"a\",\"identity\":\"x\"}",
+            ]),
+            "attempt to add duplicate property 'a' to object (type 'container')\n",
+        ),
+        (
+            with(&["-object", "tls-creds-psk,id=p,dir=/tmp,endpoint=server,username=x"]),
+            "username should not be set when endpoint=server\n",
+        ),
+        // Socket chardevs naming objects.
+        (
+            with(&["-chardev", "socket,id=c,host=127.0.0.1,port=1,server=on,wait=off,tls-creds=nope"]),
+            "-chardev socket,id=c,host=127.0.0.1,port=1,server=on,wait=off,tls-creds=nope: No TLS credentials with id 'nope'\n",
+        ),
+        (
+            with(&[
+                "-object",
+                "authz-simple,id=a,identity=x",
+                "-chardev",
+                "socket,id=c,host=127.0.0.1,port=1,server=on,wait=off,tls-creds=a",
+            ]),
+            "-chardev socket,id=c,host=127.0.0.1,port=1,server=on,wait=off,tls-creds=a: Object with id 'a' is not TLS credentials\n",
+        ),
+        (
+            with(&[
+                "-object",
+                "authz-simple,id=a,identity=x",
+                "-chardev",
+                "socket,id=c,host=127.0.0.1,port=1,server=on,wait=off,tls-authz=a",
+            ]),
+            "-chardev socket,id=c,host=127.0.0.1,port=1,server=on,wait=off,tls-authz=a: 'tls_authz' option requires 'tls_creds' option\n",
+        ),
+    ]
 }
 
 /// QEMU's option-string rules (qchar_chardev::qemuopts) where qchar's two

@@ -2,8 +2,9 @@
 //! while QMP `chardev-change` moves its console through every backend kind
 //! qchar has that a peer can read: file, pipe, pty, host serial line (the
 //! slave of a pty the test owns), unix and TCP sockets as client and as
-//! server, telnet, websocket, udp, ringbuf, memory, null and stdio (qchar's
-//! stdout is a pipe the test reads). The kinds follow
+//! server, telnet, websocket, TLS (a TCP server and a TCP client with
+//! `tls-creds`, the test at the other end of each session), udp, ringbuf,
+//! memory, null and stdio (qchar's stdout is a pipe the test reads). The kinds follow
 //! a de Bruijn sequence, so every ordered pair (`a` -> `b`) is changed across
 //! about equally often (stdio -> stdio is refused, as in QEMU: the new
 //! backend is opened before the old one goes, and stdio has one user; the
@@ -43,6 +44,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{argv, p, tempdir, Proc, Qmp};
+use qchar_testkit::pki::Pki;
+use qchar_testkit::tlspeer::{client_config, rustls, server_config, Tls};
 use qchar_testkit::{mkfifo, openpty, require, wait_for, wait_until, Prereq, WAIT};
 use serde_json::{json, Value};
 
@@ -73,6 +76,8 @@ enum Kind {
     TcpServer,
     Telnet,
     Websocket,
+    TlsServer,
+    TlsClient,
     Udp,
     Ringbuf,
     Memory,
@@ -80,7 +85,7 @@ enum Kind {
     Stdio,
 }
 
-const ALL: [Kind; 15] = [
+const ALL: [Kind; 17] = [
     Kind::File,
     Kind::Pipe,
     Kind::Pty,
@@ -91,6 +96,8 @@ const ALL: [Kind; 15] = [
     Kind::TcpServer,
     Kind::Telnet,
     Kind::Websocket,
+    Kind::TlsServer,
+    Kind::TlsClient,
     Kind::Udp,
     Kind::Ringbuf,
     Kind::Memory,
@@ -155,6 +162,8 @@ struct Target {
     _keep: Option<File>,
     /// A file target's path.
     path: Option<PathBuf>,
+    /// A TLS target's session (instead of `rx`).
+    tls: Option<TlsEnd>,
     /// Bytes as read (telnet and websocket framing included).
     raw: Vec<u8>,
     eof: bool,
@@ -188,6 +197,7 @@ impl Target {
             tx: None,
             _keep: None,
             path: None,
+            tls: None,
             raw: Vec::new(),
             eof: false,
         }
@@ -208,6 +218,9 @@ impl Target {
             );
             let s = r.as_str().expect("ringbuf-read returns a string");
             self.raw.extend_from_slice(s.as_bytes());
+        }
+        if let (Some(t), false) = (self.tls.as_mut(), self.eof) {
+            self.eof = t.pump(&mut self.raw);
         }
         let mut buf = [0u8; 65536];
         while let (Some(f), false) = (self.rx.as_mut(), self.eof) {
@@ -242,6 +255,10 @@ impl Target {
     }
 
     fn send(&mut self, bytes: &[u8]) {
+        if let Some(t) = self.tls.as_mut() {
+            t.send(bytes);
+            return;
+        }
         let frame;
         let bytes = if self.kind == Kind::Websocket {
             frame = ws_client_frame(bytes);
@@ -280,6 +297,8 @@ impl Target {
                 | Kind::TcpServer
                 | Kind::Telnet
                 | Kind::Websocket
+                | Kind::TlsServer
+                | Kind::TlsClient
         );
         let start = Instant::now();
         while self.pump(q) > 0 || (streams && !self.eof) {
@@ -291,6 +310,71 @@ impl Target {
             std::fs::remove_file(path).unwrap();
         }
         data
+    }
+}
+
+/// The test's end of a TLS session over a non-blocking socket.
+struct TlsEnd {
+    conn: rustls::Connection,
+    sock: TcpStream,
+}
+
+impl TlsEnd {
+    fn new(conn: impl Into<rustls::Connection>, sock: TcpStream) -> TlsEnd {
+        sock.set_nonblocking(true).unwrap();
+        TlsEnd {
+            conn: conn.into(),
+            sock,
+        }
+    }
+
+    /// Reads and decrypts what is there into `out`; `true` at the end (a
+    /// close_notify, or the socket's end).
+    fn pump(&mut self, out: &mut Vec<u8>) -> bool {
+        let mut buf = [0u8; 65536];
+        loop {
+            loop {
+                match self.conn.reader().read(&mut buf) {
+                    Ok(0) => return true,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::UnexpectedEof => return true,
+                    Err(e) => panic!("TLS read: {e}"),
+                }
+            }
+            match self.conn.read_tls(&mut self.sock) {
+                Ok(_) => {
+                    self.conn
+                        .process_new_packets()
+                        .expect("TLS records from qchar");
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => panic!("TLS socket read: {e}"),
+            }
+            self.flush();
+        }
+    }
+
+    /// Sends what rustls has queued, as far as the socket takes it now.
+    fn flush(&mut self) -> bool {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut self.sock) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+                Err(e) => panic!("TLS socket write: {e}"),
+            }
+        }
+        true
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.conn.writer().write_all(bytes).unwrap();
+        let start = Instant::now();
+        while !self.flush() {
+            assert!(start.elapsed() < WAIT, "TLS write: no room");
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 
@@ -436,6 +520,7 @@ fn change_to(
     kind: Kind,
     n: usize,
     base: &'static str,
+    pki: &Pki,
 ) -> Target {
     let mut t = Target::new(kind, base);
     let change = |q: &mut Qmp, ty: &str, data: Value| {
@@ -539,6 +624,30 @@ fn change_to(
                 ws_handshake(&mut s);
             }
             t.rx = Some(as_file(s));
+        }
+        Kind::TlsServer => {
+            let extra = json!({"nodelay": true, "tls-creds": "tls0"});
+            change(q, "socket", server(inet(0), extra));
+            let s = TcpStream::connect(("127.0.0.1", listening_port(q, base))).unwrap();
+            s.set_read_timeout(Some(WAIT)).unwrap();
+            let tls = Tls::client_over(s, "127.0.0.1", client_config(&pki.dir("client")))
+                .expect("TLS handshake with qchar");
+            t.tls = Some(TlsEnd::new(tls.s.conn, tls.s.sock));
+        }
+        Kind::TlsClient => {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            change(
+                q,
+                "socket",
+                json!({"addr": inet(port), "server": false, "nodelay": true,
+                       "tls-creds": "cli0"}),
+            );
+            let (s, _) = l.accept().unwrap();
+            s.set_read_timeout(Some(WAIT)).unwrap();
+            let tls = Tls::server_over(s, server_config(&pki.dir("server"), true))
+                .expect("TLS handshake with qchar");
+            t.tls = Some(TlsEnd::new(tls.s.conn, tls.s.sock));
         }
         Kind::Udp => {
             let s = udp_receiver();
@@ -677,17 +786,24 @@ fn soak(name: &str, changes: usize, mux: bool) {
     let (stdout, child_stdout) =
         unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
     let stdout = as_file(stdout);
-    let mut proc = Proc::qchar_stdout_to(
-        &argv(
-            &format!(
-                "-nodefaults -display none -S -chardev file,id=con,path=$D/t0.log{mux_opt} \
-                 -serial chardev:con -qmp unix:$D/qmp,server=on,wait=off -fda builtin:demo"
-            ),
-            d,
+    // Credentials for the TLS targets: qchar serves with `tls0` and
+    // connects with `cli0`.
+    let pki = Pki::new(&d.join("pki"));
+    let mut args = argv(
+        &format!(
+            "-nodefaults -display none -S -chardev file,id=con,path=$D/t0.log{mux_opt} \
+             -serial chardev:con -qmp unix:$D/qmp,server=on,wait=off -fda builtin:demo"
         ),
         d,
-        child_stdout,
     );
+    for (id, dir, endpoint) in [("tls0", "server", "server"), ("cli0", "client", "client")] {
+        args.push("-object".into());
+        args.push(format!(
+            "tls-creds-x509,id={id},dir={},endpoint={endpoint}",
+            pki.dir_str(dir)
+        ));
+    }
+    let mut proc = Proc::qchar_stdout_to(&args, d, child_stdout);
     let base = if mux { "con-base" } else { "con" };
     let mut q = Qmp::connect(&p(d, "qmp"));
     q.cmd("cont", Value::Null);
@@ -760,7 +876,7 @@ fn soak(name: &str, changes: usize, mux: bool) {
             running = false;
             settle(&mut q, &mut current);
         }
-        let next = change_to(&mut q, d, &stdout, next_kind, n, base);
+        let next = change_to(&mut q, d, &stdout, next_kind, n, base, &pki);
         if !running && next_kind != Kind::Null {
             q.cmd("cont", Value::Null);
             running = true;

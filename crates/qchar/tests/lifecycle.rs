@@ -942,3 +942,46 @@ fn yank_as_qemu() {
         ours.len()
     );
 }
+
+/// The binary's QMP reaches the registry's objects: a TLS server chardev
+/// added at run time takes credentials and authorization made with
+/// `object-add`, `qom-get` reads them back, and an `x-bridge` still goes
+/// to the bridges.
+#[test]
+fn object_add_over_qmp_feeds_tls_chardevs() {
+    let (dir, mut proc, mut q) =
+        qchar_and_qmp("-machine none -display none -qmp unix:$D/a,server=on,wait=off");
+    let pki = qchar_testkit::pki::Pki::new(&dir.path().join("pki"));
+    let r = q.execute(json!({"execute": "object-add", "arguments": {
+        "qom-type": "tls-creds-x509", "id": "tls0",
+        "dir": pki.dir_str("server"), "endpoint": "server"}}));
+    assert_eq!(r, json!({"return": {}}));
+    let r = q.execute(json!({"execute": "object-add", "arguments": {
+        "qom-type": "authz-simple", "id": "auth0",
+        "identity": qchar_testkit::pki::CLIENT_DN}}));
+    assert_eq!(r, json!({"return": {}}));
+    let r = q.cmd(
+        "qom-get",
+        json!({"path": "/objects/tls0", "property": "endpoint"}),
+    );
+    assert_eq!(r, json!("server"));
+    let r = q.execute(
+        json!({"execute": "chardev-add", "arguments": {"id": "con", "backend": {
+        "type": "socket", "data": {
+            "addr": {"type": "inet", "data": {"host": "127.0.0.1", "port": "0"}},
+            "server": true, "wait": false, "tls-creds": "tls0", "tls-authz": "auth0"}}}}),
+    );
+    assert_eq!(r, json!({"return": {}}), "{r}");
+    let r = q.execute(json!({"execute": "object-add", "arguments": {
+        "qom-type": "x-bridge", "id": "br", "chardev-a": "nope", "chardev-b": "con"}}));
+    assert_eq!(
+        r["error"]["desc"],
+        "Property 'x-bridge.chardev-a' can't find value 'nope'"
+    );
+    let r = q.execute(json!({"execute": "object-del", "arguments": {"id": "br"}}));
+    assert_eq!(r["error"]["desc"], "object 'br' not found");
+    let r = q.execute(json!({"execute": "quit"}));
+    assert_eq!(r, json!({"return": {}}));
+    q.read_to_end();
+    assert!(proc.wait().success());
+}

@@ -84,6 +84,10 @@ pub enum Prereq {
     Ipv6Loopback,
     /// `unshare -m` with permission to mount (a private `/dev`).
     MountNamespace,
+    /// GnuTLS's `certtool` (and `gnutls-cli`), the tools QEMU's TLS docs use.
+    GnutlsTools,
+    /// The `openssl` command.
+    Openssl,
 }
 
 impl fmt::Display for Prereq {
@@ -95,6 +99,8 @@ impl fmt::Display for Prereq {
             Prereq::PythonQemuQmp => "python3 with qemu.qmp",
             Prereq::Ipv6Loopback => "an IPv6 loopback (::1)",
             Prereq::MountNamespace => "a private mount namespace (unshare -m)",
+            Prereq::GnutlsTools => "certtool and gnutls-cli (gnutls-bin)",
+            Prereq::Openssl => "openssl",
         })
     }
 }
@@ -115,6 +121,10 @@ fn probe(p: Prereq) -> Result<(), String> {
             .map(drop)
             .map_err(|e| format!("cannot bind [::1]:0: {e}")),
         Prereq::MountNamespace => runs("unshare", &["-m", "sh", "-c", "mount -t tmpfs none /dev"]),
+        Prereq::GnutlsTools => {
+            runs("certtool", &["--version"]).and_then(|()| runs("gnutls-cli", &["--version"]))
+        }
+        Prereq::Openssl => runs("openssl", &["version"]),
     }
 }
 
@@ -272,6 +282,11 @@ pub fn mkfifo(path: &Path) {
         .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
 }
 
+#[cfg(feature = "tls")]
+pub mod pki;
+#[cfg(feature = "tls")]
+pub mod tlspeer;
+
 // ----- the library's log ---------------------------------------------------------
 
 /// Counts log records whose message contains a given text: a test's view of
@@ -283,7 +298,7 @@ pub struct LogWatch {
 }
 
 struct Watcher {
-    logs: Mutex<Vec<(String, usize)>>,
+    logs: Mutex<Vec<(String, usize, String)>>,
 }
 
 impl log::Log for Watcher {
@@ -296,9 +311,10 @@ impl log::Log for Watcher {
             return;
         }
         let msg = record.args().to_string();
-        for (text, n) in w.iter_mut() {
+        for (text, n, last) in w.iter_mut() {
             if msg.contains(text.as_str()) {
                 *n += 1;
+                last.clone_from(&msg);
             }
         }
     }
@@ -321,13 +337,20 @@ impl LogWatch {
     /// Starts counting records that contain `text`.
     pub fn new(text: &str) -> LogWatch {
         let mut w = watcher().logs.lock().unwrap_or_else(|e| e.into_inner());
-        w.push((text.to_string(), 0));
+        w.push((text.to_string(), 0, String::new()));
         LogWatch { index: w.len() - 1 }
     }
 
     /// Records seen so far.
     pub fn count(&self) -> usize {
         watcher().logs.lock().unwrap_or_else(|e| e.into_inner())[self.index].1
+    }
+
+    /// The whole message of the last record seen (empty before the first).
+    pub fn last(&self) -> String {
+        watcher().logs.lock().unwrap_or_else(|e| e.into_inner())[self.index]
+            .2
+            .clone()
     }
 }
 

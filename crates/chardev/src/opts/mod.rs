@@ -26,11 +26,12 @@
 //!
 //! The parser does what QEMU does while *parsing*. Checks QEMU makes when it
 //! *opens* a backend (ringbuf size a power of two, `reconnect` on a server,
-//! a websocket client, `wait` on a client, `tls-authz` without `tls-creds`,
-//! fd addresses, TLS, tn3270, parallel ports) are left to the backend, which
-//! needs them for QMP's `chardev-add` anyway.
+//! a websocket client, `wait` on a client, `tls-creds` naming an object
+//! that does not fit, `tls-authz` without `tls-creds`, fd addresses, tn3270,
+//! parallel ports) are left to the backend, which needs them for QMP's
+//! `chardev-add` anyway.
 //!
-//! qchar extensions that QEMU 7.2 lacks: `backlog=SIZE` (the replay buffer,
+//! qchar extensions that QEMU 7.2 lacks: TLS on unix sockets, `backlog=SIZE` (the replay buffer,
 //! [`ChardevCommon::backlog`](crate::spec::ChardevCommon::backlog)), `input-path=` for `file`, `reconnect-ms=`,
 //! `numeric=`/`keep-alive=` for TCP sockets, `x-logsize=`, `x-logkeep=`
 //! and `x-logtimestamp=` for `logfile=` ([`crate::logfile`]), and QEMU

@@ -59,6 +59,16 @@ const COMMANDS: &[Cmd] = &[
         help: "show various information about the system state",
     },
     Cmd {
+        names: "object_add",
+        params: "[qom-type=]type,id=str[,prop=value][,...]",
+        help: "create QOM object",
+    },
+    Cmd {
+        names: "object_del",
+        params: "id",
+        help: "destroy QOM object",
+    },
+    Cmd {
         names: "quit|q",
         params: "",
         help: "quit the emulator",
@@ -197,6 +207,16 @@ fn is_space(c: char) -> bool {
 }
 
 impl<'a> Args<'a> {
+    /// QEMU's `S` argument: the rest of the line, spaces and all.
+    fn rest_of_line(&mut self) -> Result<String, ArgError> {
+        let s = self.rest.trim();
+        if s.is_empty() {
+            return Err(ArgError::Named("string expected".into()));
+        }
+        self.rest = "";
+        Ok(s.to_string())
+    }
+
     /// A string argument (QEMU's `get_str`): a word, or a double-quoted
     /// string with `\n`, `\r`, `\\`, `\'` and `\"`. Any failure (nothing
     /// there, an unknown escape, no closing quote) is `NAME: string
@@ -709,6 +729,27 @@ fn run(env: &QmpEnv, line: &str) -> Outcome {
                 match crate::qmp::cmd::ringbuf_read_bytes(env.chardevs.as_ref(), &dev, size) {
                     Ok(data) => ok(ringbuf_text(&data)),
                     Err(e) => err(e.to_string()),
+                }
+            }
+            "object_add" | "object_del" => {
+                let arg = if primary == "object_add" {
+                    args.rest_of_line()?
+                } else {
+                    args.string()?
+                };
+                args.end()?;
+                let store = match crate::qmp::cmd::objects_or_error(env.chardevs.objects()) {
+                    Ok(s) => s,
+                    Err(e) => return err(e.to_string()),
+                };
+                let r = if primary == "object_add" {
+                    crate::qmp::cmd::object_add_from_str(&store, &arg)
+                } else {
+                    store.del(&arg).map_err(|e| e.to_string())
+                };
+                match r {
+                    Ok(()) => ok(String::new()),
+                    Err(e) => err(e),
                 }
             }
             "stop" => {

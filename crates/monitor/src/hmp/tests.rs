@@ -47,6 +47,21 @@ fn outputs_match_qemu() {
         ("info status", "VM status: running\r\n"),
         ("info version", "7.2.22Debian 1:7.2+dfsg-7+deb12u18+b3\r\n"),
         ("info chardev", "r9: filename=ringbuf\r\n"),
+        ("object_add authz-simple,id=h0,identity=C=GB,,CN=x y", ""),
+        ("object_add authz-simple,id=h0,identity=x", "Error: attempt to add duplicate property 'h0' to object (type 'container')\r\n"),
+        ("object_add bogus,id=x", "Error: Parameter 'qom-type' does not accept value 'bogus'\r\n"),
+        ("object_add tls-creds-x509,id=h1,dir=/nonexistent,endpoint=server", "Error: Unable to access credentials /nonexistent/ca-cert.pem: No such file or directory\r\n"),
+        ("object_add tls-creds-x509,id=h1,foo=1", "Error: Parameter 'foo' is unexpected\r\n"),
+        ("object_add", "object_add: string expected\r\nTry \"help object_add\" for more information\r\n"),
+        ("object_del nope", "Error: object 'nope' not found\r\n"),
+        ("object_del h0", ""),
+        ("object_del", "object_del: string expected\r\nTry \"help object_del\" for more information\r\n"),
+        ("help object_add", "object_add [qom-type=]type,id=str[,prop=value][,...] -- create QOM object\r\n"),
+        ("help object_del", "object_del id -- destroy QOM object\r\n"),
+        ("object_add {\"qom-type\":\"authz-simple\",\"id\":\"j0\",\"identity\":\"a b\"}", ""),
+        ("object_add authz-list,id=l0,rules.0.match=*x,rules.0.policy=allow,rules.0.format=glob", ""),
+        ("object_add authz-list,id=l1,rules.0.match=x", "Error: Parameter 'rules.0.policy' is missing\r\n"),
+        ("object_add tls-creds-x509,id=h2,verify-peer=maybe", "Error: Parameter 'verify-peer' expects 'on' or 'off'\r\n"),
     ];
     let mut failures = Vec::new();
     for (line, want) in cases {

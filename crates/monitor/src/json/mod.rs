@@ -16,3 +16,14 @@ pub use value::{Dict, Value};
 
 #[cfg(test)]
 mod tests;
+
+/// One whole JSON text (`-object '{...}'`, HMP's `object_add {...}`), as
+/// QEMU's `qobject_from_json` reads it: an unfinished text is `JSON parse
+/// error, premature EOI`.
+pub fn parse_one(s: &str) -> Result<Value, JsonError> {
+    let mut js = JsonStreamer::default();
+    match js.feed(s.as_bytes()).into_iter().next() {
+        Some(r) => r,
+        None => Err(JsonError::Parse(b"premature EOI".to_vec())),
+    }
+}

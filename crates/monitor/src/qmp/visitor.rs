@@ -228,6 +228,18 @@ impl<'a> ObjVisitor<'a> {
         }
     }
 
+    /// The whole object, for a command that reads its members itself
+    /// (`object-add`'s open set of properties).
+    pub fn into_dict(self) -> &'a Dict {
+        self.dict
+    }
+
+    /// The object, to look at before visiting (`object-add` chooses its
+    /// reader by `qom-type`).
+    pub fn dict(&self) -> &'a Dict {
+        self.dict
+    }
+
     /// Fails with `Parameter '...' is unexpected` for a member that was
     /// not visited: among several, the one QEMU names, the first of its
     /// GLib hash table of the members not visited yet ([`GHashOrder`]).

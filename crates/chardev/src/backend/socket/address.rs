@@ -10,20 +10,26 @@ use socket2::{Domain, SockRef, Socket, Type};
 use crate::backend::net::{self, SockAddr};
 use crate::error::{ChardevError, Result};
 use crate::spec::{ChardevSocket, SocketAddressLegacy, UnixSocketAddress};
+use crate::tls::{self, ObjectStore};
 
-/// Checks options that QEMU refuses, with QEMU's messages, before anything
-/// is opened.
-pub(crate) fn validate(s: &ChardevSocket) -> Result<()> {
+/// Checks options that QEMU refuses, with QEMU's messages and in its
+/// order (the `tls-creds` object first), before anything is opened.
+pub(crate) fn validate(s: &ChardevSocket, objects: &ObjectStore) -> Result<()> {
     let server = s.server.unwrap_or(true);
     let bad = |m: &str| Err(ChardevError::Invalid(m.to_string()));
-    // QEMU checks what depends on the address type first.
+    if let Some(id) = &s.tls_creds {
+        tls::creds_for(objects, id, server).map_err(|e| ChardevError::Invalid(e.to_string()))?;
+    }
+    // QEMU checks what depends on the address type next. It refuses TLS on
+    // unix sockets; qchar takes it (see the module docs).
     if matches!(s.addr, SocketAddressLegacy::Fd(_)) && s.reconnect.is_some() {
         return bad("'reconnect' option is incompatible with 'fd' address type");
     }
-    if s.tls_creds.is_some() || s.tls_authz.is_some() {
-        return Err(ChardevError::Unsupported(
-            "TLS is not supported by qchar socket chardevs".into(),
-        ));
+    if matches!(s.addr, SocketAddressLegacy::Fd(_)) && s.tls_creds.is_some() && !server {
+        return bad("'tls_creds' option is incompatible with 'fd' address type as client");
+    }
+    if s.tls_authz.is_some() && s.tls_creds.is_none() {
+        return bad("'tls_authz' option requires 'tls_creds' option");
     }
     if s.tn3270.unwrap_or(false) {
         return Err(ChardevError::Unsupported(

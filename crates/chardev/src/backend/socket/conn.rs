@@ -5,12 +5,13 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use socket2::SockRef;
 
 use super::address;
-use super::transport::Transport;
+use super::transport::{TlsSetup, Transport};
 use crate::backend::net;
 use crate::backend::telnet::{self, TelnetDecoder};
 use crate::backend::websocket::{self, WsAction, WsDecoder};
@@ -33,6 +34,10 @@ pub(super) struct Proto {
 /// connection so that every connection of a backend is made the same way.
 #[derive(Clone)]
 pub(super) struct ConnSetup {
+    /// The chardev, for messages.
+    pub(super) id: String,
+    /// `tls-creds`: each connection runs a TLS session under its framing.
+    pub(super) tls: Option<Arc<TlsSetup>>,
     pub(super) proto: Proto,
     /// Protocol name in filenames: `tcp`, `telnet` or `websocket`.
     pub(super) proto_name: &'static str,
@@ -58,7 +63,20 @@ impl ConnSetup {
             }
         }
         let name = address::connected_name(&sock, self.proto_name, self.server);
-        let mut c = Conn::new(Transport::plain(fd)?, self.proto, name);
+        let peer = match sock.peer_addr().ok().and_then(|a| a.as_socket()) {
+            Some(a) => net::host_port(&a),
+            None => "on a unix socket".to_string(),
+        };
+        let transport = match &self.tls {
+            None => Transport::plain(fd)?,
+            Some(t) => Transport::tls(fd, t.session()?)?,
+        };
+        let who = format!(
+            "chardev '{}': TLS {} {peer}",
+            self.id,
+            if self.server { "client" } else { "server" }
+        );
+        let mut c = Conn::new(transport, self.proto, name, who);
         if at_open && matches!(c.phase, Phase::Open) {
             c.announced = true;
         }
@@ -116,6 +134,8 @@ pub(super) struct Conn {
     /// Writes fail: output is dropped until the input side sees the end.
     write_broken: bool,
     name: String,
+    /// Who the peer is, for messages (`chardev 'ID': TLS client ADDR`).
+    who: String,
 }
 
 /// What a connection reports; the backend passes it on as its own event.
@@ -132,7 +152,7 @@ pub(super) enum ConnEvent {
 }
 
 impl Conn {
-    fn new(transport: Transport, proto: Proto, name: String) -> Conn {
+    fn new(transport: Transport, proto: Proto, name: String, who: String) -> Conn {
         let mut tx = Vec::new();
         if proto.telnet {
             tx.extend_from_slice(&telnet::NEGOTIATION);
@@ -158,7 +178,38 @@ impl Conn {
             eof: false,
             write_broken: false,
             name,
+            who,
         }
+    }
+
+    /// Drives only the transport's handshake (a server's pending TLS
+    /// client): `Ready(true)` once it carries data, `Ready(false)` when it
+    /// failed (the reason is logged).
+    pub(super) fn poll_transport(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        if !matches!(self.phase, Phase::Transport) {
+            return Poll::Ready(true);
+        }
+        match self.transport.poll_ready(cx) {
+            Poll::Ready(Ok(())) => {
+                self.phase = Phase::first(self.proto);
+                Poll::Ready(true)
+            }
+            Poll::Ready(Err(e)) => {
+                log::warn!("{} dropped: {e}", self.who);
+                Poll::Ready(false)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Whether the transport carries data (its handshake is done).
+    pub(super) fn transport_ready(&self) -> bool {
+        !matches!(self.phase, Phase::Transport)
+    }
+
+    /// Whose it is, for messages.
+    pub(super) fn who(&self) -> &str {
+        &self.who
     }
 
     fn framed(&self) -> bool {
@@ -232,15 +283,11 @@ impl Conn {
         let _ = self.flush_tx(cx);
         loop {
             match &mut self.phase {
-                Phase::Transport => match self.transport.poll_ready(cx) {
-                    Poll::Ready(Ok(())) => {
-                        self.phase = Phase::first(self.proto);
+                Phase::Transport => match self.poll_transport(cx) {
+                    Poll::Ready(true) => {
                         let _ = self.flush_tx(cx);
                     }
-                    Poll::Ready(Err(e)) => {
-                        log::warn!("{}: connection dropped: {e}", self.name);
-                        return Poll::Ready(ConnEvent::Closed);
-                    }
+                    Poll::Ready(false) => return Poll::Ready(ConnEvent::Closed),
                     Poll::Pending => return Poll::Pending,
                 },
                 Phase::Refused => {
@@ -435,6 +482,11 @@ impl Conn {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if matches!(self.phase, Phase::Transport) && !self.write_broken {
+            // A TLS handshake under way: output waits for it, as it would
+            // wait for a slow plain peer (the handshake wakes the task).
+            return Poll::Pending;
+        }
         if self.write_broken || !matches!(self.phase, Phase::Open) {
             return Poll::Ready(Ok(data.len()));
         }
@@ -517,7 +569,11 @@ impl Conn {
     /// doubled telnet 0xff) were already taken from the chardev's queue, so
     /// they must not be lost when the backend is retired: the connection
     /// goes to a drain that writes them as the peer reads, then closes.
-    pub(super) fn retire(self) -> Option<Drain> {
+    pub(super) fn retire(mut self) -> Option<Drain> {
+        // A TLS peer is told the stream ends after what it was sent.
+        if !self.write_broken {
+            self.transport.close_notify();
+        }
         let owes = self.tx_pos < self.tx.len() || self.transport.owes();
         if self.write_broken || !self.transport.is_ready() || !owes {
             return None;

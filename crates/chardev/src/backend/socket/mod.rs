@@ -26,9 +26,24 @@
 //!   `ConnSetup`: its phases, telnet/websocket framing (codecs in
 //!   `backend/telnet.rs`, `backend/websocket.rs`), the bytes it owes its
 //!   peer, its retirement.
-//! - `transport.rs`: the byte stream under the framing (the plain socket).
+//! - `transport.rs`: the byte stream under the framing: the plain socket,
+//!   or a TLS session over it (`tls-creds`, see [`crate::tls`]).
 //! - this file: the backend, which takes connected sockets from its
-//!   endpoint (listener or connector) and holds the one connection.
+//!   endpoint (listener or connector) and holds the one connection, and a
+//!   TLS server's clients still shaking hands.
+//!
+//! TLS (`tls-creds`, `tls-authz`), as QEMU 7.2 with these differences:
+//! unix sockets take it too (a unix client checks the server's chain, not
+//! a name); a handshake has [`crate::tls::HANDSHAKE_TIMEOUT`] to finish
+//! (QEMU: no limit); a server accepts while it has no connection, as QEMU
+//! does, but shakes hands with up to [`MAX_PENDING`] clients at once: the
+//! first to finish gets the chardev, the others finish theirs and wait for
+//! it to be free, a client that stalls is dropped at its deadline whatever
+//! the chardev is doing, and a new client beyond the bound drops the oldest
+//! one still shaking hands. So a client that stalls never keeps others out
+//! for long (QEMU takes one client, which holds the chardev until its
+//! handshake ends, if ever). Every refusal is logged with its reason (QEMU
+//! logs none).
 
 mod address;
 mod conn;
@@ -45,12 +60,17 @@ use self::address::{unix_parts, Target};
 use self::conn::{Conn, ConnEvent, ConnSetup, Proto};
 use self::connect::Connector;
 use self::listen::{listen_inet, listen_unix, Listener};
+use self::transport::TlsSetup;
 use super::net;
 use super::{Backend, BackendEvent, Drain};
 use crate::error::{ChardevError, Result};
 use crate::spec::{ChardevSocket, SocketAddressLegacy};
+use crate::tls::ObjectStore;
 
 pub(crate) use self::address::validate;
+
+/// Most TLS clients a server shakes hands with at once.
+pub(crate) const MAX_PENDING: usize = 16;
 
 /// Where a backend's connections come from.
 enum Endpoint {
@@ -77,6 +97,9 @@ pub(crate) struct SocketBackend {
     endpoint: Endpoint,
     /// The connected peer; a server takes the next client once it is gone.
     conn: Option<Conn>,
+    /// A TLS server's clients shaking hands, or done and waiting for the
+    /// chardev, oldest first.
+    pending: Vec<Conn>,
     /// `query-chardev` filename while no peer is connected.
     disconnected: String,
 }
@@ -84,9 +107,14 @@ pub(crate) struct SocketBackend {
 impl SocketBackend {
     /// Opens the socket: binds and listens (and with `wait=on` accepts the
     /// first client), or connects.
-    pub(crate) fn open(id: &str, spec: &ChardevSocket) -> Result<SocketBackend> {
-        validate(spec)?;
+    pub(crate) fn open(
+        id: &str,
+        spec: &ChardevSocket,
+        objects: &ObjectStore,
+    ) -> Result<SocketBackend> {
+        validate(spec, objects)?;
         let server = spec.server.unwrap_or(true);
+        let tls = TlsSetup::new(id, spec, objects, server)?.map(std::sync::Arc::new);
         let telnet_opt = spec.telnet.unwrap_or(false);
         let websocket = spec.websocket.unwrap_or(false);
         // As QEMU: only a server speaks telnet; a client just says so.
@@ -107,6 +135,8 @@ impl SocketBackend {
             _ => None,
         };
         let mut setup = ConnSetup {
+            id: id.to_string(),
+            tls,
             proto,
             proto_name,
             server,
@@ -155,6 +185,7 @@ impl SocketBackend {
             setup,
             endpoint: Endpoint::Connect(None),
             conn: None,
+            pending: Vec::new(),
             disconnected,
         };
         match origin {
@@ -214,9 +245,27 @@ impl SocketBackend {
     }
 
     /// A socket the endpoint produced after open (an accepted or a
-    /// reconnected client) becomes the connection.
+    /// reconnected client) becomes the connection; a TLS server's client
+    /// joins the pending handshakes first.
     fn adopt_new(&mut self, fd: OwnedFd) {
-        let Err(e) = self.adopt(fd, false) else {
+        let r = if matches!(self.endpoint, Endpoint::Listen(_)) && self.setup.tls.is_some() {
+            self.setup.connection(fd, false).map(|c| {
+                if self.pending.len() >= MAX_PENDING {
+                    if let Some(i) = self.pending.iter().position(|p| !p.transport_ready()) {
+                        let old = self.pending.remove(i);
+                        log::warn!(
+                            "{} dropped: too many TLS handshakes pending (at most {MAX_PENDING})",
+                            old.who()
+                        );
+                        old.close();
+                    }
+                }
+                self.pending.push(c);
+            })
+        } else {
+            self.adopt(fd, false)
+        };
+        let Err(e) = r else {
             return;
         };
         match &mut self.endpoint {
@@ -240,10 +289,24 @@ impl SocketBackend {
             c.retry_later();
         }
     }
+
+    /// Drives the pending TLS handshakes, whether or not the chardev has a
+    /// connection (so a stalled one meets its deadline); failed ones are
+    /// dropped (the reason is logged), finished ones wait.
+    fn drive_pending(&mut self, cx: &mut Context<'_>) {
+        let mut i = 0;
+        while i < self.pending.len() {
+            match self.pending[i].poll_transport(cx) {
+                Poll::Ready(false) => self.pending.remove(i).close(),
+                Poll::Ready(true) | Poll::Pending => i += 1,
+            }
+        }
+    }
 }
 
 impl Backend for SocketBackend {
     fn poll_event(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<BackendEvent> {
+        self.drive_pending(cx);
         loop {
             if let Some(c) = self.conn.as_mut() {
                 match c.poll_event(cx, buf) {
@@ -261,7 +324,12 @@ impl Backend for SocketBackend {
                     }
                 }
             }
-            // No connection: wait for the next one.
+            // No connection: a pending TLS client that finished its
+            // handshake, or the next client.
+            if let Some(i) = self.pending.iter().position(Conn::transport_ready) {
+                self.conn = Some(self.pending.remove(i));
+                continue;
+            }
             let next = match &mut self.endpoint {
                 Endpoint::Listen(l) => l.poll_accept(cx, &self.id),
                 Endpoint::Connect(Some(c)) => c.poll_connect(cx, &self.id),
@@ -269,7 +337,11 @@ impl Backend for SocketBackend {
             };
             match next {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(fd)) => self.adopt_new(fd),
+                Poll::Ready(Some(fd)) => {
+                    self.adopt_new(fd);
+                    // A new pending handshake starts now.
+                    self.drive_pending(cx);
+                }
                 Poll::Ready(None) => {}
             }
         }

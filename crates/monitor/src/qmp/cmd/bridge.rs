@@ -1,34 +1,22 @@
 //! `object-add` and `object-del` for qchar's `x-bridge` objects (two
-//! chardevs joined byte for byte; `qchar_chardev::bridge`), the only
-//! objects qchar has: any other `qom-type` is QEMU's "invalid object type".
+//! chardevs joined byte for byte; `qchar_chardev::bridge`), called by
+//! `object.rs`, which has the commands and QEMU's other object types.
 //!
 //! `{"execute": "object-add", "arguments": {"qom-type": "x-bridge",
 //! "id": "br0", "chardev-a": "vm", "chardev-b": "console"}}`
 
 use qchar_chardev::bridge::{BridgeError, BridgeSpec, BRIDGE_TYPE};
 
-use super::{CommandDef, Ctx};
+use super::Ctx;
 use crate::json::{Dict, Value};
 use crate::qmp::error::{QmpError, QmpResult};
 use crate::qmp::visitor::ObjVisitor;
-
-pub(super) const ADD: CommandDef = CommandDef {
-    name: "object-add",
-    allow_oob: false,
-    run: add,
-};
-
-pub(super) const DEL: CommandDef = CommandDef {
-    name: "object-del",
-    allow_oob: false,
-    run: del,
-};
 
 fn err(e: BridgeError) -> QmpError {
     QmpError::generic(e.to_string())
 }
 
-fn add(ctx: &mut Ctx<'_>, mut args: ObjVisitor<'_>) -> QmpResult<Value> {
+pub(super) fn add(ctx: &mut Ctx<'_>, mut args: ObjVisitor<'_>) -> QmpResult<Value> {
     let ty = args.req_str("qom-type")?;
     if ty != BRIDGE_TYPE {
         return Err(err(BridgeError::InvalidType(ty)));
@@ -45,12 +33,5 @@ fn add(ctx: &mut Ctx<'_>, mut args: ObjVisitor<'_>) -> QmpResult<Value> {
             chardev_b,
         })
         .map_err(err)?;
-    Ok(Value::Dict(Dict::new()))
-}
-
-fn del(ctx: &mut Ctx<'_>, mut args: ObjVisitor<'_>) -> QmpResult<Value> {
-    let id = args.req_str("id")?;
-    args.finish()?;
-    ctx.env.chardevs.remove_bridge(&id).map_err(err)?;
     Ok(Value::Dict(Dict::new()))
 }

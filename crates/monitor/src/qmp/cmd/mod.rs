@@ -17,6 +17,7 @@ mod chardev_add;
 mod chardev_change;
 mod chardev_remove;
 mod human_monitor;
+mod object;
 mod query_chardev;
 mod query_chardev_stats;
 mod query_commands;
@@ -27,6 +28,8 @@ mod run_state;
 mod send_break;
 mod yank;
 
+pub use object::from_json_value as object_options_from_json;
+pub(crate) use object::{add_from_str as object_add_from_str, objects_or_error};
 pub(crate) use query_chardev_stats::hmp_text as chardev_stats_text;
 pub(crate) use ringbuf::{read_bytes as ringbuf_read_bytes, ringbuf_error};
 
@@ -122,8 +125,10 @@ pub static COMMANDS: &[CommandDef] = &[
     query_name::DEF,
     yank::QUERY,
     yank::DEF,
-    bridge::DEL,
-    bridge::ADD,
+    object::DEL,
+    object::ADD,
+    object::QOM_GET,
+    object::QOM_LIST,
     run_state::QUIT,
     query_commands::DEF,
     query_version::DEF,
