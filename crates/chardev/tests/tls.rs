@@ -17,7 +17,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use net::*;
 use qchar_chardev::spec::ChardevBackend;
@@ -657,6 +657,11 @@ fn reconnecting_client_retries_failed_handshakes() {
 /// Numbered lines written without pause while the chardev moves between a
 /// plain TCP server, a TLS server and a TLS client: every line arrives
 /// once, in order, split between the peers in change order.
+///
+/// While no peer is connected the writer is not paced, and a server's
+/// backlog keeps only its newest 1 MiB; so from each change until the new
+/// peer has output the writer may write at most `IN_FLIGHT` lines (well
+/// under the backlog), and runs free again once the peer reads.
 #[test]
 fn changes_between_plain_and_tls_keep_every_byte() {
     let (_t, pki, reg) = setup();
@@ -667,14 +672,23 @@ fn changes_between_plain_and_tls_keep_every_byte() {
         .unwrap();
     let (fe, _seen) = attach(&reg, "con");
     let first = Drain::new(connect_tcp(server_port(&reg, "con")));
-    // Lines are written until the changes are done, paced by the peers.
+    // Lines are written until the changes are done, paced by the peers
+    // and, between a change and its new peer's first output, by `budget`.
+    const IN_FLIGHT: usize = 20_000;
     let stop = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicUsize::new(0));
+    let budget = Arc::new((Mutex::new(usize::MAX), Condvar::new()));
+    let set_budget = |b: usize| {
+        *budget.0.lock().unwrap() = b;
+        budget.1.notify_all();
+    };
     let writer = {
-        let (stop, written) = (stop.clone(), written.clone());
+        let (stop, written, budget) = (stop.clone(), written.clone(), budget.clone());
         std::thread::spawn(move || {
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
+                let allowed = budget.0.lock().unwrap();
+                drop(budget.1.wait_while(allowed, |b| n >= *b).unwrap());
                 fe.write_all(&numbered("L", n, 1)).unwrap();
                 n += 1;
                 written.store(n, Ordering::Relaxed);
@@ -722,8 +736,13 @@ fn changes_between_plain_and_tls_keep_every_byte() {
         wait_until("output to the current peer", || {
             drains.last().unwrap().len() > n + 1000
         });
+        set_budget(written.load(Ordering::Relaxed) + IN_FLIGHT);
         reg.change("con", spec).unwrap();
         drains.push(connect(&reg));
+        wait_until("output to the new peer", || {
+            drains.last().unwrap().len() > 0
+        });
+        set_budget(usize::MAX);
     }
     // And some to the last one.
     let n = drains.last().unwrap().len();
