@@ -92,9 +92,18 @@ fn qchar_own(p: &[u8]) -> bool {
     QCHAR_COMMANDS
         .iter()
         .any(|c| has(p, &format!("\"name\": \"{c}\"")) || has(p, &format!("info {c} ")))
-        || QCHAR_BACKENDS
-            .iter()
-            .any(|b| p == format!("\"name\": \"{b}\"").as_bytes())
+        || QCHAR_BACKENDS.iter().any(|b| {
+            p == format!("\"name\": \"{b}\"").as_bytes() || p == format!("  {b}").as_bytes()
+        })
+}
+
+/// Whether a piece is a backend QEMU lists: an entry of
+/// `query-chardev-backends` or a line of the backend help.
+fn backend_entry(p: &[u8]) -> bool {
+    contains(p, b"\"name\": \"")
+        || p.strip_prefix(b"  ").is_some_and(|n| {
+            !n.is_empty() && n.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        })
 }
 
 /// Whether the sides are equal once QEMU's pieces that `extra` accepts
@@ -224,8 +233,13 @@ pub const RULES: &[Rule] = &[
     Rule {
         status: Status::Intended,
         id: "query-chardev-backends-lists-qchar-backends",
-        what: "query-chardev-backends lists the backends qchar has",
-        matches: |d| has(d.step, "query-chardev-backends") && subset_of_qemu(d, |p| contains(p, b"\"name\": \"")),
+        what: "query-chardev-backends and the backend help (chardev-add help) list the backends qchar has",
+        matches: |d| {
+            (has(d.step, "query-chardev-backends")
+                || (has(d.qemu, "Available chardev backend types: ")
+                    && has(d.qchar, "Available chardev backend types: ")))
+                && subset_of_qemu(d, backend_entry)
+        },
     },
     Rule {
         status: Status::Intended,
@@ -477,6 +491,18 @@ mod tests {
         assert_eq!(verdict(Class::Qmp, step, qemu, other), None);
         let mine = b"{\"return\": [{\"name\": \"file\"}, {\"name\": \"mine\"}]}\r\n";
         assert_eq!(verdict(Class::Qmp, step, qemu, mine), None);
+        // The help's lines: QEMU's order, hub added; not as an error.
+        let step = b"chardev-add help";
+        let qemu = b"{\"return\": \"Available chardev backend types: \\r\\n  stdio\\r\\n  vc\\r\\n  null\\r\\n\"}\r\n";
+        let qchar = b"{\"return\": \"Available chardev backend types: \\r\\n  stdio\\r\\n  null\\r\\n  hub\\r\\n\"}\r\n";
+        assert_eq!(
+            verdict(Class::Hmp, step, qemu, qchar),
+            Some("query-chardev-backends-lists-qchar-backends")
+        );
+        let error = b"{\"return\": \"Error: Available chardev backend types: \\r\\n  stdio\\r\\n  null\\r\\n\"}\r\n";
+        assert_eq!(verdict(Class::Hmp, step, qemu, error), None);
+        let swapped = b"{\"return\": \"Available chardev backend types: \\r\\n  null\\r\\n  stdio\\r\\n\"}\r\n";
+        assert_eq!(verdict(Class::Hmp, step, qemu, swapped), None);
     }
 
     #[test]

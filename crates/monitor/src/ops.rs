@@ -35,9 +35,13 @@ pub trait ChardevOps: Send + Sync {
     fn stats(&self) -> Vec<ChardevStatsInfo> {
         Vec::new()
     }
-    /// `query-chardev-backends`.
+    /// `query-chardev-backends`, in QEMU's order (its help's, reversed).
     fn backends(&self) -> Vec<String> {
-        SUPPORTED_BACKENDS.iter().map(|s| s.to_string()).collect()
+        SUPPORTED_BACKENDS
+            .iter()
+            .rev()
+            .map(|s| s.to_string())
+            .collect()
     }
     /// HMP `chardev-add`: an option string (`ringbuf,id=r0,size=4096`);
     /// `Err` is QEMU's text.

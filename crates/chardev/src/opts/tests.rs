@@ -829,7 +829,7 @@ fn help_requests() {
         assert_eq!(e, OptsError::BackendHelp, "{s}");
         let text = e.to_string();
         assert!(
-            text.starts_with("Available chardev backend types: \n  file\n  serial"),
+            text.starts_with("Available chardev backend types: \n  stdio\n  ringbuf"),
             "{text}"
         );
     }

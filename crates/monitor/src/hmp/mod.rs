@@ -834,6 +834,9 @@ fn parse_opts(env: &QmpEnv, text: &str, change: bool) -> (String, Option<Built>)
             .map(|w| format!("warning: {w}\n"))
             .collect::<String>();
     match built {
+        // A help request is not a failure: QEMU prints the list in the
+        // monitor and nothing else.
+        Err(e @ opts::OptsError::BackendHelp) => (out + &format!("{e}\n"), None),
         Err(e) => (out + &format!("Error: {e}\n"), None),
         Ok(b) => (out, Some(b)),
     }
