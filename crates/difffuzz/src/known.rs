@@ -143,6 +143,64 @@ fn asks_for_backend(step: &[u8], name: &str) -> bool {
         .any(|w| w == name.as_bytes())
 }
 
+/// The object types qchar can create (row `object-types-qchar-lacks`).
+const QCHAR_OBJECT_TYPES: &[&str] = &[
+    "authz-list",
+    "authz-simple",
+    "tls-creds-psk",
+    "tls-creds-x509",
+    "x-bridge",
+];
+
+/// The text after `key` up to the next quote, comma or blank, if any.
+fn word_after(t: &[u8], key: &str) -> Option<String> {
+    let i = if key.is_empty() {
+        0
+    } else {
+        t.windows(key.len()).position(|w| w == key.as_bytes())?
+    };
+    let rest = &t[i + key.len()..];
+    let end = rest
+        .iter()
+        .position(|c| matches!(c, b'"' | b'\\' | b',' | b' ' | b'\r' | b'\n'))
+        .unwrap_or(rest.len());
+    Some(String::from_utf8_lossy(&rest[..end]).into_owned())
+}
+
+/// The object type an `object-add` (QMP) or `object_add` (HMP) step
+/// asks for.
+fn object_type_asked(step: &[u8]) -> Option<String> {
+    if has(step, "\"object-add\"") {
+        return word_after(step, "\"qom-type\": \"");
+    }
+    let i = step.windows(11).position(|w| w == b"object_add ")?;
+    let arg = &step[i + 11..];
+    let arg = arg.strip_prefix(b"qom-type=").unwrap_or(arg);
+    word_after(arg, "")
+}
+
+/// The path of a `qom-list`/`qom-get` step that qchar said it did not
+/// find and QEMU did not: one outside `/objects`.
+fn qom_path_outside_objects(d: &Diff<'_>) -> bool {
+    if !(has(d.step, "qom-list") || has(d.step, "qom-get")) {
+        return false;
+    }
+    let s = String::from_utf8_lossy(d.qchar);
+    let Some(p) = s
+        .split_once("Device '")
+        .and_then(|(_, r)| r.rsplit_once("' not found"))
+        .map(|(p, _)| p)
+    else {
+        return false;
+    };
+    let msg = format!("Device '{p}' not found");
+    has(d.qchar, &msg)
+        && !has(d.qemu, &msg)
+        && p != "objects"
+        && p != "/objects"
+        && !p.starts_with("/objects/")
+}
+
 /// The names in `'NAME' is not a valid char driver` texts.
 fn refused_drivers(t: &[u8]) -> Vec<String> {
     let s = String::from_utf8_lossy(t);
@@ -397,6 +455,27 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         status: Status::Intended,
+        id: "object-types-qchar-lacks",
+        what: "object types QEMU has and qchar does not (iothread, memory backends, secrets, filters...): qchar says invalid object type, or refuses the object with another error than QEMU's (it does not read their members)",
+        matches: |d| {
+            let Some(t) = object_type_asked(d.step) else {
+                return false;
+            };
+            let invalid = format!("invalid object type: {t}");
+            !QCHAR_OBJECT_TYPES.contains(&t.as_str())
+                && !has(d.qemu, &invalid)
+                && !has(d.qemu, "Parameter 'qom-type' does not accept value")
+                && (has(d.qchar, &invalid) || (has(d.qchar, "rror") && has(d.qemu, "rror")))
+        },
+    },
+    Rule {
+        status: Status::Intended,
+        id: "qom-tree-objects-only",
+        what: "qom-list and qom-get reach /objects only; QEMU's other paths (the machine, /chardevs, partial paths) are Device 'PATH' not found",
+        matches: qom_path_outside_objects,
+    },
+    Rule {
+        status: Status::Intended,
         id: "backlog",
         what: "backlog=SIZE (x-backlog in QMP) keeps output for the next peer; QEMU does not know the key",
         matches: |d| {
@@ -503,6 +582,55 @@ mod tests {
         assert_eq!(verdict(Class::Hmp, step, qemu, error), None);
         let swapped = b"{\"return\": \"Available chardev backend types: \\r\\n  null\\r\\n  stdio\\r\\n\"}\r\n";
         assert_eq!(verdict(Class::Hmp, step, qemu, swapped), None);
+    }
+
+    #[test]
+    fn objects_and_paths_qchar_lacks() {
+        let step = b"{\"execute\": \"object-add\", \"arguments\": {\"qom-type\": \"iothread\", \"id\": \"x\"}}";
+        let invalid = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"invalid object type: iothread\"}}\r\n";
+        assert_eq!(
+            verdict(Class::Qmp, step, b"{\"return\": {}}\r\n", invalid),
+            Some("object-types-qchar-lacks")
+        );
+        // Both refuse, each for its reason.
+        let bad_id = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'id' expects an identifier\"}}\r\n";
+        let member = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'poll-max-ns' expects uint\"}}\r\n";
+        assert_eq!(
+            verdict(Class::Qmp, step, member, bad_id),
+            Some("object-types-qchar-lacks")
+        );
+        // Not for a type qchar has, nor when qchar accepts what QEMU
+        // refuses, nor for a type QEMU does not know either.
+        let x509 = b"{\"execute\": \"object-add\", \"arguments\": {\"qom-type\": \"tls-creds-x509\", \"id\": \"x\"}}";
+        assert_eq!(verdict(Class::Qmp, x509, member, bad_id), None);
+        assert_eq!(
+            verdict(Class::Qmp, step, member, b"{\"return\": {}}\r\n"),
+            None
+        );
+        let enum_err = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'qom-type' does not accept value 'iothread'\"}}\r\n";
+        assert_eq!(verdict(Class::Qmp, step, enum_err, invalid), None);
+        // HMP's object_add.
+        let hmp = b"{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": \"object_add iothread,id=x\"}}";
+        assert_eq!(
+            verdict(
+                Class::Hmp,
+                hmp,
+                b"{\"return\": \"\"}\r\n",
+                b"{\"return\": \"Error: invalid object type: iothread\\r\\n\"}\r\n"
+            ),
+            Some("object-types-qchar-lacks")
+        );
+
+        let step = b"{\"execute\": \"qom-list\", \"arguments\": {\"path\": \"/machine\"}}";
+        let nf = b"{\"error\": {\"class\": \"DeviceNotFound\", \"desc\": \"Device '/machine' not found\"}}\r\n";
+        assert_eq!(
+            verdict(Class::Qmp, step, b"{\"return\": []}\r\n", nf),
+            Some("qom-tree-objects-only")
+        );
+        // /objects itself must answer as QEMU does.
+        let step = b"{\"execute\": \"qom-list\", \"arguments\": {\"path\": \"/objects\"}}";
+        let nf = b"{\"error\": {\"class\": \"DeviceNotFound\", \"desc\": \"Device '/objects' not found\"}}\r\n";
+        assert_eq!(verdict(Class::Qmp, step, b"{\"return\": []}\r\n", nf), None);
     }
 
     #[test]

@@ -306,6 +306,41 @@ impl LiveSide {
         }
     }
 
+    /// Deletes the objects an input added (QEMU creates types qchar
+    /// refuses), then deletes an id no input uses: QEMU makes its
+    /// `/objects` container on any `object-del` and keeps it, so both
+    /// sides have it from here on whatever the input did.
+    fn clean_objects(&mut self) -> bool {
+        let Ok(l) = obs_cmd(
+            &mut self.obs,
+            &mut self.sync,
+            "{\"execute\": \"qom-list\", \"arguments\": {\"path\": \"/objects\"}}",
+        ) else {
+            return false;
+        };
+        let v: Value = serde_json::from_slice(&l).unwrap_or(Value::Null);
+        let ids: Vec<String> = v["return"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|e| e["type"].as_str().is_some_and(|t| t.starts_with("child<")))
+                    .filter_map(|e| e["name"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in ids.iter().map(String::as_str).chain(["difffuzz-none"]) {
+            let cmd = serde_json::json!({"execute": "object-del", "arguments": {"id": id}});
+            let Ok(r) = obs_cmd(&mut self.obs, &mut self.sync, &cmd.to_string()) else {
+                return false;
+            };
+            // An object QEMU will not delete (in use) needs a restart.
+            if id != "difffuzz-none" && !r.starts_with(b"{\"return\"") {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Removes what an input added and drains `r0`; `false` if the side
     /// must be restarted (ended, left prelaunch, baseline changed).
     fn clean(&mut self) -> bool {
@@ -340,6 +375,9 @@ impl LiveSide {
                     return false;
                 }
             }
+        }
+        if !self.clean_objects() {
+            return false;
         }
         let drain =
             "{\"execute\": \"ringbuf-read\", \"arguments\": {\"device\": \"r0\", \"size\": 65536}}";
