@@ -201,6 +201,25 @@ fn qom_path_outside_objects(d: &Diff<'_>) -> bool {
         && !p.starts_with("/objects/")
 }
 
+/// `t` with the text QEMU appends to `Failed to create a socket` (`: `
+/// and an error text, up to the end of the message) left out.
+fn without_stale_errno(t: &[u8]) -> Vec<u8> {
+    let key = b"Failed to create a socket: ";
+    let mut out = Vec::new();
+    let mut rest = t;
+    while let Some(i) = rest.windows(key.len()).position(|w| w == key) {
+        out.extend_from_slice(&rest[..i + key.len() - 2]);
+        let tail = &rest[i + key.len()..];
+        let end = tail
+            .iter()
+            .position(|&c| matches!(c, b'"' | b'\\' | b'\r' | b'\n'))
+            .unwrap_or(tail.len());
+        rest = &tail[end..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
 /// The names in `'NAME' is not a valid char driver` texts.
 fn refused_drivers(t: &[u8]) -> Vec<String> {
     let s = String::from_utf8_lossy(t);
@@ -476,6 +495,16 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         status: Status::Intended,
+        id: "stale-errno",
+        what: "Failed to create a socket (a listening port range with to below port): QEMU appends whatever errno its thread had last; qchar appends nothing",
+        matches: |d| {
+            has(d.qchar, "Failed to create a socket")
+                && !has(d.qchar, "Failed to create a socket: ")
+                && without_stale_errno(d.qemu) == d.qchar
+        },
+    },
+    Rule {
+        status: Status::Intended,
         id: "backlog",
         what: "backlog=SIZE (x-backlog in QMP) keeps output for the next peer; QEMU does not know the key",
         matches: |d| {
@@ -631,6 +660,20 @@ mod tests {
         let step = b"{\"execute\": \"qom-list\", \"arguments\": {\"path\": \"/objects\"}}";
         let nf = b"{\"error\": {\"class\": \"DeviceNotFound\", \"desc\": \"Device '/objects' not found\"}}\r\n";
         assert_eq!(verdict(Class::Qmp, step, b"{\"return\": []}\r\n", nf), None);
+    }
+
+    #[test]
+    fn only_the_stale_errno_may_differ() {
+        let step = b"-chardev socket,id=s,host=127.0.0.1,port=5000,to=38,server=on,wait=off";
+        let qemu = b"exit Some(1)\nstderr:\nqemu-system-x86_64: -chardev socket,id=s: Failed to create a socket: No such file or directory\n";
+        let qchar = b"exit Some(1)\nstderr:\nqemu-system-x86_64: -chardev socket,id=s: Failed to create a socket\n";
+        assert_eq!(verdict(Class::Cli, step, qemu, qchar), Some("stale-errno"));
+        let qmp = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Failed to add chardev 's': Failed to create a socket: Argument list too long\"}}\r\n";
+        let mine = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Failed to add chardev 's': Failed to create a socket\"}}\r\n";
+        assert_eq!(verdict(Class::Qmp, step, qmp, mine), Some("stale-errno"));
+        // Anything else differing is not this.
+        let other = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Failed to add chardev 't': Failed to create a socket\"}}\r\n";
+        assert_eq!(verdict(Class::Qmp, step, qmp, other), None);
     }
 
     #[test]

@@ -155,13 +155,17 @@ pub(super) fn listen_inet(
         ChardevError::Invalid(format!("address resolution failed for {host}:{port}: {m}"))
     })?;
     let mut last: Option<io::Error> = None;
+    let mut created = false;
     for sa in addrs {
         let first = sa.port();
+        // QEMU tries `port..=to`; a `to` below a port other than 0 leaves
+        // nothing to try.
         let last_port = match to {
-            Some(t) if first != 0 && t > first => t,
+            Some(t) if first != 0 => t,
             _ => first,
         };
         for p in first..=last_port {
+            created = true;
             let mut sa = sa;
             sa.set_port(p);
             let s = Socket::new(Domain::for_address(sa), Type::STREAM, None)
@@ -186,6 +190,11 @@ pub(super) fn listen_inet(
                 .unwrap_or(sa);
             return Ok((l, bound));
         }
+    }
+    if !created {
+        // QEMU appends whatever errno its thread was left with (nothing
+        // when it is 0, as on a fresh monitor command): qchar says nothing.
+        return Err(ChardevError::Invalid("Failed to create a socket".into()));
     }
     Err(ChardevError::io(
         "Failed to find an available port",
