@@ -175,6 +175,18 @@ pub(crate) fn bytes_of(s: &str) -> Vec<u8> {
     out
 }
 
+/// Where in `s` its first `n` bytes as HMP bytes ([`bytes_of`]) end.
+fn str_index(s: &str, n: usize) -> usize {
+    let mut raw = 0;
+    for (i, c) in s.char_indices() {
+        if raw >= n {
+            return i;
+        }
+        raw += bytes_of(c.encode_utf8(&mut [0; 4])).len();
+    }
+    s.len()
+}
+
 /// `\n` to `\r\n`, as QEMU's monitor output does.
 pub(crate) fn crlf(s: &str) -> String {
     s.replace('\n', "\r\n")
@@ -266,12 +278,12 @@ impl<'a> Args<'a> {
     /// character constants; registers need a CPU and are unknown here).
     fn int(&mut self) -> Result<i64, ArgError> {
         let s = self.rest.trim_start_matches(is_space);
-        let mut e = Expr {
-            b: s.as_bytes(),
-            i: 0,
-        };
+        // QEMU reads the line's bytes: a byte that is not UTF-8 is one
+        // byte here too, not the four of its stand-in character.
+        let raw = bytes_of(s);
+        let mut e = Expr { b: &raw, i: 0 };
         let v = e.sum().map_err(ArgError::Plain)?;
-        self.rest = &s[e.i..];
+        self.rest = &s[str_index(s, e.i)..];
         if (v >> 32) & 0xffff_ffff != 0 {
             return Err(ArgError::Plain(format!(
                 "'{}' has failed: integer is for 32-bit values",
