@@ -505,6 +505,19 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         status: Status::Intended,
+        id: "checks-before-log",
+        what: "a chardev whose options fail qchar's checks (a socket's tls-creds, its address kind) is refused before its log file is opened; QEMU creates the log first and reports its failure (Could not create) instead",
+        matches: |d| {
+            let failed = |t: &[u8]| has(t, "rror") || has(t, "Failed to add chardev") || has(t, "exit Some(1)");
+            has(d.step, "logfile")
+                && has(d.qemu, "Could not create '")
+                && !has(d.qchar, "Could not create '")
+                && failed(d.qemu)
+                && failed(d.qchar)
+        },
+    },
+    Rule {
+        status: Status::Intended,
         id: "backlog",
         what: "backlog=SIZE (x-backlog in QMP) keeps output for the next peer; QEMU does not know the key",
         matches: |d| {
@@ -674,6 +687,22 @@ mod tests {
         // Anything else differing is not this.
         let other = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Failed to add chardev 't': Failed to create a socket\"}}\r\n";
         assert_eq!(verdict(Class::Qmp, step, qmp, other), None);
+    }
+
+    #[test]
+    fn checks_come_before_the_log() {
+        let step = b"{\"execute\": \"chardev-add\", \"arguments\": {\"id\": \"c\", \"backend\": {\"type\": \"socket\", \"data\": {\"logfile\": \"$D\", \"tls-creds\": \"t\"}}}}";
+        let qemu = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Failed to add chardev 'c': Could not create '$D': Is a directory\"}}\r\n";
+        let qchar = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Failed to add chardev 'c': No TLS credentials with id 't'\"}}\r\n";
+        assert_eq!(
+            verdict(Class::Qmp, step, qemu, qchar),
+            Some("checks-before-log")
+        );
+        // qchar must refuse the chardev too.
+        assert_eq!(
+            verdict(Class::Qmp, step, qemu, b"{\"return\": {}}\r\n"),
+            None
+        );
     }
 
     #[test]
