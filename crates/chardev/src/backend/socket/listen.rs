@@ -171,11 +171,25 @@ pub(super) fn listen_inet(
             let s = Socket::new(Domain::for_address(sa), Type::STREAM, None)
                 .map_err(|e| ChardevError::io("Failed to create socket", e))?;
             let _ = s.set_reuse_address(true);
+            let v6only = ipv6 && !ipv4;
             if sa.is_ipv6() {
                 // Dual stack unless IPv6 only was asked for.
-                let _ = s.set_only_v6(ipv6 && !ipv4);
+                let _ = s.set_only_v6(v6only);
             }
-            if let Err(e) = s.bind(&sa.into()) {
+            let mut bound = s.bind(&sa.into());
+            // As QEMU: a dual-stack bind whose IPv4 half is taken (another
+            // chardev on 127.0.0.1 or 0.0.0.0 and this port) is retried
+            // IPv6 only.
+            if sa.is_ipv6()
+                && !v6only
+                && bound
+                    .as_ref()
+                    .is_err_and(|e| e.raw_os_error() == Some(libc::EADDRINUSE))
+                && s.set_only_v6(true).is_ok()
+            {
+                bound = s.bind(&sa.into());
+            }
+            if let Err(e) = bound {
                 if e.raw_os_error() == Some(libc::EADDRINUSE) {
                     last = Some(e);
                     continue;
