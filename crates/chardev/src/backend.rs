@@ -268,6 +268,12 @@ pub trait Backend: Send {
         None
     }
 
+    /// A frontend set its handlers on this chardev (QEMU's
+    /// `chr_update_read_handler`). Called with the chardev's state held:
+    /// it must not call back into the same chardev. The mux opens its
+    /// base's frontend side then. The default does nothing.
+    fn handlers_set(&mut self) {}
+
     /// Drops the current peer, if the backend has one (a socket client);
     /// QEMU's `qemu_chr_fe_disconnect`. The default does nothing.
     fn disconnect(&mut self) {}

@@ -61,7 +61,13 @@ pub(crate) fn change(reg: &Registry, id: &str, spec: ChardevBackend) -> Result<C
         host.defer(target.clone(), inst)?;
         return Ok(ret);
     }
-    reg.io().run(move || target.apply_change(inst))??;
+    let changed = target.clone();
+    reg.io().run(move || changed.apply_change(inst))??;
+    if let ChardevBackend::Mux(m) = &spec {
+        if let Some(base) = reg.get(&m.chardev) {
+            base.set_mux_above(&target);
+        }
+    }
     Ok(ret)
 }
 
@@ -75,10 +81,20 @@ fn look_up(
     let cd = reg
         .get(id)
         .ok_or_else(|| ChardevError::DoesNotExist(id.to_string()))?;
-    if matches!(spec, ChardevBackend::Mux(_)) {
-        return Err(ChardevError::Invalid(
-            "Mux device hotswap not supported yet".into(),
-        ));
+    if let ChardevBackend::Mux(m) = &spec {
+        // As QEMU, a chardev no frontend uses becomes the mux asked for
+        // (QEMU re-creates it); a mux is not changed into another. Unlike
+        // QEMU, a chardev in use does not become a mux under its frontend.
+        if matches!(cd.spec(), ChardevBackend::Mux(_)) || cd.has_frontend() {
+            return Err(mux_hotswap());
+        }
+        // QEMU has let the chardev go by then: it is not there to be a base.
+        if m.chardev == id {
+            return Err(ChardevError::Invalid(format!(
+                "mux: base chardev {} not found",
+                m.chardev
+            )));
+        }
     }
     // Better than QEMU: the change of a mux goes under it, to its base,
     // whose frontend (the mux) keeps its frontends, focus and settings.
@@ -156,6 +172,11 @@ pub(crate) fn change_then(
     });
 }
 
+/// QEMU's refusal of a change that involves a mux.
+fn mux_hotswap() -> ChardevError {
+    ChardevError::Invalid("Mux device hotswap not supported yet".into())
+}
+
 impl Chardev {
     /// Whether a change asked for now must wait until the running handler of
     /// this chardev returns (the change came from inside it).
@@ -209,6 +230,11 @@ impl Chardev {
             mux.apply_queued_ioctls();
         }
         self.apply_queued_ioctls();
+        let to_mux = matches!(inst.spec, ChardevBackend::Mux(_));
+        if to_mux && self.has_frontend() {
+            // A frontend attached since the check in `change`.
+            return Err(mux_hotswap());
+        }
         self.link(inst.backend.as_mut());
         let handed = self.take_listener(&mut inst)?;
         if !self.has_frontend() {
@@ -267,6 +293,8 @@ impl Chardev {
             let mut st = self.state();
             hub::hand_over(&mut *st.inst.backend, &mut *new.backend);
             st.be_open = new.backend.is_open();
+            // Become a mux: several frontends may attach from now on.
+            st.multi |= matches!(new.spec, ChardevBackend::Mux(_));
             let old = std::mem::replace(&mut st.inst, new);
             self.history_follows(&mut st);
             old

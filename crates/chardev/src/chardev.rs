@@ -111,8 +111,8 @@ pub(crate) struct State {
     /// The open state last reported to the frontends.
     pub(crate) be_open: bool,
     frontends: Vec<Option<FeSlot>>,
-    /// Several frontends may attach (mux=on).
-    multi: bool,
+    /// Several frontends may attach (a mux, or the base of `mux=on`).
+    pub(crate) multi: bool,
     focus: usize,
     next_gen: u64,
     removed: bool,
@@ -375,6 +375,9 @@ impl Chardev {
                     // As in QEMU, a frontend that registers on a mux takes
                     // the focus; the events go out from the I/O task.
                     st.focus_to = Some(tag);
+                }
+                if slot.fe_open {
+                    st.inst.backend.handlers_set();
                 }
             }
         }
@@ -854,7 +857,11 @@ impl Chardev {
             // chardev, which this call must not touch.
             return Err(ChardevError::NotFound(self.id.clone()));
         }
-        if st.frontends.iter().any(|f| f.is_some()) {
+        // As in QEMU, a mux counts as busy even without frontends (QEMU's
+        // busy check of a mux compares its count of frontends with >= 0).
+        if st.frontends.iter().any(|f| f.is_some())
+            || matches!(st.inst.spec, ChardevBackend::Mux(_))
+        {
             return Err(ChardevError::Busy(self.id.clone()));
         }
         st.removed = true;

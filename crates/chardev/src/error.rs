@@ -15,6 +15,17 @@ pub enum ChardevError {
     /// `add` of an id that is taken.
     #[error("Chardev with id '{0}' already exists")]
     AlreadyExists(String),
+    /// Adding from options (`-chardev`, HMP `chardev-add`) an id that is
+    /// taken: QEMU finds out only once it has opened the backend, and says
+    /// so in its object model's words. `pty` is the pty opened meanwhile
+    /// (QEMU has printed its line by then).
+    #[error("attempt to add duplicate property '{id}' to object (type 'container')")]
+    DuplicateProperty {
+        /// The id.
+        id: String,
+        /// The pty's path, for a pty backend.
+        pty: Option<String>,
+    },
     /// `remove` of a chardev a frontend still uses.
     #[error("Chardev '{0}' is busy")]
     Busy(String),

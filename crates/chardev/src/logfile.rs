@@ -560,13 +560,23 @@ impl Out {
         let path = t.path;
         // SAFETY: the AsyncFd owns the File, so the descriptor stays open
         // and keeps its number for as long as the registration lives.
-        match unsafe { AsyncFd::register(t.file) }.map_err(io::Error::from) {
+        match unsafe { AsyncFd::register(t.file) }.map_err(|e| e.into_parts()) {
             Ok(fd) => Ok(Out::Stream {
                 fd,
                 path,
                 error_logged: false,
             }),
-            Err(e) => Err((path, e)),
+            // epoll refuses what is always ready (`/dev/null`, other
+            // character devices without poll): plain writes, never
+            // rotated (a size limit needs a regular file).
+            Err((file, e)) if e.kind() == io::ErrorKind::PermissionDenied => Ok(Out::File {
+                file,
+                path,
+                size: 0,
+                no_rotate: true,
+                error_logged: false,
+            }),
+            Err((_, e)) => Err((path, e)),
         }
     }
 

@@ -179,6 +179,15 @@ pub struct ChardevStatsInfo {
     pub frontends: Vec<FrontendStats>,
 }
 
+/// When an add looks for its id among the chardevs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    /// Before anything is opened (QMP's `chardev-add`).
+    First,
+    /// Once the backend is open, as QEMU's option-based adds find out.
+    AfterOpen,
+}
+
 struct Map {
     by_id: HashMap<String, (u64, Arc<Chardev>)>,
     seq: u64,
@@ -449,20 +458,19 @@ impl Registry {
 
     /// Adds a chardev from parsed `-chardev` options. With `mux=on` this
     /// makes `ID-base` with the backend and `ID` multiplexing it, as QEMU.
+    /// As in QEMU, a taken id is found only once the backend is open
+    /// ([`ChardevError::DuplicateProperty`], `ID-base` first).
     pub fn add_options(&self, opts: &ChardevOptions) -> Result<ChardevReturn> {
         if !opts.mux {
-            return self.add(&opts.id, opts.backend.clone());
-        }
-        if self.contains(&opts.id) {
-            return Err(ChardevError::AlreadyExists(opts.id.clone()));
+            return self.add_inner(&opts.id, opts.backend.clone(), false, Taken::AfterOpen);
         }
         let base = format!("{}-base", opts.id);
-        let ret = self.add(&base, opts.backend.clone())?;
+        let ret = self.add_inner(&base, opts.backend.clone(), false, Taken::AfterOpen)?;
         let mux = ChardevBackend::Mux(ChardevMux {
             common: Default::default(),
             chardev: base.clone(),
         });
-        if let Err(e) = self.add_inner(&opts.id, mux, true) {
+        if let Err(e) = self.add_inner(&opts.id, mux, true, Taken::AfterOpen) {
             let _ = self.remove(&base);
             return Err(e);
         }
@@ -471,23 +479,47 @@ impl Registry {
 
     /// Adds chardev `id` with a new backend (QMP `chardev-add`).
     pub fn add(&self, id: &str, spec: ChardevBackend) -> Result<ChardevReturn> {
-        self.add_inner(id, spec, false)
+        self.add_inner(id, spec, false, Taken::First)
     }
 
-    fn add_inner(&self, id: &str, spec: ChardevBackend, multi: bool) -> Result<ChardevReturn> {
-        if self.contains(id) {
+    fn add_inner(
+        &self,
+        id: &str,
+        spec: ChardevBackend,
+        multi: bool,
+        taken: Taken,
+    ) -> Result<ChardevReturn> {
+        if taken == Taken::First && self.contains(id) {
             return Err(ChardevError::AlreadyExists(id.to_string()));
         }
         let inst = self.open(id, &spec)?;
-        self.install(id, inst, multi)
+        self.install(id, inst, multi, taken)
     }
 
     /// Registers and starts chardev `id` on an opened backend.
-    fn install(&self, id: &str, inst: Installed, multi: bool) -> Result<ChardevReturn> {
+    fn install(
+        &self,
+        id: &str,
+        inst: Installed,
+        multi: bool,
+        taken: Taken,
+    ) -> Result<ChardevReturn> {
         let ret = ChardevReturn {
             pty: inst.backend.pty_path(),
         };
         let spec = inst.spec.clone();
+        let taken_error = || match taken {
+            Taken::First => ChardevError::AlreadyExists(id.to_string()),
+            Taken::AfterOpen => ChardevError::DuplicateProperty {
+                id: id.to_string(),
+                pty: ret.pty.clone(),
+            },
+        };
+        if self.contains(id) {
+            // The backend opened for nothing goes (a mux lets its base go).
+            drop(inst);
+            return Err(taken_error());
+        }
         let multi = multi || matches!(spec, ChardevBackend::Mux(_));
         let cd = Chardev::new(
             id.to_string(),
@@ -502,7 +534,7 @@ impl Registry {
             let mut map = self.map();
             if map.by_id.contains_key(id) {
                 // Another add took the id while this one opened.
-                return Err(ChardevError::AlreadyExists(id.to_string()));
+                return Err(taken_error());
             }
             map.seq += 1;
             let seq = map.seq;
@@ -527,10 +559,21 @@ impl Registry {
     /// answer when it ends; anything else, and every call from another
     /// thread, answers before this returns.
     pub fn add_then(&self, id: &str, spec: ChardevBackend, done: Done<ChardevReturn>) {
+        self.add_inner_then(id, spec, Taken::First, done)
+    }
+
+    /// [`Registry::add_then`] with the id looked for when `taken` says.
+    fn add_inner_then(
+        &self,
+        id: &str,
+        spec: ChardevBackend,
+        taken: Taken,
+        done: Done<ChardevReturn>,
+    ) {
         if !self.inner.io.on_io_thread() || !slow_open::may_block(&spec) {
-            return done(self.add(id, spec));
+            return done(self.add_inner(id, spec, false, taken));
         }
-        if self.contains(id) {
+        if taken == Taken::First && self.contains(id) {
             return done(Err(ChardevError::AlreadyExists(id.to_string())));
         }
         if let Err(e) = backend::validate(&spec, &self.inner.objects) {
@@ -543,7 +586,7 @@ impl Registry {
                 let Some(reg) = Registry::upgrade(&weak) else {
                     return;
                 };
-                done(r.and_then(|inst| reg.install(&id2, inst, false)));
+                done(r.and_then(|inst| reg.install(&id2, inst, false, taken)));
             }
         });
     }
@@ -553,18 +596,16 @@ impl Registry {
     /// the mux `ID` made on it once it is there.
     pub fn add_options_then(&self, opts: &ChardevOptions, done: Done<ChardevReturn>) {
         if !opts.mux {
-            return self.add_then(&opts.id, opts.backend.clone(), done);
-        }
-        if self.contains(&opts.id) {
-            return done(Err(ChardevError::AlreadyExists(opts.id.clone())));
+            return self.add_inner_then(&opts.id, opts.backend.clone(), Taken::AfterOpen, done);
         }
         let base = format!("{}-base", opts.id);
         let weak = self.downgrade();
         let id = opts.id.clone();
         let base2 = base.clone();
-        self.add_then(
+        self.add_inner_then(
             &base,
             opts.backend.clone(),
+            Taken::AfterOpen,
             Box::new(move |r| {
                 let ret = match r {
                     Ok(ret) => ret,
@@ -577,7 +618,7 @@ impl Registry {
                     common: Default::default(),
                     chardev: base2.clone(),
                 });
-                if let Err(e) = reg.add_inner(&id, mux, true) {
+                if let Err(e) = reg.add_inner(&id, mux, true, Taken::AfterOpen) {
                     let _ = reg.remove(&base2);
                     return done(Err(e));
                 }

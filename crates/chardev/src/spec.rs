@@ -557,11 +557,12 @@ impl ChardevBackend {
     }
 }
 
-/// The backend type names qchar can open, in the order `query-chardev-backends`
-/// lists them.
+/// The backend type names qchar can open, in the order QEMU 7.2's
+/// `-chardev help` lists those it has (its type table's order;
+/// `query-chardev-backends` gives the reverse), qchar's own `hub` last.
 pub const SUPPORTED_BACKENDS: &[&str] = &[
-    "file", "serial", "pipe", "socket", "udp", "pty", "null", "mux", "hub", "stdio", "ringbuf",
-    "memory",
+    "stdio", "ringbuf", "mux", "pipe", "null", "socket", "udp", "memory", "file", "serial", "pty",
+    "hub",
 ];
 
 /// Deserialization forms of the backend structs that flatten

@@ -289,3 +289,115 @@ fn backlog_survives_a_change_and_reaches_the_next_peer() {
     assert_eq!(&buf, b"kept for later ");
     reg.shutdown();
 }
+
+/// A NUL in a path (a QMP client's `\u0000`) is refused with a clear
+/// error, nothing is created, and the directory stays as it was: QEMU
+/// would put the bytes C0 80 in its place (docs/differences.md,
+/// `nul-in-paths`).
+#[test]
+fn a_nul_in_a_path_is_refused_and_creates_nothing() {
+    use qchar_chardev::spec::{ChardevFile, ChardevSocket, SocketAddressLegacy, UnixSocketAddress};
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| format!("{}/{name}", dir.path().display());
+    let reg = Registry::new().unwrap();
+    let nul_msg = "file name contained an unexpected NUL byte";
+    let file = ChardevBackend::File(ChardevFile {
+        out: p("f\0x"),
+        ..Default::default()
+    });
+    let e = reg.add("f", file).unwrap_err().to_string();
+    assert_eq!(e, format!("Could not open '{}': {nul_msg}", p("f\0x")));
+    let hostdev = ChardevHostdev {
+        device: p("d\0x"),
+        ..Default::default()
+    };
+    for spec in [
+        ChardevBackend::Pipe(hostdev.clone()),
+        ChardevBackend::Serial(hostdev.clone()),
+    ] {
+        let e = reg.add("d", spec).unwrap_err().to_string();
+        assert_eq!(e, format!("Could not open '{}': {nul_msg}", p("d\0x")));
+    }
+    let logged = ChardevBackend::Null(ChardevCommon {
+        logfile: Some(p("l\0x")),
+        ..Default::default()
+    });
+    let e = reg.add("l", logged).unwrap_err().to_string();
+    assert_eq!(e, format!("Could not create '{}': {nul_msg}", p("l\0x")));
+    let mut sock = ChardevSocket::new(
+        SocketAddressLegacy::Unix(UnixSocketAddress {
+            path: p("s\0x"),
+            abstract_: None,
+            tight: None,
+        }),
+        true,
+    );
+    sock.wait = Some(false);
+    let sock = ChardevBackend::Socket(sock);
+    let e = reg.add("s", sock).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!("UNIX socket path '{}' contains a NUL byte", p("s\0x"))
+    );
+    assert!(reg.query().is_empty());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    reg.shutdown();
+}
+
+/// Found by differential fuzzing: added from options (`-chardev`, HMP
+/// `chardev-add`), a taken id is found only once the backend is open, as
+/// in QEMU (its log file is created, a pty is named), with QEMU's text;
+/// QMP's `chardev-add` checks first and opens nothing.
+#[test]
+fn a_taken_id_from_options_is_found_once_the_backend_is_open() {
+    use qchar_chardev::opts::parse_chardev;
+    use qchar_chardev::ChardevError;
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new().unwrap();
+    reg.add("x", ChardevBackend::Null(ChardevCommon::default()))
+        .unwrap();
+    let first = dir.path().join("first.log");
+    let common = ChardevCommon {
+        logfile: Some(first.display().to_string()),
+        ..Default::default()
+    };
+    let e = reg.add("x", ChardevBackend::Null(common)).unwrap_err();
+    assert_eq!(e.to_string(), "Chardev with id 'x' already exists");
+    assert!(!first.exists());
+    let log = dir.path().join("x.log");
+    let o = parse_chardev(&format!("null,id=x,logfile={}", log.display())).unwrap();
+    let e = reg.add_options(&o).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "attempt to add duplicate property 'x' to object (type 'container')"
+    );
+    assert!(log.exists());
+    let e = reg
+        .add_options(&parse_chardev("pty,id=x").unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(&e, ChardevError::DuplicateProperty { id, pty: Some(p) } if id == "x" && p.starts_with("/dev/pts/")),
+        "{e:?}"
+    );
+    // mux=on: the base's id first, and nothing is left of a half-made pair.
+    reg.add_options(&parse_chardev("null,id=m,mux=on").unwrap())
+        .unwrap();
+    let e = reg
+        .add_options(&parse_chardev("null,id=m,mux=on").unwrap())
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "attempt to add duplicate property 'm-base' to object (type 'container')"
+    );
+    let e = reg
+        .add_options(&parse_chardev("null,id=x,mux=on").unwrap())
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "attempt to add duplicate property 'x' to object (type 'container')"
+    );
+    let mut ids: Vec<String> = reg.query().into_iter().map(|c| c.label).collect();
+    ids.sort();
+    assert_eq!(ids, ["m", "m-base", "x"]);
+    reg.shutdown();
+}

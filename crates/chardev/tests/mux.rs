@@ -358,3 +358,91 @@ fn input_held_during_set_up_meets_every_frontend() {
     wait_until("more fe0 input", || input(&s0) == b"to-zero!");
     reg.shutdown();
 }
+
+/// `frontend-open` of chardev `id` in `query-chardev`.
+fn frontend_open(reg: &Registry, id: &str) -> bool {
+    reg.query()
+        .into_iter()
+        .find(|c| c.label == id)
+        .unwrap_or_else(|| panic!("no chardev {id}"))
+        .frontend_open
+}
+
+/// Found by differential fuzzing (QEMU 7.2's answers): a mux's base counts
+/// as frontend-open only once a frontend has set its handlers on the mux;
+/// a chardev no frontend uses becomes the mux a change asks for (QEMU
+/// re-creates it), and a mux, even without frontends, is busy.
+#[test]
+fn an_unused_chardev_becomes_a_mux_by_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("base.sock");
+    let reg = Registry::new().unwrap();
+    reg.add("b", unix_server(&path)).unwrap();
+    reg.add("x", ChardevBackend::Null(Default::default()))
+        .unwrap();
+    let to_mux = |base: &str| {
+        ChardevBackend::Mux(ChardevMux {
+            common: Default::default(),
+            chardev: base.into(),
+        })
+    };
+    let e = reg.change("x", to_mux("x")).unwrap_err();
+    assert_eq!(e.to_string(), "mux: base chardev x not found");
+    reg.change("x", to_mux("b")).unwrap();
+    assert_eq!(filename(&reg, "x"), "mux");
+    assert!(!frontend_open(&reg, "x"));
+    assert!(!frontend_open(&reg, "b"));
+    for id in ["x", "b"] {
+        assert_eq!(
+            reg.remove(id).unwrap_err().to_string(),
+            format!("Chardev '{id}' is busy")
+        );
+    }
+    assert_eq!(
+        reg.change("x", to_mux("b")).unwrap_err().to_string(),
+        "Mux device hotswap not supported yet"
+    );
+    // Now a mux: two frontends share it, the base is open to them.
+    let fe0 = reg.attach("x").unwrap();
+    let fe1 = reg.attach("x").unwrap();
+    let (r0, s0) = Recorder::new(true);
+    let (r1, s1) = Recorder::new(true);
+    fe0.set_handlers(Box::new(r0));
+    assert!(frontend_open(&reg, "b"));
+    assert!(frontend_open(&reg, "x"));
+    fe1.set_handlers(Box::new(r1));
+    let mut client = connect_unix(&path);
+    wait_until("both opened", || {
+        count(&s0, ChardevEvent::Opened) == 1 && count(&s1, ChardevEvent::Opened) == 1
+    });
+    client.write_all(b"in").unwrap();
+    wait_until("input to the focused frontend", || input(&s1) == b"in");
+    fe0.write_all(b"out").unwrap();
+    assert_eq!(read_n(&mut client, 3), b"out");
+    reg.shutdown();
+}
+
+/// A chardev in use does not become a mux under its frontend, and the
+/// chardev stays as it was.
+#[test]
+fn a_chardev_in_use_does_not_become_a_mux() {
+    let reg = Registry::new().unwrap();
+    reg.add("b", ChardevBackend::Null(Default::default()))
+        .unwrap();
+    reg.add("x", ChardevBackend::Null(Default::default()))
+        .unwrap();
+    let _fe = reg.attach("x").unwrap();
+    let e = reg
+        .change(
+            "x",
+            ChardevBackend::Mux(ChardevMux {
+                common: Default::default(),
+                chardev: "b".into(),
+            }),
+        )
+        .unwrap_err();
+    assert_eq!(e.to_string(), "Mux device hotswap not supported yet");
+    assert_eq!(filename(&reg, "x"), "null");
+    reg.remove("b").unwrap();
+    reg.shutdown();
+}

@@ -82,7 +82,7 @@ fn pieces(t: &[u8]) -> Vec<Vec<u8>> {
 /// QMP's and HMP's (`info`) names.
 const QCHAR_COMMANDS: &[&str] = &["x-query-chardev-stats", "x-chardev-stats"];
 
-/// Backends qchar has and QEMU 7.2 lacks (QEMU 10's `hub`; row
+/// qchar's own backends, which QEMU 7.2 lacks (row
 /// `query-chardev-backends-lists-qchar-backends`).
 const QCHAR_BACKENDS: &[&str] = &["hub"];
 
@@ -93,6 +93,18 @@ fn qchar_own(p: &[u8]) -> bool {
         .iter()
         .chain(QCHAR_BACKENDS)
         .any(|c| has(p, &format!("\"name\": \"{c}\"")) || has(p, &format!("info {c} ")))
+        || QCHAR_BACKENDS.iter().any(|b| {
+            p == format!("\"name\": \"{b}\"").as_bytes() || p == format!("  {b}").as_bytes()
+        })
+}
+
+/// Whether a piece is a backend QEMU lists: an entry of
+/// `query-chardev-backends` or a line of the backend help.
+fn backend_entry(p: &[u8]) -> bool {
+    contains(p, b"\"name\": \"")
+        || p.strip_prefix(b"  ").is_some_and(|n| {
+            !n.is_empty() && n.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        })
 }
 
 /// Whether the sides are equal once QEMU's pieces that `extra` accepts
@@ -130,6 +142,83 @@ fn asks_for_backend(step: &[u8], name: &str) -> bool {
     let step = crate::norm::replace(&crate::norm::replace(step, b"\\t", b" "), b"\\n", b" ");
     step.split(|c| !(c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_'))
         .any(|w| w == name.as_bytes())
+}
+
+/// The object types qchar can create (row `object-types-qchar-lacks`).
+const QCHAR_OBJECT_TYPES: &[&str] = &[
+    "authz-list",
+    "authz-simple",
+    "tls-creds-psk",
+    "tls-creds-x509",
+    "x-bridge",
+];
+
+/// The text after `key` up to the next quote, comma or blank, if any.
+fn word_after(t: &[u8], key: &str) -> Option<String> {
+    let i = if key.is_empty() {
+        0
+    } else {
+        t.windows(key.len()).position(|w| w == key.as_bytes())?
+    };
+    let rest = &t[i + key.len()..];
+    let end = rest
+        .iter()
+        .position(|c| matches!(c, b'"' | b'\\' | b',' | b' ' | b'\r' | b'\n'))
+        .unwrap_or(rest.len());
+    Some(String::from_utf8_lossy(&rest[..end]).into_owned())
+}
+
+/// The object type an `object-add` (QMP) or `object_add` (HMP) step
+/// asks for.
+fn object_type_asked(step: &[u8]) -> Option<String> {
+    if has(step, "\"object-add\"") {
+        return word_after(step, "\"qom-type\": \"");
+    }
+    let i = step.windows(11).position(|w| w == b"object_add ")?;
+    let arg = &step[i + 11..];
+    let arg = arg.strip_prefix(b"qom-type=").unwrap_or(arg);
+    word_after(arg, "")
+}
+
+/// The path of a `qom-list`/`qom-get` step that qchar said it did not
+/// find and QEMU did not: one outside `/objects`.
+fn qom_path_outside_objects(d: &Diff<'_>) -> bool {
+    if !(has(d.step, "qom-list") || has(d.step, "qom-get")) {
+        return false;
+    }
+    let s = String::from_utf8_lossy(d.qchar);
+    let Some(p) = s
+        .split_once("Device '")
+        .and_then(|(_, r)| r.rsplit_once("' not found"))
+        .map(|(p, _)| p)
+    else {
+        return false;
+    };
+    let msg = format!("Device '{p}' not found");
+    has(d.qchar, &msg)
+        && !has(d.qemu, &msg)
+        && p != "objects"
+        && p != "/objects"
+        && !p.starts_with("/objects/")
+}
+
+/// `t` with the text QEMU appends to `Failed to create a socket` (`: `
+/// and an error text, up to the end of the message) left out.
+fn without_stale_errno(t: &[u8]) -> Vec<u8> {
+    let key = b"Failed to create a socket: ";
+    let mut out = Vec::new();
+    let mut rest = t;
+    while let Some(i) = rest.windows(key.len()).position(|w| w == key) {
+        out.extend_from_slice(&rest[..i + key.len() - 2]);
+        let tail = &rest[i + key.len()..];
+        let end = tail
+            .iter()
+            .position(|&c| matches!(c, b'"' | b'\\' | b'\r' | b'\n'))
+            .unwrap_or(tail.len());
+        rest = &tail[end..];
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 /// The names in `'NAME' is not a valid char driver` texts.
@@ -226,17 +315,23 @@ pub const RULES: &[Rule] = &[
     Rule {
         status: Status::Intended,
         id: "query-chardev-backends-lists-qchar-backends",
-        what: "query-chardev-backends lists the backends qchar has",
-        matches: |d| has(d.step, "query-chardev-backends") && subset_of_qemu(d, |p| contains(p, b"\"name\": \"")),
+        what: "query-chardev-backends and the backend help (chardev-add help) list the backends qchar has",
+        matches: |d| {
+            (has(d.step, "query-chardev-backends")
+                || (has(d.qemu, "Available chardev backend types: ")
+                    && has(d.qchar, "Available chardev backend types: ")))
+                && subset_of_qemu(d, backend_entry)
+        },
     },
     Rule {
         status: Status::Intended,
-        id: "object-types-qchar-lacks",
-        what: "object-add of a QEMU object type qchar lacks (memory backends, throttle groups, ...) is refused by its type before its properties are checked",
+        id: "change-to-mux-in-use",
+        what: "chardev-change of a chardev in use to a mux is refused (Mux device hotswap not supported yet); QEMU turns it into a mux under a frontend that follows changes (a monitor's: Chardev user does not support chardev hotswap)",
         matches: |d| {
-            (has(d.step, "object-add") || has(d.step, "object_add"))
-                && has(d.qchar, "invalid object type: ")
-                && !has(d.qemu, "invalid object type: ")
+            has(d.step, "chardev-change")
+                && has(d.step, "mux")
+                && has(d.qchar, "Mux device hotswap not supported yet")
+                && !has(d.qemu, "Mux device hotswap not supported yet")
         },
     },
     Rule {
@@ -347,22 +442,6 @@ pub const RULES: &[Rule] = &[
         matches: |d| has(d.qchar, "is out of range for parameter") && !has(d.qemu, "is out of range for parameter"),
     },
     Rule {
-        status: Status::Open,
-        id: "mux-base-frontend-open",
-        what: "a mux's base chardev reports frontend-open true before any frontend has attached to the mux",
-        matches: |d| has(d.step, "mux") && open_flags_cleared(d.qemu) == open_flags_cleared(d.qchar),
-    },
-    Rule {
-        status: Status::Open,
-        id: "change-to-mux",
-        what: "chardev-change of a chardev without frontend to a mux backend is refused",
-        matches: |d| {
-            has(d.step, "chardev-change")
-                && has(d.qchar, "Mux device hotswap not supported yet")
-                && !has(d.qemu, "Mux device hotswap not supported yet")
-        },
-    },
-    Rule {
         status: Status::Intended,
         id: "ringbuf-size-cap",
         what: "ringbufs above 1 GiB are refused (with QEMU's power-of-two text); QEMU allocates them",
@@ -393,10 +472,59 @@ pub const RULES: &[Rule] = &[
         },
     },
     Rule {
-        status: Status::Open,
+        status: Status::Intended,
         id: "nul-in-paths",
         what: "a path with a NUL (\\u0000) is refused; QEMU opens the name with the NUL as C0 80",
-        matches: |d| has(d.qchar, "unexpected NUL byte") && !has(d.qemu, "unexpected NUL byte"),
+        matches: |d| {
+            (has(d.step, "\\u0000") || d.step.contains(&0))
+                && (has(d.qchar, "file name contained an unexpected NUL byte")
+                    || has(d.qchar, "contains a NUL byte"))
+                && !has(d.qemu, "NUL byte")
+        },
+    },
+    Rule {
+        status: Status::Intended,
+        id: "object-types-qchar-lacks",
+        what: "object types QEMU has and qchar does not (iothread, memory backends, secrets, filters...): qchar says invalid object type, or refuses the object with another error than QEMU's (it does not read their members)",
+        matches: |d| {
+            let Some(t) = object_type_asked(d.step) else {
+                return false;
+            };
+            let invalid = format!("invalid object type: {t}");
+            !QCHAR_OBJECT_TYPES.contains(&t.as_str())
+                && !has(d.qemu, &invalid)
+                && !has(d.qemu, "Parameter 'qom-type' does not accept value")
+                && (has(d.qchar, &invalid) || (has(d.qchar, "rror") && has(d.qemu, "rror")))
+        },
+    },
+    Rule {
+        status: Status::Intended,
+        id: "qom-tree-objects-only",
+        what: "qom-list and qom-get reach /objects only; QEMU's other paths (the machine, /chardevs, partial paths) are Device 'PATH' not found",
+        matches: qom_path_outside_objects,
+    },
+    Rule {
+        status: Status::Intended,
+        id: "stale-errno",
+        what: "Failed to create a socket (a listening port range with to below port): QEMU appends whatever errno its thread had last; qchar appends nothing",
+        matches: |d| {
+            has(d.qchar, "Failed to create a socket")
+                && !has(d.qchar, "Failed to create a socket: ")
+                && without_stale_errno(d.qemu) == d.qchar
+        },
+    },
+    Rule {
+        status: Status::Intended,
+        id: "checks-before-log",
+        what: "a chardev whose options fail qchar's checks (a socket's tls-creds, its address kind) is refused before its log file is opened; QEMU creates the log first and reports its failure (Could not create) instead",
+        matches: |d| {
+            let failed = |t: &[u8]| has(t, "rror") || has(t, "Failed to add chardev") || has(t, "exit Some(1)");
+            has(d.step, "logfile")
+                && has(d.qemu, "Could not create '")
+                && !has(d.qchar, "Could not create '")
+                && failed(d.qemu)
+                && failed(d.qchar)
+        },
     },
     Rule {
         status: Status::Intended,
@@ -409,11 +537,6 @@ pub const RULES: &[Rule] = &[
         },
     },
 ];
-
-/// `t` with every ` true` of a state line read as ` false`.
-fn open_flags_cleared(t: &[u8]) -> Vec<u8> {
-    crate::norm::replace(t, b" true\n", b" false\n")
-}
 
 /// The rule `d` falls under, if any.
 pub fn explain(d: &Diff<'_>) -> Option<&'static Rule> {
@@ -480,6 +603,135 @@ mod tests {
             ),
             Some("qchar-commands")
         );
+    }
+
+    #[test]
+    fn qchar_backends_are_left_out_of_the_backend_list() {
+        let step = b"{\"execute\": \"query-chardev-backends\"}";
+        let qemu = b"{\"return\": [{\"name\": \"file\"}, {\"name\": \"msmouse\"}, {\"name\": \"null\"}]}\r\n";
+        let qchar =
+            b"{\"return\": [{\"name\": \"file\"}, {\"name\": \"hub\"}, {\"name\": \"null\"}]}\r\n";
+        assert_eq!(
+            verdict(Class::Qmp, step, qemu, qchar),
+            Some("query-chardev-backends-lists-qchar-backends")
+        );
+        // Another name QEMU lacks, or one QEMU lists missing from the
+        // middle of a name, is not explained.
+        let other =
+            b"{\"return\": [{\"name\": \"file\"}, {\"name\": \"hubx\"}, {\"name\": \"null\"}]}\r\n";
+        assert_eq!(verdict(Class::Qmp, step, qemu, other), None);
+        let mine = b"{\"return\": [{\"name\": \"file\"}, {\"name\": \"mine\"}]}\r\n";
+        assert_eq!(verdict(Class::Qmp, step, qemu, mine), None);
+        // The help's lines: QEMU's order, hub added; not as an error.
+        let step = b"chardev-add help";
+        let qemu = b"{\"return\": \"Available chardev backend types: \\r\\n  stdio\\r\\n  vc\\r\\n  null\\r\\n\"}\r\n";
+        let qchar = b"{\"return\": \"Available chardev backend types: \\r\\n  stdio\\r\\n  null\\r\\n  hub\\r\\n\"}\r\n";
+        assert_eq!(
+            verdict(Class::Hmp, step, qemu, qchar),
+            Some("query-chardev-backends-lists-qchar-backends")
+        );
+        let error = b"{\"return\": \"Error: Available chardev backend types: \\r\\n  stdio\\r\\n  null\\r\\n\"}\r\n";
+        assert_eq!(verdict(Class::Hmp, step, qemu, error), None);
+        let swapped = b"{\"return\": \"Available chardev backend types: \\r\\n  null\\r\\n  stdio\\r\\n\"}\r\n";
+        assert_eq!(verdict(Class::Hmp, step, qemu, swapped), None);
+    }
+
+    #[test]
+    fn objects_and_paths_qchar_lacks() {
+        let step = b"{\"execute\": \"object-add\", \"arguments\": {\"qom-type\": \"iothread\", \"id\": \"x\"}}";
+        let invalid = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"invalid object type: iothread\"}}\r\n";
+        assert_eq!(
+            verdict(Class::Qmp, step, b"{\"return\": {}}\r\n", invalid),
+            Some("object-types-qchar-lacks")
+        );
+        // Both refuse, each for its reason.
+        let bad_id = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'id' expects an identifier\"}}\r\n";
+        let member = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'poll-max-ns' expects uint\"}}\r\n";
+        assert_eq!(
+            verdict(Class::Qmp, step, member, bad_id),
+            Some("object-types-qchar-lacks")
+        );
+        // Not for a type qchar has, nor when qchar accepts what QEMU
+        // refuses, nor for a type QEMU does not know either.
+        let x509 = b"{\"execute\": \"object-add\", \"arguments\": {\"qom-type\": \"tls-creds-x509\", \"id\": \"x\"}}";
+        assert_eq!(verdict(Class::Qmp, x509, member, bad_id), None);
+        assert_eq!(
+            verdict(Class::Qmp, step, member, b"{\"return\": {}}\r\n"),
+            None
+        );
+        let enum_err = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'qom-type' does not accept value 'iothread'\"}}\r\n";
+        assert_eq!(verdict(Class::Qmp, step, enum_err, invalid), None);
+        // HMP's object_add.
+        let hmp = b"{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": \"object_add iothread,id=x\"}}";
+        assert_eq!(
+            verdict(
+                Class::Hmp,
+                hmp,
+                b"{\"return\": \"\"}\r\n",
+                b"{\"return\": \"Error: invalid object type: iothread\\r\\n\"}\r\n"
+            ),
+            Some("object-types-qchar-lacks")
+        );
+
+        let step = b"{\"execute\": \"qom-list\", \"arguments\": {\"path\": \"/machine\"}}";
+        let nf = b"{\"error\": {\"class\": \"DeviceNotFound\", \"desc\": \"Device '/machine' not found\"}}\r\n";
+        assert_eq!(
+            verdict(Class::Qmp, step, b"{\"return\": []}\r\n", nf),
+            Some("qom-tree-objects-only")
+        );
+        // /objects itself must answer as QEMU does.
+        let step = b"{\"execute\": \"qom-list\", \"arguments\": {\"path\": \"/objects\"}}";
+        let nf = b"{\"error\": {\"class\": \"DeviceNotFound\", \"desc\": \"Device '/objects' not found\"}}\r\n";
+        assert_eq!(verdict(Class::Qmp, step, b"{\"return\": []}\r\n", nf), None);
+    }
+
+    #[test]
+    fn only_the_stale_errno_may_differ() {
+        let step = b"-chardev socket,id=s,host=127.0.0.1,port=5000,to=38,server=on,wait=off";
+        let qemu = b"exit Some(1)\nstderr:\nqemu-system-x86_64: -chardev socket,id=s: Failed to create a socket: No such file or directory\n";
+        let qchar = b"exit Some(1)\nstderr:\nqemu-system-x86_64: -chardev socket,id=s: Failed to create a socket\n";
+        assert_eq!(verdict(Class::Cli, step, qemu, qchar), Some("stale-errno"));
+        let qmp = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Failed to add chardev 's': Failed to create a socket: Argument list too long\"}}\r\n";
+        let mine = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Failed to add chardev 's': Failed to create a socket\"}}\r\n";
+        assert_eq!(verdict(Class::Qmp, step, qmp, mine), Some("stale-errno"));
+        // Anything else differing is not this.
+        let other = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Failed to add chardev 't': Failed to create a socket\"}}\r\n";
+        assert_eq!(verdict(Class::Qmp, step, qmp, other), None);
+    }
+
+    #[test]
+    fn checks_come_before_the_log() {
+        let step = b"{\"execute\": \"chardev-add\", \"arguments\": {\"id\": \"c\", \"backend\": {\"type\": \"socket\", \"data\": {\"logfile\": \"$D\", \"tls-creds\": \"t\"}}}}";
+        let qemu = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Failed to add chardev 'c': Could not create '$D': Is a directory\"}}\r\n";
+        let qchar = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Failed to add chardev 'c': No TLS credentials with id 't'\"}}\r\n";
+        assert_eq!(
+            verdict(Class::Qmp, step, qemu, qchar),
+            Some("checks-before-log")
+        );
+        // qchar must refuse the chardev too.
+        assert_eq!(
+            verdict(Class::Qmp, step, qemu, b"{\"return\": {}}\r\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn change_to_a_mux_in_use_and_nul_in_paths() {
+        let step = b"{\"execute\": \"chardev-change\", \"arguments\": {\"id\": \"hmp\", \"backend\": {\"type\": \"mux\"}}}";
+        let refused = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Mux device hotswap not supported yet\"}}\r\n";
+        let monitor = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Chardev user does not support chardev hotswap\"}}\r\n";
+        assert_eq!(
+            verdict(Class::Qmp, step, monitor, refused),
+            Some("change-to-mux-in-use")
+        );
+        // Not for a change to another backend.
+        let to_null = b"{\"execute\": \"chardev-change\", \"arguments\": {\"id\": \"r0\", \"backend\": {\"type\": \"null\"}}}";
+        assert_eq!(verdict(Class::Qmp, to_null, b"{}", refused), None);
+        let step = b"{\"execute\": \"chardev-add\", \"arguments\": {\"id\": \"f\", \"backend\": {\"type\": \"file\", \"data\": {\"out\": \"a\\u0000b\"}}}}";
+        let nul = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Could not open 'a\\u0000b': file name contained an unexpected NUL byte\"}}\r\n";
+        assert_eq!(verdict(Class::Qmp, step, b"{}", nul), Some("nul-in-paths"));
+        // A step without a NUL is not this difference.
+        assert_eq!(verdict(Class::Qmp, to_null, b"{}", nul), None);
     }
 
     #[test]

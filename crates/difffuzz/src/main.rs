@@ -261,7 +261,7 @@ fn qmp_once(
     .chain([format!("unix:{},server=on,wait=off", sock.display())])
     .collect();
     let mut p = qchar_difffuzz::target::Proc::start(&progs.program(side), &args, &dir)?;
-    let s = qchar_difffuzz::target::connect_unix(&sock, Duration::from_secs(10), || true)?;
+    let s = qchar_difffuzz::target::connect_unix(&sock, Duration::from_secs(10), None, || true)?;
     let mut c = Conn::new(s);
     let lim = Duration::from_secs(10);
     c.lines_until(b"\"QMP\"", lim);

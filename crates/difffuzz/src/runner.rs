@@ -17,7 +17,7 @@ use crate::gen::{Class, Input};
 use crate::norm::{
     chardev_list, contains, drop_extension_events, sort_unordered, sorted_lines, SideCtx,
 };
-use crate::target::{connect_unix, Conn, Proc, Programs, ReadEnd, Side};
+use crate::target::{connect_unix, Conn, Patience, Proc, Programs, ReadEnd, Side};
 use crate::HarnessError;
 
 /// What one side sent back for each step, normalised.
@@ -153,7 +153,8 @@ impl LiveSide {
         let mut proc = Proc::start(&progs.program(side), &args, &dir)?;
         let stream = {
             let p = &mut proc;
-            connect_unix(&dir.join("qobs.sock"), REPLY_LIMIT, || {
+            let pid = p.pid();
+            connect_unix(&dir.join("qobs.sock"), REPLY_LIMIT, Some(pid), || {
                 p.try_status().is_none()
             })
         };
@@ -167,10 +168,13 @@ impl LiveSide {
                 )))
             }
         };
-        let mut obs = Conn::new(stream);
-        greet(&mut obs, &mut ctx)?;
+        // Which side failed to answer, in the harness's error.
+        let named = |e: HarnessError| HarnessError::Protocol(format!("{}: {e}", side.name()));
+        let mut obs = Conn::with_peer(stream, proc.pid());
+        greet(&mut obs, &mut ctx).map_err(named)?;
         let mut seq = 0;
-        let r = obs_cmd(&mut obs, &mut seq, "{\"execute\": \"qmp_capabilities\"}")?;
+        let r =
+            obs_cmd(&mut obs, &mut seq, "{\"execute\": \"qmp_capabilities\"}").map_err(named)?;
         if !contains(&r, b"\"return\"") {
             return Err(HarnessError::Protocol(format!(
                 "observer negotiation: {r:?}"
@@ -184,7 +188,7 @@ impl LiveSide {
             baseline_state: Vec::new(),
             sync: seq,
         };
-        s.baseline_state = observe(&mut s.obs, &mut s.sync, &s.ctx)?;
+        s.baseline_state = observe(&mut s.obs, &mut s.sync, &s.ctx).map_err(named)?;
         Ok(s)
     }
 
@@ -195,9 +199,10 @@ impl LiveSide {
         let stream = connect_unix(
             std::path::Path::new(&format!("{dir}/qin.sock")),
             REPLY_LIMIT,
+            Some(self.proc.pid()),
             || true,
         )?;
-        let mut conn = Conn::new(stream);
+        let mut conn = Conn::with_peer(stream, self.proc.pid());
         let (greeting, end) = conn.lines_until(b"\"QMP\"", REPLY_LIMIT);
         if end != ReadEnd::Found {
             return Err(HarnessError::Protocol(
@@ -257,9 +262,10 @@ impl LiveSide {
         let stream = connect_unix(
             std::path::Path::new(&format!("{dir}/hmp.sock")),
             REPLY_LIMIT,
+            Some(self.proc.pid()),
             || true,
         )?;
-        let mut conn = Conn::new(stream);
+        let mut conn = Conn::with_peer(stream, self.proc.pid());
         let (banner, _) = conn.bytes_until_idle(REPLY_LIMIT, idle, REPLY_LIMIT);
         let mut out = Vec::new();
         let mut closed = false;
@@ -300,6 +306,41 @@ impl LiveSide {
         }
     }
 
+    /// Deletes the objects an input added (QEMU creates types qchar
+    /// refuses), then deletes an id no input uses: QEMU makes its
+    /// `/objects` container on any `object-del` and keeps it, so both
+    /// sides have it from here on whatever the input did.
+    fn clean_objects(&mut self) -> bool {
+        let Ok(l) = obs_cmd(
+            &mut self.obs,
+            &mut self.sync,
+            "{\"execute\": \"qom-list\", \"arguments\": {\"path\": \"/objects\"}}",
+        ) else {
+            return false;
+        };
+        let v: Value = serde_json::from_slice(&l).unwrap_or(Value::Null);
+        let ids: Vec<String> = v["return"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|e| e["type"].as_str().is_some_and(|t| t.starts_with("child<")))
+                    .filter_map(|e| e["name"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in ids.iter().map(String::as_str).chain(["difffuzz-none"]) {
+            let cmd = serde_json::json!({"execute": "object-del", "arguments": {"id": id}});
+            let Ok(r) = obs_cmd(&mut self.obs, &mut self.sync, &cmd.to_string()) else {
+                return false;
+            };
+            // An object QEMU will not delete (in use) needs a restart.
+            if id != "difffuzz-none" && !r.starts_with(b"{\"return\"") {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Removes what an input added and drains `r0`; `false` if the side
     /// must be restarted (ended, left prelaunch, baseline changed).
     fn clean(&mut self) -> bool {
@@ -334,6 +375,9 @@ impl LiveSide {
                     return false;
                 }
             }
+        }
+        if !self.clean_objects() {
+            return false;
         }
         let drain =
             "{\"execute\": \"ringbuf-read\", \"arguments\": {\"device\": \"r0\", \"size\": 65536}}";
@@ -514,7 +558,7 @@ fn run_cli_side(
     let dir = progs.cli_dir(side);
     let mut proc = Proc::start(&progs.program(side), &args, &dir)?;
     let sock = dir.join("harness.sock");
-    let start = std::time::Instant::now();
+    let mut patience = Patience::new(Some(proc.pid()), REPLY_LIMIT);
     let mut clients = Vec::new();
     let mut served = 0usize;
     let mut out = Vec::new();
@@ -542,7 +586,7 @@ fn run_cli_side(
             clients.push(connect_waiting(addr));
             served += 1;
         }
-        if start.elapsed() > REPLY_LIMIT {
+        if patience.give_up() {
             out.extend_from_slice(b"no monitor (hang)\n");
             proc.kill();
             break None;
@@ -550,7 +594,7 @@ fn run_cli_side(
         std::thread::sleep(Duration::from_millis(3));
     };
     if let Some(stream) = conn {
-        let mut c = Conn::new(stream);
+        let mut c = Conn::with_peer(stream, proc.pid());
         let state = (|| -> Result<Vec<u8>, HarnessError> {
             greet(&mut c, &mut ctx)?;
             let mut seq = 0;

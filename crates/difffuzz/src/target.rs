@@ -201,12 +201,12 @@ impl Proc {
 
     /// Waits up to `limit` for the exit.
     pub fn wait_for(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let start = Instant::now();
+        let mut patience = Patience::new(Some(self.pid()), limit);
         loop {
             if let Some(st) = self.try_status() {
                 return Some(st);
             }
-            if start.elapsed() > limit {
+            if patience.give_up() {
                 return None;
             }
             std::thread::sleep(Duration::from_millis(2));
@@ -239,18 +239,20 @@ impl Drop for Proc {
 }
 
 /// Connects to a unix socket, retrying until `limit` (the program may not
-/// be listening yet); gives up early if `alive` says the program ended.
+/// be listening yet; with its `peer` process known, counted as
+/// [`Patience`] counts); gives up early if `alive` says the program ended.
 pub fn connect_unix(
     path: &Path,
     limit: Duration,
+    peer: Option<u32>,
     mut alive: impl FnMut() -> bool,
 ) -> Result<UnixStream, HarnessError> {
-    let start = Instant::now();
+    let mut patience = Patience::new(peer, limit);
     loop {
         match UnixStream::connect(path) {
             Ok(s) => return Ok(s),
             Err(e) => {
-                if start.elapsed() > limit || !alive() {
+                if patience.give_up() || !alive() {
                     return Err(HarnessError::io("connect", e));
                 }
                 std::thread::sleep(Duration::from_millis(3));
@@ -270,10 +272,88 @@ pub enum ReadEnd {
     Quiet,
 }
 
+/// How many times a wait's limit a peer that keeps running (or waiting
+/// for a CPU) may take before it counts as stuck anyway (a busy loop).
+const BUSY_LIMITS: u32 = 6;
+
+/// The scheduler's time of process `pid`, all threads: nanoseconds on a
+/// CPU plus nanoseconds runnable and waiting for one
+/// (`/proc/PID/task/*/schedstat`). It does not move while the process is
+/// blocked; on a loaded machine it moves while the process waits its turn.
+pub fn sched_time(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .map(|s| {
+            s.split_whitespace()
+                .take(2)
+                .filter_map(|n| n.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+/// A bound on a wait for process `pid`'s answer that counts only the time
+/// the process is blocked: one that ran or waited for a CPU for a tenth of
+/// the window or more (a loaded machine) is not stuck, and gets another
+/// window, up to [`BUSY_LIMITS`] in all (a busy loop is stuck too).
+pub struct Patience {
+    pid: Option<u32>,
+    limit: Duration,
+    start: Instant,
+    window: Instant,
+    sched: Option<u64>,
+}
+
+impl Patience {
+    /// Starts waiting `limit` for `pid` (for nothing in particular: `None`,
+    /// then `limit` is wall time).
+    pub fn new(pid: Option<u32>, limit: Duration) -> Patience {
+        let now = Instant::now();
+        Patience {
+            pid,
+            limit,
+            start: now,
+            window: now,
+            sched: pid.map(sched_time),
+        }
+    }
+
+    /// When the current window ends.
+    pub fn deadline(&self) -> Instant {
+        self.window + self.limit
+    }
+
+    /// Whether to give up now: the window is over and the process was
+    /// blocked through it (or had all its windows). Otherwise, past the
+    /// window, another one starts.
+    pub fn give_up(&mut self) -> bool {
+        let now = Instant::now();
+        if now < self.deadline() {
+            return false;
+        }
+        let sched = self.pid.map(sched_time);
+        let busy = matches!((self.sched, sched),
+            (Some(a), Some(b)) if u128::from(b.saturating_sub(a)) >= self.limit.as_nanos() / 10);
+        if !busy || now - self.start >= self.limit * BUSY_LIMITS {
+            return true;
+        }
+        self.sched = sched;
+        self.window = now;
+        false
+    }
+}
+
 /// A byte connection with a read buffer.
 pub struct Conn {
     stream: UnixStream,
     buf: Vec<u8>,
+    /// The process at the other end, if known: a wait for its answer
+    /// counts only the time it is blocked (see [`Conn::lines_until`]).
+    peer: Option<u32>,
 }
 
 impl Conn {
@@ -282,6 +362,15 @@ impl Conn {
         Conn {
             stream,
             buf: Vec::new(),
+            peer: None,
+        }
+    }
+
+    /// Wraps a stream connected to process `pid`.
+    pub fn with_peer(stream: UnixStream, pid: u32) -> Conn {
+        Conn {
+            peer: Some(pid),
+            ..Conn::new(stream)
         }
     }
 
@@ -318,9 +407,10 @@ impl Conn {
 
     /// Reads whole lines (`\n`-ended, kept as sent) until one contains
     /// `marker`, the peer closes, or `limit` passes. Returns the lines,
-    /// the marker's included.
+    /// the marker's included. With a known peer, `limit` counts only while
+    /// the peer is blocked ([`Patience`]).
     pub fn lines_until(&mut self, marker: &[u8], limit: Duration) -> (Vec<Vec<u8>>, ReadEnd) {
-        let deadline = Instant::now() + limit;
+        let mut patience = Patience::new(self.peer, limit);
         let mut lines = Vec::new();
         loop {
             while let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
@@ -331,14 +421,14 @@ impl Conn {
                     return (lines, ReadEnd::Found);
                 }
             }
-            match self.fill(deadline) {
+            match self.fill(patience.deadline()) {
                 None => {
                     if !self.buf.is_empty() {
                         lines.push(std::mem::take(&mut self.buf));
                     }
                     return (lines, ReadEnd::Closed);
                 }
-                Some(0) if Instant::now() >= deadline => return (lines, ReadEnd::Quiet),
+                Some(0) if patience.give_up() => return (lines, ReadEnd::Quiet),
                 Some(_) => {}
             }
         }

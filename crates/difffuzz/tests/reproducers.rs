@@ -2,7 +2,10 @@
 //! tests: each file in `tests/data/` holds an input and what QEMU 7.2 sent
 //! back for it (normalised). The input is replayed on a freshly started
 //! qchar and must give QEMU's bytes; where QEMU is installed it is replayed
-//! on QEMU too, live, and must still give them. Also: the intended
+//! on QEMU too, live, and must still give them. `tests/data/intended/`
+//! holds inputs where qchar differs on purpose and got the detail of its
+//! side wrong first: replayed on qchar, the difference must be the one
+//! the rule named at the start of the note explains. Also: the intended
 //! differences the harness knows are exactly the rows of
 //! docs/differences.md.
 
@@ -32,7 +35,11 @@ fn qchar_bin() -> PathBuf {
 }
 
 fn files() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    files_in("tests/data")
+}
+
+fn files_in(sub: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(sub);
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("tests/data")
         .map(|e| e.expect("entry").path())
@@ -111,11 +118,32 @@ fn qemu_still_answers_as_recorded() {
     let root = short_root();
     let progs = programs(root.path());
     let mut failures = Vec::new();
-    for f in &files() {
+    for f in files().iter().chain(&files_in("tests/data/intended")) {
         let r = Repro::parse(&std::fs::read_to_string(f).unwrap()).unwrap();
         let got = replay(&progs, Side::Qemu, &r).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         if let Some(d) = first_difference(&r.qemu, &got) {
             failures.push(format!("{}: {d}", f.display()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn qchar_differs_as_its_rule_says() {
+    use qchar_difffuzz::campaign::{compare, Verdict};
+    let root = short_root();
+    let progs = programs(root.path());
+    let files = files_in("tests/data/intended");
+    assert!(!files.is_empty(), "no reproducers in tests/data/intended");
+    let mut failures = Vec::new();
+    for f in &files {
+        let r = Repro::parse(&std::fs::read_to_string(f).unwrap()).unwrap();
+        let rule = r.note.split(':').next().unwrap_or_default().to_string();
+        let got =
+            replay(&progs, Side::Qchar, &r).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let v = compare(&r.input(), &[r.qemu.clone(), got]);
+        if !matches!(v, Verdict::Explained(id) if id == rule) {
+            failures.push(format!("{}: {v:?}, want Explained({rule:?})", f.display()));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

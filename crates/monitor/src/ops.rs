@@ -6,13 +6,11 @@ use std::sync::Arc;
 
 use qchar_chardev::bridge::{BridgeError, BridgeSpec};
 use qchar_chardev::fdset::FdSets;
+use qchar_chardev::opts::ChardevOptions;
 use qchar_chardev::registry::{ChardevClientsInfo, ChardevStatsInfo, Registry};
 use qchar_chardev::spec::{ChardevBackend, ChardevInfo, ChardevReturn, SUPPORTED_BACKENDS};
 use qchar_chardev::tls::ObjectStore;
 use qchar_chardev::{ChardevError, Done};
-
-/// Where an HMP `chardev-add`'s answer goes (QEMU's text on failure).
-pub type DoneText = Box<dyn FnOnce(Result<ChardevReturn, String>) + Send + 'static>;
 
 /// Registry operations used by the monitors. Error `Display` texts are
 /// QEMU's (see [`ChardevError`]).
@@ -52,9 +50,13 @@ pub trait ChardevOps: Send + Sync {
     fn history(&self, id: &str, _max: usize) -> Result<Vec<u8>, ChardevError> {
         Err(ChardevError::NoHistory(id.to_string()))
     }
-    /// `query-chardev-backends`.
+    /// `query-chardev-backends`, in QEMU's order (its help's, reversed).
     fn backends(&self) -> Vec<String> {
-        SUPPORTED_BACKENDS.iter().map(|s| s.to_string()).collect()
+        SUPPORTED_BACKENDS
+            .iter()
+            .rev()
+            .map(|s| s.to_string())
+            .collect()
     }
     /// HMP `chardev-add`: an option string (`ringbuf,id=r0,size=4096`);
     /// `Err` is QEMU's text.
@@ -69,9 +71,18 @@ pub trait ChardevOps: Send + Sync {
     fn change_then(&self, id: &str, backend: ChardevBackend, done: Done<ChardevReturn>) {
         done(self.change(id, backend));
     }
-    /// HMP `chardev-add` that may answer later, as [`ChardevOps::add_then`].
-    fn add_opts_then(&self, opts: &str, done: DoneText) {
-        done(self.add_opts(opts));
+    /// HMP `chardev-add` once `text` is parsed into `o`. The default adds
+    /// `text` through [`ChardevOps::add_opts`], its error as
+    /// [`ChardevError::Invalid`]; a registry adds `o` itself, so a taken id
+    /// is [`ChardevError::DuplicateProperty`] as in QEMU.
+    fn add_parsed(&self, text: &str, o: &ChardevOptions) -> Result<ChardevReturn, ChardevError> {
+        let _ = o;
+        self.add_opts(text).map_err(ChardevError::Invalid)
+    }
+    /// [`ChardevOps::add_parsed`] that may answer later, as
+    /// [`ChardevOps::add_then`].
+    fn add_parsed_then(&self, text: &str, o: &ChardevOptions, done: Done<ChardevReturn>) {
+        done(self.add_parsed(text, o));
     }
     /// HMP `chardev-change ID OPTS`: parses OPTS (which has no id) into a
     /// backend; `Err` is QEMU's text.
@@ -144,6 +155,9 @@ impl ChardevOps for Registry {
         let o = qchar_chardev::opts::parse_chardev(opts).map_err(|e| e.to_string())?;
         Registry::add_options(self, &o).map_err(|e| e.to_string())
     }
+    fn add_parsed(&self, _text: &str, o: &ChardevOptions) -> Result<ChardevReturn, ChardevError> {
+        Registry::add_options(self, o)
+    }
     fn parse_backend(&self, id: &str, opts: &str) -> Result<ChardevBackend, String> {
         let o = qchar_chardev::opts::parse_chardev(&format!("{opts},id={id}"))
             .map_err(|e| e.to_string())?;
@@ -155,15 +169,8 @@ impl ChardevOps for Registry {
     fn change_then(&self, id: &str, backend: ChardevBackend, done: Done<ChardevReturn>) {
         Registry::change_then(self, id, backend, done);
     }
-    fn add_opts_then(&self, opts: &str, done: DoneText) {
-        match qchar_chardev::opts::parse_chardev(opts) {
-            Err(e) => done(Err(e.to_string())),
-            Ok(o) => Registry::add_options_then(
-                self,
-                &o,
-                Box::new(move |r| done(r.map_err(|e| e.to_string()))),
-            ),
-        }
+    fn add_parsed_then(&self, _text: &str, o: &ChardevOptions, done: Done<ChardevReturn>) {
+        Registry::add_options_then(self, o, done);
     }
     fn objects(&self) -> Option<ObjectStore> {
         Some(Registry::objects(self).clone())

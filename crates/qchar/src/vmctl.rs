@@ -12,7 +12,7 @@ use qchar_chardev::{ChardevError, Done, Registry};
 use qchar_machine::{ExitReason, RunState as MachineState, VmHandle};
 use qchar_monitor::event::EventBus;
 use qchar_monitor::json::Dict;
-use qchar_monitor::ops::{ChardevOps, DoneText};
+use qchar_monitor::ops::ChardevOps;
 use qchar_monitor::vm::{shutdown_quit_data, RunState, VmControl};
 
 /// Why the process ends.
@@ -202,6 +202,14 @@ impl ChardevOps for GatedChardevs {
         self.gate.wait();
         ChardevOps::add_opts(&self.reg, opts)
     }
+    fn add_parsed(
+        &self,
+        text: &str,
+        o: &qchar_chardev::opts::ChardevOptions,
+    ) -> Result<ChardevReturn, ChardevError> {
+        self.gate.wait();
+        ChardevOps::add_parsed(&self.reg, text, o)
+    }
     fn parse_backend(&self, id: &str, opts: &str) -> Result<ChardevBackend, String> {
         ChardevOps::parse_backend(&self.reg, id, opts)
     }
@@ -213,9 +221,14 @@ impl ChardevOps for GatedChardevs {
         self.gate.wait();
         ChardevOps::change_then(&self.reg, id, backend, done);
     }
-    fn add_opts_then(&self, opts: &str, done: DoneText) {
+    fn add_parsed_then(
+        &self,
+        text: &str,
+        o: &qchar_chardev::opts::ChardevOptions,
+        done: Done<ChardevReturn>,
+    ) {
         self.gate.wait();
-        ChardevOps::add_opts_then(&self.reg, opts, done);
+        ChardevOps::add_parsed_then(&self.reg, text, o, done);
     }
     fn option_ids(&self) -> Vec<String> {
         self.option_ids.clone()

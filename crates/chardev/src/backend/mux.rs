@@ -151,12 +151,15 @@ pub(crate) struct MuxBackend {
 }
 
 impl MuxBackend {
-    /// Becomes the (only) frontend of the base chardev `base`.
+    /// Becomes the (only) frontend of the base chardev `base`. As in QEMU,
+    /// the base's frontend side counts as open (`frontend-open`) only once
+    /// a frontend has set its handlers on the mux.
     pub(crate) fn new(base: CharFrontend) -> MuxBackend {
         let shared = Arc::new(Mutex::new(Shared::default()));
         base.set_handlers(Box::new(MuxHandlers {
             shared: shared.clone(),
         }));
+        base.set_open(false);
         let open = base.is_open();
         MuxBackend {
             base,
@@ -381,6 +384,10 @@ impl Backend for MuxBackend {
 
     fn is_open(&self) -> bool {
         self.open
+    }
+
+    fn handlers_set(&mut self) {
+        self.base.set_open(true);
     }
 
     fn filename(&self) -> String {

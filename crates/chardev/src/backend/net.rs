@@ -24,7 +24,15 @@ const SUN_PATH_LEN: usize =
 /// (otherwise the whole, zero-padded `sun_path`, as QEMU's `tight=off`).
 pub(crate) fn unix_addr(path: &str, abstract_: bool, tight: bool) -> io::Result<SockAddr> {
     let bytes = path.as_bytes();
-    if bytes.len() + usize::from(abstract_) >= SUN_PATH_LEN || bytes.contains(&0) {
+    // A NUL a client sent (`\u0000`) is refused, as in every other path
+    // (QEMU would use the bytes C0 80 in its place).
+    if bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("UNIX socket path '{path}' contains a NUL byte"),
+        ));
+    }
+    if bytes.len() + usize::from(abstract_) >= SUN_PATH_LEN {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("UNIX socket path '{path}' is too long"),

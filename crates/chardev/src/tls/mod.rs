@@ -61,7 +61,7 @@ pub fn creds_for(store: &ObjectStore, id: &str, server: bool) -> Result<Arc<X509
         Endpoint::Client
     };
     let o = store
-        .get(id)
+        .lookup(id)
         .ok_or_else(|| UseError::NoCreds(id.to_string()))?;
     let (endpoint, x509) = match &*o {
         Object::X509(c) => (c.endpoint(), Some(c.clone())),

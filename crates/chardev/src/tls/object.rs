@@ -754,8 +754,16 @@ pub struct ObjectStore {
     inner: Arc<Mutex<Objects>>,
 }
 
-/// Objects by id, in creation order.
-type Objects = Vec<(String, Arc<Object>)>;
+/// Objects by id, in creation order, and whether QEMU would have made
+/// its `/objects` container by now.
+#[derive(Default)]
+struct Objects {
+    list: Vec<(String, Arc<Object>)>,
+    /// QEMU makes the container the first time something looks into it
+    /// (`object-del`, a chardev's `tls-creds`, an object whose properties
+    /// were set) and keeps it, empty or not, from then on.
+    root: bool,
+}
 
 impl std::fmt::Debug for ObjectStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -791,6 +799,9 @@ impl ObjectStore {
                 prop: "loaded",
             });
         }
+        // The properties are set: QEMU now adds the object to its
+        // container, which it makes if need be (even if what follows fails).
+        self.lock().root = true;
         if self.get(&o.id).is_some() {
             return Err(ObjectError::Duplicate(o.id.clone()));
         }
@@ -808,27 +819,43 @@ impl ObjectStore {
         };
         let mut map = self.lock();
         // Checked again: another thread may have added the id meanwhile.
-        if map.iter().any(|(id, _)| *id == o.id) {
+        if map.list.iter().any(|(id, _)| *id == o.id) {
             return Err(ObjectError::Duplicate(o.id.clone()));
         }
-        map.push((o.id.clone(), Arc::new(obj)));
+        map.list.push((o.id.clone(), Arc::new(obj)));
         Ok(())
     }
 
     /// `object-del`. Chardevs that use the object keep what they have.
     pub fn del(&self, id: &str) -> Result<()> {
         let mut map = self.lock();
+        map.root = true;
         let i = map
+            .list
             .iter()
             .position(|(k, _)| k == id)
             .ok_or_else(|| ObjectError::NotFound(id.to_string()))?;
-        map.remove(i);
+        map.list.remove(i);
         Ok(())
     }
 
-    /// The object with this id now.
+    /// The object with this id now (a look at the objects from outside,
+    /// as `qom-list` and `qom-get` take).
     pub fn get(&self, id: &str) -> Option<Arc<Object>> {
         self.lock()
+            .list
+            .iter()
+            .find(|(k, _)| k == id)
+            .map(|(_, o)| o.clone())
+    }
+
+    /// The object with this id, looked up as a user of objects does
+    /// (`object-del`, a chardev's `tls-creds` or `tls-authz`): in QEMU
+    /// that makes the `/objects` container if there is none yet.
+    pub fn lookup(&self, id: &str) -> Option<Arc<Object>> {
+        let mut map = self.lock();
+        map.root = true;
+        map.list
             .iter()
             .find(|(k, _)| k == id)
             .map(|(_, o)| o.clone())
@@ -838,14 +865,21 @@ impl ObjectStore {
     /// its hash table's order).
     pub fn list(&self) -> Vec<(String, &'static str)> {
         self.lock()
+            .list
             .iter()
             .map(|(id, o)| (id.clone(), o.type_name()))
             .collect()
     }
 
-    /// Whether no object exists (QEMU has no `/objects` container then).
+    /// Whether no object exists.
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.lock().list.is_empty()
+    }
+
+    /// Whether QEMU would have its `/objects` container by now (else
+    /// `qom-list /objects` is `Device '/objects' not found`).
+    pub fn has_root(&self) -> bool {
+        self.lock().root
     }
 }
 

@@ -330,7 +330,7 @@ impl TlsSession {
             authz: Some((id, store)),
         } = &self.role
         {
-            let allowed = match store.get(id).as_deref() {
+            let allowed = match store.lookup(id).as_deref() {
                 None => {
                     return Err(TlsFailure::Refused(format!(
                         "Cannot find QAuthZ object ID {id}"

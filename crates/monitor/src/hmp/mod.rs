@@ -242,6 +242,18 @@ pub(crate) fn bytes_of(s: &str) -> Vec<u8> {
     out
 }
 
+/// Where in `s` its first `n` bytes as HMP bytes ([`bytes_of`]) end.
+fn str_index(s: &str, n: usize) -> usize {
+    let mut raw = 0;
+    for (i, c) in s.char_indices() {
+        if raw >= n {
+            return i;
+        }
+        raw += bytes_of(c.encode_utf8(&mut [0; 4])).len();
+    }
+    s.len()
+}
+
 /// `\n` to `\r\n`, as QEMU's monitor output does.
 pub(crate) fn crlf(s: &str) -> String {
     s.replace('\n', "\r\n")
@@ -333,12 +345,12 @@ impl<'a> Args<'a> {
     /// character constants; registers need a CPU and are unknown here).
     fn int(&mut self) -> Result<i64, ArgError> {
         let s = self.rest.trim_start_matches(is_space);
-        let mut e = Expr {
-            b: s.as_bytes(),
-            i: 0,
-        };
+        // QEMU reads the line's bytes: a byte that is not UTF-8 is one
+        // byte here too, not the four of its stand-in character.
+        let raw = bytes_of(s);
+        let mut e = Expr { b: &raw, i: 0 };
         let v = e.sum().map_err(ArgError::Plain)?;
-        self.rest = &s[e.i..];
+        self.rest = &s[str_index(s, e.i)..];
         if (v >> 32) & 0xffff_ffff != 0 {
             return Err(ArgError::Plain(format!(
                 "'{}' has failed: integer is for 32-bit values",
@@ -721,8 +733,9 @@ fn run(env: &QmpEnv, fds: &MonitorFds, line: &str) -> Outcome {
                 };
                 // The open may wait for a peer: the output then comes later.
                 Ok(Outcome::of(|later| {
-                    env.chardevs.add_opts_then(
+                    env.chardevs.add_parsed_then(
                         &opts,
+                        &o,
                         Box::new(move |r| {
                             match r {
                                 Ok(ret) => {
@@ -730,7 +743,18 @@ fn run(env: &QmpEnv, fds: &MonitorFds, line: &str) -> Outcome {
                                         out.push_str(&redirected(&pty, &label));
                                     }
                                 }
-                                Err(e) => out.push_str(&format!("Error: {e}\n")),
+                                Err(e) => {
+                                    // QEMU opened the pty before it found
+                                    // the id taken.
+                                    if let qchar_chardev::ChardevError::DuplicateProperty {
+                                        pty: Some(pty),
+                                        ..
+                                    } = &e
+                                    {
+                                        out.push_str(&redirected(pty, &label));
+                                    }
+                                    out.push_str(&format!("Error: {e}\n"));
+                                }
                             }
                             later.finish(out);
                         }),
@@ -925,6 +949,9 @@ fn parse_opts(env: &QmpEnv, text: &str, change: bool) -> (String, Option<Built>)
             .map(|w| format!("warning: {w}\n"))
             .collect::<String>();
     match built {
+        // A help request is not a failure: QEMU prints the list in the
+        // monitor and nothing else.
+        Err(e @ opts::OptsError::BackendHelp) => (out + &format!("{e}\n"), None),
         Err(e) => (out + &format!("Error: {e}\n"), None),
         Ok(b) => (out, Some(b)),
     }

@@ -752,7 +752,7 @@ fn help_inside_option_strings() {
     assert!(c.chardevs[1]
         .help
         .as_deref()
-        .is_some_and(|h| h.starts_with("Available chardev backend types: \n  file\n")));
+        .is_some_and(|h| h.starts_with("Available chardev backend types: \n  stdio\n")));
     assert_eq!(
         c.chardevs[0].create_warnings[0].1.render("PROG"),
         "PROG: -chardev tty,id=t,path=/dev/null: warning: The alias 'tty' is deprecated, use 'serial' instead\n"

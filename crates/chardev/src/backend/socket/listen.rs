@@ -192,23 +192,41 @@ pub(super) fn listen_inet(
         ChardevError::Invalid(format!("address resolution failed for {host}:{port}: {m}"))
     })?;
     let mut last: Option<io::Error> = None;
+    let mut created = false;
     for sa in addrs {
         let first = sa.port();
+        // QEMU tries `port..=to`; a `to` below a port other than 0 leaves
+        // nothing to try.
         let last_port = match to {
-            Some(t) if first != 0 && t > first => t,
+            Some(t) if first != 0 => t,
             _ => first,
         };
         for p in first..=last_port {
+            created = true;
             let mut sa = sa;
             sa.set_port(p);
             let s = Socket::new(Domain::for_address(sa), Type::STREAM, None)
                 .map_err(|e| ChardevError::io("Failed to create socket", e))?;
             let _ = s.set_reuse_address(true);
+            let v6only = ipv6 && !ipv4;
             if sa.is_ipv6() {
                 // Dual stack unless IPv6 only was asked for.
-                let _ = s.set_only_v6(ipv6 && !ipv4);
+                let _ = s.set_only_v6(v6only);
             }
-            if let Err(e) = s.bind(&sa.into()) {
+            let mut bound = s.bind(&sa.into());
+            // As QEMU: a dual-stack bind whose IPv4 half is taken (another
+            // chardev on 127.0.0.1 or 0.0.0.0 and this port) is retried
+            // IPv6 only.
+            if sa.is_ipv6()
+                && !v6only
+                && bound
+                    .as_ref()
+                    .is_err_and(|e| e.raw_os_error() == Some(libc::EADDRINUSE))
+                && s.set_only_v6(true).is_ok()
+            {
+                bound = s.bind(&sa.into());
+            }
+            if let Err(e) = bound {
                 if e.raw_os_error() == Some(libc::EADDRINUSE) {
                     last = Some(e);
                     continue;
@@ -223,6 +241,11 @@ pub(super) fn listen_inet(
                 .unwrap_or(sa);
             return Ok((l, bound));
         }
+    }
+    if !created {
+        // QEMU appends whatever errno its thread was left with (nothing
+        // when it is 0, as on a fresh monitor command): qchar says nothing.
+        return Err(ChardevError::Invalid("Failed to create a socket".into()));
     }
     Err(ChardevError::io(
         "Failed to find an available port",

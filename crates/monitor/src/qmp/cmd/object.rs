@@ -110,7 +110,7 @@ fn del(ctx: &mut Ctx<'_>, mut args: ObjVisitor<'_>) -> QmpResult<Value> {
     let id = args.req_str("id")?;
     args.finish()?;
     match ctx.env.chardevs.objects() {
-        Some(store) if store.get(&id).is_some() => store.del(&id).map_err(obj_err)?,
+        Some(store) if store.lookup(&id).is_some() => store.del(&id).map_err(obj_err)?,
         // Not a TLS object: an `x-bridge`, or `object 'ID' not found`.
         _ => ctx
             .env
@@ -152,7 +152,7 @@ enum Target {
 
 fn resolve(store: &ObjectStore, path: &str) -> QmpResult<Target> {
     let not_found = || QmpError::DeviceNotFound(format!("Device '{path}' not found"));
-    if store.is_empty() {
+    if !store.has_root() {
         return Err(not_found());
     }
     let id = match path {
