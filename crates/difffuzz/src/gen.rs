@@ -449,7 +449,7 @@ const SERIAL_DEVS: &[&str] = &[
     "udp:127.0.0.1:$PORT1",
     "udp:127.0.0.1:$PORT1@127.0.0.1:$PORT2",
     "udp::$PORT1@:0",
-    "/dev/null",
+    "$D/null",
     "$D/tty",
     "chardev:r0",
     "chardev:n0",
@@ -530,7 +530,7 @@ fn opt_value(key: &str, rng: &mut Rng) -> String {
             "f2",
             "/nonexistent-dir/x",
             "",
-            "/dev/null",
+            "$D/null",
             "$D",
         ],
         "host" | "localaddr" => &[

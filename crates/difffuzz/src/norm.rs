@@ -203,7 +203,8 @@ pub fn sorted_lines(text: &[u8]) -> Vec<u8> {
 
 /// Whether every path an input names stays in the side's directory: each
 /// `/` that starts a token (after `,=:@"'` space, tab or the start) must
-/// begin `$D/`, `$D` itself, `/dev/null` or `/nonexistent-dir/`, and no
+/// begin `$D/`, `$D` itself or `/nonexistent-dir/` (not `/dev/null`: a
+/// socket server on it would unlink the machine's), and no
 /// token climbs with `..`. JSON escapes that spell `/` or `.` are decoded
 /// first. Inputs that fail are not run.
 pub fn paths_are_safe(input: &[u8]) -> bool {
@@ -220,7 +221,7 @@ pub fn paths_are_safe(input: &[u8]) -> bool {
     if contains(&decoded, b"..") {
         return false;
     }
-    const OK: &[&[u8]] = &[b"/dev/null", b"/nonexistent-dir/"];
+    const OK: &[&[u8]] = &[b"/nonexistent-dir/"];
     const DELIMS: &[u8] = b",=:@\"' \t\n\r\x00{}[]";
     for i in 0..decoded.len() {
         if decoded[i] != b'/' {
@@ -330,7 +331,7 @@ mod tests {
         for ok in [
             &b"{\"out\": \"$D/f1\"}"[..],
             b"file,id=a,path=$D/x,logfile=rel/y",
-            b"{\"path\": \"/dev/null\"}",
+            b"{\"path\": \"$D/null\"}",
             b"serial,path=/nonexistent-dir/x",
             b"ringbuf_write r0 a/b",
         ] {
@@ -344,6 +345,8 @@ mod tests {
             b"file,path=$D/../../x",
             b"{\"out\": \"$D/\\u002e\\u002e/x\"}",
             b"serial,path=/dev/null/x",
+            b"socket,id=s,path=/dev/null,server=on",
+            b"{\"path\": \"/dev/null\"}",
             b"/dev/ttyS0",
         ] {
             assert!(!paths_are_safe(bad), "{}", String::from_utf8_lossy(bad));

@@ -207,7 +207,7 @@ pub fn path(rng: &mut Rng) -> J {
         "$D/p1",
         "f1",
         "rel/x",
-        "/dev/null",
+        "$D/null",
         "/nonexistent-dir/x",
         "$D",
         "",
@@ -229,7 +229,7 @@ fn leaf_for_member(member: &str, ty: &str, rng: &mut Rng) -> Option<J> {
     }
     Some(match member {
         "id" | "device" | "chardev" if member != "device" || rng.bool() => chardev_id(rng),
-        "device" => J::s(["/dev/null", "$D/tty", "/nonexistent-dir/tty", ""][rng.usize(..4)]),
+        "device" => J::s(["$D/null", "$D/tty", "/nonexistent-dir/tty", ""][rng.usize(..4)]),
         "out" | "in" | "logfile" | "path" => path(rng),
         "host" => J::s(
             [

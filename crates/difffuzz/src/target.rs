@@ -80,9 +80,7 @@ impl Programs {
 
     /// Empties the side's command-line directory (made anew).
     pub fn reset_cli_dir(&self, side: Side) -> Result<(), HarnessError> {
-        let d = self.cli_dir(side);
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).map_err(|e| HarnessError::io("create dir", e))
+        fresh_dir(&self.cli_dir(side))
     }
 
     /// Creates the directories and the qchar link.
@@ -101,9 +99,7 @@ impl Programs {
 
     /// Empties the side's directory (made anew).
     pub fn reset_dir(&self, side: Side) -> Result<(), HarnessError> {
-        let d = self.dir(side);
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).map_err(|e| HarnessError::io("create dir", e))
+        fresh_dir(&self.dir(side))
     }
 
     /// TCP/UDP port `i` (0..4) reserved for `side` (`$PORTi` in inputs):
@@ -466,4 +462,26 @@ impl Conn {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Makes `d` anew, with `null` in it: a character device like /dev/null
+/// (made with mknod when the harness may, else an empty file), the one
+/// device inputs name. Inputs never name /dev/null itself: a socket server
+/// on a path unlinks what is there first, in QEMU and in qchar alike, and
+/// the machine's /dev/null would go.
+fn fresh_dir(d: &Path) -> Result<(), HarnessError> {
+    let _ = std::fs::remove_dir_all(d);
+    std::fs::create_dir_all(d).map_err(|e| HarnessError::io("create dir", e))?;
+    let null = d.join("null");
+    let made = rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &null,
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(1, 3),
+    );
+    if made.is_err() {
+        std::fs::File::create(&null).map_err(|e| HarnessError::io("create null", e))?;
+    }
+    Ok(())
 }
