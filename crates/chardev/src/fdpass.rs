@@ -108,17 +108,7 @@ fn not_a_socket(s: &str) -> ChardevError {
 /// QEMU's `qemu_strtoi` in base 10: optional leading white space and sign,
 /// digits to the end, within `int`.
 fn parse_int(s: &str) -> Option<i32> {
-    let t = s.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
-    let (neg, digits) = match t.as_bytes().first() {
-        Some(b'-') => (true, &t[1..]),
-        Some(b'+') => (false, &t[1..]),
-        _ => (false, t),
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let v: i64 = digits.parse().ok()?;
-    i32::try_from(if neg { -v } else { v }).ok()
+    crate::fdset::strtol_decimal(s).and_then(|v| i32::try_from(v).ok())
 }
 
 /// Takes descriptor number `n` if `numbers` allows it and it is open.

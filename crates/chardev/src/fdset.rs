@@ -338,6 +338,13 @@ fn cleanup(sets: &mut BTreeMap<i64, Set>, id: i64, running: bool, monitors: usiz
 /// A descriptor number as QEMU parses one (`strtol` rules: leading white
 /// space and a sign allowed, decimal digits to the end, 0..=INT_MAX).
 pub fn parse_fd(s: &str) -> Option<i64> {
+    strtol_decimal(s).filter(|v| (0..=i64::from(i32::MAX)).contains(v))
+}
+
+/// C's `strtol` in base 10 taking the whole string: optional leading white
+/// space and sign, then decimal digits to the end; `None` for anything
+/// else or beyond `i64` (ERANGE).
+pub(crate) fn strtol_decimal(s: &str) -> Option<i64> {
     let t = s.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
     let (neg, digits) = match t.as_bytes().first() {
         Some(b'-') => (true, &t[1..]),
@@ -347,10 +354,8 @@ pub fn parse_fd(s: &str) -> Option<i64> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    // Digits beyond i64 are out of range for strtol too (ERANGE).
     let v: i64 = digits.parse().ok()?;
-    let v = if neg { -v } else { v };
-    (0..=i64::from(i32::MAX)).contains(&v).then_some(v)
+    Some(if neg { -v } else { v })
 }
 
 /// A descriptor duplicated out of a set, with the lease that counts it.

@@ -80,7 +80,16 @@ fn pieces(t: &[u8]) -> Vec<Vec<u8>> {
 
 /// qchar's own commands, which QEMU 7.2 lacks (row `qchar-commands`):
 /// QMP's and HMP's (`info`) names.
-const QCHAR_COMMANDS: &[&str] = &["x-query-chardev-stats", "x-chardev-stats"];
+const QCHAR_COMMANDS: &[&str] = &[
+    "x-query-chardev-stats",
+    "x-chardev-stats",
+    "x-query-chardev-clients",
+    "x-chardev-clients",
+    "x-chardev-history",
+    "x-web-start",
+    "x-web-stop",
+    "x-query-web",
+];
 
 /// qchar's own backends, which QEMU 7.2 lacks (row
 /// `query-chardev-backends-lists-qchar-backends`).
@@ -89,13 +98,13 @@ const QCHAR_BACKENDS: &[&str] = &["hub"];
 /// Whether a piece of a list names one of qchar's own commands or
 /// backends.
 fn qchar_own(p: &[u8]) -> bool {
-    QCHAR_COMMANDS
+    QCHAR_COMMANDS.iter().chain(QCHAR_BACKENDS).any(|c| {
+        has(p, &format!("\"name\": \"{c}\""))
+            || has(p, &format!("info {c} "))
+            || p.starts_with(format!("{c} ").as_bytes())
+    }) || QCHAR_BACKENDS
         .iter()
-        .chain(QCHAR_BACKENDS)
-        .any(|c| has(p, &format!("\"name\": \"{c}\"")) || has(p, &format!("info {c} ")))
-        || QCHAR_BACKENDS.iter().any(|b| {
-            p == format!("\"name\": \"{b}\"").as_bytes() || p == format!("  {b}").as_bytes()
-        })
+        .any(|b| p == format!("\"name\": \"{b}\"").as_bytes() || p == format!("  {b}").as_bytes())
 }
 
 /// Whether a piece is a backend QEMU lists: an entry of

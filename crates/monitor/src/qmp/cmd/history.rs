@@ -7,7 +7,7 @@
 
 use qchar_chardev::ChardevError;
 
-use super::ringbuf::{base64_encode, utf8_text};
+use super::ringbuf::{encoded, FORMATS};
 use super::{CommandDef, Ctx};
 use crate::json::Value;
 use crate::ops::ChardevOps;
@@ -20,19 +20,13 @@ pub(super) const DEF: CommandDef = CommandDef {
     run,
 };
 
-const FORMATS: &[&str] = &["utf8", "base64"];
-
 fn run(ctx: &mut Ctx<'_>, mut args: ObjVisitor<'_>) -> QmpResult<Value> {
     let device = args.req_str("device")?;
     let size = args.req_int("size")?;
     let format = args.opt_enum("format", FORMATS)?.unwrap_or(0);
     args.finish()?;
     let data = read_bytes(ctx.env.chardevs.as_ref(), &device, size)?;
-    Ok(Value::Str(if format == 1 {
-        base64_encode(&data).into_bytes()
-    } else {
-        utf8_text(data)
-    }))
+    Ok(encoded(data, format))
 }
 
 /// Reads for `x-chardev-history` and its HMP twin, with `ringbuf-read`'s

@@ -24,7 +24,7 @@ pub(super) const READ: CommandDef = CommandDef {
     run: read,
 };
 
-const FORMATS: &[&str] = &["utf8", "base64"];
+pub(crate) const FORMATS: &[&str] = &["utf8", "base64"];
 
 fn write(ctx: &mut Ctx<'_>, mut args: ObjVisitor<'_>) -> QmpResult<Value> {
     let device = args.req_str("device")?;
@@ -59,11 +59,17 @@ fn read(ctx: &mut Ctx<'_>, mut args: ObjVisitor<'_>) -> QmpResult<Value> {
     let format = args.opt_enum("format", FORMATS)?.unwrap_or(0);
     args.finish()?;
     let data = read_bytes(ctx.env.chardevs.as_ref(), &device, size)?;
-    Ok(Value::Str(if format == 1 {
+    Ok(encoded(data, format))
+}
+
+/// Bytes read as `ringbuf-read` returns them: `format` indexes
+/// [`FORMATS`] (utf8, base64).
+pub(crate) fn encoded(data: Vec<u8>, format: usize) -> Value {
+    Value::Str(if format == 1 {
         base64_encode(&data).into_bytes()
     } else {
         utf8_text(data)
-    }))
+    })
 }
 
 /// Reads for `ringbuf-read`/`ringbuf_read`, with QEMU's checks.
