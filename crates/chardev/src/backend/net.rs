@@ -124,7 +124,9 @@ pub(crate) fn resolve(
         ai_next: std::ptr::null_mut(),
     };
     let mut res: *mut libc::addrinfo = std::ptr::null_mut();
-    let node = if host.is_empty() {
+    // As QEMU: a listen without a host asks for the wildcard (no node); a
+    // connect asks for the empty name, which does not resolve.
+    let node = if host.is_empty() && passive {
         std::ptr::null()
     } else {
         chost.as_ptr()

@@ -37,8 +37,15 @@ fn inet(a: &SocketAddressLegacy) -> Result<&InetSocketAddress> {
 }
 
 fn resolve(i: &InetSocketAddress, passive: bool) -> Result<Vec<std::net::SocketAddr>> {
+    // As QEMU: an empty remote host is `localhost`; an empty local one is
+    // the wildcard.
+    let host = if i.host.is_empty() && !passive {
+        "localhost"
+    } else {
+        i.host.as_str()
+    };
     net::resolve(
-        &i.host,
+        host,
         &i.port,
         libc::SOCK_DGRAM,
         passive,
