@@ -8,7 +8,9 @@
 //! anything outside a temporary directory: file, pipe, serial and unix
 //! socket paths (and log files) are moved into it, inet addresses go to
 //! 127.0.0.1 port 0, `stdio` is refused (it would take over the fuzzer's
-//! terminal). Everything else reaches the registry as the client sent it.
+//! terminal), and so is `mux` (QEMU never removes a mux or its base, so one
+//! would outlive the input; the `mux` target fuzzes muxes). Everything else
+//! reaches the registry as the client sent it.
 //!
 //! Invariants:
 //! - no panic, no hang (libFuzzer's `-timeout`), bounded memory (`-rss_limit_mb`);
@@ -95,9 +97,13 @@ impl Sandbox {
                     "stdio: not in the fuzz sandbox".into(),
                 ))
             }
+            ChardevBackend::Mux(_) => {
+                // As in QEMU 7.2, a mux (and the chardev under it) can never
+                // be removed: it would outlive the input.
+                return Err(ChardevError::Invalid("mux: not in the fuzz sandbox".into()));
+            }
             ChardevBackend::Pty(_)
             | ChardevBackend::Null(_)
-            | ChardevBackend::Mux(_)
             | ChardevBackend::Hub(_)
             | ChardevBackend::Ringbuf(_)
             | ChardevBackend::Memory(_) => {}
