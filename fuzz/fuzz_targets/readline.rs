@@ -29,15 +29,39 @@ struct Terminal {
     col: usize,
     esc: Vec<u8>,
     lines_ended: usize,
+    /// Bytes of the prompt still to come after a clear (Ctrl-L), which
+    /// prints it again at the top of the screen.
+    prompt_left: usize,
 }
+
+/// HMP's prompt, printed again after Ctrl-L clears the screen.
+const PROMPT: &[u8] = b"(qemu) ";
 
 impl Terminal {
     fn apply(&mut self, echo: &[u8]) {
         for &b in echo {
+            if self.prompt_left > 0 {
+                assert_eq!(b, PROMPT[PROMPT.len() - self.prompt_left], "the prompt");
+                self.prompt_left -= 1;
+                continue;
+            }
             if !self.esc.is_empty() {
                 self.esc.push(b);
                 match self.esc.as_slice() {
                     [0x1b, b'['] => continue,
+                    [0x1b, b'[', p @ ..] if p.iter().all(|c| c.is_ascii_digit() || *c == b';') => {
+                        continue
+                    }
+                    // Ctrl-L: the screen cleared, the cursor home, then the
+                    // prompt and the line again.
+                    [0x1b, b'[', b'2', b'J'] => {
+                        self.screen.clear();
+                        self.col = 0;
+                    }
+                    [0x1b, b'[', b'1', b';', b'1', b'H'] => {
+                        assert!(self.screen.is_empty(), "home without a clear");
+                        self.prompt_left = PROMPT.len();
+                    }
                     [0x1b, b'[', b'D'] => {
                         assert!(self.col > 0, "cursor moved left of the line");
                         self.col -= 1;
@@ -121,9 +145,10 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(term.lines_ended, lines.len());
 
+    // 0x9b is the 8-bit CSI (an escape, as in QEMU), not text.
     if data
         .iter()
-        .all(|&b| printable(b) || b == b'\r' || b == b'\n')
+        .all(|&b| (printable(b) && b != 0x9b) || b == b'\r' || b == b'\n')
     {
         let want: Vec<Vec<u8>> = data
             .split(|&b| b == b'\r' || b == b'\n')
