@@ -482,6 +482,16 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         status: Status::Intended,
+        id: "qemu-waits-for-nothing",
+        what: "a socket server with no address (a descriptor with an empty name) and wait on: QEMU 7.2 waits for a client on no socket and answers nothing again; qchar answers (its server listens on nothing)",
+        matches: |d| {
+            has(d.qemu, "<no reply>")
+                && !has(d.qchar, "<no reply>")
+                && has(d.qchar, "disconnected:fd:,server=on")
+        },
+    },
+    Rule {
+        status: Status::Intended,
         id: "nul-in-paths",
         what: "a path with a NUL (\\u0000) is refused; QEMU opens the name with the NUL as C0 80",
         matches: |d| {
