@@ -359,7 +359,7 @@ pub const RULES: &[Rule] = &[
         what: "HMP chardev-change ID pty: QEMU 7.2 prints nothing and keeps the old backend; qchar changes it",
         matches: |d| {
             has(d.step, "chardev-change")
-                && (has(d.step, " pty") || has(d.step, " \\\"pty"))
+                && (has(d.step, " pty") || has(d.step, "backend=pty") || has(d.step, " \\\"pty"))
                 && has(d.qchar, "pty:/dev/pts/N")
                 && !has(d.qemu, "Error:")
         },
@@ -488,6 +488,18 @@ pub const RULES: &[Rule] = &[
             has(d.qemu, "<no reply>")
                 && !has(d.qchar, "<no reply>")
                 && has(d.qchar, "disconnected:fd:,server=on")
+        },
+    },
+    Rule {
+        status: Status::Intended,
+        id: "open-waits-alone",
+        what: "chardev-add/chardev-change whose open waits for a peer (a wait=on server, a connect): QEMU 7.2's whole main loop waits, its other monitors too; in qchar only the asking monitor waits for its answer",
+        matches: |d| {
+            (has(d.step, "chardev-add") || has(d.step, "chardev-change"))
+                && has(d.qemu, "<no reply>")
+                && has(d.qemu, "state: <observer lost>")
+                && has(d.qchar, "<no reply>")
+                && !has(d.qchar, "<observer lost>")
         },
     },
     Rule {
