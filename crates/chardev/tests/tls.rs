@@ -17,14 +17,14 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 
 use net::*;
 use qchar_chardev::spec::ChardevBackend;
 use qchar_chardev::{CharFrontend, ChardevEvent, Registry};
 use qchar_testkit::pki::{Pki, CLIENT_DN, OTHER_DN};
 use qchar_testkit::tlspeer::{client_config, server_config, Qemu, Tls, TlsClient};
-use qchar_testkit::{require, wait_until, LogWatch, Prereq, WAIT};
+use qchar_testkit::{require, wait_until, Budget, LogWatch, Prereq, WAIT};
 use support::{count, input, Recorder, Seen};
 use tlsh::*;
 
@@ -677,18 +677,13 @@ fn changes_between_plain_and_tls_keep_every_byte() {
     const IN_FLIGHT: usize = 20_000;
     let stop = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicUsize::new(0));
-    let budget = Arc::new((Mutex::new(usize::MAX), Condvar::new()));
-    let set_budget = |b: usize| {
-        *budget.0.lock().unwrap() = b;
-        budget.1.notify_all();
-    };
+    let budget = Budget::new(u64::MAX);
     let writer = {
         let (stop, written, budget) = (stop.clone(), written.clone(), budget.clone());
         std::thread::spawn(move || {
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
-                let allowed = budget.0.lock().unwrap();
-                drop(budget.1.wait_while(allowed, |b| n >= *b).unwrap());
+                budget.wait_below(n as u64, || false);
                 fe.write_all(&numbered("L", n, 1)).unwrap();
                 n += 1;
                 written.store(n, Ordering::Relaxed);
@@ -736,13 +731,13 @@ fn changes_between_plain_and_tls_keep_every_byte() {
         wait_until("output to the current peer", || {
             drains.last().unwrap().len() > n + 1000
         });
-        set_budget(written.load(Ordering::Relaxed) + IN_FLIGHT);
+        budget.set((written.load(Ordering::Relaxed) + IN_FLIGHT) as u64);
         reg.change("con", spec).unwrap();
         drains.push(connect(&reg));
         wait_until("output to the new peer", || {
             drains.last().unwrap().len() > 0
         });
-        set_budget(usize::MAX);
+        budget.set(u64::MAX);
     }
     // And some to the last one.
     let n = drains.last().unwrap().len();

@@ -528,3 +528,33 @@ mod tests {
         assert!(Path::new(&path).exists());
     }
 }
+
+/// How far a writer thread may go: it waits while the number of what it
+/// would write next is not below the budget, which the test raises as its
+/// readers catch up (for writers no backend paces).
+#[derive(Clone)]
+pub struct Budget(std::sync::Arc<(Mutex<u64>, std::sync::Condvar)>);
+
+impl Budget {
+    /// A budget of `n`.
+    pub fn new(n: u64) -> Budget {
+        Budget(std::sync::Arc::new((
+            Mutex::new(n),
+            std::sync::Condvar::new(),
+        )))
+    }
+
+    /// Sets the budget and wakes the writer.
+    pub fn set(&self, n: u64) {
+        *self.0 .0.lock().unwrap() = n;
+        self.0 .1.notify_all();
+    }
+
+    /// Waits until `n` is below the budget, or `give_up` says so (checked
+    /// when woken); returns whether `n` is below it.
+    pub fn wait_below(&self, n: u64, give_up: impl Fn() -> bool) -> bool {
+        let b = self.0 .0.lock().unwrap();
+        let b = self.0 .1.wait_while(b, |b| n >= *b && !give_up()).unwrap();
+        n < *b
+    }
+}

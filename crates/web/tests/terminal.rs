@@ -8,11 +8,11 @@
 mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 
 use qchar_chardev::spec::{ChardevBackend, ChardevCommon, ChardevFile, ChardevRingbuf};
 use qchar_chardev::Registry;
-use qchar_testkit::wait_until;
+use qchar_testkit::{wait_until, Budget};
 use support::{Device, Setup};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
@@ -70,31 +70,21 @@ fn terminals_show_history_then_live_across_100_changes() {
     // neither terminal ever skips however the machine schedules them.
     const AHEAD: u64 = 200_000;
     let stop = Arc::new(AtomicBool::new(false));
-    let budget = Arc::new((Mutex::new(AHEAD), Condvar::new()));
+    let budget = Budget::new(AHEAD);
     let writer = {
         let (fe, stop, budget) = (fe.clone(), stop.clone(), budget.clone());
         std::thread::spawn(move || {
             let mut i = 1000;
             while !stop.load(Ordering::Relaxed) || i < 20_000 {
-                let b = budget.0.lock().unwrap();
-                let b = budget
-                    .1
-                    .wait_while(b, |b| i >= *b && !stop.load(Ordering::Relaxed))
-                    .unwrap();
-                if i >= *b {
+                if !budget.wait_below(i, || stop.load(Ordering::Relaxed)) {
                     // Stopped while waiting: the loop's test decides.
                     continue;
                 }
-                drop(b);
                 fe.write_all(&record(i)).unwrap();
                 i += 1;
             }
             i
         })
-    };
-    let set_budget = |b: u64| {
-        *budget.0.lock().unwrap() = b;
-        budget.1.notify_all();
     };
     let mut late: Option<support::Terminal> = None;
     for i in 1..=100 {
@@ -117,10 +107,10 @@ fn terminals_show_history_then_live_across_100_changes() {
             l.read_until(early.data.len());
             slower = slower.min(l.data.len());
         }
-        set_budget(slower as u64 / 16 + AHEAD);
+        budget.set(slower as u64 / 16 + AHEAD);
     }
     stop.store(true, Ordering::Relaxed);
-    set_budget(u64::MAX);
+    budget.set(u64::MAX);
     let written = writer.join().unwrap();
     let total = (written * 16) as usize;
     early.read_until(total);
