@@ -212,8 +212,9 @@ fn qom_path_outside_objects(d: &Diff<'_>) -> bool {
 }
 
 /// `t` with the text QEMU appends to `Failed to create a socket` (`: `
-/// and an error text, up to the end of the message) left out.
-fn without_stale_errno(t: &[u8]) -> Vec<u8> {
+/// and an error text, up to the end of the message) left out. Public for
+/// the reproducer tests: the errno QEMU appends differs between machines.
+pub fn without_stale_errno(t: &[u8]) -> Vec<u8> {
     let key = b"Failed to create a socket: ";
     let mut out = Vec::new();
     let mut rest = t;
