@@ -273,10 +273,12 @@ impl Readline {
     }
 
     fn add_history(&mut self, line: &[u8]) {
-        self.hist_pos = None;
+        // An empty line keeps the place in history, as QEMU's does: the
+        // next `ESC [ A` goes on from the entry recalled last.
         if line.is_empty() {
             return;
         }
+        self.hist_pos = None;
         // QEMU moves a repeated entry to the end instead of duplicating it.
         if let Some(i) = self.history.iter().position(|h| h == line) {
             let h = self.history.remove(i);
@@ -303,7 +305,7 @@ impl Readline {
             }
             pos + 1
         };
-        self.hist_pos = Some(new);
+        self.hist_pos = (new < n).then_some(new);
         self.buf = if new < n {
             self.history[new].clone()
         } else {
@@ -350,6 +352,20 @@ mod tests {
             }
         }
         (echo, lines)
+    }
+
+    #[test]
+    fn empty_line_keeps_the_place_in_history() {
+        let mut rl = Readline::new();
+        typed(&mut rl, b"one\rtwo\r");
+        // Recall `two`, erase it, enter the empty line: the next recall is
+        // `one`, the entry before the one recalled (QEMU 7.2 does this).
+        let (_, lines) = typed(&mut rl, b"\x1b[A\x7f\x7f\x7f\r\x1b[A\r");
+        assert_eq!(lines, vec![b"".to_vec(), b"one".to_vec()]);
+        // After a line that is not empty, recall starts at the newest.
+        let (_, lines) = typed(&mut rl, b"\x1b[A\r");
+        assert_eq!(lines, vec![b"one".to_vec()]);
+        assert_eq!(rl.history(), &[b"two".to_vec(), b"one".to_vec()]);
     }
 
     #[test]
