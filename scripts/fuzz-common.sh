@@ -5,7 +5,7 @@
 # RUSTC_BOOTSTRAP=1 lets stable accept them. libfuzzer-sys builds libFuzzer
 # itself with the system C++ compiler.
 
-FUZZ_TARGETS=(json_stream qmp chardev_opts telnet websocket uart readline mux)
+FUZZ_TARGETS=(json_stream qmp chardev_opts telnet websocket uart readline mux tls_identity)
 CARGO_FUZZ_VERSION=0.13.2
 
 fuzz_setup() {
