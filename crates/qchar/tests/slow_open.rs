@@ -34,6 +34,57 @@ fn refused(port: u16) -> String {
     format!("Failed to connect to '127.0.0.1:{port}': Connection refused")
 }
 
+/// Sends three commands in one message on monitor `a`: `query-name`, a
+/// `chardev-add` of `slow` with `backend` (a client whose connect to the
+/// full `listener` on `port` hangs) and a `query-status` with id `after`.
+/// The first's reply proves the message was read up to the second; while
+/// its connect hangs, monitor `b` answers, the guest's output keeps
+/// flowing into `con.log` and `a` stays silent. Closing the listener
+/// refuses the connect: `a` then gets QEMU's refusal and the third reply.
+/// Returns `query-chardev` as `b` saw it during the hang.
+fn connect_hangs_then_refused(
+    a: &mut RawQmp,
+    b: &mut RawQmp,
+    d: &Path,
+    backend: serde_json::Value,
+    listener: std::os::fd::OwnedFd,
+    port: u16,
+) -> String {
+    let add = json!({"execute": "chardev-add", "arguments": {"id": "slow", "backend": backend}});
+    a.send(
+        &format!(
+            "{{\"execute\":\"query-name\"}}\n{add}\n{{\"execute\":\"query-status\",\"id\":\"after\"}}"
+        ),
+        &[],
+    );
+    assert_eq!(a.reply(), "{\"return\": {}}\r\n");
+    assert_eq!(
+        b.cmd(r#"{"execute":"query-status"}"#, &[]),
+        "{\"return\": {\"status\": \"running\", \"singlestep\": false, \"running\": true}}\r\n"
+    );
+    let chardevs = b.cmd(r#"{"execute":"query-chardev"}"#, &[]);
+    let size = || std::fs::metadata(p(d, "con.log")).map_or(0, |m| m.len());
+    let before = size();
+    wait_until("guest output while a connect hangs", || {
+        size() > before + 1000
+    });
+    b.cmd(r#"{"execute":"query-name"}"#, &[]);
+    assert!(!a.reply_ready(), "a answered before its connect ended");
+    drop(listener);
+    assert_eq!(
+        a.reply(),
+        format!(
+            "{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"Failed to add chardev 'slow': {}\"}}}}\r\n",
+            refused(port)
+        )
+    );
+    assert_eq!(
+        a.reply(),
+        "{\"return\": {\"status\": \"running\", \"singlestep\": false, \"running\": true}, \"id\": \"after\"}\r\n"
+    );
+    chardevs
+}
+
 #[test]
 fn a_connect_that_hangs_stalls_nothing_else() {
     if !require(Prereq::Kvm) {
@@ -54,46 +105,8 @@ fn a_connect_that_hangs_stalls_nothing_else() {
     let mut b = RawQmp::connect(&p(d, "b"));
     let fds_before = proc_fds(proc.pid()).len();
     let (listener, _clients, port) = full_tcp_listener();
-    // Three commands in one message on monitor a. The first's reply proves
-    // the message was read and handled up to the second, whose connect
-    // hangs; the third waits for it.
-    let add =
-        json!({"execute": "chardev-add", "arguments": {"id": "slow", "backend": tcp_client(port)}});
-    a.send(
-        &format!(
-            "{{\"execute\":\"query-name\"}}\n{add}\n{{\"execute\":\"query-status\",\"id\":\"after\"}}"
-        ),
-        &[],
-    );
-    assert_eq!(a.reply(), "{\"return\": {}}\r\n");
-    // Monitor b answers while a's connect hangs.
-    assert_eq!(
-        b.cmd(r#"{"execute":"query-status"}"#, &[]),
-        "{\"return\": {\"status\": \"running\", \"singlestep\": false, \"running\": true}}\r\n"
-    );
-    let chardevs = b.cmd(r#"{"execute":"query-chardev"}"#, &[]);
+    let chardevs = connect_hangs_then_refused(&mut a, &mut b, d, tcp_client(port), listener, port);
     assert!(!chardevs.contains("\"slow\""), "{chardevs}");
-    // The guest's output keeps flowing into its console meanwhile.
-    let size = |d: &Path| std::fs::metadata(p(d, "con.log")).map_or(0, |m| m.len());
-    let before = size(d);
-    wait_until("guest output while a connect hangs", || {
-        size(d) > before + 1000
-    });
-    // And monitor b again, after all that: still no reply on a.
-    b.cmd(r#"{"execute":"query-name"}"#, &[]);
-    assert!(!a.reply_ready(), "a answered before its connect ended");
-    drop(listener);
-    assert_eq!(
-        a.reply(),
-        format!(
-            "{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"Failed to add chardev 'slow': {}\"}}}}\r\n",
-            refused(port)
-        )
-    );
-    assert_eq!(
-        a.reply(),
-        "{\"return\": {\"status\": \"running\", \"singlestep\": false, \"running\": true}, \"id\": \"after\"}\r\n"
-    );
     assert_eq!(proc_fds(proc.pid()).len(), fds_before, "descriptors leaked");
     a.cmd(r#"{"execute":"quit"}"#, &[]);
     assert!(proc.wait().success());
@@ -139,34 +152,8 @@ fn a_tls_client_whose_connect_or_handshake_hangs_stalls_nothing_else() {
 
     // 1. The connect hangs (full accept queue).
     let (listener, _clients, port) = full_tcp_listener();
-    let add = json!({"execute": "chardev-add",
-        "arguments": {"id": "slow", "backend": tls_client(port)}});
-    a.send(
-        &format!(
-            "{{\"execute\":\"query-name\"}}\n{add}\n{{\"execute\":\"query-status\",\"id\":\"after\"}}"
-        ),
-        &[],
-    );
-    assert_eq!(a.reply(), "{\"return\": {}}\r\n");
-    assert_eq!(b.cmd(r#"{"execute":"query-status"}"#, &[]), running);
-    let before = size(d);
-    wait_until("guest output while a TLS connect hangs", || {
-        size(d) > before + 1000
-    });
-    b.cmd(r#"{"execute":"query-name"}"#, &[]);
-    assert!(!a.reply_ready(), "a answered before its connect ended");
-    drop(listener);
-    assert_eq!(
-        a.reply(),
-        format!(
-            "{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"Failed to add chardev 'slow': {}\"}}}}\r\n",
-            refused(port)
-        )
-    );
-    assert_eq!(
-        a.reply(),
-        "{\"return\": {\"status\": \"running\", \"singlestep\": false, \"running\": true}, \"id\": \"after\"}\r\n"
-    );
+    let chardevs = connect_hangs_then_refused(&mut a, &mut b, d, tls_client(port), listener, port);
+    assert!(!chardevs.contains("\"slow\""), "{chardevs}");
 
     // 2. The connect succeeds (the kernel completes it; nobody accepts)
     // and the handshake never comes: added at once, nothing waits for it.
