@@ -865,6 +865,59 @@ fn served(reg: &Registry, id: &str) -> usize {
         .count()
 }
 
+/// Clients that connect to a multi-client TLS server and never shake
+/// hands keep no one out: with `x-clients=2` taken by two such clients, a
+/// TLS client that comes is served (the oldest stalled one is closed for
+/// it), and so is the next; only when both places are served is a client
+/// one too many. Before, a stalled client held its place for the
+/// handshake's whole deadline (10 s), and the TLS client was told
+/// `too many clients`.
+#[test]
+fn stalled_handshakes_give_their_places_up() {
+    let (_t, pki, reg) = setup();
+    add_x509(&reg, "tls0", &pki.dir_str("server"), true, true);
+    let spec = with_backlog(
+        with_clients(
+            tls_spec(tls_socket(inet_addr("127.0.0.1", 0), true, "tls0", None)),
+            2,
+            Some(1),
+        ),
+        1 << 20,
+    );
+    reg.add("con", spec).unwrap();
+    let port = server_port(&reg, "con");
+    let (fe, _seen) = attach(&reg, "con");
+    fe.write_all(b"history;").unwrap();
+    wait_until("sent out", || reg.stats("con").unwrap().queued == 0);
+
+    let stalled: Vec<TcpStream> = (0..2).map(|_| connect_tcp(port)).collect();
+    wait_until("two clients shaking hands", || {
+        clients_of(&reg, "con").clients.len() == 2
+    });
+    assert_eq!(served(&reg, "con"), 0);
+    let mut a = client(&pki, "client", port);
+    assert_eq!(a.recv(8).unwrap(), b"history;");
+    let mut b = client(&pki, "client", port);
+    assert_eq!(b.recv(8).unwrap(), b"history;");
+    wait_until("a and b served", || served(&reg, "con") == 2);
+    // Both stalled clients were closed, untold.
+    for mut s in stalled {
+        bounded_tcp(&s);
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        assert!(got.is_empty(), "a stalled client was sent {got:?}");
+    }
+    // Both places served: the next one is one too many.
+    let mut extra = client(&pki, "client", port);
+    let (told, end) = extra.read_to_end();
+    assert_eq!(told, b"qchar: too many clients\r\n", "{end:?}");
+    assert_eq!(clients_of(&reg, "con").refused, 1);
+    fe.write_all(b"live;").unwrap();
+    assert_eq!(a.recv(5).unwrap(), b"live;");
+    assert_eq!(b.recv(5).unwrap(), b"live;");
+    reg.shutdown();
+}
+
 /// The shared console over TLS: a TLS server with `x-clients=3` and a
 /// history serves TLS clients, each of which gets the history, then live
 /// output; the first is the one writer (`x-writers=1`), the second a

@@ -25,7 +25,10 @@
 //! told inside the session, once its handshake is done (at most
 //! [`MAX_REFUSING`] such handshakes at once, each bounded by
 //! [`crate::tls::HANDSHAKE_TIMEOUT`]; beyond that the oldest is closed
-//! untold). A client still shaking hands (TLS, websocket) holds its place.
+//! untold). A client still shaking hands (TLS, websocket) holds its place
+//! until a client comes that would be one too many: the oldest still
+//! shaking hands is then closed and the new one takes its place, so
+//! clients that connect and stall never keep others out.
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -287,6 +290,22 @@ impl Clients {
     /// or refused if there are `max` already.
     pub(super) fn accept(&mut self, fd: OwnedFd, setup: &ConnSetup) {
         let peer = peer_of(&fd);
+        if self.list.len() >= self.max {
+            // A client still shaking hands gives its place up to a new one:
+            // clients that connect and stall (TLS, websocket) cannot keep
+            // others out for the handshake's whole deadline.
+            if let Some(i) = self.list.iter().position(|c| !c.active) {
+                let c = self.list.remove(i);
+                log::warn!(
+                    "chardev '{}': client {} ({}) closed: still shaking hands when {peer} came and there are {} clients (x-clients)",
+                    self.id(),
+                    c.client,
+                    c.peer,
+                    self.max
+                );
+                c.conn.close();
+            }
+        }
         if self.list.len() >= self.max {
             self.refused += 1;
             log::warn!(
