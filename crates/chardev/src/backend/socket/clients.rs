@@ -397,12 +397,12 @@ impl Clients {
         }
     }
 
-    /// The backend is retired: every client goes (what a connection owes
-    /// its peer is dropped with it).
+    /// The backend is retired: every client goes, told so (what a
+    /// connection owes its peer gets one attempt, then is dropped).
     pub(super) fn retire(mut self) {
         while let Some(c) = self.list.pop() {
             self.gone(&c, "retired");
-            c.conn.close();
+            c.conn.end();
         }
     }
 

@@ -634,6 +634,21 @@ impl Conn {
         let _ = self.transport.shutdown();
     }
 
+    /// Ends a connection qchar chooses to end while its peer is there (a
+    /// change that keeps no client of its kind, a multi-client server
+    /// retired): one non-blocking attempt to send what is owed, then the
+    /// end, which a TLS peer is told by a close_notify (a truncation
+    /// otherwise, to a client that checks).
+    pub(super) fn end(mut self) {
+        if self.write_broken {
+            return;
+        }
+        if self.tx_pos < self.tx.len() || self.transport.owes() {
+            let _ = self.transport.write_now(&self.tx[self.tx_pos..]);
+        }
+        let _ = self.transport.shutdown();
+    }
+
     /// Closes a connection that ended on its own (the peer closed, or a
     /// handshake was refused), after one non-blocking attempt to send what
     /// is owed.

@@ -540,7 +540,7 @@ impl SocketBackend {
                 });
             }
         }
-        c.conn.close();
+        c.conn.end();
     }
 
     /// Takes what the server this one replaces handed over.
