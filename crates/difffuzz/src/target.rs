@@ -432,6 +432,9 @@ impl Conn {
 
     /// Reads everything until nothing has come for `idle` (after at least
     /// `first` for the first byte), the peer closes, or `limit` passes.
+    /// Output beyond [`READ_CAP`] is read and dropped: the bytes kept end
+    /// exactly there, followed by [`CUT_MARK`], so two sides that stream
+    /// the same bytes compare equal wherever their writes were split.
     pub fn bytes_until_idle(
         &mut self,
         first: Duration,
@@ -441,34 +444,46 @@ impl Conn {
         let start = Instant::now();
         let mut last = start;
         let mut got_any = !self.buf.is_empty();
+        let mut cut = false;
+        let end = |buf: &mut Vec<u8>, cut: bool| {
+            let mut out = std::mem::take(buf);
+            if cut {
+                out.extend_from_slice(CUT_MARK);
+            }
+            out
+        };
         loop {
             let wait = if got_any { idle } else { first };
             let until = (last + wait).min(start + limit);
-            match self.fill(until) {
-                None => return (std::mem::take(&mut self.buf), ReadEnd::Closed),
+            let r = self.fill(until);
+            if self.buf.len() > READ_CAP {
+                // A side that streams (a key burst echoed without end):
+                // hundreds of MB per step made one input take many
+                // minutes to compare.
+                self.buf.truncate(READ_CAP);
+                cut = true;
+            }
+            match r {
+                None => return (end(&mut self.buf, cut), ReadEnd::Closed),
                 Some(0) => {
                     if Instant::now() >= until {
-                        return (std::mem::take(&mut self.buf), ReadEnd::Quiet);
+                        return (end(&mut self.buf, cut), ReadEnd::Quiet);
                     }
                 }
                 Some(_) => {
                     got_any = true;
                     last = Instant::now();
-                    if self.buf.len() >= READ_CAP {
-                        // A side that streams (a key burst echoed without
-                        // end) is cut here: hundreds of MB per step made
-                        // one input take many minutes to compare.
-                        return (std::mem::take(&mut self.buf), ReadEnd::Quiet);
-                    }
                 }
             }
         }
     }
 }
 
-/// Most bytes one read of a side's output keeps (the rest is read by the
-/// next step).
+/// Most bytes one read of a side's output keeps (the rest is dropped).
 const READ_CAP: usize = 4 << 20;
+
+/// What follows the bytes kept of an output cut at [`READ_CAP`].
+pub const CUT_MARK: &[u8] = b"\n[difffuzz: output cut at 4 MiB]\n";
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
@@ -494,4 +509,51 @@ fn fresh_dir(d: &Path) -> Result<(), HarnessError> {
         std::fs::File::create(&null).map_err(|e| HarnessError::io("create null", e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// The same stream of more than [`READ_CAP`] bytes, written in pieces
+    /// of different sizes, reads as the same bytes: the first
+    /// [`READ_CAP`], then [`CUT_MARK`]; the rest is read and dropped, not
+    /// left for the next read.
+    #[test]
+    fn a_cut_output_ends_at_the_cap_wherever_writes_split() {
+        let data: Vec<u8> = (0..READ_CAP + 300_000).map(|i| (i % 251) as u8).collect();
+        let mut outs = Vec::new();
+        for piece in [4096, 65_537, 1 << 20] {
+            let (a, mut b) = UnixStream::pair().unwrap();
+            let mut conn = Conn::new(a);
+            let d = data.clone();
+            let writer = std::thread::spawn(move || {
+                for c in d.chunks(piece) {
+                    b.write_all(c).unwrap();
+                }
+                b
+            });
+            let (out, end) = conn.bytes_until_idle(
+                Duration::from_secs(10),
+                Duration::from_millis(500),
+                Duration::from_secs(30),
+            );
+            let b = writer.join().unwrap();
+            assert_eq!(end, ReadEnd::Quiet);
+            assert_eq!(&out[..READ_CAP], &data[..READ_CAP]);
+            assert_eq!(&out[READ_CAP..], CUT_MARK);
+            // Nothing of the stream is left for the next read.
+            drop(b);
+            let (rest, end) = conn.bytes_until_idle(
+                Duration::from_millis(100),
+                Duration::from_millis(100),
+                Duration::from_secs(5),
+            );
+            assert!(rest.is_empty(), "{} bytes left", rest.len());
+            assert_eq!(end, ReadEnd::Closed);
+            outs.push(out);
+        }
+        assert!(outs.windows(2).all(|w| w[0] == w[1]));
+    }
 }
