@@ -20,13 +20,15 @@ pub struct WebStatus {
 pub trait WebControl: Send + Sync {
     /// Starts it (`host`: loopback if none; `port` 0: any free one;
     /// `token`: a random one if none; `tls_creds`: the id of server
-    /// `tls-creds-x509` for HTTPS). `Err` is the message for the client.
+    /// `tls-creds-x509` for HTTPS; `tls_authz`: the id of the authz object
+    /// client certificates must pass). `Err` is the message for the client.
     fn start(
         &self,
         host: Option<String>,
         port: u16,
         token: Option<String>,
         tls_creds: Option<String>,
+        tls_authz: Option<String>,
     ) -> Result<WebStatus, String>;
     /// Stops it; `Err` when it is not running.
     fn stop(&self) -> Result<(), String>;

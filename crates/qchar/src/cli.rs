@@ -549,6 +549,11 @@ static WEB_OPTS: OptsList = OptsList {
             OptType::String,
             "ID of a tls-creds-x509 object (endpoint=server): HTTPS; with verify-peer=on a client certificate instead of the token",
         ),
+        OptDesc::with_help(
+            "tls-authz",
+            OptType::String,
+            "ID of an authz-simple or authz-list object: only client certificates whose DN it allows (needs verify-peer=on)",
+        ),
     ]),
 };
 
@@ -643,11 +648,12 @@ pub fn help_text() -> String {
          -object x-bridge,id=ID,chardev-a=A,chardev-b=B  join two chardevs byte for byte\n\
          -chardev hub,id=ID,chardevs.0=A[,chardevs.1=B...]  one frontend, up to 4 chardevs\n\
          logfile options: x-logsize=SIZE, x-logkeep=N, x-logtimestamp=on\n\
-         -x-web [host=H,]port=P[,token=T][,tls-creds=ID]  a web console: every chardev\n\
+         -x-web [host=H,]port=P[,token=T][,tls-creds=ID][,tls-authz=ID]  a web console: every chardev\n\
          \x20                         in a browser terminal; listens on loopback unless\n\
          \x20                         given a host; the URL with its token is printed on\n\
          \x20                         stderr; tls-creds: HTTPS, and with verify-peer=on a\n\
-         \x20                         client certificate instead of the token\n\
+         \x20                         client certificate instead of the token, and with\n\
+         \x20                         tls-authz only one whose DN that object allows\n\
          \n\
          The machine loads the boot image at 0000:7c00 and jumps there (no BIOS).\n\
          Ctrl-a h on a mux (-nographic) lists its keys; Ctrl-a x quits.\n\
@@ -1340,7 +1346,7 @@ impl Scan {
         Ok(())
     }
 
-    /// `-x-web [host=H,]port=P[,token=T][,tls-creds=ID]` (qchar extension; a later one
+    /// `-x-web [host=H,]port=P[,token=T][,tls-creds=ID][,tls-authz=ID]` (qchar extension; a later one
     /// replaces an earlier one).
     fn web(&mut self, loc: &str, value: &str) -> Result<(), Stop> {
         let o = self.read_opts(loc, &WEB_OPTS, value, None)?;
@@ -1364,6 +1370,7 @@ impl Scan {
             port,
             token,
             tls_creds: o.get("tls-creds").map(str::to_string),
+            tls_authz: o.get("tls-authz").map(str::to_string),
         });
         Ok(())
     }

@@ -78,12 +78,14 @@ impl WebControl for WebCtl {
         port: u16,
         token: Option<String>,
         tls_creds: Option<String>,
+        tls_authz: Option<String>,
     ) -> Result<WebStatus, String> {
         self.start_with(&WebOptions {
             host,
             port,
             token,
             tls_creds,
+            tls_authz,
         })
     }
 

@@ -26,7 +26,8 @@
 //! unless given a host; every request needs the token (random unless
 //! given), or, with `tls_creds` naming `tls-creds-x509` with
 //! `verify-peer=on`, comes over HTTPS with a client certificate its CA
-//! signed (no certificate: no TLS session, so no request at all); a
+//! signed (no certificate: no TLS session, so no request at all) and, with
+//! `tls_authz`, whose subject DN that authz object allows; a
 //! browser's websocket must come from the console's own pages. Anything
 //! else gets `403 Forbidden` and nothing else.
 //!
@@ -94,6 +95,10 @@ pub enum WebError {
     /// a chardev's `tls-creds` gets them).
     #[error("web console: {0}")]
     Tls(#[source] qchar_chardev::tls::UseError),
+    /// `tls-authz` without credentials that verify the client: no
+    /// certificate would be there to check.
+    #[error("web console: tls-authz '{0}' needs tls-creds with verify-peer=on")]
+    AuthzWithoutVerify(String),
 }
 
 /// Where and how the console listens.
@@ -110,6 +115,11 @@ pub struct WebOptions {
     /// object's CA signed is what lets a request in (no token is needed);
     /// with `verify-peer=off` TLS only encrypts, and the token is needed.
     pub tls_creds: Option<String>,
+    /// Id of an `authz-simple`/`authz-list` object (needs `tls_creds` with
+    /// `verify-peer=on`): only a client certificate whose subject DN it
+    /// allows gets in, as a chardev's `tls-authz`. Looked up for each
+    /// connection, so a replaced object applies to the next one.
+    pub tls_authz: Option<String>,
 }
 
 /// State the server's tasks share.
@@ -123,6 +133,9 @@ pub(crate) struct Shared {
     /// `verify-peer=on`): then every connection that got through the
     /// handshake may come in, without the token.
     pub(crate) cert_access: bool,
+    /// `tls-authz`: the id of the object that must allow a client
+    /// certificate's DN.
+    pub(crate) authz: Option<String>,
     /// Open terminals per chardev.
     pub(crate) sessions: Mutex<HashMap<String, u64>>,
     /// A permit per open terminal ([`MAX_TERMINALS`]).
@@ -185,6 +198,9 @@ impl WebConsole {
             None => auth::new_token()?,
         };
         let cert_access = tls.as_ref().is_some_and(|(_, verify)| *verify);
+        if let (Some(a), false) = (&opts.tls_authz, cert_access) {
+            return Err(WebError::AuthzWithoutVerify(a.clone()));
+        }
         let host = opts.host.as_deref().unwrap_or("127.0.0.1");
         let listener = bind(host, opts.port)?;
         let addr = listener.local_addr().map_err(WebError::Start)?;
@@ -197,6 +213,7 @@ impl WebConsole {
             port: addr.port(),
             tls: tls.as_ref().map(|(a, _)| a.clone()),
             cert_access,
+            authz: opts.tls_authz.clone(),
             sessions: Mutex::new(HashMap::new()),
             terminals: Arc::new(tokio::sync::Semaphore::new(MAX_TERMINALS)),
         });

@@ -87,7 +87,21 @@ pub(crate) async fn serve(
 async fn connection(sock: tokio::net::TcpStream, shared: Arc<Shared>) {
     match shared.tls.clone() {
         Some(acceptor) => match tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(sock)).await {
-            Ok(Ok(tls)) => http(tls, shared).await,
+            Ok(Ok(tls)) => {
+                if let Some(id) = &shared.authz {
+                    let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+                    let objects = Some((id.as_str(), shared.consoles.objects()));
+                    if let Err(e) =
+                        qchar_chardev::tls::authorize_peer(leaf.map(|c| c.as_ref()), objects)
+                    {
+                        // As a chardev's refused client: logged, closed,
+                        // never answered.
+                        log::warn!("web console: client refused: {e}");
+                        return;
+                    }
+                }
+                http(tls, shared).await
+            }
             Ok(Err(e)) => log::warn!("web console: TLS handshake failed: {e}"),
             Err(_) => log::warn!("web console: TLS handshake timed out"),
         },

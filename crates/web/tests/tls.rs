@@ -2,7 +2,8 @@
 //! client certificate the object's CA signed lets a browser-less client in
 //! without the token, and a client without one (or with another CA's) gets
 //! nothing; with `verify-peer=off` TLS only encrypts and the token is still
-//! needed; credentials that cannot serve are refused with QEMU's texts.
+//! needed; credentials that cannot serve are refused with QEMU's texts;
+//! `tls_authz` lets in only the subject DNs its object allows.
 
 mod support;
 
@@ -129,6 +130,75 @@ fn a_client_certificate_is_the_pass_and_none_gets_nothing() {
     let (status, _) = https_get(port, &pki.dir("client"), "/api/chardevs", None).unwrap();
     assert_eq!(status, 200);
     drop(web);
+    reg.shutdown();
+}
+
+/// `tls_authz`: of two certificates the CA signed, only the one whose
+/// subject DN the `authz-simple` names gets an answer; the other gets
+/// none, as a chardev's refused client. The object is looked up for each
+/// connection: replaced (`object-del`, `object-add`) by one naming the
+/// other DN, it lets that one in and no longer the first. Without
+/// credentials that verify the client, `tls_authz` is refused at start.
+#[test]
+fn tls_authz_lets_in_only_the_dns_it_allows() {
+    use qchar_testkit::pki::{CLIENT_DN, OTHER_DN};
+    let _g = qchar_testkit::one_at_a_time();
+    let t = tempfile::tempdir().unwrap();
+    let pki = Pki::new(t.path());
+    let reg = Registry::new().unwrap();
+    reg.add("con", ChardevBackend::Ringbuf(ChardevRingbuf::default()))
+        .unwrap();
+    add_x509(&reg, "web-on", &pki.dir_str("server"), true, true);
+    add_x509(&reg, "web-off", &pki.dir_str("server"), true, false);
+    let authz = |identity: &str| {
+        let st = |s: &str| PropValue::Str(s.into());
+        let j = vec![
+            ("qom-type".to_string(), st("authz-simple")),
+            ("id".to_string(), st("auth0")),
+            ("identity".to_string(), st(identity)),
+        ];
+        reg.objects()
+            .add(&ObjectOptions::from_json(&j).unwrap())
+            .unwrap();
+    };
+    authz(CLIENT_DN);
+    let consoles = Consoles::new(&reg);
+    let opts = WebOptions {
+        tls_creds: Some("web-on".into()),
+        tls_authz: Some("auth0".into()),
+        ..WebOptions::default()
+    };
+    let web = WebConsole::start(consoles.clone(), &opts).unwrap();
+    let port = web.local_addr().port();
+
+    let get = |dir: &str| https_get(port, &pki.dir(dir), "/api/chardevs", None);
+    assert_eq!(get("client").map(|r| r.0), Ok(200));
+    let r = get("client-other-dn");
+    assert!(r.is_err(), "a DN the authz does not allow: {r:?}");
+
+    reg.objects().del("auth0").unwrap();
+    authz(OTHER_DN);
+    assert_eq!(get("client-other-dn").map(|r| r.0), Ok(200));
+    let r = get("client");
+    assert!(r.is_err(), "the DN the authz no longer allows: {r:?}");
+    // An id that names nothing: nobody gets in.
+    reg.objects().del("auth0").unwrap();
+    let r = get("client-other-dn");
+    assert!(r.is_err(), "no authz object: {r:?}");
+    drop(web);
+
+    let opts = WebOptions {
+        tls_creds: Some("web-off".into()),
+        tls_authz: Some("auth0".into()),
+        ..WebOptions::default()
+    };
+    let e = WebConsole::start(consoles.clone(), &opts)
+        .err()
+        .expect("refused");
+    assert_eq!(
+        e.to_string(),
+        "web console: tls-authz 'auth0' needs tls-creds with verify-peer=on"
+    );
     reg.shutdown();
 }
 

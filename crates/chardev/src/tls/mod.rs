@@ -26,7 +26,7 @@ pub mod x509;
 use std::sync::Arc;
 
 pub use object::{ObjectError, ObjectOptions, ObjectStore, PropValue};
-pub use session::{TlsFailure, TlsSession, HANDSHAKE_TIMEOUT};
+pub use session::{authorize_peer, TlsFailure, TlsSession, HANDSHAKE_TIMEOUT};
 pub use x509::{Endpoint, X509Creds};
 
 use object::Object;

@@ -318,37 +318,14 @@ impl TlsSession {
         if !self.verify_peer {
             return Ok(());
         }
-        let leaf = self
-            .conn
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .ok_or_else(|| {
-                TlsFailure::Refused("Verify failed: No certificate was found.".into())
-            })?;
-        let dn = dn::subject_dn(leaf).map_err(|e| TlsFailure::Refused(e.to_string()))?;
-        if let Role::Server {
-            authz: Some((id, store)),
-        } = &self.role
-        {
-            let allowed = match store.lookup(id).as_deref() {
-                None => {
-                    return Err(TlsFailure::Refused(format!(
-                        "Cannot find QAuthZ object ID {id}"
-                    )))
-                }
-                Some(Object::Authz(a)) => Authz::is_allowed(a, &dn),
-                Some(_) => {
-                    return Err(TlsFailure::Refused(format!(
-                        "Object '{id}' is not a QAuthZ subclass"
-                    )))
-                }
-            };
-            if !allowed {
-                return Err(TlsFailure::Refused(format!(
-                    "TLS x509 authz check for {dn} is denied"
-                )));
-            }
-        }
+        let leaf = self.conn.peer_certificates().and_then(|c| c.first());
+        let authz = match &self.role {
+            Role::Server {
+                authz: Some((id, store)),
+            } => Some((id.as_str(), store)),
+            _ => None,
+        };
+        let dn = authorize_peer(leaf.map(|c| c.as_ref()), authz)?;
         self.identity = Some(dn);
         Ok(())
     }
@@ -432,4 +409,39 @@ impl TlsSession {
     pub fn send_close_notify(&mut self) {
         self.conn.send_close_notify();
     }
+}
+
+/// QEMU's checks of a verified peer once its handshake is done: it sent a
+/// certificate (`leaf`, DER), the subject DN reads, and `tls-authz` (an id
+/// looked up in a store now, so a replaced object applies) lets that DN
+/// in. Returns the DN; the refusal's text is QEMU's. Used by the socket
+/// chardevs and by the web console.
+pub fn authorize_peer(
+    leaf: Option<&[u8]>,
+    authz: Option<(&str, &ObjectStore)>,
+) -> Result<String, TlsFailure> {
+    let leaf =
+        leaf.ok_or_else(|| TlsFailure::Refused("Verify failed: No certificate was found.".into()))?;
+    let dn = dn::subject_dn(leaf).map_err(|e| TlsFailure::Refused(e.to_string()))?;
+    if let Some((id, store)) = authz {
+        let allowed = match store.lookup(id).as_deref() {
+            None => {
+                return Err(TlsFailure::Refused(format!(
+                    "Cannot find QAuthZ object ID {id}"
+                )))
+            }
+            Some(Object::Authz(a)) => Authz::is_allowed(a, &dn),
+            Some(_) => {
+                return Err(TlsFailure::Refused(format!(
+                    "Object '{id}' is not a QAuthZ subclass"
+                )))
+            }
+        };
+        if !allowed {
+            return Err(TlsFailure::Refused(format!(
+                "TLS x509 authz check for {dn} is denied"
+            )));
+        }
+    }
+    Ok(dn)
 }

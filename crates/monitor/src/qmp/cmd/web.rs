@@ -1,5 +1,5 @@
 //! qchar's web console (an extension): `x-web-start` (arguments `port`,
-//! optional `host`, `token` and `tls-creds`) answers where it listens,
+//! optional `host`, `token`, `tls-creds` and `tls-authz`) answers where it listens,
 //! `{"host": "127.0.0.1", "port": 8080, "token": "...", "url": "http://..."}`;
 //! `x-web-stop` stops it; `x-query-web` answers `{"running": false}` or
 //! `running: true` with the same members as `x-web-start`.
@@ -47,9 +47,10 @@ fn start(ctx: &mut Ctx<'_>, mut args: ObjVisitor<'_>) -> QmpResult<Value> {
         .ok_or_else(|| QmpError::generic("Parameter 'port' is missing"))?;
     let token = args.opt_str("token")?;
     let tls_creds = args.opt_str("tls-creds")?;
+    let tls_authz = args.opt_str("tls-authz")?;
     args.finish()?;
     let s = control(ctx)?
-        .start(host, port, token, tls_creds)
+        .start(host, port, token, tls_creds, tls_authz)
         .map_err(QmpError::Generic)?;
     let mut d = Dict::new();
     status_dict(&s, &mut d);
