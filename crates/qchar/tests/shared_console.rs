@@ -174,6 +174,36 @@ impl Drop for LineChecker {
     }
 }
 
+/// Changes chardev `id` [`CHANGES`] times, the `n`th time to
+/// `backend(n)` (x-writers 1 or 2 in turn: client `a`, the first, always
+/// types). Every 100 changes the guest must have printed more lines to `a`
+/// and `a`'s input must reach it (its echo comes back). Returns the
+/// payloads typed.
+fn change_often(
+    q: &mut Qmp,
+    id: &str,
+    a: &LineChecker,
+    a_input: &mut impl Write,
+    backend: impl Fn(usize) -> Value,
+) -> Vec<String> {
+    let mut echoes_sent = Vec::new();
+    for n in 0..CHANGES {
+        let r = q.cmd("chardev-change", json!({"id": id, "backend": backend(n)}));
+        assert_eq!(r, json!({}));
+        if n % 100 == 0 {
+            let before = a.lines();
+            wait_until("the guest goes on printing", || a.lines() > before + 100);
+            let payload = format!("in{n}");
+            a_input.write_all(payload.as_bytes()).unwrap();
+            wait_until(&format!("the echo of {payload}"), || {
+                a.echoes().contains(&payload)
+            });
+            echoes_sent.push(payload);
+        }
+    }
+    echoes_sent
+}
+
 /// qchar's open descriptors and resident memory (KiB).
 fn usage(pid: u32) -> (usize, u64) {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -248,27 +278,10 @@ fn clients_stay_attached_across_1000_changes_and_a_stalled_one_holds_no_one_back
             > 0
     });
     let baseline = usage(proc.pid());
-    let mut echoes_sent = Vec::new();
     let started = Instant::now();
-    for n in 0..CHANGES {
-        // x-writers 1 or 2: client a (the first) always types.
-        let r = q.cmd(
-            "chardev-change",
-            json!({"id": "con", "backend": spec(&sock, 1 + (n as u64 % 2), HISTORY)}),
-        );
-        assert_eq!(r, json!({}));
-        if n % 100 == 0 {
-            // The guest prints between changes; a's input reaches it.
-            let before = a.lines();
-            wait_until("the guest goes on printing", || a.lines() > before + 100);
-            let payload = format!("in{n}");
-            a_input.write_all(payload.as_bytes()).unwrap();
-            wait_until(&format!("the echo of {payload}"), || {
-                a.echoes().contains(&payload)
-            });
-            echoes_sent.push(payload);
-        }
-    }
+    let echoes_sent = change_often(&mut q, "con", &a, &mut a_input, |n| {
+        spec(&sock, 1 + (n as u64 % 2), HISTORY)
+    });
     let change_time = started.elapsed();
     let end = usage(proc.pid());
 
@@ -460,26 +473,10 @@ fn qemu_console_bridged_to_many_clients_across_1000_changes_and_a_restart() {
         cs.len() == 3 && cs[2]["skipped"].as_u64().unwrap() > 0
     });
     let baseline = usage(proc.pid());
-    let mut echoes_sent = Vec::new();
     let started = Instant::now();
-    for n in 0..CHANGES {
-        // x-writers 1 or 2: client a (the first) always types.
-        let r = q.cmd(
-            "chardev-change",
-            json!({"id": "user", "backend": user_spec(port, 1 + (n as u64 % 2), &log)}),
-        );
-        assert_eq!(r, json!({}));
-        if n % 100 == 0 {
-            let before = a.lines();
-            wait_until("the guest goes on printing", || a.lines() > before + 100);
-            let payload = format!("in{n}");
-            a_input.write_all(payload.as_bytes()).unwrap();
-            wait_until(&format!("the echo of {payload}"), || {
-                a.echoes().contains(&payload)
-            });
-            echoes_sent.push(payload);
-        }
-    }
+    let echoes_sent = change_often(&mut q, "user", &a, &mut a_input, |n| {
+        user_spec(port, 1 + (n as u64 % 2), &log)
+    });
     let change_time = started.elapsed();
     let end = usage(proc.pid());
     let (fds0, rss0) = baseline;
