@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use qchar_chardev::spec::{ChardevBackend, ChardevHostdev};
 use qchar_chardev::{opts, Registry};
-use qchar_testkit::{openpty, require, Prereq};
+use qchar_testkit::{env_num, openpty, require, Prereq};
 use tokio::io::AsyncReadExt;
 
 #[path = "common/relay.rs"]
@@ -49,13 +49,6 @@ const SERVE: &str = "QCHAR_FANOUT_SERVE";
 /// client has one), then for the start marker; the data never holds either.
 const PROBE: u8 = 0xAA;
 const START: u8 = 0xFF;
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Byte `i` of the stream.
 fn pattern(i: usize) -> u8 {

@@ -33,19 +33,12 @@ use qchar_chardev::tls::ObjectOptions;
 use qchar_chardev::{opts, Registry};
 use qchar_testkit::pki::Pki;
 use qchar_testkit::tlspeer::{client_config, TlsClient};
-use qchar_testkit::{connect_unix, require, Prereq};
+use qchar_testkit::{connect_unix, env_num, require, Prereq};
 
 #[path = "common/relay.rs"]
 mod relay;
 
 const CHUNK: usize = 64 * 1024;
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The client side, the same for both relays: writes `total` bytes into
 /// `src` in 64 KiB writes while another thread reads them all from `dst`.

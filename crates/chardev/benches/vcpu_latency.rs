@@ -32,7 +32,7 @@ use qchar_chardev::spec::{
     ChardevBackend, ChardevCommon, ChardevHostdev, ChardevSocket, SocketAddressLegacy,
 };
 use qchar_chardev::{CharFrontend, FrontendHandlers, Registry, SerialIoctl};
-use qchar_testkit::{mkfifo, openpty};
+use qchar_testkit::{env_num, mkfifo, openpty};
 
 /// Time between two calls of the "vCPU".
 const PACE: Duration = Duration::from_micros(10);
@@ -170,13 +170,6 @@ fn drive(fe: &CharFrontend, calls: usize, modem: bool) -> (Samples, Samples, (u6
     }
     let after = switches();
     (w, m, (after.0 - before.0, after.1 - before.1))
-}
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn main() {

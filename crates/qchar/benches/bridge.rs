@@ -24,16 +24,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use qchar_testkit::{connect_unix, require, Prereq};
+use qchar_testkit::{connect_unix, env_num, require, Prereq};
 
 const CHUNK: usize = 64 * 1024;
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 struct Proc(Child);
 
@@ -155,7 +148,7 @@ fn round_trips(mut vm: UnixStream, mut user: UnixStream, n: usize) -> Vec<Durati
 }
 
 fn pct_us(v: &[Duration], p: f64) -> f64 {
-    v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e6
+    qchar_testkit::percentile(v, p).as_secs_f64() * 1e6
 }
 
 fn main() {

@@ -21,17 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use qchar_testkit::{require, Prereq};
+use qchar_testkit::{env_num, percentile, require, Prereq};
 
 const LINE_LEN: u64 = 23; // "qchar-demo NNNNNNNNNN\r\n"
 const WAIT: Duration = Duration::from_secs(300);
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 struct Qmp {
     r: BufReader<UnixStream>,
@@ -255,10 +248,6 @@ fn change_latency(vmm: &Vmm, dir: &Path, image: &Path, changes: u64) -> Vec<Dura
     out
 }
 
-fn pct(v: &[Duration], p: f64) -> Duration {
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
 fn kib(r: f64) -> String {
     format!("{:.1} KiB/s", r / 1024.0)
 }
@@ -321,11 +310,11 @@ fn main() {
             "{name:6} file {:>14}  unix socket {:>14}  chardev-change median {:?} p99 {:?} max {:?}",
             kib(f),
             kib(s),
-            pct(&l, 0.5),
-            pct(&l, 0.99),
+            percentile(&l, 0.5),
+            percentile(&l, 0.99),
             l[l.len() - 1]
         );
-        results.push((f, s, pct(&l, 0.5)));
+        results.push((f, s, percentile(&l, 0.5)));
     }
     if results.len() == 2 {
         let (a, b) = (results[0], results[1]);

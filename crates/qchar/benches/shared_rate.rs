@@ -17,19 +17,12 @@ mod common;
 use std::time::Duration;
 
 use common::{argv, p, shared, tempdir, Proc, Qmp};
-use qchar_testkit::{require, Prereq};
+use qchar_testkit::{env_num, require, Prereq};
 use serde_json::{json, Value};
 
 /// The console's history: more than a new client's socket buffers hold, so
 /// a new client that reads nothing stalls at once.
 const HISTORY: u64 = 256 << 10;
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     if !require(Prereq::Kvm) {

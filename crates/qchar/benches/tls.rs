@@ -32,16 +32,9 @@ use std::time::{Duration, Instant};
 
 use qchar_testkit::pki::{Pki, CLIENT_DN};
 use qchar_testkit::tlspeer::{client_config, server_config, Tls, TlsClient};
-use qchar_testkit::{require, wait_for, Prereq};
+use qchar_testkit::{env_num, percentile, require, wait_for, Prereq};
 
 const LINE_LEN: u64 = 23; // "qchar-demo NNNNNNNNNN\r\n"
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 struct Proc(Child);
 
@@ -216,10 +209,6 @@ fn handshakes(vmm: Vmm, pki: &Pki, n: u64) -> Vec<Duration> {
     out
 }
 
-fn pct(v: &[Duration], p: f64) -> Duration {
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
@@ -253,15 +242,15 @@ fn main() {
         println!(
             "{:6} handshake median {:.0} us  p99 {:.0} us  max {:.0} us",
             vmm.name(),
-            us(pct(&h, 0.5)),
-            us(pct(&h, 0.99)),
+            us(percentile(&h, 0.5)),
+            us(percentile(&h, 0.99)),
             us(h[h.len() - 1])
         );
         println!(
             "RESULT tls_handshake {} p50_us={:.1} p99_us={:.1}",
             vmm.name(),
-            us(pct(&h, 0.5)),
-            us(pct(&h, 0.99))
+            us(percentile(&h, 0.5)),
+            us(percentile(&h, 0.99))
         );
     }
     if !require(Prereq::Kvm) {

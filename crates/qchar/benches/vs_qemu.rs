@@ -35,18 +35,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use qchar_testkit::{require, Prereq};
+use qchar_testkit::{env_num, require, Prereq};
 
 const WAIT: Duration = Duration::from_secs(60);
 /// How long the bench keeps a connect hanging before it lets it fail.
 const HANG: Duration = Duration::from_secs(2);
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The QMP client both VMMs get.
 struct Qmp {
@@ -176,7 +169,7 @@ fn rss_kib(p: &Proc) -> u64 {
 }
 
 fn pct(v: &[Duration], p: f64) -> f64 {
-    v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e6
+    qchar_testkit::percentile(v, p).as_secs_f64() * 1e6
 }
 
 fn round_trip(vmm: Vmm, dir: &Path, n: u64) -> (f64, f64) {

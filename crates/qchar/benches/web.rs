@@ -30,15 +30,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use qchar_testkit::webdriver::ChromeDriver;
-use qchar_testkit::{require, wait_for, Prereq};
+use qchar_testkit::{env_num, require, wait_for, Prereq};
 use serde_json::json;
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// qchar, killed on drop.
 struct Qchar(Child);

@@ -28,6 +28,20 @@ pub const WAIT: Duration = Duration::from_secs(60);
 /// Longest pause between two polls.
 const MAX_BACKOFF: Duration = Duration::from_millis(10);
 
+/// A benchmark's size from the environment variable `name`, or `default`
+/// when it is unset or does not parse.
+pub fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The `p` quantile (0 to 1) of sorted durations, nearest rank.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
 /// Polls `cond` until it holds; panics naming `what` after [`WAIT`].
 #[track_caller]
 pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
