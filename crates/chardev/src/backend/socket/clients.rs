@@ -26,13 +26,16 @@
 //! [`MAX_REFUSING`] such handshakes at once, each bounded by
 //! [`crate::tls::HANDSHAKE_TIMEOUT`]; beyond that the oldest is closed
 //! untold). A client still shaking hands (TLS, websocket) holds its place
-//! until a client comes that would be one too many: the oldest still
-//! shaking hands is then closed and the new one takes its place, so
-//! clients that connect and stall never keep others out.
+//! until a client comes that would be one too many: if the oldest still
+//! shaking hands has been at it for [`HANDSHAKE_GRACE`], it is closed and
+//! the new one takes its place, so clients that connect and stall keep
+//! others out for a second at most, and a stray connect does not end a
+//! real client's handshake.
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 
@@ -56,6 +59,10 @@ const CLIENT_SNDBUF: usize = 64 * 1024;
 pub(super) const TOO_MANY: &str = "qchar: too many clients\r\n";
 /// Most refused TLS clients shaking hands at once, to be told why.
 const MAX_REFUSING: usize = 16;
+/// How long a client may shake hands (TLS, websocket) before a client
+/// that would be one too many takes its place: far more than a real
+/// handshake takes, far less than its deadline.
+pub(super) const HANDSHAKE_GRACE: Duration = Duration::from_secs(1);
 
 /// The marker line a client that skipped ahead is sent before the rest.
 #[derive(Default)]
@@ -120,6 +127,8 @@ pub(super) struct Client {
     pub(super) conn: Conn,
     pub(super) client: u64,
     pub(super) peer: String,
+    /// When it connected (its handshake began).
+    since: Instant,
     /// It reported `Opened` (its handshake is done): it is served.
     active: bool,
     writer: bool,
@@ -140,6 +149,7 @@ impl Client {
             conn,
             client,
             peer,
+            since: Instant::now(),
             active: false,
             writer: false,
             pos: 0,
@@ -291,16 +301,27 @@ impl Clients {
     pub(super) fn accept(&mut self, fd: OwnedFd, setup: &ConnSetup) {
         let peer = peer_of(&fd);
         if self.list.len() >= self.max {
-            // A client still shaking hands gives its place up to a new one:
-            // clients that connect and stall (TLS, websocket) cannot keep
-            // others out for the handshake's whole deadline.
-            if let Some(i) = self.list.iter().position(|c| !c.active) {
+            // A client still shaking hands after HANDSHAKE_GRACE gives its
+            // place up to a new one: clients that connect and stall (TLS,
+            // websocket) cannot keep others out for the handshake's whole
+            // deadline, and a connect that comes while a real client shakes
+            // hands (a port scan, a health check) does not end it.
+            let now = Instant::now();
+            if let Some(i) = self
+                .list
+                .iter()
+                .position(|c| !c.active && now.duration_since(c.since) >= HANDSHAKE_GRACE)
+            {
                 let c = self.list.remove(i);
+                if i < self.next_input {
+                    self.next_input -= 1;
+                }
                 log::warn!(
-                    "chardev '{}': client {} ({}) closed: still shaking hands when {peer} came and there are {} clients (x-clients)",
+                    "chardev '{}': client {} ({}) closed: still shaking hands after {} ms when {peer} came and there are {} clients (x-clients)",
                     self.id(),
                     c.client,
                     c.peer,
+                    now.duration_since(c.since).as_millis(),
                     self.max
                 );
                 c.conn.close();
