@@ -434,7 +434,10 @@ impl Conn {
     /// `first` for the first byte), the peer closes, or `limit` passes.
     /// Output beyond [`READ_CAP`] is read and dropped: the bytes kept end
     /// exactly there, followed by [`CUT_MARK`], so two sides that stream
-    /// the same bytes compare equal wherever their writes were split.
+    /// the same bytes compare equal wherever their writes were split. A
+    /// cut output is drained until it is idle for up to [`DRAIN_LIMITS`]
+    /// times `limit`, so that the next read does not start inside it at a
+    /// point that depends on the sides' speed.
     pub fn bytes_until_idle(
         &mut self,
         first: Duration,
@@ -454,7 +457,8 @@ impl Conn {
         };
         loop {
             let wait = if got_any { idle } else { first };
-            let until = (last + wait).min(start + limit);
+            let end_by = start + if cut { limit * DRAIN_LIMITS } else { limit };
+            let until = (last + wait).min(end_by);
             let r = self.fill(until);
             if self.buf.len() > READ_CAP {
                 // A side that streams (a key burst echoed without end):
@@ -481,6 +485,11 @@ impl Conn {
 
 /// Most bytes one read of a side's output keeps (the rest is dropped).
 const READ_CAP: usize = 4 << 20;
+
+/// How many times its limit a read cut at [`READ_CAP`] may go on draining
+/// a side that still streams (a 4,095-byte line typed key by key echoes
+/// about 50 MB; a debug build may take a while to write it).
+const DRAIN_LIMITS: u32 = 6;
 
 /// What follows the bytes kept of an output cut at [`READ_CAP`].
 pub const CUT_MARK: &[u8] = b"\n[difffuzz: output cut at 4 MiB]\n";
@@ -536,11 +545,12 @@ mod tests {
             });
             let (out, end) = conn.bytes_until_idle(
                 Duration::from_secs(10),
-                Duration::from_millis(500),
+                Duration::from_secs(3),
                 Duration::from_secs(30),
             );
             let b = writer.join().unwrap();
             assert_eq!(end, ReadEnd::Quiet);
+            assert_eq!(out.len(), READ_CAP + CUT_MARK.len(), "pieces of {piece}");
             assert_eq!(&out[..READ_CAP], &data[..READ_CAP]);
             assert_eq!(&out[READ_CAP..], CUT_MARK);
             // Nothing of the stream is left for the next read.
