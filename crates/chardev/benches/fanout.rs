@@ -327,7 +327,7 @@ fn main() {
     let rounds = if quick {
         1
     } else {
-        env_num("QCHAR_FANOUT_ROUNDS", 3).max(1)
+        env_num::<usize>("QCHAR_FANOUT_ROUNDS", 3).max(1)
     };
     let total = mib << 20;
     let dir = tempfile::tempdir().unwrap();
@@ -335,7 +335,7 @@ fn main() {
     let mut peers = vec![Peer::Qchar];
     if ser2net {
         peers.push(Peer::Ser2net);
-        if env_num("QCHAR_FANOUT_SER2NET_DEFAULTS", 0) == 1 {
+        if env_num::<usize>("QCHAR_FANOUT_SER2NET_DEFAULTS", 0) == 1 {
             peers.push(Peer::Ser2netDefaults);
         }
     }

@@ -159,7 +159,7 @@ fn main() {
     } else {
         (
             env_num("QCHAR_BRIDGE_MIB", 512),
-            env_num("QCHAR_BRIDGE_ROUNDS", 3).max(1),
+            env_num::<usize>("QCHAR_BRIDGE_ROUNDS", 3).max(1),
             env_num("QCHAR_BRIDGE_PINGS", 20000),
         )
     };

@@ -34,7 +34,7 @@ fn main() {
         (1, 100)
     } else {
         (
-            env_num("QCHAR_SHARED_PAIRS", 31) as usize,
+            env_num::<usize>("QCHAR_SHARED_PAIRS", 31),
             env_num("QCHAR_SHARED_WINDOW_MS", 1000),
         )
     };

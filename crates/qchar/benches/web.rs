@@ -136,8 +136,8 @@ fn main() {
     if !require(Prereq::Kvm) || !require(Prereq::Chromium) {
         return;
     }
-    let keys = env_num("QCHAR_BENCH_KEYS", 50);
-    let rounds = env_num("QCHAR_BENCH_ROUNDS", 4);
+    let keys = env_num::<usize>("QCHAR_BENCH_KEYS", 50);
+    let rounds = env_num::<usize>("QCHAR_BENCH_ROUNDS", 4);
     let dir = tempfile::Builder::new()
         .prefix("qchar-bench-web")
         .tempdir()
