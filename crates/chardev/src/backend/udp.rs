@@ -91,13 +91,15 @@ impl UdpBackend {
         };
         let local = match &spec.local {
             Some(l) => {
-                let l = inet(l)?;
-                let all = resolve(l, true)?;
-                // Same family as the remote end.
-                all.iter()
-                    .find(|a| a.is_ipv4() == dest.is_ipv4())
-                    .or(all.first())
-                    .copied()
+                // As QEMU: the local end is looked up in the remote end's
+                // family, whatever its own ipv4/ipv6 say (`localaddr=0.0.0.0`
+                // with an IPv6 remote is an address resolution error).
+                let in_family = InetSocketAddress {
+                    ipv4: Some(dest.is_ipv4()),
+                    ipv6: Some(dest.is_ipv6()),
+                    ..inet(l)?.clone()
+                };
+                resolve(&in_family, true)?.first().copied()
             }
             None => None,
         };
