@@ -237,9 +237,14 @@ pub enum SerialSource {
     Existing(String),
 }
 
-/// A `-serial` (or the default serial), in order; `none` is left out.
+/// A `-serial` (or the default serial), in order; `none` is left out but
+/// keeps its place, as in QEMU: `-serial none -serial X` makes X `serial1`,
+/// on COM2.
 #[derive(Debug)]
 pub struct SerialReq {
+    /// Its place among the `-serial` options (`none` counted): the N of
+    /// `serialN` and of its UART.
+    pub index: usize,
     /// The option as typed (`None` for the default serial).
     pub loc: Option<String>,
     /// The DEV string as given (QEMU quotes it in its error).
@@ -1475,13 +1480,14 @@ impl Scan {
                 let _ = self.monitor_parse(None, "null", MonMode::Readline);
             }
         }
-        let mut n = 0;
-        for (loc, dev) in std::mem::take(&mut self.serial_args) {
+        for (index, (loc, dev)) in std::mem::take(&mut self.serial_args)
+            .into_iter()
+            .enumerate()
+        {
             if dev == "none" {
                 continue;
             }
-            let label = format!("serial{n}");
-            n += 1;
+            let label = format!("serial{index}");
             let l = loc.as_deref();
             let connect = format!("could not connect serial device to character backend '{dev}'");
             // QEMU makes the chardev in the same option list as -chardev's.
@@ -1502,7 +1508,12 @@ impl Scan {
                 Err(OptsError::CompatSyntax(_)) => Err(Diag::at(l, connect)),
                 Err(e) => Err(Diag::opts(l, &e).then(l, connect)),
             };
-            self.cfg.serials.push(SerialReq { loc, dev, source });
+            self.cfg.serials.push(SerialReq {
+                index,
+                loc,
+                dev,
+                source,
+            });
         }
     }
 }

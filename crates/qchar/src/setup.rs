@@ -426,7 +426,8 @@ fn setup_on(
     }
 
     // 5. Serial chardevs.
-    let mut serial_hds: Vec<(Option<String>, String)> = Vec::new();
+    // (option, chardev, index among the -serial options)
+    let mut serial_hds: Vec<(Option<String>, String, usize)> = Vec::new();
     for s in &cfg.serials {
         let loc = s.loc.as_deref();
         let connect = format!(
@@ -456,13 +457,13 @@ fn setup_on(
                     web.note_frontend(&options.id, "HMP monitor");
                     monitor_fes.push((fe, MonMode::Readline, false));
                 }
-                serial_hds.push((s.loc.clone(), options.id.clone()));
+                serial_hds.push((s.loc.clone(), options.id.clone(), s.index));
             }
             SerialSource::Existing(id) => {
                 if !reg.contains(&id) {
                     return Err(diag(loc, connect));
                 }
-                serial_hds.push((s.loc.clone(), id));
+                serial_hds.push((s.loc.clone(), id, s.index));
             }
         }
     }
@@ -472,12 +473,15 @@ fn setup_on(
     let mut isa_index = 0usize;
     // QEMU's empty machine leaves the serial chardevs without a device.
     let serial_uarts = if cfg.machine_none { 0 } else { MAX_ISA_SERIAL };
-    for (loc, id) in serial_hds.iter().take(serial_uarts) {
+    // As QEMU's: the serial at index N (a `-serial none` holds its index)
+    // is COM(N+1); `-device isa-serial` without an index then counts on
+    // from the number of ports made.
+    for (loc, id, index) in serial_hds.iter().filter(|s| s.2 < serial_uarts) {
         let fe = reg
             .attach(id)
             .map_err(|e| diag(loc.as_deref(), e.to_string()))?;
-        let port = ComPort::standard(isa_index).expect("index below MAX_ISA_SERIAL");
-        web.note_frontend(id, &format!("isa-serial COM{}", isa_index + 1));
+        let port = ComPort::standard(*index).expect("index below MAX_ISA_SERIAL");
+        web.note_frontend(id, &format!("isa-serial COM{}", index + 1));
         isa_index += 1;
         ports.push(PortPlan {
             loc: loc.clone(),

@@ -167,10 +167,13 @@ fn serial_labels_and_sources() {
         "-serial",
         "mon:stdio",
     ]);
+    // `none` keeps its place (QEMU 7.2: serial1 on COM2, and so on).
     assert_eq!(c.serials.len(), 3);
+    let indexes: Vec<usize> = c.serials.iter().map(|s| s.index).collect();
+    assert_eq!(indexes, [1, 2, 3]);
     match &c.serials[0].source {
         Ok(SerialSource::New { options, monitor }) => {
-            assert_eq!(options.id, "serial0");
+            assert_eq!(options.id, "serial1");
             assert!(!monitor);
         }
         other => panic!("{other:?}"),
@@ -178,7 +181,7 @@ fn serial_labels_and_sources() {
     assert_eq!(c.serials[1].source, Ok(SerialSource::Existing("c".into())));
     match &c.serials[2].source {
         Ok(SerialSource::New { options, monitor }) => {
-            assert_eq!(options.id, "serial2");
+            assert_eq!(options.id, "serial3");
             assert!(options.mux && *monitor);
             assert!(uses_stdio(options));
         }
