@@ -44,13 +44,14 @@ fn resolve(i: &InetSocketAddress, passive: bool) -> Result<Vec<std::net::SocketA
     } else {
         i.host.as_str()
     };
+    let (ipv4_only, ipv6_only) = qemu_family(i.ipv4, i.ipv6, host);
     net::resolve(
         host,
         &i.port,
         libc::SOCK_DGRAM,
         passive,
-        i.ipv4.unwrap_or(false),
-        i.ipv6.unwrap_or(false),
+        ipv4_only,
+        ipv6_only,
     )
     .map_err(|m| {
         // QEMU names an empty remote host `localhost` and prints an empty
@@ -67,6 +68,19 @@ fn resolve(i: &InetSocketAddress, passive: bool) -> Result<Vec<std::net::SocketA
         };
         ChardevError::Invalid(format!("address resolution failed for {host}:{port}: {m}"))
     })
+}
+
+/// The address family QEMU looks a datagram address up in, from its
+/// `ipv4`/`ipv6` flags, as `net::resolve`'s (IPv4 only, IPv6 only): one flag
+/// off means the other family (`ipv6: false` is IPv4 only, so `::1` does
+/// not resolve); both on is either family for a host, IPv6 for none.
+fn qemu_family(ipv4: Option<bool>, ipv6: Option<bool>, host: &str) -> (bool, bool) {
+    match (ipv4, ipv6) {
+        (Some(true), Some(true)) => (false, host.is_empty()),
+        (_, Some(true)) | (Some(false), _) => (false, true),
+        (Some(true), _) | (_, Some(false)) => (true, false),
+        (None, None) => (false, false),
+    }
 }
 
 impl UdpBackend {
