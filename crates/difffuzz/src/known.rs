@@ -463,9 +463,11 @@ pub const RULES: &[Rule] = &[
     Rule {
         status: Status::Intended,
         id: "udp-local-not-inet",
-        what: "a udp chardev whose local address is not inet is refused; QEMU reads it as an inet address (the path as host)",
+        what: "a udp chardev whose local address is not inet is refused; QEMU reads it as an inet address (the path, or a vsock cid, as host)",
         matches: |d| {
-            has(d.qchar, "socket type unsupported for datagram") && has(d.qemu, "address resolution failed for")
+            has(d.qchar, "socket type unsupported for datagram")
+                && (has(d.qemu, "address resolution failed for")
+                    || has(d.qemu, "Failed to bind socket"))
         },
     },
     Rule {
