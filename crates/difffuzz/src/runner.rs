@@ -62,6 +62,9 @@ struct LiveSide {
     obs: Conn,
     ctx: SideCtx,
     baseline_state: Vec<u8>,
+    /// What its directory held once started (its monitors' sockets, its
+    /// null device): anything else an input left there is removed.
+    baseline_files: Vec<std::ffi::OsString>,
     sync: u64,
 }
 
@@ -186,9 +189,11 @@ impl LiveSide {
             obs,
             ctx,
             baseline_state: Vec::new(),
+            baseline_files: Vec::new(),
             sync: seq,
         };
         s.baseline_state = observe(&mut s.obs, &mut s.sync, &s.ctx).map_err(named)?;
+        s.baseline_files = dir_entries(&s.ctx.dir);
         Ok(s)
     }
 
@@ -379,6 +384,16 @@ impl LiveSide {
         if !self.clean_objects() {
             return false;
         }
+        // Files an input made (a log, a file chardev's output): the two
+        // sides may differ there on purpose (an intended difference, such
+        // as a log QEMU creates before refusing), and the next input must
+        // not find them.
+        for name in dir_entries(&self.ctx.dir) {
+            if !self.baseline_files.contains(&name) {
+                let p = std::path::Path::new(&self.ctx.dir).join(&name);
+                let _ = std::fs::remove_file(&p).or_else(|_| std::fs::remove_dir_all(&p));
+            }
+        }
         let drain =
             "{\"execute\": \"ringbuf-read\", \"arguments\": {\"device\": \"r0\", \"size\": 65536}}";
         if obs_cmd(&mut self.obs, &mut self.sync, drain).is_err() {
@@ -406,6 +421,13 @@ impl LiveSide {
             }
         }
     }
+}
+
+/// The names in directory `dir` (none if it cannot be read).
+fn dir_entries(dir: &str) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect())
+        .unwrap_or_default()
 }
 
 impl Live {
