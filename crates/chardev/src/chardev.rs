@@ -365,6 +365,7 @@ impl Chardev {
         let mut st = self.state();
         let st = &mut *st;
         let be_open = st.be_open;
+        let announces = h.as_ref().is_some_and(|h| h.announces());
         if let Some(Some(slot)) = st.frontends.get_mut(tag) {
             if slot.gen == gen {
                 slot.hotswap = h.as_ref().is_some_and(|h| h.supports_hotswap());
@@ -376,9 +377,21 @@ impl Chardev {
                     // the focus; the events go out from the I/O task.
                     st.focus_to = Some(tag);
                 }
-                if slot.fe_open {
+                if slot.fe_open && announces {
                     st.inst.backend.handlers_set();
                 }
+            }
+        }
+        self.kick();
+    }
+
+    /// See [`crate::CharFrontend::announce_handlers`].
+    pub(crate) fn announce_handlers(&self, tag: usize, gen: u64) {
+        let mut st = self.state();
+        let st = &mut *st;
+        if let Some(Some(slot)) = st.frontends.get(tag) {
+            if slot.gen == gen && slot.handlers.is_some() {
+                st.inst.backend.handlers_set();
             }
         }
         self.kick();

@@ -61,6 +61,14 @@ pub trait FrontendHandlers: Send + 'static {
     /// Output space is free again after a [`CharFrontend::write`] came back
     /// short.
     fn write_ready(&mut self) {}
+
+    /// Whether registering these handlers counts as a frontend setting its
+    /// handlers on the chardev (QEMU's `chr_update_read_handler`, which
+    /// opens a mux's base). A mux's link to its base does not: as in QEMU,
+    /// the base hears of it only once a frontend sets handlers on the mux.
+    fn announces(&self) -> bool {
+        true
+    }
 }
 
 /// Counters a frontend keeps (a UART's bytes, overruns, FIFO clears),
@@ -172,6 +180,13 @@ impl CharFrontend {
     /// Marks the frontend open or closed (`frontend-open` in `query-chardev`).
     pub fn set_open(&self, open: bool) {
         self.cd.set_fe_open(self.tag, self.gen, open);
+    }
+
+    /// Tells the chardev that handlers which did not announce themselves
+    /// ([`FrontendHandlers::announces`]) now count: a mux whose own
+    /// frontend set its handlers.
+    pub(crate) fn announce_handlers(&self) {
+        self.cd.announce_handlers(self.tag, self.gen);
     }
 
     /// Whether the backend currently has a peer.

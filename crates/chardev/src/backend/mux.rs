@@ -131,6 +131,10 @@ impl FrontendHandlers for MuxHandlers {
         let w = lock(&self.shared).writer.take();
         wake(w);
     }
+
+    fn announces(&self) -> bool {
+        false
+    }
 }
 
 /// The `mux` backend. See the module documentation.
@@ -388,6 +392,8 @@ impl Backend for MuxBackend {
 
     fn handlers_set(&mut self) {
         self.base.set_open(true);
+        // A mux under this one (`mux=on` over a mux) opens its base now.
+        self.base.announce_handlers();
     }
 
     fn filename(&self) -> String {
