@@ -245,8 +245,11 @@ fn mux_keys_paste_and_resize_in_the_page() {
     let t = Term::open(&a, &base, "char0", "scrollback=1000000");
     t.wait_line("the guest's lines", |l| l == demo_line(50));
 
-    // Ctrl-a c: the monitor gets the keys; it answers a command.
-    a.ctrl("a");
+    // Ctrl-a c: the monitor gets the keys; it answers a command. The guest
+    // is stopped meanwhile: its output goes to the mux's base whatever has
+    // the focus, and could cut the answer's line (as in QEMU).
+    q.cmd("stop", Value::Null);
+    t.ctrl("a");
     t.type_text("c");
     t.type_text(&format!("info chardev{ENTER}"));
     t.wait_line("info chardev's answer", |l| {
@@ -254,7 +257,8 @@ fn mux_keys_paste_and_resize_in_the_page() {
     });
     t.wait_line("the monitor's prompt", |l| l.contains("(qemu) "));
     // Ctrl-a c again: back to the guest, which echoes.
-    a.ctrl("a");
+    q.cmd("cont", Value::Null);
+    t.ctrl("a");
     t.type_text("c");
     t.type_text(&format!("typed{ENTER}"));
     t.wait_echo("the guest's echo after Ctrl-a c", b"typed\r");

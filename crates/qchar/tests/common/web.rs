@@ -117,6 +117,13 @@ impl<'a> Term<'a> {
         self.b.send_keys(&el, text);
     }
 
+    /// Types Ctrl and `key` into the terminal's input element, as
+    /// [`Term::type_text`] types (so the element has the focus; key actions
+    /// on their own go to whatever has it).
+    pub fn ctrl(&self, key: &str) {
+        self.type_text(&format!("\u{E009}{key}\u{E000}"));
+    }
+
     /// Pastes `text` as the browser does on Ctrl-V: a `paste` event with
     /// the text as clipboard data, on xterm's input element.
     pub fn paste(&self, text: &str) {
