@@ -47,20 +47,7 @@ fn main() {
     );
     let mut proc = Proc::qchar(&argv(&line, d), d);
     let mut q = Qmp::connect(&p(d, "qmp"));
-    let all = q.cmd("query-chardev", Value::Null);
-    let f = all.as_array().unwrap()[0]["filename"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let port: u16 = f
-        .split(",server=on")
-        .next()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let port = shared::tcp_port(&mut q, "con");
     // One client reads everything, as a user's terminal would.
     let reader = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let drain = std::thread::spawn(move || {

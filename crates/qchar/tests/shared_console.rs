@@ -436,7 +436,7 @@ fn qemu_console_bridged_to_many_clients_across_1000_changes_and_a_restart() {
     wait_until("qchar connected to QEMU's serial socket", || {
         guest(&mut qemu)
     });
-    let port = tcp_port(&mut q, "user");
+    let port = shared::tcp_port(&mut q, "user");
     let a_stream = tcp_client(port);
     let mut a_input = a_stream.try_clone().unwrap();
     let a = LineChecker::across_restarts(a_stream, "a");
@@ -770,7 +770,7 @@ fn a_stalled_client_does_not_slow_the_guest() {
     );
     let mut proc = Proc::qchar(&argv(&line, d), d);
     let mut q = Qmp::connect(&p(d, "qmp"));
-    let port = tcp_port(&mut q, "con");
+    let port = shared::tcp_port(&mut q, "con");
     let reader = LineChecker::new(tcp_client(port), "reader");
     wait_until("the reader is served", || {
         shared::clients(&mut q, "con").len() == 1
@@ -804,28 +804,6 @@ fn a_stalled_client_does_not_slow_the_guest() {
 }
 
 /// The port of TCP server chardev `id`, from `query-chardev`.
-fn tcp_port(q: &mut Qmp, id: &str) -> u16 {
-    let all = q.cmd("query-chardev", Value::Null);
-    let f = all
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["label"] == id)
-        .unwrap()["filename"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    // disconnected:tcp:127.0.0.1:PORT,server=on
-    f.split(",server=on")
-        .next()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 fn tcp_client(port: u16) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();

@@ -10,6 +10,29 @@ use serde_json::Value;
 
 use super::Qmp;
 
+/// The TCP port of socket server chardev `id` (picked with `port=0`), from
+/// its `query-chardev` filename (`disconnected:tcp:127.0.0.1:PORT,server=on`).
+pub fn tcp_port(q: &mut Qmp, id: &str) -> u16 {
+    let all = q.cmd("query-chardev", Value::Null);
+    let f = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["label"] == id)
+        .unwrap()["filename"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    f.split(",server=on")
+        .next()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// A client of the console on `port` that reads nothing, with a receive
 /// buffer as small as the kernel allows, so that it stalls as soon as the
 /// history it is sent first fills the few kilobytes between it and qchar.
