@@ -102,19 +102,26 @@ impl Ring {
         self.start = self.start.max(self.head.saturating_sub(self.cap as u64));
     }
 
+    /// The newest `max` bytes kept, oldest first.
+    fn newest(&self, max: usize) -> Vec<u8> {
+        let n = ((self.head - self.start) as usize).min(max);
+        let mut out = Vec::with_capacity(n);
+        let mut off = self.head - n as u64;
+        while off < self.head {
+            let s = self.slice_at(off);
+            out.extend_from_slice(s);
+            off += s.len() as u64;
+        }
+        out
+    }
+
     /// Keeps the newest `cap` bytes in a new buffer of that capacity.
     fn resize(&mut self, cap: usize) {
         if cap == self.cap {
             return;
         }
-        let kept = ((self.head - self.start) as usize).min(cap);
-        let mut buf = Vec::with_capacity(kept);
-        let mut off = self.head - kept as u64;
-        while off < self.head {
-            let s = self.slice_at(off);
-            buf.extend_from_slice(s);
-            off += s.len() as u64;
-        }
+        let buf = self.newest(cap);
+        let kept = buf.len();
         self.buf = buf;
         self.cap = cap;
         self.origin = self.head - kept as u64;
@@ -184,16 +191,7 @@ impl History {
 
     /// The newest `max` bytes kept, oldest first, without consuming them.
     pub fn tail(&self, max: usize) -> Vec<u8> {
-        let r = self.lock();
-        let n = ((r.head - r.start) as usize).min(max);
-        let mut out = Vec::with_capacity(n);
-        let mut off = r.head - n as u64;
-        while off < r.head {
-            let s = r.slice_at(off);
-            out.extend_from_slice(s);
-            off += s.len() as u64;
-        }
-        out
+        self.lock().newest(max)
     }
 
     /// Copies bytes from `*pos` into `buf` and moves `*pos` past them; see
